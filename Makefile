@@ -1,0 +1,43 @@
+# Two commands matter: `make demo` and `make test`. Each creates .venv and installs everything first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU hosts get the local CPU build of torch; an unpinned torch would pull several GB of CUDA wheels.
+TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
+
+.PHONY: setup demo test lint proto proto-check bench gpu-check clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/prfaas demo
+
+test: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py --check
+	$(BIN)/ruff check .
+	# pytest exits 5 when it collects no tests; treat that as success.
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -ra; rc=$$?; [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check prfaas tests scripts
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+bench: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/prfaas bench model --preset small --json
+
+gpu-check:
+	bash scripts/gpu_check.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
