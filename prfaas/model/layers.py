@@ -1,0 +1,205 @@
+"""The hybrid model's layers, each with a fast prefill path, a batched decode path and a reference.
+
+Read top to bottom: RMSNorm → GatedDeltaNet (linear attention) → FullAttention (GQA + RoPE) → MLP.
+Layers never touch the cache objects: the model (hybrid.py) reads states/KV out of `HybridCache`,
+passes tensors in, and writes the returned states back, so cache ownership stays in one place.
+Projections run in the model dtype; the GDN core, its conv and all state stay in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prfaas.model.config import HybridConfig
+from prfaas.model.ops.attention import (
+    causal_attention_ref,
+    paged_decode_attention,
+    prefill_attention,
+    write_kv,
+)
+from prfaas.model.ops.linear_attn import (
+    causal_conv_prefill,
+    causal_conv_ref,
+    causal_conv_update,
+    chunk_gated_delta_rule,
+    recurrent_gated_delta_rule_ref,
+    recurrent_gated_delta_rule_step,
+)
+from prfaas.model.ops.rope import apply_rope
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the last dim, computed in fp32 and cast back to the input dtype."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * self.weight.float()).to(x.dtype)
+
+
+class GatedDeltaNet(nn.Module):
+    """Gated DeltaNet mixer (hybrid_model.md §2.1): conv → L2-norm q/k → gated delta rule → gated norm."""
+
+    def __init__(self, c: HybridConfig) -> None:
+        super().__init__()
+        self.c = c
+        d, hv, dv = c.d_model, c.gdn_num_v_heads, c.gdn_head_v_dim
+        self.in_qkv = nn.Linear(d, c.conv_dim, bias=False)
+        self.in_z = nn.Linear(d, hv * dv, bias=False)
+        self.in_b = nn.Linear(d, hv, bias=False)
+        self.in_a = nn.Linear(d, hv, bias=False)
+        # Depthwise conv taps [conv_dim, K], oldest input first.
+        self.conv_weight = nn.Parameter(torch.empty(c.conv_dim, c.conv_kernel))
+        self.A_log = nn.Parameter(torch.empty(hv))
+        self.dt_bias = nn.Parameter(torch.empty(hv))
+        self.out_norm = RMSNorm(dv, c.rms_eps)
+        self.out_proj = nn.Linear(hv * dv, d, bias=False)
+
+    def _core_inputs(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Post-conv activations y [N, conv_dim] (fp32) and normed input h [N, d] ->
+        q, k [N, H_v, d_k] (normalised, q scaled, repeated for GVA), v [N, H_v, d_v], beta, g [N, H_v].
+        Prefill and decode share this so q/k-norm and gates are computed identically."""
+        c = self.c
+        N = y.shape[0]
+        y = F.silu(y)
+        nk = c.gdn_num_k_heads * c.gdn_head_k_dim
+        q = y[:, :nk].reshape(N, c.gdn_num_k_heads, c.gdn_head_k_dim)
+        k = y[:, nk : 2 * nk].reshape(N, c.gdn_num_k_heads, c.gdn_head_k_dim)
+        v = y[:, 2 * nk :].reshape(N, c.gdn_num_v_heads, c.gdn_head_v_dim)
+        q = F.normalize(q, dim=-1) * c.gdn_head_k_dim**-0.5
+        k = F.normalize(k, dim=-1)
+        group = c.gdn_num_v_heads // c.gdn_num_k_heads
+        if group > 1:
+            q = q.repeat_interleave(group, dim=1)
+            k = k.repeat_interleave(group, dim=1)
+        beta = torch.sigmoid(self.in_b(h).float())
+        # Log-space decay g = -exp(A_log) * softplus(a + dt_bias) <= 0, in fp32.
+        g = -self.A_log.float().exp() * F.softplus(self.in_a(h).float() + self.dt_bias.float())
+        return q, k, v, beta, g
+
+    def _output(self, o: Tensor, h: Tensor) -> Tensor:
+        """o [N, H_v, d_v] fp32 -> per-head RMSNorm × SiLU(z) -> out_proj -> [N, d] model dtype."""
+        N = o.shape[0]
+        z = self.in_z(h).float().reshape(N, self.c.gdn_num_v_heads, -1)
+        o = self.out_norm(o) * F.silu(z)
+        return self.out_proj(o.reshape(N, -1).to(h.dtype))
+
+    def prefill(
+        self, h: Tensor, rec: Tensor, conv: Tensor, start: int, checkpoints: list[int]
+    ) -> tuple[Tensor, Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
+        """h [T, d] at positions [start, start+T); rec [H_v, d_k, d_v], conv [conv_dim, K-1]: states
+        after `start` tokens. Returns (out [T, d], new rec, new conv, [(rec, conv) at each absolute
+        position in `checkpoints`])."""
+        x = self.in_qkv(h).float()
+        y, new_conv, conv_ckpts = causal_conv_prefill(
+            x, self.conv_weight.float(), conv, [p - start for p in checkpoints]
+        )
+        q, k, v, beta, g = self._core_inputs(y, h)
+        o, new_rec, rec_ckpts = chunk_gated_delta_rule(
+            q,
+            k,
+            v,
+            beta,
+            g,
+            rec,
+            chunk_size=self.c.chunk_size,
+            start_pos=start,
+            checkpoint_positions=checkpoints,
+        )
+        return self._output(o, h), new_rec, new_conv, list(zip(rec_ckpts, conv_ckpts, strict=True))
+
+    def decode(self, h: Tensor, rec: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """h [B, d]; rec [B, H_v, d_k, d_v]; conv [B, conv_dim, K-1]. Returns (out, rec', conv')."""
+        y, new_conv = causal_conv_update(self.in_qkv(h).float(), self.conv_weight.float(), conv)
+        q, k, v, beta, g = self._core_inputs(y, h)
+        o, new_rec = recurrent_gated_delta_rule_step(q, k, v, beta, g, rec)
+        return self._output(o, h), new_rec, new_conv
+
+    def reference(self, h: Tensor) -> Tensor:
+        """Oracle: a whole sequence from the empty state with the token-by-token definitions."""
+        y, _ = causal_conv_ref(self.in_qkv(h).float(), self.conv_weight.float())
+        q, k, v, beta, g = self._core_inputs(y, h)
+        o, _ = recurrent_gated_delta_rule_ref(q, k, v, beta, g)
+        return self._output(o, h)
+
+
+class FullAttention(nn.Module):
+    """GQA attention with q/k RMSNorm, (partial) RoPE and an optional sigmoid output gate."""
+
+    def __init__(self, c: HybridConfig) -> None:
+        super().__init__()
+        self.c = c
+        d, hd = c.d_model, c.head_dim
+        q_width = c.n_q_heads * hd * (2 if c.attn_output_gate else 1)
+        self.q_proj = nn.Linear(d, q_width, bias=False)
+        self.k_proj = nn.Linear(d, c.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(d, c.n_kv_heads * hd, bias=False)
+        self.q_norm = RMSNorm(hd, c.rms_eps)
+        self.k_norm = RMSNorm(hd, c.rms_eps)
+        self.o_proj = nn.Linear(c.n_q_heads * hd, d, bias=False)
+
+    def _qkv(self, h: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """h [N, d] -> q [N, Hq, hd], k, v [N, Hkv, hd] (RoPE applied), gate [N, Hq*hd] or None."""
+        c = self.c
+        N = h.shape[0]
+        qg = self.q_proj(h)
+        gate = None
+        if c.attn_output_gate:
+            qg, gate = qg.chunk(2, dim=-1)
+        q = self.q_norm(qg.reshape(N, c.n_q_heads, c.head_dim))
+        k = self.k_norm(self.k_proj(h).reshape(N, c.n_kv_heads, c.head_dim))
+        v = self.v_proj(h).reshape(N, c.n_kv_heads, c.head_dim)
+        q = apply_rope(q, positions, c.rope_dim, c.rope_theta)
+        k = apply_rope(k, positions, c.rope_dim, c.rope_theta)
+        return q, k, v, gate
+
+    def _output(self, o: Tensor, gate: Tensor | None) -> Tensor:
+        o = o.reshape(o.shape[0], -1)
+        if gate is not None:
+            o = o * torch.sigmoid(gate)
+        return self.o_proj(o)
+
+    def prefill(
+        self, h: Tensor, kv: Tensor, block_table: list[int], start: int, tile: int
+    ) -> Tensor:
+        """h [T, d] at positions [start, start+T); writes their K/V into `kv` (one layer's cache),
+        then attends over keys [0, start+T) read back from the cache. Returns [T, d]."""
+        positions = torch.arange(start, start + h.shape[0], device=h.device)
+        q, k, v, gate = self._qkv(h, positions)
+        write_kv(kv, block_table, start, k, v)
+        return self._output(prefill_attention(q, kv, block_table, start, tile=tile), gate)
+
+    def decode(
+        self, h: Tensor, kv: Tensor, block_tables: list[list[int]], positions: list[int]
+    ) -> Tensor:
+        """h [B, d]; token b at positions[b]. Writes each K/V into the cache, attends. Returns [B, d]."""
+        q, k, v, gate = self._qkv(h, torch.tensor(positions, device=h.device))
+        for b, pos in enumerate(positions):
+            write_kv(kv, block_tables[b], pos, k[b : b + 1], v[b : b + 1])
+        o = paged_decode_attention(q, kv, block_tables, [p + 1 for p in positions])
+        return self._output(o, gate)
+
+    def reference(self, h: Tensor) -> Tensor:
+        """Oracle: dense causal attention over the whole sequence, no cache."""
+        q, k, v, gate = self._qkv(h, torch.arange(h.shape[0], device=h.device))
+        return self._output(causal_attention_ref(q, k, v), gate)
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, c: HybridConfig) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(c.d_model, 2 * c.ffn_dim, bias=False)
+        self.down = nn.Linear(c.ffn_dim, c.d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)

@@ -1,0 +1,40 @@
+"""Short causal depthwise convolution (kernel K, default 4) with its pre-conv state.
+
+The state is the last K-1 *inputs* (pre-conv, pre-SiLU projections) per channel, oldest first,
+`[D, K-1]`; a prompt shorter than K-1 tokens keeps the older zeros/state in front, exactly as a
+left-zero-padded prefill would. The SiLU is applied by the caller.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def causal_conv_prefill(
+    x: Tensor, weight: Tensor, state: Tensor, checkpoint_positions: list[int] = ()
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Convolve a run of T tokens that follows `state`.
+
+    x: [T, D]; weight: [D, K]; state: [D, K-1]. Returns (y [T, D], new_state [D, K-1] (a fresh
+    tensor), [state after p tokens, for p in checkpoint_positions] with 0 < p <= T).
+    """
+    T, D = x.shape
+    K = weight.shape[1]
+    # [D, K-1+T]: the K-1 previous inputs then this run
+    padded = torch.cat([state.to(x.dtype), x.t()], dim=1)
+    y = F.conv1d(padded.unsqueeze(0), weight.unsqueeze(1), groups=D).squeeze(0).t()
+    # Inputs before position p are padded[:, p : p+K-1] (padded index K-1+i holds token i).
+    ckpts = [padded[:, p : p + K - 1].clone() for p in checkpoint_positions]
+    return y, padded[:, T : T + K - 1].clone(), ckpts
+
+
+def causal_conv_update(x: Tensor, weight: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    """One token per request. x: [B, D]; weight: [D, K]; state: [B, D, K-1] (not modified).
+
+    Returns (y [B, D], new_state [B, D, K-1]).
+    """
+    window = torch.cat([state.to(x.dtype), x.unsqueeze(-1)], dim=-1)
+    y = (window * weight).sum(dim=-1)
+    return y, window[..., 1:].contiguous()
