@@ -1,0 +1,137 @@
+"""Zero-copy byte views of one request's cache, per model layer: what the KV transfer ships.
+
+A layer's *logical buffer* is the concatenation of its segments, in order:
+- full-attention layer: tokens [start, end), token-major; token t sits at byte offset
+  (t - start) · config.kv_bytes_per_token_layer and holds K then V (`[2, n_kv_heads, head_dim]`
+  in the model dtype). One segment per cache block touched.
+- linear layer: [recurrent `[H_v, d_k, d_v]` fp32, conv `[conv_dim, K-1]` fp32] of the request's slot.
+All little-endian, exactly as the tensors sit in memory. The segments are writable memoryviews over
+the cache tensors (CPU only), so a receiver can `recv_into` them directly; nothing here copies
+unless the name says so (`pack_request`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from prfaas.model.cache import HybridCache, SeqCache
+from prfaas.model.config import HybridConfig
+
+
+@dataclass(frozen=True)
+class LayerBufferSpec:
+    """Declared layout of one layer's logical buffer (what the transfer needs to know)."""
+
+    name: str  # "L03.kv" (full attention) or "L00.state" (linear: recurrent then conv)
+    dtype: str  # element dtype of the buffer, e.g. "float32", "bfloat16"
+    nbytes: int
+
+
+def _bytes_view(t: Tensor) -> memoryview:
+    """Writable memoryview over a contiguous CPU tensor's bytes (no copy)."""
+    if t.device.type != "cpu":
+        raise ValueError("byte views need CPU tensors; copy GPU caches with pack_request")
+    if not t.is_contiguous():
+        raise ValueError("byte views need contiguous tensor ranges")
+    return memoryview(t.view(-1).view(torch.uint8).numpy()).cast("B")
+
+
+def layer_segments(
+    cache: HybridCache,
+    layer_idx: int,
+    seq: SeqCache,
+    start_token: int = 0,
+    end_token: int | None = None,
+) -> list[memoryview]:
+    """Byte views of model layer `layer_idx` for one request (see the module docstring).
+
+    For a full layer, tokens [start_token, end_token) (default: seq.num_tokens) must lie in blocks
+    of seq.block_table. Linear layers ignore the token range: their state is one fixed-size buffer.
+    """
+    i = cache.ordinal(layer_idx)
+    if not cache.is_full(layer_idx):
+        slot = seq.state_slot
+        return [_bytes_view(cache.recurrent[i][slot]), _bytes_view(cache.conv[i][slot])]
+    end = seq.num_tokens if end_token is None else end_token
+    if not 0 <= start_token <= end:
+        raise ValueError(f"bad token range [{start_token}, {end})")
+    bs = cache.block_size
+    if end > len(seq.block_table) * bs:
+        raise ValueError(f"block_table covers fewer than {end} tokens")
+    kv = cache.kv[i]
+    out = []
+    t = start_token
+    while t < end:
+        off = t % bs
+        n = min(bs - off, end - t)
+        # [n, 2, Hkv, hd]: contiguous because the token axis is the block's outermost axis
+        out.append(_bytes_view(kv[seq.block_table[t // bs], off : off + n]))
+        t += n
+    return out
+
+
+def transfer_layout(config: HybridConfig, num_tokens: int) -> list[LayerBufferSpec]:
+    """One spec per model layer, in layer order, for a request of `num_tokens` cached tokens."""
+    specs = []
+    for layer, kind in enumerate(config.layer_pattern):
+        if kind == "F":
+            nbytes = num_tokens * config.kv_bytes_per_token_layer
+            specs.append(LayerBufferSpec(f"L{layer:02d}.kv", config.dtype, nbytes))
+        else:
+            nbytes = config.recurrent_bytes_per_layer + config.conv_bytes_per_layer
+            specs.append(LayerBufferSpec(f"L{layer:02d}.state", "float32", nbytes))
+    return specs
+
+
+def pack_layer(
+    cache: HybridCache, layer_idx: int, seq: SeqCache, start: int = 0, end: int | None = None
+) -> bytes:
+    """A copy of one layer's logical buffer (works for GPU caches too)."""
+    if cache.device.type == "cpu":
+        return b"".join(layer_segments(cache, layer_idx, seq, start, end))
+    i = cache.ordinal(layer_idx)
+    if not cache.is_full(layer_idx):
+        slot = seq.state_slot
+        parts = [cache.recurrent[i][slot], cache.conv[i][slot]]
+    else:
+        stop = seq.num_tokens if end is None else end
+        idx = torch.tensor(seq.block_table, dtype=torch.long, device=cache.device)
+        # [tokens, 2, Hkv, hd], token-major like the logical buffer
+        parts = [cache.kv[i].index_select(0, idx).flatten(0, 1)[start:stop]]
+    return b"".join(_bytes_view(p.cpu().contiguous()) for p in parts)
+
+
+def pack_request(cache: HybridCache, seq: SeqCache) -> list[bytes]:
+    """Copies of every layer's logical buffer for tokens [0, seq.num_tokens), in layer order."""
+    return [pack_layer(cache, layer, seq) for layer in range(cache.config.num_layers)]
+
+
+def install_layer(
+    cache: HybridCache,
+    layer_idx: int,
+    seq: SeqCache,
+    data: bytes | memoryview,
+    start: int = 0,
+    end: int | None = None,
+) -> None:
+    """Write one layer's logical buffer (as from `pack_layer`) into the request's blocks/slot."""
+    segs = layer_segments(cache, layer_idx, seq, start, end)
+    total = sum(s.nbytes for s in segs)
+    if len(data) != total:
+        raise ValueError(f"layer {layer_idx}: got {len(data)} bytes, layout needs {total}")
+    src = memoryview(data).cast("B")
+    off = 0
+    for s in segs:
+        s[:] = src[off : off + s.nbytes]
+        off += s.nbytes
+
+
+def install_request(cache: HybridCache, seq: SeqCache, buffers: list[bytes]) -> None:
+    """Install every layer (tokens [0, seq.num_tokens)) from `pack_request` output."""
+    if len(buffers) != cache.config.num_layers:
+        raise ValueError(f"expected {cache.config.num_layers} layer buffers, got {len(buffers)}")
+    for layer, data in enumerate(buffers):
+        install_layer(cache, layer, seq, data)
