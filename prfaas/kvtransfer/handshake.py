@@ -1,0 +1,74 @@
+"""Connection handshake: version check, peer identities, mutual HMAC-SHA256 challenge.
+
+sender -> HELLO(nonce_s, session, identity); receiver -> CHALLENGE(nonce_r, mac_r, identity);
+sender checks mac_r and -> AUTH(mac_s); receiver checks mac_s and -> WELCOME (or ABORT, close).
+Both MACs are keyed with the shared secret, so neither side learns anything from a peer that lacks
+it. Optional TLS is below this layer (an ssl.SSLContext wrapping the socket) and is not implemented
+for the zero-copy data path yet (the HELLO flag bit is reserved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import socket
+
+from prfaas.kvtransfer import wire
+from prfaas.kvtransfer.base import TransferRefused
+from prfaas.kvtransfer.sockio import read_frame
+
+
+def _mac(secret: bytes, role: bytes, a: bytes, b: bytes) -> bytes:
+    return hmac.new(secret, role + a + b, hashlib.sha256).digest()
+
+
+async def client_handshake(
+    sock: socket.socket, secret: bytes, identity: str, session: bytes, timeout_s: float
+) -> str:
+    """Authenticate to a receiver; returns its identity. Raises TransferRefused or OSError."""
+    loop = asyncio.get_running_loop()
+    nonce = os.urandom(wire.NONCE_SIZE)
+    async with asyncio.timeout(timeout_s):
+        await loop.sock_sendall(sock, wire.encode(wire.Hello(0, nonce, session, identity)))
+        kind, meta = await read_frame(loop, sock)
+        if kind == wire.Kind.ABORT:
+            raise TransferRefused(f"receiver refused: {wire.decode(kind, meta).reason}")  # type: ignore[attr-defined]
+        if kind != wire.Kind.CHALLENGE:
+            raise TransferRefused(f"expected CHALLENGE, got {kind.name}")
+        ch = wire.decode(kind, meta)
+        assert isinstance(ch, wire.Challenge)
+        if not hmac.compare_digest(ch.mac, _mac(secret, b"r", nonce, ch.nonce)):
+            raise TransferRefused("receiver failed authentication")
+        await loop.sock_sendall(
+            sock, wire.frame(wire.Kind.AUTH, _mac(secret, b"s", ch.nonce, nonce))
+        )
+        kind, meta = await read_frame(loop, sock)
+        if kind != wire.Kind.WELCOME:
+            raise TransferRefused("receiver rejected our authentication")
+        return ch.identity
+
+
+async def server_handshake(
+    sock: socket.socket, secret: bytes, identity: str, timeout_s: float
+) -> wire.Hello:
+    """Authenticate a sender; returns its HELLO. On failure sends ABORT and raises TransferRefused."""
+    loop = asyncio.get_running_loop()
+    nonce = os.urandom(wire.NONCE_SIZE)
+    async with asyncio.timeout(timeout_s):
+        kind, meta = await read_frame(loop, sock)
+        if kind != wire.Kind.HELLO:
+            raise TransferRefused(f"expected HELLO, got {kind.name}")
+        hello = wire.decode(kind, meta)
+        assert isinstance(hello, wire.Hello)
+        mac = _mac(secret, b"r", hello.nonce, nonce)
+        await loop.sock_sendall(sock, wire.encode(wire.Challenge(nonce, mac, identity)))
+        kind, meta = await read_frame(loop, sock)
+        if kind != wire.Kind.AUTH or not hmac.compare_digest(
+            bytes(meta), _mac(secret, b"s", nonce, hello.nonce)
+        ):
+            await loop.sock_sendall(sock, wire.encode(wire.Abort("", "authentication failed")))
+            raise TransferRefused("sender failed authentication")
+        await loop.sock_sendall(sock, wire.frame(wire.Kind.WELCOME, b""))
+        return hello

@@ -1,0 +1,84 @@
+"""TCP sender: one PeerLink (N connections) per receiver address, reused across transfers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prfaas.kvtransfer import wire
+from prfaas.kvtransfer.base import KVSender, Peer
+from prfaas.kvtransfer.peer_link import PeerLink
+from prfaas.kvtransfer.send_handle import SendHandle
+from prfaas.kvtransfer.telemetry import PeerSnapshot
+
+
+class TcpSender(KVSender):
+    """Create on the event loop. `open()` returns a SendHandle at once; connecting, handshakes
+    and writing happen in background tasks owned by the peer's link."""
+
+    def __init__(
+        self,
+        *,
+        secret: bytes,
+        identity: str = "sender",
+        num_connections: int = 4,
+        chunk_mib: float = 1.0,
+        max_queued_mib: float = 256.0,
+        connect_timeout_s: float = 5.0,
+        sndbuf: int | None = None,
+    ) -> None:
+        if num_connections < 1:
+            raise ValueError("num_connections must be >= 1")
+        self.secret, self.identity = secret, identity
+        self.num_connections = num_connections
+        self.chunk_bytes = max(4096, min(int(chunk_mib * (1 << 20)), wire.MAX_CHUNK))
+        self.max_queued_bytes = int(max_queued_mib * (1 << 20))
+        self.connect_timeout_s = connect_timeout_s
+        self.sndbuf = sndbuf
+        self._links: dict[Peer, PeerLink] = {}
+        self._dead: set[PeerLink] = set()
+
+    def _link(self, peer: Peer) -> PeerLink:
+        link = self._links.get(peer)
+        if link is None or link.broken is not None:
+            if link is not None:
+                self._dead.add(link)
+            link = PeerLink(
+                peer,
+                secret=self.secret,
+                identity=self.identity,
+                num_connections=self.num_connections,
+                max_queued_bytes=self.max_queued_bytes,
+                connect_timeout_s=self.connect_timeout_s,
+                sndbuf=self.sndbuf,
+            )
+            self._links[peer] = link
+        return link
+
+    def open(
+        self, peer: Peer, transfer_id: str, layout: list[wire.LayerLayout], metadata: bytes = b""
+    ) -> SendHandle:
+        if len(transfer_id.encode()) > wire.MAX_TID:
+            raise ValueError("transfer id too long")
+        link = self._link(tuple(peer))  # type: ignore[arg-type]
+        handle = SendHandle(transfer_id, layout, metadata, link, self.chunk_bytes)
+        link.register(handle)
+        return handle
+
+    def snapshot(self) -> list[PeerSnapshot]:
+        """Telemetry of every live peer link."""
+        return [link.snapshot() for link in self._links.values() if link.broken is None]
+
+    def leak_check(self) -> dict[str, int]:
+        links = [*self._links.values(), *self._dead]
+        self._dead = {lk for lk in self._dead if lk.live_tasks}
+        return {
+            "transfers": sum(len(lk.handles) for lk in links),
+            "pinned_buffers": sum(h.queued_bytes for lk in links for h in lk.handles.values()),
+            "tasks": sum(lk.live_tasks for lk in links if lk.broken is not None),
+        }
+
+    async def close(self) -> None:
+        links = [*self._links.values(), *self._dead]
+        self._links.clear()
+        self._dead.clear()
+        await asyncio.gather(*(lk.close() for lk in links))
