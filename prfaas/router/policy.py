@@ -1,0 +1,267 @@
+"""Per-request placement (paper §2.3, §3.4.3): a pure function of snapshots, no I/O.
+
+`route()` takes the request's length, the prefix match from the global index, worker snapshots,
+the link regime and the effective threshold t, and returns a `RouteDecision` with a `Reason`.
+
+Policies:
+  prfaas          length routing on the *incremental* (uncached) length l:
+                  scarce bandwidth  l = total - l_pd;  l <= t -> PD-P (local cache),
+                                    else PrfaaS (its own cache, l = total - l_prfaas);
+                  abundant          l = total - max(l_pd, l_prfaas); l <= t -> PD-P else PrfaaS;
+                                    if the longer cache sits in the other cluster it is moved
+                                    (`cross_cluster_transfer`).
+                  An offload falls back to local when the PrfaaS cluster or link is down
+                  (prfaas_unavailable) or every PrfaaS worker's queue is full (prfaas_queue_full).
+  homogeneous-pd  no PrfaaS: everything on local PD-P/PD-D or a `mixed` worker (policy_local).
+  naive-hetero    every prefill on PrfaaS, every decode local, no length routing (policy_offload).
+
+Node choice inside a cluster is cache-affine among the lightly loaded: of the eligible workers
+whose queue depth is within `affinity_queue_slack` of the shortest, take the longest usable
+prefix, then the shortest queue, the lowest load, the lowest id. A local `mixed` prefill worker
+also decodes; otherwise the decode node is the least-loaded decode/mixed worker with room for
+prompt + max_new_tokens of KV (ties: most free KV).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from prfaas.router.prefix_index import PrefixMatch
+
+
+class Role(StrEnum):
+    PREFILL = "prefill"
+    DECODE = "decode"
+    MIXED = "mixed"
+    PRFAAS = "prfaas"
+    """A PrfaaS prefill worker (remote cluster, never decodes)."""
+
+
+class Target(StrEnum):
+    LOCAL = "local"
+    PRFAAS = "prfaas"
+
+
+class Reason(StrEnum):
+    SHORT = "short"
+    PREFIX_HIT = "prefix_hit"
+    """Local because a cached prefix brought the incremental length under t."""
+    OFFLOADED = "offloaded"
+    BANDWIDTH_LIMITED = "bandwidth_limited"
+    """Local although l > base t: the short-term controller raised t (link pressure)."""
+    PRFAAS_QUEUE_FULL = "prfaas_queue_full"
+    PRFAAS_UNAVAILABLE = "prfaas_unavailable"
+    POLICY_LOCAL = "policy_local"
+    POLICY_OFFLOAD = "policy_offload"
+    NO_CAPACITY = "no_capacity"
+    """No eligible prefill or decode worker: the caller rejects or queues the request."""
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    """What the registry knows about one worker at decision time."""
+
+    worker_id: str
+    cluster: str
+    role: Role
+    healthy: bool = True
+    draining: bool = False
+    queue_depth: int = 0
+    """Requests waiting for or in prefill on this worker."""
+    load: float = 0.0
+    """Utilisation in [0, 1] (decode: running batch / BS_max)."""
+    free_kv_tokens: int = 0
+    """Tokens of KV the worker can still allocate (decode side)."""
+
+    @property
+    def eligible(self) -> bool:
+        return self.healthy and not self.draining
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """The short-term controller's view of the cross-cluster link."""
+
+    up: bool = True
+    bandwidth_scarce: bool = True
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Static routing configuration."""
+
+    policy: str = "prfaas"
+    """One of "prfaas", "homogeneous-pd", "naive-hetero"."""
+    local_cluster: str = "local"
+    prfaas_cluster: str = "prfaas"
+    prfaas_max_queue_depth: int = 8
+    """A PrfaaS worker with this many queued requests takes no more offloads."""
+    affinity_queue_slack: int = 2
+    """How much longer a queue may be and still win on cache affinity."""
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    num_prompt_tokens: int
+    max_new_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where one request runs, and why."""
+
+    target: Target | None
+    """None only with reason NO_CAPACITY."""
+    reason: Reason
+    prefill_worker: str | None
+    decode_worker: str | None
+    cached_tokens: int
+    """Prefix tokens reused by the prefill (after any cross-cluster transfer)."""
+    incremental_tokens: int
+    cross_cluster_transfer: bool = False
+    cache_source_worker: str | None = None
+    """Worker whose cache supplies `cached_tokens` (another cluster's when transferring)."""
+    threshold: float = 0.0
+    """The effective t this decision used."""
+
+
+def _pick(cands: list[WorkerSnapshot], match: PrefixMatch, slack: int) -> WorkerSnapshot | None:
+    if not cands:
+        return None
+    shortest = min(w.queue_depth for w in cands)
+    near = [w for w in cands if w.queue_depth <= shortest + slack]
+    return min(
+        near, key=lambda w: (-match.worker_tokens(w.worker_id), w.queue_depth, w.load, w.worker_id)
+    )
+
+
+def _pick_decode(
+    workers: Sequence[WorkerSnapshot], cluster: str, need: int
+) -> WorkerSnapshot | None:
+    cands = [
+        w
+        for w in workers
+        if w.eligible and w.cluster == cluster and w.role in (Role.DECODE, Role.MIXED)
+        and w.free_kv_tokens >= need
+    ]  # fmt: skip
+    return min(
+        cands, key=lambda w: (w.load, w.queue_depth, -w.free_kv_tokens, w.worker_id), default=None
+    )
+
+
+def _prefill_cands(
+    workers: Sequence[WorkerSnapshot], cluster: str, roles: tuple[Role, ...]
+) -> list[WorkerSnapshot]:
+    return [w for w in workers if w.eligible and w.cluster == cluster and w.role in roles]
+
+
+def _place(
+    req: RouteRequest,
+    workers: Sequence[WorkerSnapshot],
+    match: PrefixMatch,
+    cfg: RoutingConfig,
+    target: Target,
+    reason: Reason,
+    threshold: float,
+    use_cluster_cache: str,
+) -> RouteDecision:
+    """Choose the nodes for a decided target; the cache comes from `use_cluster_cache`."""
+    total = req.num_prompt_tokens
+    cluster = cfg.prfaas_cluster if target is Target.PRFAAS else cfg.local_cluster
+    roles = (Role.PRFAAS, Role.PREFILL) if target is Target.PRFAAS else (Role.PREFILL, Role.MIXED)
+    cross = use_cluster_cache != cluster and match.cluster_tokens(
+        use_cluster_cache
+    ) > match.cluster_tokens(cluster)
+    affinity = match if not cross else PrefixMatch()
+    prefill = _pick(_prefill_cands(workers, cluster, roles), affinity, cfg.affinity_queue_slack)
+    if prefill is None:
+        return RouteDecision(None, Reason.NO_CAPACITY, None, None, 0, total, threshold=threshold)
+    if cross:
+        cached, source = (
+            match.cluster_tokens(use_cluster_cache),
+            match.best_worker[use_cluster_cache],
+        )
+    else:
+        cached, source = match.worker_tokens(prefill.worker_id), prefill.worker_id
+    cached = min(cached, max(total - 1, 0))
+    need = total + req.max_new_tokens
+    if target is Target.LOCAL and prefill.role is Role.MIXED:
+        decode: WorkerSnapshot | None = prefill
+    else:
+        decode = _pick_decode(workers, cfg.local_cluster, need)
+    if decode is None:
+        return RouteDecision(
+            None,
+            Reason.NO_CAPACITY,
+            prefill.worker_id,
+            None,
+            cached,
+            total - cached,
+            threshold=threshold,
+        )
+    return RouteDecision(
+        target, reason, prefill.worker_id, decode.worker_id, cached, total - cached,
+        cross_cluster_transfer=cross, cache_source_worker=source if cached else None, threshold=threshold,
+    )  # fmt: skip
+
+
+def _prfaas_blocked(
+    workers: Sequence[WorkerSnapshot], link: LinkState, cfg: RoutingConfig
+) -> Reason | None:
+    """Why an offload cannot go to PrfaaS now, or None when it can."""
+    cands = _prefill_cands(workers, cfg.prfaas_cluster, (Role.PRFAAS, Role.PREFILL))
+    if not link.up or not cands:
+        return Reason.PRFAAS_UNAVAILABLE
+    if all(w.queue_depth >= cfg.prfaas_max_queue_depth for w in cands):
+        return Reason.PRFAAS_QUEUE_FULL
+    return None
+
+
+def route(
+    req: RouteRequest,
+    workers: Sequence[WorkerSnapshot],
+    match: PrefixMatch,
+    link: LinkState,
+    threshold: float,
+    cfg: RoutingConfig,
+    base_threshold: float | None = None,
+) -> RouteDecision:
+    """Place one request. `threshold` is the effective t (short-term controller); `base_threshold`
+    is the planner's t, used only to tell `bandwidth_limited` from `short` (defaults to t)."""
+    local, remote = cfg.local_cluster, cfg.prfaas_cluster
+    base = threshold if base_threshold is None else base_threshold
+    if cfg.policy == "homogeneous-pd":
+        return _place(req, workers, match, cfg, Target.LOCAL, Reason.POLICY_LOCAL, threshold, local)
+    if cfg.policy == "naive-hetero":
+        blocked = _prfaas_blocked(workers, link, cfg)
+        if blocked is not None:
+            return _place(req, workers, match, cfg, Target.LOCAL, blocked, threshold, local)
+        return _place(
+            req, workers, match, cfg, Target.PRFAAS, Reason.POLICY_OFFLOAD, threshold, remote
+        )
+    if cfg.policy != "prfaas":
+        raise ValueError(f"unknown routing policy {cfg.policy!r}")
+
+    total = req.num_prompt_tokens
+    l_pd, l_prfaas = match.cluster_tokens(local), match.cluster_tokens(remote)
+    if link.bandwidth_scarce or not link.up:
+        local_cache, remote_cache, incremental = local, remote, total - l_pd
+    else:
+        best = remote if l_prfaas > l_pd else local
+        local_cache, remote_cache, incremental = best, best, total - max(l_pd, l_prfaas)
+    if incremental > threshold:
+        blocked = _prfaas_blocked(workers, link, cfg)
+        if blocked is None:
+            return _place(
+                req, workers, match, cfg, Target.PRFAAS, Reason.OFFLOADED, threshold, remote_cache
+            )
+        return _place(req, workers, match, cfg, Target.LOCAL, blocked, threshold, local)
+    if incremental > base:
+        reason = Reason.BANDWIDTH_LIMITED
+    elif total > threshold:
+        reason = Reason.PREFIX_HIT
+    else:
+        reason = Reason.SHORT
+    return _place(req, workers, match, cfg, Target.LOCAL, reason, threshold, local_cache)
