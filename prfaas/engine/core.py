@@ -1,0 +1,147 @@
+"""EngineCore: scheduler + hybrid prefix cache pool + one execution backend, stepped synchronously.
+
+The worker owns one EngineCore and calls every method from its single compute thread (requests
+arriving on other threads are queued by the worker and applied between steps). One `step()` is
+schedule -> backend.execute -> scheduler.update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from prfaas.engine.backend_base import BufferSpec, ExecutionBackend, LayerDoneCallback
+from prfaas.engine.block_pool import BlockPool
+from prfaas.engine.kv_manager import KVCacheManager
+from prfaas.engine.outputs import RequestOutput, RunnerOutput
+from prfaas.engine.prefix_cache import CacheListener, PrefixCache
+from prfaas.engine.scheduler import Scheduler, SchedulerConfig
+from prfaas.request import Request, RequestKind, SamplingLimits
+
+
+class EngineCore:
+    def __init__(
+        self,
+        backend: ExecutionBackend,
+        *,
+        cache_budget_bytes: int,
+        max_num_batched_tokens: int = 2048,
+        max_num_seqs: int = 64,
+        max_model_len: int = 1 << 20,
+        enable_prefix_cache: bool = True,
+        checkpoint_every_blocks: int = 1,
+        cache_listener: CacheListener | None = None,
+        on_layer_done: LayerDoneCallback | None = None,
+    ) -> None:
+        """`cache_budget_bytes` bounds KV blocks + live states + checkpoints together; the backend
+        allocates memory for the most of each kind that budget could hold. `cache_listener`
+        receives `CacheEvent`s (prefix blocks / checkpoints stored and evicted);
+        `on_layer_done` is passed to every `execute` (layer-wise streaming)."""
+        self.backend = backend
+        self.pool = BlockPool(
+            cache_budget_bytes, backend.block_bytes, backend.state_bytes_per_request
+        )
+        backend.allocate(self.pool.num_blocks, self.pool.num_slots)
+        self.prefix_cache = PrefixCache(self.pool, cache_listener)
+        kv = KVCacheManager(self.prefix_cache, backend.block_size, enable_prefix_cache)
+        config = SchedulerConfig(
+            max_num_batched_tokens=max_num_batched_tokens,
+            max_num_seqs=max_num_seqs,
+            block_size=backend.block_size,
+            max_model_len=max_model_len,
+            checkpoint_every_blocks=checkpoint_every_blocks,
+        )
+        self.scheduler = Scheduler(config, kv)
+        self.on_layer_done = on_layer_done
+        self.num_steps = 0
+        # Seconds spent inside backend.execute (load reporting).
+        self.busy_seconds = 0.0
+
+    def add_request(self, req: Request) -> None:
+        """Queue a request. Raises `RequestRefused` if it can never fit. A decode_only request is
+        preallocated at once when there is room (status WAITING_FOR_KV; a PREALLOCATED output
+        follows on the next step), otherwise as soon as room frees up."""
+        self.scheduler.add_request(req)
+
+    def abort(self, request_id: str) -> bool:
+        """Free a request at any stage (a held prefill_only request: its cache). Never between
+        schedule and update: the worker calls it between steps."""
+        return self.scheduler.abort(request_id)
+
+    def release(self, request_id: str) -> None:
+        """A prefill_only request's transfer is over (done or failed): free its cache."""
+        self.scheduler.release(request_id)
+
+    def mark_kv_ready(self, request_id: str, first_token: int) -> None:
+        self.scheduler.mark_kv_ready(request_id, first_token)
+
+    def mark_kv_failed(self, request_id: str, reason: str) -> None:
+        self.scheduler.mark_kv_failed(request_id, reason)
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def step(self) -> list[RequestOutput]:
+        sched = self.scheduler.schedule()
+        if sched.is_empty:
+            return self.scheduler.update(sched, RunnerOutput())
+        t0 = time.perf_counter()
+        result = self.backend.execute(sched, self.on_layer_done)
+        self.busy_seconds += time.perf_counter() - t0
+        self.num_steps += 1
+        return self.scheduler.update(sched, result)
+
+    def _live(self, request_id: str) -> Request:
+        req = self.scheduler.get_request(request_id)
+        if req is None:
+            raise KeyError(f"unknown request {request_id}")
+        return req
+
+    def transfer_layout(self, request_id: str) -> list[BufferSpec]:
+        return self.backend.transfer_layout(self._live(request_id))
+
+    def layer_segments(
+        self, request_id: str, layer_idx: int, start: int, end: int
+    ) -> list[memoryview]:
+        """Views to ship for a running or held prefill_only request (valid until release)."""
+        return self.backend.layer_segments(self._live(request_id), layer_idx, start, end)
+
+    def receive_segments(self, request_id: str) -> list[list[memoryview]]:
+        """Destination views of a decode_only request in WAITING_FOR_KV, per layer."""
+        req = self._live(request_id)
+        assert req.kind is RequestKind.DECODE_ONLY and req.state_slot is not None, (
+            "not preallocated"
+        )
+        return self.backend.receive_segments(req)
+
+    def cache_usage(self) -> float:
+        """Fraction of the byte budget taken (cached-but-evictable entries included)."""
+        return self.pool.used_bytes / self.pool.budget_bytes
+
+    def check_invariants(self) -> None:
+        self.scheduler.check_invariants()
+
+    def assert_no_leaks(self) -> None:
+        self.scheduler.assert_no_leaks()
+
+
+def generate(
+    engine: EngineCore,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingLimits,
+    *,
+    eos_token_id: int | None = None,
+    id_prefix: str = "gen",
+) -> list[list[int]]:
+    """Run prompts to completion as `full` requests (tests and the in-process reference path)."""
+    ids = [f"{id_prefix}-{i}" for i in range(len(prompts))]
+    reqs = [
+        Request(rid, list(p), params, eos_token_id=eos_token_id)
+        for rid, p in zip(ids, prompts, strict=True)
+    ]
+    for req in reqs:
+        engine.add_request(req)
+    while any(not r.is_finished for r in reqs):
+        engine.step()
+    return [r.output_token_ids for r in reqs]
