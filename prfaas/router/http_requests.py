@@ -1,0 +1,86 @@
+"""From a parsed OpenAI body to a checked `GenerationRequest` (all 400/404 input checks here)."""
+
+from __future__ import annotations
+
+from prfaas.router.backend_base import GenerationRequest, SamplingSpec
+from prfaas.router.http_errors import APIError
+from prfaas.router.openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
+from prfaas.router.openai_text import Tokenizer, render_chat
+
+
+class RequestBuilder:
+    """Validates request bodies against the served model and turns them into backend requests."""
+
+    def __init__(self, tokenizer: Tokenizer, model_name: str, max_context: int) -> None:
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.max_context = max_context
+
+    def _check_common(self, body: SamplingFields) -> None:
+        if body.model is not None and body.model != self.model_name:
+            raise APIError(404, f"The model `{body.model}` does not exist.", param="model")
+        if body.n != 1:
+            raise APIError(400, "Only n=1 is supported.", param="n")
+
+    def completion_prompt(self, body: CompletionRequest) -> list[int]:
+        """Prompt ids of a completion request: text, a single-element list, or token ids."""
+        self._check_common(body)
+        prompt = body.prompt
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+            if len(prompt) != 1:
+                raise APIError(
+                    400, "Batched prompts are not supported; send one prompt.", param="prompt"
+                )
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            ids = self.tokenizer.encode(prompt)
+        else:
+            ids = [int(i) for i in prompt]
+            vocab = self.tokenizer.vocab_size
+            if any(not 0 <= i < vocab for i in ids):
+                raise APIError(400, f"Token ids must be in [0, {vocab}).", param="prompt")
+        if not ids:
+            raise APIError(400, "The prompt is empty.", param="prompt")
+        return ids
+
+    def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
+        """Prompt ids of a chat request, rendered with the plain chat template."""
+        self._check_common(body)
+        try:
+            text = render_chat([(m.role, m.content) for m in body.messages])
+        except ValueError as exc:
+            raise APIError(400, str(exc), param="messages") from exc
+        return self.tokenizer.encode(text)
+
+    def generation_request(
+        self,
+        request_id: str,
+        body: SamplingFields,
+        prompt_ids: list[int],
+        max_tokens: int | None,
+    ) -> GenerationRequest:
+        """Check the context limit and build the backend request.
+
+        `max_tokens` None means "up to the context limit" (the chat default)."""
+        num_prompt = len(prompt_ids)
+        room = self.max_context - num_prompt
+        if room <= 0 or (max_tokens is not None and max_tokens > room):
+            asked = f"{num_prompt} in the prompt"
+            if max_tokens is not None:
+                asked += f", {max_tokens} for the completion"
+            raise APIError(
+                400,
+                f"This model's maximum context length is {self.max_context} tokens. "
+                f"However, you requested {num_prompt + (max_tokens or 0)} tokens ({asked}).",
+                param="prompt" if room <= 0 else "max_tokens",
+            )
+        sampling = SamplingSpec(
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=0 if body.top_k is None or body.top_k < 0 else body.top_k,
+            seed=body.seed,
+            max_tokens=room if max_tokens is None else max_tokens,
+            ignore_eos=body.ignore_eos,
+            stop_token_ids=tuple((i,) for i in body.stop_token_ids or ()),
+        )
+        return GenerationRequest(request_id, tuple(prompt_ids), sampling, body.stop_strings)
