@@ -87,10 +87,13 @@ def paged_decode_attention(
         table[b, :nb] = torch.tensor(bt[:nb], dtype=torch.long)
     # [B, n_blocks, bs, 2, Hkv, d] -> [B, n_blocks*bs, 2, Hkv, d]
     flat = kv[table.to(kv.device)].flatten(1, 2)[:, :max_len]
-    k = flat[:, :, 0].transpose(1, 2)  # [B, Hkv, L, d]
-    v = flat[:, :, 1].transpose(1, 2)
     length = torch.tensor(lengths, device=q.device)
     mask = torch.arange(max_len, device=q.device)[None, :] < length[:, None]
+    # Slots past a request's length hold stale bytes (possibly NaN/inf): a masked key still
+    # multiplies its V by probability 0, and 0 * NaN = NaN, so zero them.
+    flat = flat.masked_fill(~mask[:, :, None, None, None], 0.0)
+    k = flat[:, :, 0].transpose(1, 2)  # [B, Hkv, L, d]
+    v = flat[:, :, 1].transpose(1, 2)
     o = F.scaled_dot_product_attention(
         q.unsqueeze(2), k, v, attn_mask=mask[:, None, None, :], enable_gqa=True
     )

@@ -1,0 +1,119 @@
+"""Prefill paths against the naive oracle and against each other (hybrid_model.md §5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_helpers import finite, make_cache, new_seq, prompt
+
+from prfaas.model import ContextLengthError, HybridModel, SeqCache
+from prfaas.model.reference import naive_forward
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 63, 64, 65, 129])
+def test_prefill_matches_naive_forward(tiny: HybridModel, n: int) -> None:
+    tokens = prompt(n, seed=n)
+    cache = make_cache(tiny)
+    logits = tiny.prefill(tokens, cache, new_seq(cache, 0, n, 0))
+    want = naive_forward(tiny, tokens)[-1]
+    assert torch.isfinite(finite(tiny, logits)).all()
+    torch.testing.assert_close(finite(tiny, logits), finite(tiny, want), atol=1e-4, rtol=1e-4)
+
+
+def test_prefill_split_at_block_boundaries_is_bit_exact(tiny: HybridModel) -> None:
+    tokens = prompt(300)
+    cache = make_cache(tiny)
+    one_shot = tiny.prefill(tokens, cache, new_seq(cache, 0, 300, 0))
+    seq = new_seq(cache, 5, 300, 1)
+    for a, b in [(0, 64), (64, 192), (192, 300)]:
+        logits = tiny.prefill(tokens[a:b], cache, seq)
+        seq.num_tokens = b
+    assert torch.equal(logits, one_shot)
+    for ra, rb in zip(cache.read_state(0), cache.read_state(1), strict=True):
+        assert torch.equal(ra[0], rb[0]) and torch.equal(ra[1], rb[1])
+
+
+def test_prefill_split_off_grid_is_close(tiny: HybridModel) -> None:
+    tokens = prompt(150)
+    cache = make_cache(tiny)
+    one_shot = tiny.prefill(tokens, cache, new_seq(cache, 0, 150, 0))
+    seq = new_seq(cache, 5, 150, 1)
+    tiny.prefill(tokens[:100], cache, seq)
+    seq.num_tokens = 100
+    logits = tiny.prefill(tokens[100:], cache, seq)
+    torch.testing.assert_close(finite(tiny, logits), finite(tiny, one_shot), atol=1e-4, rtol=1e-4)
+
+
+def test_resume_from_state_checkpoint_equals_from_scratch(tiny: HybridModel) -> None:
+    tokens = prompt(200)
+    cache = make_cache(tiny)
+    sink: dict[int, list] = {}
+    seq = new_seq(cache, 0, 200, 0)
+    full = tiny.prefill(tokens, cache, seq, checkpoint_every=64, checkpoint_sink=sink.__setitem__)
+    assert sorted(sink) == [64, 128, 192]
+    # A new request shares the first 128 tokens: reuse KV blocks 0-1 and the state at 128.
+    resumed = SeqCache([0, 1, 9, 10], state_slot=2, num_tokens=128)
+    cache.write_state(2, sink[128])
+    logits = tiny.prefill(tokens[128:], cache, resumed)
+    assert torch.equal(logits, full)
+
+
+def test_checkpoints_are_copies(tiny: HybridModel) -> None:
+    cache = make_cache(tiny)
+    sink: dict[int, list] = {}
+    seq = new_seq(cache, 0, 64, 0)
+    tiny.prefill(prompt(64), cache, seq, checkpoint_every=64, checkpoint_sink=sink.__setitem__)
+    rec, _ = sink[64][0]
+    assert torch.equal(rec, cache.recurrent[0][0])
+    cache.recurrent[0][0].zero_()
+    assert rec.abs().sum() > 0
+
+
+def test_on_layer_done_fires_in_layer_order_after_cache_written(tiny: HybridModel) -> None:
+    cache = make_cache(tiny)
+    seq = new_seq(cache, 0, 70, 0)
+    seen = []
+
+    def hook(layer: int, start: int, end: int) -> None:
+        if cache.is_full(layer):
+            # The layer's KV for [start, end) must be present now.
+            kv = cache.kv[cache.ordinal(layer)]
+            assert torch.isfinite(kv[seq.block_table[1], : end - 64]).all()
+        seen.append((layer, start, end))
+
+    tiny.prefill(prompt(70), cache, seq, on_layer_done=hook)
+    assert seen == [(i, 0, 70) for i in range(tiny.config.num_layers)]
+
+
+def test_prompt_over_max_context_is_a_clear_error(tiny: HybridModel) -> None:
+    cache = make_cache(tiny, num_blocks=2)
+    seq = SeqCache([0], 0, tiny.config.max_context - 1)
+    with pytest.raises(ContextLengthError, match="max_context"):
+        tiny.prefill(prompt(2), cache, seq)
+    with pytest.raises(ContextLengthError):
+        tiny.decode(torch.tensor([1]), cache, [SeqCache([0], 0, tiny.config.max_context)])
+
+
+def test_prefill_then_decode_matches_naive(tiny: HybridModel) -> None:
+    tokens = prompt(70)
+    cache = make_cache(tiny)
+    seq = new_seq(cache, 0, 80, 0)
+    tiny.prefill(tokens[:66], cache, seq)
+    seq.num_tokens = 66
+    want = naive_forward(tiny, tokens)
+    for t in range(66, 70):
+        logits = tiny.decode(tokens[t : t + 1], cache, [seq])[0]
+        seq.num_tokens += 1
+        torch.testing.assert_close(
+            finite(tiny, logits), finite(tiny, want[t]), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_prefill_is_deterministic_and_outputs_vary(tiny: HybridModel) -> None:
+    cache = make_cache(tiny)
+    a = tiny.prefill(prompt(40), cache, new_seq(cache, 0, 40, 0))
+    b = tiny.prefill(prompt(40), cache, new_seq(cache, 1, 40, 1))
+    assert torch.equal(a, b)
+    # Non-degenerate weights: different prompts give different greedy tokens.
+    picks = {int(naive_forward(tiny, prompt(8, seed=s))[-1].argmax()) for s in range(6)}
+    assert len(picks) >= 3
