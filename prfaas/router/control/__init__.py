@@ -1,0 +1,27 @@
+"""Dual-timescale control (paper §3.4.3): `short_term` adapts t and the bandwidth regime to link
+telemetry every tick; `long_term` periodically re-plans t and N_p/N_d from rolling statistics and
+emits role changes. Both return decisions as data; the router applies, logs and exports them."""
+
+from prfaas.router.control.long_term import (
+    LongTermConfig,
+    LongTermController,
+    LongTermDecision,
+    RoleChange,
+)
+from prfaas.router.control.short_term import (
+    LinkTelemetry,
+    ShortTermConfig,
+    ShortTermController,
+    ShortTermDecision,
+)
+
+__all__ = [
+    "LinkTelemetry",
+    "LongTermConfig",
+    "LongTermController",
+    "LongTermDecision",
+    "RoleChange",
+    "ShortTermConfig",
+    "ShortTermController",
+    "ShortTermDecision",
+]

@@ -1,0 +1,155 @@
+"""Long-timescale control: rolling statistics -> planner -> new t and N_p/N_d -> role changes.
+
+Each `step()` (e.g. every few minutes):
+  1. takes the uncached lengths of requests that arrived within `window_s` (and their rate);
+  2. calibrates the model with measured stage speed: `prefill_slowdown` scales a profile's
+     T_prefill (measured / profiled time), `decode_rps_per_instance` replaces Eq. 5's per-instance
+     rate when given;
+  3. evaluates the current split at its best t, and the best split overall (planner grid search);
+  4. changes the split only if the planned Λ_max gains at least `min_gain` (hysteresis against
+     flapping on noise), moving at most `max_moves` PD workers per step, each drained first;
+  5. otherwise keeps the split and re-tunes t for it.
+Decisions are data (`LongTermDecision`) with a reason; the router applies and logs them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from prfaas.planner.profiles import DecodeProfile, PrefillProfile
+from prfaas.planner.search import ClusterModel, OperatingPoint, optimal_threshold, search
+from prfaas.planner.workload import EmpiricalLengths
+from prfaas.router.policy import Role, WorkerSnapshot
+
+
+@dataclass(frozen=True)
+class LongTermConfig:
+    window_s: float = 600.0
+    """Rolling window of request statistics, seconds."""
+    min_samples: int = 50
+    """Fewer requests in the window than this: hold (too little data to re-plan)."""
+    min_gain: float = 0.05
+    """Relative Λ_max gain a new split must promise before any role changes."""
+    max_moves: int = 1
+    """Most PD workers re-roled per step (each one drains first)."""
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """Drain `worker_id`, then restart it in `to_role`."""
+
+    worker_id: str
+    from_role: Role
+    to_role: Role
+
+
+@dataclass(frozen=True)
+class LongTermDecision:
+    threshold: float
+    """New base t for the short-term controller (`set_base`)."""
+    n_p: int
+    n_d: int
+    actions: list[RoleChange] = field(default_factory=list)
+    reason: str = "hold"
+    """hold:insufficient_data | retune_threshold | rebalance:prefill_bound | rebalance:decode_bound."""
+    arrival_rps: float = 0.0
+    current: OperatingPoint | None = None
+    planned: OperatingPoint | None = None
+
+
+def _slowed(profile: PrefillProfile, factor: float) -> PrefillProfile:
+    return replace(profile, prefill_seconds=profile.prefill_seconds * factor)
+
+
+class LongTermController:
+    """Rolling statistics plus the planner; not thread-safe (router event loop only)."""
+
+    def __init__(self, model: ClusterModel, config: LongTermConfig | None = None) -> None:
+        self.model = model
+        self.config = config or LongTermConfig()
+        self._samples: deque[tuple[float, int]] = deque()
+        self.prefill_slowdown: dict[str, float] = {"pd": 1.0, "prfaas": 1.0}
+        self.decode_rps_per_instance: float | None = None
+
+    def observe_request(self, now: float, uncached_tokens: int) -> None:
+        """Called once per routed request with its incremental (uncached) length."""
+        self._samples.append((now, uncached_tokens))
+
+    def observe_stage_speed(
+        self,
+        pd: float | None = None,
+        prfaas: float | None = None,
+        decode_rps_per_instance: float | None = None,
+    ) -> None:
+        """Measured/profiled prefill time ratios and measured decode req/s per instance."""
+        if pd is not None:
+            self.prefill_slowdown["pd"] = pd
+        if prfaas is not None:
+            self.prefill_slowdown["prfaas"] = prfaas
+        if decode_rps_per_instance is not None:
+            self.decode_rps_per_instance = decode_rps_per_instance
+
+    def _calibrated(self) -> ClusterModel:
+        m = replace(
+            self.model, pd_profile=_slowed(self.model.pd_profile, self.prefill_slowdown["pd"])
+        )
+        if m.prfaas_profile is not None:
+            m = replace(
+                m, prfaas_profile=_slowed(m.prfaas_profile, self.prefill_slowdown["prfaas"])
+            )
+        if self.decode_rps_per_instance is not None:
+            # Eq. 5 per instance = BS_max / (T_decode · L_out); keep BS_max, solve for T_decode.
+            step = m.decode.max_batch / (self.decode_rps_per_instance * m.output_tokens)
+            m = replace(m, decode=DecodeProfile(m.decode.max_batch, step))
+        return m
+
+    def step(
+        self, now: float, workers: Sequence[WorkerSnapshot], local_cluster: str = "local"
+    ) -> LongTermDecision:
+        """Re-plan from the window ending at `now`; `workers` gives the current PD roles."""
+        cfg = self.config
+        while self._samples and self._samples[0][0] < now - cfg.window_s:
+            self._samples.popleft()
+        pd = [
+            w
+            for w in workers
+            if w.cluster == local_cluster and w.healthy and w.role in (Role.PREFILL, Role.DECODE)
+        ]
+        prefill = sorted(
+            (w for w in pd if w.role is Role.PREFILL),
+            key=lambda w: (w.queue_depth, w.load, w.worker_id),
+        )
+        decode = sorted(
+            (w for w in pd if w.role is Role.DECODE),
+            key=lambda w: (w.load, w.queue_depth, w.worker_id),
+        )
+        n_p = len(prefill)
+        rate = len(self._samples) / cfg.window_s
+        if len(self._samples) < cfg.min_samples or not decode:
+            return LongTermDecision(
+                np.nan, n_p, len(decode), reason="hold:insufficient_data", arrival_rps=rate
+            )
+        lengths = EmpiricalLengths.from_samples([n for _, n in self._samples])
+        model = replace(self._calibrated(), n_pd=len(pd))
+        current = optimal_threshold(model, lengths, n_p)
+        planned, _ = search(model, lengths)
+        if planned.n_p == n_p or planned.lambda_max < current.lambda_max * (1 + cfg.min_gain):
+            return LongTermDecision(
+                current.threshold, n_p, len(decode), [], "retune_threshold", rate, current, current
+            )
+        moves = min(abs(planned.n_p - n_p), cfg.max_moves)
+        if planned.n_p > n_p:
+            actions = [RoleChange(w.worker_id, Role.DECODE, Role.PREFILL) for w in decode[:moves]]
+            reason = "rebalance:prefill_bound"
+        else:
+            actions = [RoleChange(w.worker_id, Role.PREFILL, Role.DECODE) for w in prefill[:moves]]
+            reason = "rebalance:decode_bound"
+        new_n_p = n_p + (moves if planned.n_p > n_p else -moves)
+        target = optimal_threshold(model, lengths, new_n_p)
+        return LongTermDecision(
+            target.threshold, new_n_p, len(pd) - new_n_p, actions, reason, rate, current, target
+        )
