@@ -76,6 +76,7 @@ class SendHandle:
         self._sent = [0] * len(layout)
         self._chunks: deque[PendingChunk] = deque()
         self._writing = 0
+        self._done_sent = False
         self._done_event = asyncio.Event()
 
     @property
@@ -164,9 +165,10 @@ class SendHandle:
             self._link.send_layer_done(self, layer)
 
     def _maybe_done(self) -> None:
-        if self.trailer is not None and not self._chunks and self._writing == 0 and self.opened:
-            if self.bytes_sent == sum(self._layer_bytes) and not self.state.terminal:
-                self._link.send_done(self)
+        ready = self.trailer is not None and self.opened and not self._chunks and self._writing == 0
+        if ready and not self._done_sent and not self.state.terminal:
+            self._done_sent = True
+            self._link.send_done(self)
 
     def mark_opened(self) -> None:
         """The receiver accepted the OPEN; queued chunks may flow."""

@@ -47,7 +47,8 @@ class TcpReceiver(KVReceiver):
         self._tasks: set[asyncio.Task[None]] = set()
         self._handles: dict[str, ReceiveHandle] = {}
         self._owner: dict[str, bytes] = {}
-        self._expected = asyncio.Condition()
+        # Replaced on every expect(); OPENs waiting for their expect() wait on the current one.
+        self._expected = asyncio.Event()
         self._sessions: dict[bytes, set[ReceiverProtocol]] = {}
         self._all_handles: weakref.WeakSet[ReceiveHandle] = weakref.WeakSet()
 
@@ -78,12 +79,9 @@ class TcpReceiver(KVReceiver):
         handle = ReceiveHandle(transfer_id, layout, dest_segments, deadline_s, self._terminal)
         self._handles[transfer_id] = handle
         self._all_handles.add(handle)
-        self._spawn(self._notify_expected())
+        self._expected.set()
+        self._expected = asyncio.Event()
         return handle
-
-    async def _notify_expected(self) -> None:
-        async with self._expected:
-            self._expected.notify_all()
 
     def owned(self, tid: str, session: bytes) -> ReceiveHandle | None:
         """The live transfer `tid` if `session` opened it."""
@@ -98,8 +96,9 @@ class TcpReceiver(KVReceiver):
     async def _open(self, proto: ReceiverProtocol, msg: wire.Open) -> None:
         if msg.tid not in self._handles:
             try:
-                async with asyncio.timeout(self.open_grace_s), self._expected:
-                    await self._expected.wait_for(lambda: msg.tid in self._handles)
+                async with asyncio.timeout(self.open_grace_s):
+                    while msg.tid not in self._handles:
+                        await self._expected.wait()
             except TimeoutError:
                 proto.send(wire.encode(wire.Abort(msg.tid, "unknown transfer")))
                 return
