@@ -29,7 +29,8 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass(frozen=True)
 class SamplingSpec:
-    """Sampling parameters of one request, as the workers' sampler takes them."""
+    """Sampling parameters of one request. Field for field the engine's `SamplingParams`
+    (the router does not import model code, so the dispatcher maps one onto the other)."""
 
     temperature: float = 1.0
     """0 means greedy."""
@@ -41,8 +42,10 @@ class SamplingSpec:
     """Upper bound on generated tokens; the backend finishes with "length" when reached."""
     ignore_eos: bool = False
     """When true, EOS does not end the request: exactly `max_tokens` tokens are generated."""
-    stop_token_ids: tuple[tuple[int, ...], ...] = ()
-    """Token-id sequences that end generation with "stop" (matched by the backend)."""
+    stop_token_ids: tuple[int, ...] = ()
+    """Any of these ids ends generation with "stop" (matched by the backend)."""
+    stop_sequences: tuple[tuple[int, ...], ...] = ()
+    """Multi-token id sequences that end generation with "stop" (matched by the backend)."""
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,6 @@ class RequestBuilder:
             seed=body.seed,
             max_tokens=room if max_tokens is None else max_tokens,
             ignore_eos=body.ignore_eos,
-            stop_token_ids=tuple((i,) for i in body.stop_token_ids or ()),
+            stop_token_ids=tuple(body.stop_token_ids or ()),
         )
         return GenerationRequest(request_id, tuple(prompt_ids), sampling, body.stop_strings)
