@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from prfaas._proto.prfaas.v1 import common_pb2 as prfaas_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16prfaas/v1/worker.proto\x12\tprfaas.v1\x1a\x16prfaas/v1/common.proto\"@\n\rKvDestination\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\"\x94\x01\n\x0ePrefillRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprompt_ids\x18\x02 \x03(\x05\x12+\n\x08sampling\x18\x03 \x01(\x0b\x32\x19.prfaas.v1.SamplingParams\x12-\n\x0b\x64\x65stination\x18\x04 \x01(\x0b\x32\x18.prfaas.v1.KvDestination\"\xee\x01\n\rPrefillResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_token\x18\x02 \x01(\x05\x12\x19\n\x11num_prompt_tokens\x18\x03 \x01(\x05\x12\x19\n\x11num_cached_tokens\x18\x04 \x01(\x05\x12\x15\n\rqueue_seconds\x18\x05 \x01(\x01\x12\x17\n\x0fprefill_seconds\x18\x06 \x01(\x01\x12\x18\n\x10transfer_seconds\x18\x07 \x01(\x01\x12 \n\x18\x65xposed_transfer_seconds\x18\x08 \x01(\x01\x12\x12\n\nbytes_sent\x18\t \x01(\x03\"L\n\x08KvSource\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x03 \x01(\x01\"\x8e\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprompt_ids\x18\x02 \x03(\x05\x12+\n\x08sampling\x18\x03 \x01(\x0b\x32\x19.prfaas.v1.SamplingParams\x12&\n\tkv_source\x18\x04 \x01(\x0b\x32\x13.prfaas.v1.KvSource\"\x19\n\nTokenChunk\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"j\n\x08\x46inished\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.prfaas.v1.FinishReason\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.prfaas.v1.Usage\x12\x14\n\x0cttft_seconds\x18\x03 \x01(\x01\",\n\x0bWorkerError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x93\x01\n\rGenerateEvent\x12\'\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.prfaas.v1.TokenChunkH\x00\x12\'\n\x08\x66inished\x18\x02 \x01(\x0b\x32\x13.prfaas.v1.FinishedH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.prfaas.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"\"\n\x0c\x41\x62ortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1e\n\rAbortResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\r\n\x0bLoadRequest\"\xe3\x02\n\nWorkerLoad\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x13\n\x0bnum_waiting\x18\x04 \x01(\x05\x12\x13\n\x0bnum_running\x18\x05 \x01(\x05\x12\x1a\n\x12num_waiting_for_kv\x18\x06 \x01(\x05\x12\x15\n\rbusy_fraction\x18\x07 \x01(\x01\x12\x18\n\x10\x63\x61\x63he_bytes_used\x18\x08 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_bytes_budget\x18\t \x01(\x03\x12!\n\x19prefill_tokens_per_second\x18\n \x01(\x01\x12 \n\x18\x64\x65\x63ode_tokens_per_second\x18\x0b \x01(\x01\x12\x15\n\rkv_bytes_sent\x18\x0c \x01(\x03\x12\"\n\x1akv_egress_bytes_per_second\x18\r \x01(\x01\x12\x10\n\x08\x64raining\x18\x0e \x01(\x08\"\x1e\n\x0eSetRoleRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\"6\n\x0fSetRoleResponse\x12\x15\n\rprevious_role\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"\x14\n\x12\x43\x61\x63heEventsRequest\"\xbb\x01\n\nCacheEvent\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.prfaas.v1.CacheEvent.Kind\x12\x12\n\nblock_hash\x18\x02 \x01(\x04\x12\x13\n\x0b\x62lock_index\x18\x03 \x01(\x05\x12\x16\n\x0ehas_checkpoint\x18\x04 \x01(\x08\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\x0b\n\x07\x45VICTED\x10\x02\x12\x0b\n\x07\x43LEARED\x10\x03\"_\n\x0f\x43\x61\x63heEventBatch\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nblock_size\x18\x02 \x01(\x05\x12%\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x15.prfaas.v1.CacheEvent2\x97\x02\n\rPrefillWorker\x12>\n\x07Prefill\x12\x19.prfaas.v1.PrefillRequest\x1a\x18.prfaas.v1.PrefillResult\x12:\n\x05\x41\x62ort\x12\x17.prfaas.v1.AbortRequest\x1a\x18.prfaas.v1.AbortResponse\x12\x38\n\x07GetLoad\x12\x16.prfaas.v1.LoadRequest\x1a\x15.prfaas.v1.WorkerLoad\x12P\n\x11StreamCacheEvents\x12\x1d.prfaas.v1.CacheEventsRequest\x1a\x1a.prfaas.v1.CacheEventBatch0\x01\x32\x98\x03\n\x08PDWorker\x12\x42\n\x08Generate\x12\x1a.prfaas.v1.GenerateRequest\x1a\x18.prfaas.v1.GenerateEvent0\x01\x12>\n\x07Prefill\x12\x19.prfaas.v1.PrefillRequest\x1a\x18.prfaas.v1.PrefillResult\x12:\n\x05\x41\x62ort\x12\x17.prfaas.v1.AbortRequest\x1a\x18.prfaas.v1.AbortResponse\x12@\n\x07SetRole\x12\x19.prfaas.v1.SetRoleRequest\x1a\x1a.prfaas.v1.SetRoleResponse\x12\x38\n\x07GetLoad\x12\x16.prfaas.v1.LoadRequest\x1a\x15.prfaas.v1.WorkerLoad\x12P\n\x11StreamCacheEvents\x12\x1d.prfaas.v1.CacheEventsRequest\x1a\x1a.prfaas.v1.CacheEventBatch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16prfaas/v1/worker.proto\x12\tprfaas.v1\x1a\x16prfaas/v1/common.proto\"@\n\rKvDestination\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\"\x94\x01\n\x0ePrefillRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprompt_ids\x18\x02 \x03(\x05\x12+\n\x08sampling\x18\x03 \x01(\x0b\x32\x19.prfaas.v1.SamplingParams\x12-\n\x0b\x64\x65stination\x18\x04 \x01(\x0b\x32\x18.prfaas.v1.KvDestination\"\xee\x01\n\rPrefillResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_token\x18\x02 \x01(\x05\x12\x19\n\x11num_prompt_tokens\x18\x03 \x01(\x05\x12\x19\n\x11num_cached_tokens\x18\x04 \x01(\x05\x12\x15\n\rqueue_seconds\x18\x05 \x01(\x01\x12\x17\n\x0fprefill_seconds\x18\x06 \x01(\x01\x12\x18\n\x10transfer_seconds\x18\x07 \x01(\x01\x12 \n\x18\x65xposed_transfer_seconds\x18\x08 \x01(\x01\x12\x12\n\nbytes_sent\x18\t \x01(\x03\"L\n\x08KvSource\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x03 \x01(\x01\"\x8e\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprompt_ids\x18\x02 \x03(\x05\x12+\n\x08sampling\x18\x03 \x01(\x0b\x32\x19.prfaas.v1.SamplingParams\x12&\n\tkv_source\x18\x04 \x01(\x0b\x32\x13.prfaas.v1.KvSource\"\x19\n\nTokenChunk\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"j\n\x08\x46inished\x12\'\n\x06reason\x18\x01 \x01(\x0e\x32\x17.prfaas.v1.FinishReason\x12\x1f\n\x05usage\x18\x02 \x01(\x0b\x32\x10.prfaas.v1.Usage\x12\x14\n\x0cttft_seconds\x18\x03 \x01(\x01\",\n\x0bWorkerError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"%\n\x08\x41\x64mitted\x12\x19\n\x11num_cached_tokens\x18\x01 \x01(\x05\"\xbc\x01\n\rGenerateEvent\x12\'\n\x06tokens\x18\x01 \x01(\x0b\x32\x15.prfaas.v1.TokenChunkH\x00\x12\'\n\x08\x66inished\x18\x02 \x01(\x0b\x32\x13.prfaas.v1.FinishedH\x00\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x16.prfaas.v1.WorkerErrorH\x00\x12\'\n\x08\x61\x64mitted\x18\x04 \x01(\x0b\x32\x13.prfaas.v1.AdmittedH\x00\x42\x07\n\x05\x65vent\"\"\n\x0c\x41\x62ortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x1e\n\rAbortResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\r\n\x0bLoadRequest\"\xe3\x02\n\nWorkerLoad\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x13\n\x0bnum_waiting\x18\x04 \x01(\x05\x12\x13\n\x0bnum_running\x18\x05 \x01(\x05\x12\x1a\n\x12num_waiting_for_kv\x18\x06 \x01(\x05\x12\x15\n\rbusy_fraction\x18\x07 \x01(\x01\x12\x18\n\x10\x63\x61\x63he_bytes_used\x18\x08 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_bytes_budget\x18\t \x01(\x03\x12!\n\x19prefill_tokens_per_second\x18\n \x01(\x01\x12 \n\x18\x64\x65\x63ode_tokens_per_second\x18\x0b \x01(\x01\x12\x15\n\rkv_bytes_sent\x18\x0c \x01(\x03\x12\"\n\x1akv_egress_bytes_per_second\x18\r \x01(\x01\x12\x10\n\x08\x64raining\x18\x0e \x01(\x08\"\x1e\n\x0eSetRoleRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\"6\n\x0fSetRoleResponse\x12\x15\n\rprevious_role\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"\x14\n\x12\x43\x61\x63heEventsRequest\"\xbb\x01\n\nCacheEvent\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.prfaas.v1.CacheEvent.Kind\x12\x12\n\nblock_hash\x18\x02 \x01(\x04\x12\x13\n\x0b\x62lock_index\x18\x03 \x01(\x05\x12\x16\n\x0ehas_checkpoint\x18\x04 \x01(\x08\"B\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\x0b\n\x07\x45VICTED\x10\x02\x12\x0b\n\x07\x43LEARED\x10\x03\"_\n\x0f\x43\x61\x63heEventBatch\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nblock_size\x18\x02 \x01(\x05\x12%\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x15.prfaas.v1.CacheEvent2\x97\x02\n\rPrefillWorker\x12>\n\x07Prefill\x12\x19.prfaas.v1.PrefillRequest\x1a\x18.prfaas.v1.PrefillResult\x12:\n\x05\x41\x62ort\x12\x17.prfaas.v1.AbortRequest\x1a\x18.prfaas.v1.AbortResponse\x12\x38\n\x07GetLoad\x12\x16.prfaas.v1.LoadRequest\x1a\x15.prfaas.v1.WorkerLoad\x12P\n\x11StreamCacheEvents\x12\x1d.prfaas.v1.CacheEventsRequest\x1a\x1a.prfaas.v1.CacheEventBatch0\x01\x32\x98\x03\n\x08PDWorker\x12\x42\n\x08Generate\x12\x1a.prfaas.v1.GenerateRequest\x1a\x18.prfaas.v1.GenerateEvent0\x01\x12>\n\x07Prefill\x12\x19.prfaas.v1.PrefillRequest\x1a\x18.prfaas.v1.PrefillResult\x12:\n\x05\x41\x62ort\x12\x17.prfaas.v1.AbortRequest\x1a\x18.prfaas.v1.AbortResponse\x12@\n\x07SetRole\x12\x19.prfaas.v1.SetRoleRequest\x1a\x1a.prfaas.v1.SetRoleResponse\x12\x38\n\x07GetLoad\x12\x16.prfaas.v1.LoadRequest\x1a\x15.prfaas.v1.WorkerLoad\x12P\n\x11StreamCacheEvents\x12\x1d.prfaas.v1.CacheEventsRequest\x1a\x1a.prfaas.v1.CacheEventBatch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,30 +49,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINISHED']._serialized_end=875
   _globals['_WORKERERROR']._serialized_start=877
   _globals['_WORKERERROR']._serialized_end=921
-  _globals['_GENERATEEVENT']._serialized_start=924
-  _globals['_GENERATEEVENT']._serialized_end=1071
-  _globals['_ABORTREQUEST']._serialized_start=1073
-  _globals['_ABORTREQUEST']._serialized_end=1107
-  _globals['_ABORTRESPONSE']._serialized_start=1109
-  _globals['_ABORTRESPONSE']._serialized_end=1139
-  _globals['_LOADREQUEST']._serialized_start=1141
-  _globals['_LOADREQUEST']._serialized_end=1154
-  _globals['_WORKERLOAD']._serialized_start=1157
-  _globals['_WORKERLOAD']._serialized_end=1512
-  _globals['_SETROLEREQUEST']._serialized_start=1514
-  _globals['_SETROLEREQUEST']._serialized_end=1544
-  _globals['_SETROLERESPONSE']._serialized_start=1546
-  _globals['_SETROLERESPONSE']._serialized_end=1600
-  _globals['_CACHEEVENTSREQUEST']._serialized_start=1602
-  _globals['_CACHEEVENTSREQUEST']._serialized_end=1622
-  _globals['_CACHEEVENT']._serialized_start=1625
-  _globals['_CACHEEVENT']._serialized_end=1812
-  _globals['_CACHEEVENT_KIND']._serialized_start=1746
-  _globals['_CACHEEVENT_KIND']._serialized_end=1812
-  _globals['_CACHEEVENTBATCH']._serialized_start=1814
-  _globals['_CACHEEVENTBATCH']._serialized_end=1909
-  _globals['_PREFILLWORKER']._serialized_start=1912
-  _globals['_PREFILLWORKER']._serialized_end=2191
-  _globals['_PDWORKER']._serialized_start=2194
-  _globals['_PDWORKER']._serialized_end=2602
+  _globals['_ADMITTED']._serialized_start=923
+  _globals['_ADMITTED']._serialized_end=960
+  _globals['_GENERATEEVENT']._serialized_start=963
+  _globals['_GENERATEEVENT']._serialized_end=1151
+  _globals['_ABORTREQUEST']._serialized_start=1153
+  _globals['_ABORTREQUEST']._serialized_end=1187
+  _globals['_ABORTRESPONSE']._serialized_start=1189
+  _globals['_ABORTRESPONSE']._serialized_end=1219
+  _globals['_LOADREQUEST']._serialized_start=1221
+  _globals['_LOADREQUEST']._serialized_end=1234
+  _globals['_WORKERLOAD']._serialized_start=1237
+  _globals['_WORKERLOAD']._serialized_end=1592
+  _globals['_SETROLEREQUEST']._serialized_start=1594
+  _globals['_SETROLEREQUEST']._serialized_end=1624
+  _globals['_SETROLERESPONSE']._serialized_start=1626
+  _globals['_SETROLERESPONSE']._serialized_end=1680
+  _globals['_CACHEEVENTSREQUEST']._serialized_start=1682
+  _globals['_CACHEEVENTSREQUEST']._serialized_end=1702
+  _globals['_CACHEEVENT']._serialized_start=1705
+  _globals['_CACHEEVENT']._serialized_end=1892
+  _globals['_CACHEEVENT_KIND']._serialized_start=1826
+  _globals['_CACHEEVENT_KIND']._serialized_end=1892
+  _globals['_CACHEEVENTBATCH']._serialized_start=1894
+  _globals['_CACHEEVENTBATCH']._serialized_end=1989
+  _globals['_PREFILLWORKER']._serialized_start=1992
+  _globals['_PREFILLWORKER']._serialized_end=2271
+  _globals['_PDWORKER']._serialized_start=2274
+  _globals['_PDWORKER']._serialized_end=2682
 # @@protoc_insertion_point(module_scope)
