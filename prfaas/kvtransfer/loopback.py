@@ -72,7 +72,11 @@ class LoopbackReceiver(KVReceiver):
             raise TransferRefused("unknown transfer")
         if sender.transfer_id in self._senders:
             raise TransferRefused("duplicate open")
-        handle.begin(sender.layout, sender.metadata)
+        try:
+            handle.begin(sender.layout, sender.metadata)
+        except TransferRefused as exc:
+            handle.fail(exc)
+            raise
         self._senders[sender.transfer_id] = sender
         return handle
 
