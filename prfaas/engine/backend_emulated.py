@@ -1,0 +1,224 @@
+"""Emulated backend: profiled prefill durations and cache sizes, real bytes, no model.
+
+Lets a dozen workers run on a 2-core machine in the paper's regime (issue 4 item 6):
+- time: a prefill of N tokens takes profile.seconds(N) * time_factor, slept layer by layer so
+  layer-done events spread over the prefill; a chunk [s, e) of a request costs
+  P(e) - P(s), plus P(0) (the fixed per-request overhead) on the request's first chunk;
+  a decode step takes decode_step_seconds * time_factor;
+- bytes: profile.kv_bytes(N) = state + N * per_token (fitted), scaled by byte_factor, held in
+  bytearrays laid out like the model's cache (per full layer: blocks of per-token bytes; per linear
+  layer: one state buffer per slot), so the worker really sends them over TCP;
+- tokens: `hash_next_token` of the sequence, identical on every path (local, remote, prefix hit).
+Written bytes are a function of the tokens, so a transfer's digest means something.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xxhash
+
+from prfaas.engine.backend_base import (
+    BufferSpec,
+    ExecutionBackend,
+    LayerDoneCallback,
+    hash_next_token,
+)
+from prfaas.engine.outputs import PrefillChunk, RunnerOutput, SchedulerOutput
+from prfaas.request import Request
+
+
+@dataclass(frozen=True)
+class PrefillProfile:
+    """Rows of (input_tokens, prefill_seconds, kv_bytes), increasing; linear in between and
+    linearly extrapolated from the end segments outside."""
+
+    input_tokens: tuple[int, ...]
+    prefill_seconds: tuple[float, ...]
+    kv_bytes: tuple[int, ...]
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> PrefillProfile:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return cls(
+            tuple(int(r["input_tokens"]) for r in rows),
+            tuple(float(r["prefill_seconds"]) for r in rows),
+            tuple(int(r["kv_bytes"]) for r in rows),
+        )
+
+    def _interp(self, n: float, ys: tuple[float, ...] | tuple[int, ...]) -> float:
+        xs = self.input_tokens
+        i = int(np.clip(np.searchsorted(xs, n) - 1, 0, len(xs) - 2))
+        return ys[i] + (ys[i + 1] - ys[i]) * (n - xs[i]) / (xs[i + 1] - xs[i])
+
+    def seconds(self, num_tokens: float) -> float:
+        return self._interp(num_tokens, self.prefill_seconds)
+
+    def bytes(self, num_tokens: float) -> float:
+        return self._interp(num_tokens, self.kv_bytes)
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """Slope of kv_bytes over the whole table (the full-attention KV of one token)."""
+        xs, ys = self.input_tokens, self.kv_bytes
+        return (ys[-1] - ys[0]) / (xs[-1] - xs[0])
+
+    @property
+    def state_bytes(self) -> float:
+        """Intercept: the length-independent linear state of one request."""
+        return self.kv_bytes[0] - self.kv_bytes_per_token * self.input_tokens[0]
+
+
+class EmulatedBackend(ExecutionBackend):
+    def __init__(
+        self,
+        profile: PrefillProfile,
+        *,
+        time_factor: float = 1.0,
+        byte_factor: float = 1e-3,
+        layer_pattern: str = "GGGF",
+        block_size: int = 256,
+        decode_step_seconds: float = 0.025,
+        vocab_size: int = 256,
+    ) -> None:
+        self.profile = profile
+        self.time_factor = time_factor
+        self.layer_pattern = layer_pattern
+        self.num_layers = len(layer_pattern)
+        self.full_layers = [i for i, k in enumerate(layer_pattern) if k == "F"]
+        self.linear_layers = [i for i, k in enumerate(layer_pattern) if k == "G"]
+        assert self.full_layers and self.linear_layers, "pattern needs both layer kinds"
+        self.block_size = block_size
+        self.decode_step_seconds = decode_step_seconds
+        self.vocab_size = vocab_size
+        # Per-layer byte sizes, at least one byte each so every layer really ships something.
+        kv = profile.kv_bytes_per_token * byte_factor / len(self.full_layers)
+        state = profile.state_bytes * byte_factor / len(self.linear_layers)
+        self.token_bytes_per_layer = max(1, round(kv))
+        self.state_bytes_per_layer = max(1, round(state))
+        self.kv_bytes_per_token = self.token_bytes_per_layer * len(self.full_layers)
+        self.state_bytes_per_request = self.state_bytes_per_layer * len(self.linear_layers)
+        self._ordinal = {layer: i for i, layer in enumerate(self.full_layers)}
+        self._ordinal.update({layer: j for j, layer in enumerate(self.linear_layers)})
+
+    def allocate(self, num_blocks: int, num_slots: int) -> None:
+        # kv[i]: [num_blocks, block_size, token_bytes]; state[j]: [num_slots, state_bytes].
+        # np.full touches every page now, so first writes inside a timed step do not page-fault.
+        kv_shape = (num_blocks, self.block_size, self.token_bytes_per_layer)
+        self.kv = [np.full(kv_shape, 0, np.uint8) for _ in self.full_layers]
+        state_shape = (num_slots, self.state_bytes_per_layer)
+        self.state = [np.full(state_shape, 0, np.uint8) for _ in self.linear_layers]
+
+    def prefill_seconds(self, chunk: PrefillChunk) -> float:
+        """Emulated (scaled) duration of one chunk."""
+        p = self.profile
+        first = chunk.start == chunk.request.num_cached_tokens
+        cost = p.seconds(chunk.end) - p.seconds(chunk.start) + (p.seconds(0) if first else 0.0)
+        return cost * self.time_factor
+
+    def _write_kv(self, layer: int, req: Request, tokens: list[int], start: int) -> None:
+        kv = self.kv[self._ordinal[layer]]
+        bs = self.block_size
+        vals = (np.asarray(tokens, dtype=np.int64) + layer) % 256
+        t = start
+        while t < start + len(tokens):
+            off, n = t % bs, min(bs - t % bs, start + len(tokens) - t)
+            kv[req.block_table[t // bs], off : off + n, :] = vals[t - start : t - start + n, None]
+            t += n
+
+    def _write_state(self, layer: int, slot: int, digest: int) -> None:
+        self.state[self._ordinal[layer]][slot, :] = (digest + layer) % 256
+
+    def execute(
+        self, sched: SchedulerOutput, on_layer_done: LayerDoneCallback | None = None
+    ) -> RunnerOutput:
+        t0 = time.perf_counter()
+        out = RunnerOutput()
+        for chunk in sched.prefills:
+            if chunk.copy_state_from is not None:
+                self.copy_state(chunk.copy_state_from, chunk.request.state_slot)  # type: ignore[arg-type]
+        # Sampled up front so no real work runs after the last layer's deadline.
+        for chunk in sched.prefills:
+            if chunk.is_last:
+                token = hash_next_token(chunk.request.prompt_token_ids, self.vocab_size)
+                out.sampled_token_ids[chunk.request.request_id] = token
+        per_layer = sum(self.prefill_seconds(c) for c in sched.prefills) / self.num_layers
+        # Linear states after `end` and after each checkpoint position, as content digests.
+        digests = [_prefix_digests(c) for c in sched.prefills]
+        deadline = t0
+        for layer in range(self.num_layers):
+            deadline += per_layer
+            for chunk, (end_digest, ckpt_digests) in zip(sched.prefills, digests, strict=True):
+                req = chunk.request
+                if self.layer_pattern[layer] == "F":
+                    tokens = req.prompt_token_ids[chunk.start : chunk.end]
+                    self._write_kv(layer, req, tokens, chunk.start)
+                else:
+                    self._write_state(layer, req.state_slot, end_digest)  # type: ignore[arg-type]
+                    for (_, slot), digest in zip(chunk.checkpoints, ckpt_digests, strict=True):
+                        self._write_state(layer, slot, digest)
+            _sleep_until(deadline)
+            if on_layer_done is not None:
+                for chunk in sched.prefills:
+                    on_layer_done(chunk.request.request_id, layer, chunk.start, chunk.end)
+        if sched.decodes:
+            for item in sched.decodes:
+                req = item.request
+                seq = req.all_token_ids
+                for layer in self.full_layers:
+                    self._write_kv(layer, req, [item.token_id], item.position)
+                digest = _digest(np.asarray(seq, dtype="<i4"))
+                for layer in self.linear_layers:
+                    self._write_state(layer, req.state_slot, digest)  # type: ignore[arg-type]
+                out.sampled_token_ids[req.request_id] = hash_next_token(seq, self.vocab_size)
+            _sleep_until(time.perf_counter() + self.decode_step_seconds * self.time_factor)
+        out.compute_seconds = time.perf_counter() - t0
+        return out
+
+    def copy_state(self, src_slot: int, dst_slot: int) -> None:
+        for s in self.state:
+            s[dst_slot] = s[src_slot]
+
+    def transfer_layout(self, req: Request) -> list[BufferSpec]:
+        n = req.num_prompt_tokens
+        return [
+            BufferSpec(f"L{i:02d}.kv", "uint8", n * self.token_bytes_per_layer)
+            if kind == "F"
+            else BufferSpec(f"L{i:02d}.state", "uint8", self.state_bytes_per_layer)
+            for i, kind in enumerate(self.layer_pattern)
+        ]
+
+    def layer_segments(
+        self, req: Request, layer_idx: int, start: int, end: int
+    ) -> list[memoryview]:
+        if self.layer_pattern[layer_idx] != "F":
+            assert req.state_slot is not None
+            return [memoryview(self.state[self._ordinal[layer_idx]][req.state_slot])]
+        kv = self.kv[self._ordinal[layer_idx]]
+        bs, views, t = self.block_size, [], start
+        while t < end:
+            off, n = t % bs, min(bs - t % bs, end - t)
+            views.append(memoryview(kv[req.block_table[t // bs], off : off + n]).cast("B"))
+            t += n
+        return views
+
+
+def _digest(tokens: np.ndarray) -> int:
+    return xxhash.xxh3_64_intdigest(tokens.tobytes())
+
+
+def _prefix_digests(chunk: PrefillChunk) -> tuple[int, list[int]]:
+    """Digest of the prompt prefix ending at chunk.end and at each checkpoint position."""
+    arr = np.asarray(chunk.request.prompt_token_ids, dtype="<i4")
+    return _digest(arr[: chunk.end]), [_digest(arr[:pos]) for pos, _ in chunk.checkpoints]
+
+
+def _sleep_until(deadline: float) -> None:
+    left = deadline - time.perf_counter()
+    if left > 0:
+        time.sleep(left)
