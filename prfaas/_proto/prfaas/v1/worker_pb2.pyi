@@ -191,10 +191,14 @@ class CacheEvent(_message.Message):
         STORED: _ClassVar[CacheEvent.Kind]
         EVICTED: _ClassVar[CacheEvent.Kind]
         CLEARED: _ClassVar[CacheEvent.Kind]
+        CHECKPOINT_STORED: _ClassVar[CacheEvent.Kind]
+        CHECKPOINT_EVICTED: _ClassVar[CacheEvent.Kind]
     KIND_UNSPECIFIED: CacheEvent.Kind
     STORED: CacheEvent.Kind
     EVICTED: CacheEvent.Kind
     CLEARED: CacheEvent.Kind
+    CHECKPOINT_STORED: CacheEvent.Kind
+    CHECKPOINT_EVICTED: CacheEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     BLOCK_HASH_FIELD_NUMBER: _ClassVar[int]
     BLOCK_INDEX_FIELD_NUMBER: _ClassVar[int]
