@@ -1,0 +1,1 @@
+"""`prfaas up`: start a whole two-datacenter deployment from one topology file."""

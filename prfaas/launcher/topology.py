@@ -1,0 +1,214 @@
+"""Topology files (deploy/*.toml) parsed into frozen specs, and the processes they imply.
+
+A topology names two datacenters: the PrfaaS cluster (prefill workers only) and the local PD cluster
+(the router and PD workers with roles), plus the emulated link between them. `processes()` expands it
+into one `ProcessSpec` per OS process, in start order; the launcher owns nothing else.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "deploy" / "local.toml"
+BACKENDS = ("torch", "emulated")
+POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
+ROLES = ("mixed", "prefill", "decode")
+LINK_MODES = ("relay", "netns", "none")
+
+
+class TopologyError(ValueError):
+    """The topology file is malformed; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    mode: str = "relay"
+    rate_gbps: float = 1.0
+    delay_ms: float = 5.0
+    jitter_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class WorkerAddress:
+    """Where one worker is reached. `kv_via_link` is its KV receiver as seen from the PrfaaS
+    datacenter (through the emulated link); `kv_direct` as seen from inside the PD datacenter."""
+
+    worker_id: str
+    kind: str  # "prefill" (PrfaaS cluster) | "pd"
+    cluster: str
+    role: str  # "prfaas" for PrfaaS workers; mixed | prefill | decode for PD workers
+    grpc: str
+    kv_direct: str = ""
+    kv_via_link: str = ""
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str = "local-two-dc"
+    backend: str = "torch"
+    policy: str = "prfaas"
+    model_preset: str = "small"
+    torch_threads: int = 1
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    router_grpc_port: int = 50050
+    threshold_tokens: int = 512
+    long_control_seconds: float = 30.0
+    link: LinkSpec = field(default_factory=LinkSpec)
+    prfaas_cluster: str = "prfaas"
+    prfaas_workers: int = 1
+    prfaas_grpc_base_port: int = 50100
+    pd_cluster: str = "pd"
+    pd_roles: tuple[str, ...] = ("prefill", "decode")
+    pd_grpc_base_port: int = 50200
+    pd_kv_base_port: int = 50300
+    link_base_port: int = 50400
+    cache_budget_mb: int = 512
+    block_size: int = 256
+    kv_connections: int = 4
+    emulated_profile_prfaas: str = ""
+    emulated_profile_pd: str = ""
+    emulated_time_factor: float = 0.1
+    emulated_byte_factor: float = 0.01
+    # Explicit hosts (one per worker, e.g. compose service names): worker i listens on its own host
+    # at the base ports. Empty: every worker on `host`, at base port + i.
+    prfaas_hosts: tuple[str, ...] = ()
+    pd_hosts: tuple[str, ...] = ()
+    link_host: str = ""
+
+    def workers(self) -> list[WorkerAddress]:
+        """Every worker of the deployment, PrfaaS workers first."""
+        out = []
+        for j in range(self.prfaas_workers):
+            host, off = (self.prfaas_hosts[j], 0) if self.prfaas_hosts else (self.host, j)
+            out.append(
+                WorkerAddress(
+                    f"prfaas-{j}",
+                    "prefill",
+                    self.prfaas_cluster,
+                    "prfaas",
+                    f"{host}:{self.prfaas_grpc_base_port + off}",
+                )
+            )
+        for i, role in enumerate(self.pd_roles):
+            host, off = (self.pd_hosts[i], 0) if self.pd_hosts else (self.host, i)
+            kv = f"{host}:{self.pd_kv_base_port + off}"
+            via = kv
+            if self.link.mode == "relay":
+                via = f"{self.link_host or self.host}:{self.link_base_port + i}"
+            out.append(
+                WorkerAddress(
+                    f"pd-{i}",
+                    "pd",
+                    self.pd_cluster,
+                    role,
+                    f"{host}:{self.pd_grpc_base_port + off}",
+                    kv_direct=kv,
+                    kv_via_link=via,
+                )
+            )
+        return out
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.backend in BACKENDS, f"deployment.backend must be one of {BACKENDS}"),
+            (self.policy in POLICIES, f"deployment.policy must be one of {POLICIES}"),
+            (self.link.mode in LINK_MODES, f"link.mode must be one of {LINK_MODES}"),
+            (all(r in ROLES for r in self.pd_roles), f"pd.roles entries must be in {ROLES}"),
+            (len(self.pd_roles) >= 1, "pd.roles needs at least one PD worker"),
+            (self.prfaas_workers >= 0, "prfaas.workers must be >= 0"),
+            (self.block_size % 64 == 0, "worker.block_size must be a multiple of 64"),
+            (self.link.rate_gbps > 0, "link.rate_gbps must be positive"),
+            (
+                not self.prfaas_hosts or len(self.prfaas_hosts) == self.prfaas_workers,
+                "prfaas.hosts needs one entry per PrfaaS worker",
+            ),
+            (
+                not self.pd_hosts or len(self.pd_hosts) == len(self.pd_roles),
+                "pd.hosts needs one entry per PD worker",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TopologyError(message)
+
+    def with_overrides(self, **changes: object) -> Topology:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_SECTIONS = {
+    "deployment": {"name", "backend", "policy", "model_preset", "torch_threads", "host"},
+    "router": {
+        "http_port",
+        "grpc_port",
+        "metrics_port",
+        "threshold_tokens",
+        "long_control_seconds",
+    },
+    "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host"},
+    "prfaas": {"cluster", "workers", "grpc_base_port", "hosts"},
+    "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
+    "worker": {"cache_budget_mb", "block_size", "kv_connections"},
+    "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor"},
+}
+
+
+def load_topology(path: str | Path | None = None) -> Topology:
+    """Parse a topology TOML file (default: deploy/local.toml); unknown keys are errors."""
+    path = Path(path) if path else DEFAULT_TOPOLOGY
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TopologyError(f"cannot read topology {path}: {exc}") from exc
+    for section, values in raw.items():
+        if section not in _SECTIONS:
+            raise TopologyError(f"{path}: unknown section [{section}]")
+        unknown = set(values) - _SECTIONS[section]
+        if unknown:
+            raise TopologyError(f"{path}: unknown keys in [{section}]: {sorted(unknown)}")
+    d, r, lk = raw.get("deployment", {}), raw.get("router", {}), raw.get("link", {})
+    pf, pd, w, em = (
+        raw.get("prfaas", {}),
+        raw.get("pd", {}),
+        raw.get("worker", {}),
+        raw.get("emulated", {}),
+    )
+    base = Topology()
+    return Topology(
+        name=d.get("name", base.name),
+        backend=d.get("backend", base.backend),
+        policy=d.get("policy", base.policy),
+        model_preset=d.get("model_preset", base.model_preset),
+        torch_threads=int(d.get("torch_threads", base.torch_threads)),
+        host=d.get("host", base.host),
+        http_port=int(r.get("http_port", base.http_port)),
+        router_grpc_port=int(r.get("grpc_port", base.router_grpc_port)),
+        threshold_tokens=int(r.get("threshold_tokens", base.threshold_tokens)),
+        long_control_seconds=float(r.get("long_control_seconds", base.long_control_seconds)),
+        link=LinkSpec(
+            mode=lk.get("mode", "relay"),
+            rate_gbps=float(lk.get("rate_gbps", 1.0)),
+            delay_ms=float(lk.get("delay_ms", 5.0)),
+            jitter_ms=float(lk.get("jitter_ms", 0.0)),
+        ),
+        prfaas_cluster=pf.get("cluster", base.prfaas_cluster),
+        prfaas_workers=int(pf.get("workers", base.prfaas_workers)),
+        prfaas_grpc_base_port=int(pf.get("grpc_base_port", base.prfaas_grpc_base_port)),
+        pd_cluster=pd.get("cluster", base.pd_cluster),
+        pd_roles=tuple(pd.get("roles", base.pd_roles)),
+        pd_grpc_base_port=int(pd.get("grpc_base_port", base.pd_grpc_base_port)),
+        pd_kv_base_port=int(pd.get("kv_base_port", base.pd_kv_base_port)),
+        link_base_port=int(pd.get("link_base_port", base.link_base_port)),
+        cache_budget_mb=int(w.get("cache_budget_mb", base.cache_budget_mb)),
+        block_size=int(w.get("block_size", base.block_size)),
+        kv_connections=int(w.get("kv_connections", base.kv_connections)),
+        emulated_profile_prfaas=em.get("prfaas_profile", base.emulated_profile_prfaas),
+        emulated_profile_pd=em.get("pd_profile", base.emulated_profile_pd),
+        emulated_time_factor=float(em.get("time_factor", base.emulated_time_factor)),
+        emulated_byte_factor=float(em.get("byte_factor", base.emulated_byte_factor)),
+        prfaas_hosts=tuple(pf.get("hosts", ())),
+        pd_hosts=tuple(pd.get("hosts", ())),
+        link_host=lk.get("host", ""),
+    )
