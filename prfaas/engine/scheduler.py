@@ -13,6 +13,9 @@ Life of a request here (queues named as in the code):
    tokens are appended, finished requests free their cache. A prefill_only request finishes with
    its first token but moves to `held`, keeping its cache until `release` after its transfer.
 `abort` frees a request at any stage. All methods run on the engine's single compute thread.
+No preemption: admission reserves every block a request may write (see kv_manager.py).
+`has_work` stays true while a request waits for memory, even if nothing can run yet; the worker
+should back off when a step schedules nothing.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import expected_tokens
+from engine_helpers import expected_tokens
 
 from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
 from prfaas.engine.core import EngineCore

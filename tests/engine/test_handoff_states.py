@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import expected_tokens, make_engine, make_req, run_until_idle
+from engine_helpers import expected_tokens, make_engine, make_req, run_until_idle
 
 from prfaas.engine.outputs import RequestEvent
 from prfaas.request import RequestKind, RequestStatus

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import BLOCK, expected_tokens, make_engine, make_req, run_until_idle
+from engine_helpers import BLOCK, expected_tokens, make_engine, make_req, run_until_idle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

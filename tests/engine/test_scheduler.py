@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import BLOCK, expected_tokens, make_engine, make_req, run_until_idle
+from engine_helpers import BLOCK, expected_tokens, make_engine, make_req, run_until_idle
 
 from prfaas.engine.core import generate
 from prfaas.engine.scheduler import RequestRefused
