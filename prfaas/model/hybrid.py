@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from prfaas.model.cache import HybridCache, LinearStates, SeqCache
 from prfaas.model.config import EOS_ID, HybridConfig
-from prfaas.model.layers import MLP, FullAttention, GatedDeltaNet, RMSNorm
+from prfaas.model.layers import MLP, FullAttention, GatedDeltaNet, RMSNorm, row_tiled
 
 
 class ContextLengthError(ValueError):
@@ -170,7 +170,7 @@ class HybridModel(nn.Module):
             if on_layer_done is not None:
                 on_layer_done(idx, start, end)
             x = x + out
-            x = x + block.mlp(block.mlp_norm(x))
+            x = x + row_tiled(lambda r, b=block: b.mlp(b.mlp_norm(r)), x)
         if checkpoint_sink is not None:
             for p in points:
                 checkpoint_sink(p, ckpts[p])
