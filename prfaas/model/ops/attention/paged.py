@@ -28,11 +28,18 @@ def write_kv(kv: Tensor, block_table: list[int], start: int, k: Tensor, v: Tenso
 
 
 def gather_kv(kv: Tensor, block_table: list[int], length: int) -> tuple[Tensor, Tensor]:
-    """K and V of positions [0, length) of one request, each `[length, Hkv, d]` (a copy)."""
+    """K and V of positions [0, length) of one request, each `[length, Hkv, d]`.
+
+    A view when the request's blocks are consecutive (no copy), otherwise a gathered copy.
+    """
     bs = kv.shape[1]
     n_blocks = -(-length // bs)
-    idx = torch.tensor(block_table[:n_blocks], dtype=torch.long, device=kv.device)
-    flat = kv.index_select(0, idx).flatten(0, 1)[:length]
+    first = block_table[0]
+    if block_table[:n_blocks] == list(range(first, first + n_blocks)):
+        flat = kv[first : first + n_blocks].flatten(0, 1)[:length]
+    else:
+        idx = torch.tensor(block_table[:n_blocks], dtype=torch.long, device=kv.device)
+        flat = kv.index_select(0, idx).flatten(0, 1)[:length]
     return flat[:, 0], flat[:, 1]
 
 
@@ -73,28 +80,19 @@ def paged_decode_attention(
 ) -> Tensor:
     """One query per request over its first `lengths[b]` keys (its new token included).
 
-    q: [B, Hq, d]. Blocks are gathered through a padded block-table tensor into one
-    [B, Hkv, L_max, d] batch with a length mask; no per-step growth of any buffer.
-    Returns [B, Hq, d].
+    q: [B, Hq, d]. Each request attends over exactly its own keys (a view of the cache when its
+    blocks are consecutive), so stale bytes past a request's length are never read and no buffer
+    grows per step. Returns [B, Hq, d].
     """
-    B = q.shape[0]
-    bs = kv.shape[1]
-    max_len = max(lengths)
-    n_blocks = -(-max_len // bs)
-    table = torch.zeros(B, n_blocks, dtype=torch.long)
-    for b, bt in enumerate(block_tables):
-        nb = -(-lengths[b] // bs)
-        table[b, :nb] = torch.tensor(bt[:nb], dtype=torch.long)
-    # [B, n_blocks, bs, 2, Hkv, d] -> [B, n_blocks*bs, 2, Hkv, d]
-    flat = kv[table.to(kv.device)].flatten(1, 2)[:, :max_len]
-    length = torch.tensor(lengths, device=q.device)
-    mask = torch.arange(max_len, device=q.device)[None, :] < length[:, None]
-    # Slots past a request's length hold stale bytes (possibly NaN/inf): a masked key still
-    # multiplies its V by probability 0, and 0 * NaN = NaN, so zero them.
-    flat = flat.masked_fill(~mask[:, :, None, None, None], 0.0)
-    k = flat[:, :, 0].transpose(1, 2)  # [B, Hkv, L, d]
-    v = flat[:, :, 1].transpose(1, 2)
-    o = F.scaled_dot_product_attention(
-        q.unsqueeze(2), k, v, attn_mask=mask[:, None, None, :], enable_gqa=True
-    )
-    return o.squeeze(2)
+    out = torch.empty_like(q)
+    for b, (table, length) in enumerate(zip(block_tables, lengths, strict=True)):
+        k, v = gather_kv(kv, table, length)
+        # [1, H, 1, d] query against [1, Hkv, L, d] keys
+        o = F.scaled_dot_product_attention(
+            q[b][None, :, None, :],
+            k.transpose(0, 1).unsqueeze(0),
+            v.transpose(0, 1).unsqueeze(0),
+            enable_gqa=True,
+        )
+        out[b] = o[0, :, 0]
+    return out
