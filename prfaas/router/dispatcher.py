@@ -1,0 +1,258 @@
+"""The dispatcher: the router's `GenerationBackend`, executing routing decisions over gRPC.
+
+Per request (`generate_routed`, on the router's event loop):
+  1. prefix match in the global index, then `policy.route` with the short-term controller's
+     effective threshold and scarce/abundant regime; the decision is logged, counted by policy,
+     route and reason, and fed to the long-term controller's statistics;
+  2. `flows.Attempt` runs the local or two-worker flow and relays its events;
+  3. a `Retry` (failure before any token) re-routes without the failed worker; a failed or
+     stalled *remote* prefill re-routes with the PrfaaS cluster excluded (the local fallback);
+     after `max_attempts` or once tokens were sent the request fails with `BackendError`;
+  4. however the request ends early (error, client abort, cancellation) every worker involved
+     gets an `Abort` and every call is cancelled.
+`generate` is the HTTP view (decisions filtered out); the gRPC `Router` service streams both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from prfaas._proto.prfaas.v1 import worker_pb2
+from prfaas.metrics import RouterMetrics
+from prfaas.router.backend_base import (
+    BackendError,
+    GenerationBackend,
+    GenerationEvent,
+    GenerationFinished,
+    GenerationRequest,
+    NotReady,
+    Overloaded,
+    TokenChunk,
+)
+from prfaas.router.control import LongTermController, ShortTermController
+from prfaas.router.flows import Attempt, FlowTimeouts, Retry
+from prfaas.router.policy import (
+    LinkState,
+    Role,
+    RouteDecision,
+    RouteRequest,
+    RoutingConfig,
+    Target,
+    route,
+)
+from prfaas.router.registry import WorkerHandle, WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    model_name: str = "prfaas"
+    max_context: int = 4096
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    timeouts: FlowTimeouts = field(default_factory=FlowTimeouts)
+    max_attempts: int = 3
+    """Routing attempts per request (first try plus retries before any token)."""
+    abort_timeout_s: float = 2.0
+    """Deadline of each `Abort` RPC."""
+    link_bytes_per_s: float = 125e6
+    """Capacity of the PrfaaS -> PD link (topology link rate)."""
+    local_bytes_per_s: float = 1.25e9
+    """Bandwidth assumed inside the PD cluster (PD-P -> PD-D)."""
+    prefill_slack_s: float = 5.0
+    """Fixed part of the remote-prefill deadline (connection setup, scheduling noise)."""
+    prefill_deadline_factor: float = 3.0
+    """Headroom multiplier on the estimated prefill + transfer time."""
+    default_prefill_tokens_per_s: float = 1000.0
+    """Prefill speed assumed until a worker reports a measured one."""
+    default_kv_bytes_per_token: float = 16384.0
+    """KV bytes per prompt token assumed until a prefill result reports a measured one."""
+
+
+@dataclass
+class _Inflight:
+    attempt: Attempt | None = None
+    workers: dict[str, WorkerHandle] = field(default_factory=dict)
+
+
+class Dispatcher(GenerationBackend):
+    """Owns the in-flight table; the registry and controllers are shared with the control loops."""
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        short: ShortTermController,
+        config: DispatchConfig | None = None,
+        long: LongTermController | None = None,
+        metrics: RouterMetrics | None = None,
+    ) -> None:
+        self.registry = registry
+        self.short = short
+        self.long = long
+        self.config = config or DispatchConfig()
+        self.metrics = metrics
+        self.kv_bytes_per_token = self.config.default_kv_bytes_per_token
+        self._inflight: dict[str, _Inflight] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model_name
+
+    @property
+    def max_context(self) -> int:
+        return self.config.max_context
+
+    def ready(self) -> bool:
+        """The policy's needed workers are healthy: a local decode-capable worker, and a local
+        prefill-capable one (naive-hetero: or a PrfaaS worker)."""
+        snaps = [s for s in self.registry.snapshots() if s.eligible]
+        rc = self.config.routing
+        local = [s for s in snaps if s.cluster == rc.local_cluster]
+        decode = any(s.role in (Role.DECODE, Role.MIXED) for s in local)
+        prefill = any(s.role in (Role.PREFILL, Role.MIXED) for s in local)
+        if rc.policy == "naive-hetero":
+            prefill = prefill or any(s.cluster == rc.prfaas_cluster for s in snaps)
+        return decode and prefill
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        async for item in self.generate_routed(request):
+            if not isinstance(item, RouteDecision):
+                yield item
+
+    async def generate_routed(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[RouteDecision | TokenChunk | GenerationFinished]:
+        """Decision(s) then events; a retry before the first token yields a new decision."""
+        rid = request.request_id
+        inflight = self._inflight.setdefault(rid, _Inflight())
+        excluded: set[str] = set()
+        force_local = False
+        done = False
+        try:
+            for num_attempt in range(self.config.max_attempts):
+                decision = self._route(request, excluded, force_local)
+                yield decision
+                attempt = self._attempt(request, decision)
+                if attempt is None:
+                    excluded.add(decision.prefill_worker or "")
+                    continue
+                inflight.attempt = attempt
+                inflight.workers.update({w.worker_id: w for w in (attempt.prefill, attempt.decode)})
+                try:
+                    async for item in attempt.run():
+                        yield item
+                    done = True
+                    self._learn(attempt)
+                    return
+                except Retry as exc:
+                    log.warning("request %s attempt %d failed, retrying: %s",
+                                rid, num_attempt + 1, exc)  # fmt: skip
+                    if exc.worker_id:
+                        excluded.add(exc.worker_id)
+                    force_local = force_local or exc.remote_prefill_failed
+                    self._spawn(self._abort_on(rid, attempt.workers))
+                finally:
+                    attempt.close()
+            raise BackendError(f"request {rid} failed after {self.config.max_attempts} attempts")
+        finally:
+            self._inflight.pop(rid, None)
+            if not done and inflight.workers:
+                self._spawn(self._abort_on(rid, list(inflight.workers.values())))
+
+    async def abort(self, request_id: str) -> None:
+        inflight = self._inflight.get(request_id)
+        if inflight is None:
+            return
+        if inflight.attempt is not None:
+            inflight.attempt.close()
+        await self._abort_on(request_id, list(inflight.workers.values()))
+
+    async def close(self) -> None:
+        """Wait for outstanding Abort RPCs (called at shutdown)."""
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _route(
+        self, request: GenerationRequest, excluded: set[str], force_local: bool
+    ) -> RouteDecision:
+        rc = self.config.routing
+        snaps = [
+            s for s in self.registry.snapshots()
+            if s.worker_id not in excluded and not (force_local and s.cluster == rc.prfaas_cluster)
+        ]  # fmt: skip
+        match = self.registry.index.match_tokens(request.prompt_token_ids)
+        link = LinkState(up=True, bandwidth_scarce=self.short.scarce)
+        req = RouteRequest(len(request.prompt_token_ids), request.sampling.max_tokens)
+        decision = route(req, snaps, match, link, self.short.threshold, rc, self.short.base)
+        if decision.target is None:
+            if not any(s.eligible for s in snaps):
+                raise NotReady("no healthy worker can serve this request")
+            raise Overloaded(1.0, "no worker has capacity for this request")
+        self._record(request.request_id, decision)
+        return decision
+
+    def _record(self, rid: str, d: RouteDecision) -> None:
+        rc = self.config.routing
+        route_name = "offload" if d.target is Target.PRFAAS else "local"
+        cluster = rc.prfaas_cluster if d.target is Target.PRFAAS else rc.local_cluster
+        log.info("request %s -> %s (%s) prefill=%s decode=%s cached=%d incremental=%d t=%.0f",
+                 rid, route_name, d.reason, d.prefill_worker, d.decode_worker, d.cached_tokens,
+                 d.incremental_tokens, d.threshold)  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.record_routing(rc.policy, route_name, d.reason.value, cluster,
+                                        d.cached_tokens)  # fmt: skip
+        if self.long is not None:
+            self.long.observe_request(time.monotonic(), d.incremental_tokens)
+
+    def _attempt(self, request: GenerationRequest, d: RouteDecision) -> Attempt | None:
+        """The attempt for a decision; None when a chosen worker left the registry meanwhile."""
+        prefill = self.registry.get(d.prefill_worker or "")
+        decode = self.registry.get(d.decode_worker or "")
+        if prefill is None or decode is None:
+            return None
+        return Attempt(request, prefill, decode, self.config.timeouts,
+                       self.prefill_deadline(prefill, d), d.cached_tokens)  # fmt: skip
+
+    def prefill_deadline(self, prefill: WorkerHandle, d: RouteDecision) -> float:
+        """Seconds the prefill call may take: queue + compute at the measured speed, plus the
+        expected KV bytes over the bandwidth left on the link, times a headroom factor."""
+        cfg = self.config
+        load = prefill.load
+        tps = (load.prefill_tokens_per_second if load else 0.0) or cfg.default_prefill_tokens_per_s
+        queue = prefill.snapshot().queue_depth
+        compute_s = (1 + queue) * max(d.incremental_tokens, 1) / tps
+        if prefill.kind == "prefill":
+            bandwidth = cfg.link_bytes_per_s * max(1.0 - self.short.utilization, 0.1)
+        else:
+            bandwidth = cfg.local_bytes_per_s
+        num_tokens = d.cached_tokens + d.incremental_tokens
+        transfer_s = num_tokens * self.kv_bytes_per_token / bandwidth
+        return cfg.prefill_slack_s + cfg.prefill_deadline_factor * (compute_s + transfer_s)
+
+    def _learn(self, attempt: Attempt) -> None:
+        """Refine the KV bytes-per-token estimate from a completed transfer (EWMA)."""
+        res = attempt.prefill_result
+        if res is not None and res.bytes_sent > 0 and res.num_prompt_tokens > 0:
+            sample = res.bytes_sent / res.num_prompt_tokens
+            self.kv_bytes_per_token = 0.8 * self.kv_bytes_per_token + 0.2 * sample
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _abort_on(self, rid: str, workers: list[WorkerHandle]) -> None:
+        async def one(w: WorkerHandle) -> None:
+            try:
+                await w.prefill.Abort(worker_pb2.AbortRequest(request_id=rid),
+                                      timeout=self.config.abort_timeout_s)  # fmt: skip
+            except grpc.aio.AioRpcError as exc:
+                log.debug("abort %s on %s: %s", rid, w.worker_id, exc.code())
+
+        await asyncio.gather(*(one(w) for w in workers))

@@ -1,0 +1,233 @@
+"""One execution attempt of a routed request over gRPC: the local flow and the two-worker flow.
+
+Local flow (prefill worker == decode worker, a `mixed` PD worker): one `PDWorker.Generate`
+without a KV source; its events are relayed.
+Two-worker flow (PrfaaS -> PD-D offload, or PD-P -> PD-D inside the local cluster):
+  1. `D.Generate(kv_source=(transfer_id, P, deadline))`; wait (deadline `admit_timeout_s`) for
+     `Admitted`, which D sends only after its KV receiver registered `transfer_id`;
+  2. start `P.Prefill(destination=D's KV address as P reaches it)` with the prefill deadline;
+  3. relay D's events while watching the prefill call; the first token arrives through D.
+Every wait has a deadline: the prefill deadline until the first token, then `token_timeout_s`
+between events. A failure before any token was yielded raises `Retry` (the dispatcher re-routes);
+after a token it raises `BackendError`. The caller owns the `Attempt` and calls `close()` in a
+`finally`, which cancels both calls; Abort RPCs are the dispatcher's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2
+from prfaas.router.backend_base import (
+    BackendError,
+    GenerationFinished,
+    GenerationRequest,
+    SamplingSpec,
+    TokenChunk,
+    Usage,
+)
+from prfaas.router.registry import WorkerHandle
+
+RETRYABLE_WORKER_ERRORS = frozenset({"kv_transfer_failed", "overloaded", "aborted", "draining"})
+"""`WorkerError.code`s that mean "try elsewhere" when no token was sent yet."""
+
+
+class Retry(Exception):
+    """The attempt failed before any token reached the client; re-route without `worker_id`.
+    `remote_prefill_failed` asks for the local fallback (no PrfaaS)."""
+
+    def __init__(self, message: str, worker_id: str | None, remote_prefill_failed: bool = False):
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.remote_prefill_failed = remote_prefill_failed
+
+
+@dataclass(frozen=True)
+class FlowTimeouts:
+    admit_s: float = 30.0
+    """Until D (or a local worker) sends `Admitted`."""
+    token_s: float = 60.0
+    """Longest gap between two events once the first token arrived (or after a local admit)."""
+    finish_grace_s: float = 0.5
+    """How long a finished request waits for its prefill call's result (for statistics)."""
+
+
+def to_sampling_params(s: SamplingSpec) -> common_pb2.SamplingParams:
+    stops = [common_pb2.TokenIds(ids=[t]) for t in s.stop_token_ids]
+    stops += [common_pb2.TokenIds(ids=list(seq)) for seq in s.stop_sequences]
+    return common_pb2.SamplingParams(
+        temperature=s.temperature, top_p=s.top_p, top_k=max(s.top_k, 0),
+        seed=s.seed or 0, has_seed=s.seed is not None, max_tokens=s.max_tokens,
+        ignore_eos=s.ignore_eos, stop_token_ids=stops,
+    )  # fmt: skip
+
+
+_FINISH = {common_pb2.FINISH_REASON_STOP: "stop", common_pb2.FINISH_REASON_LENGTH: "length"}
+
+
+@dataclass
+class Attempt:
+    """The live calls of one attempt; `workers` is everyone who may hold request state."""
+
+    request: GenerationRequest
+    prefill: WorkerHandle
+    decode: WorkerHandle
+    timeouts: FlowTimeouts
+    prefill_deadline_s: float = 60.0
+    """Deadline of the remote prefill call, derived from expected bytes and bandwidth."""
+    cached_tokens_hint: int = 0
+    num_tokens_sent: int = 0
+    prefill_result: worker_pb2.PrefillResult | None = None
+    _call: grpc.aio.UnaryStreamCall | None = None
+    _prefill_task: asyncio.Task[worker_pb2.PrefillResult] | None = None
+    _read: asyncio.Task[object] | None = None
+    workers: list[WorkerHandle] = field(default_factory=list)
+
+    @property
+    def two_worker(self) -> bool:
+        return self.prefill.worker_id != self.decode.worker_id
+
+    def close(self) -> None:
+        """Cancel every call of this attempt (idempotent; the workers abort on cancellation)."""
+        for task in (self._read, self._prefill_task):
+            if task is not None and not task.done():
+                task.cancel()
+        if self._call is not None:
+            self._call.cancel()
+
+    async def run(self) -> AsyncIterator[TokenChunk | GenerationFinished]:
+        req = self.request
+        gen = worker_pb2.GenerateRequest(
+            request_id=req.request_id, prompt_ids=list(req.prompt_token_ids),
+            sampling=to_sampling_params(req.sampling),
+        )  # fmt: skip
+        transfer_id = uuid.uuid4().hex
+        if self.two_worker:
+            gen.kv_source.CopyFrom(worker_pb2.KvSource(
+                transfer_id=transfer_id, sender_id=self.prefill.worker_id,
+                deadline_seconds=self.prefill_deadline_s + self.timeouts.admit_s,
+            ))  # fmt: skip
+        self.workers = [self.decode] + ([self.prefill] if self.two_worker else [])
+        self._call = self.decode.pd.Generate(gen)
+        admitted = await self._next_event(self.timeouts.admit_s, "admission")
+        if admitted.WhichOneof("event") != "admitted":
+            self._fail_event(admitted)
+        cached = admitted.admitted.num_cached_tokens
+        if self.two_worker:
+            cached = self.cached_tokens_hint
+            self._start_prefill(gen, transfer_id)
+        async for item in self._relay(cached):
+            yield item
+
+    def _start_prefill(self, gen: worker_pb2.GenerateRequest, transfer_id: str) -> None:
+        host, port = self.decode.kv_destination(self.prefill.kind)
+        preq = worker_pb2.PrefillRequest(
+            request_id=gen.request_id, prompt_ids=gen.prompt_ids, sampling=gen.sampling,
+            destination=worker_pb2.KvDestination(host=host, port=port, transfer_id=transfer_id),
+        )  # fmt: skip
+        call = self.prefill.prefill.Prefill(preq, timeout=self.prefill_deadline_s)
+        self._prefill_task = asyncio.ensure_future(call)
+
+    async def _relay(self, cached: int) -> AsyncIterator[TokenChunk | GenerationFinished]:
+        while True:
+            waiting_prefill = self._prefill_task is not None and self.num_tokens_sent == 0
+            timeout = self.timeouts.token_s
+            if waiting_prefill:
+                timeout += self.prefill_deadline_s
+            event = await self._next_event(timeout, "tokens")
+            kind = event.WhichOneof("event")
+            if kind == "tokens":
+                if not event.tokens.ids:
+                    continue
+                first = self.num_tokens_sent == 0
+                self.num_tokens_sent += len(event.tokens.ids)
+                yield TokenChunk(tuple(event.tokens.ids), cached if first else None)
+            elif kind == "finished":
+                yield await self._finished(event.finished, cached)
+                return
+            else:
+                self._fail_event(event)
+
+    async def _finished(self, fin: worker_pb2.Finished, cached: int) -> GenerationFinished:
+        reason = _FINISH.get(fin.reason)
+        if reason is None:
+            raise BackendError(f"worker {self.decode.worker_id} ended the request ({fin.reason})")
+        task = self._prefill_task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), self.timeouts.finish_grace_s)
+            if task.done() and not task.cancelled() and task.exception() is None:
+                self.prefill_result = task.result()
+                cached = max(cached, self.prefill_result.num_cached_tokens)
+        u = fin.usage
+        prompt = u.prompt_tokens or len(self.request.prompt_token_ids)
+        completion = u.completion_tokens or self.num_tokens_sent
+        return GenerationFinished(reason, Usage(prompt, completion, max(cached, u.cached_tokens)))
+
+    def _fail_event(self, event: worker_pb2.GenerateEvent) -> None:
+        kind = event.WhichOneof("event")
+        if kind == "error":
+            code, msg = event.error.code, event.error.message
+            if self.num_tokens_sent == 0 and code in RETRYABLE_WORKER_ERRORS:
+                remote = code == "kv_transfer_failed" and self.prefill.kind == "prefill"
+                culprit = self.prefill if code == "kv_transfer_failed" else self.decode
+                raise Retry(f"{code}: {msg}", culprit.worker_id, remote)
+            raise BackendError(f"worker {self.decode.worker_id} failed: {code}: {msg}")
+        raise BackendError(f"worker {self.decode.worker_id} sent {kind} out of order")
+
+    async def _next_event(self, timeout: float, what: str) -> worker_pb2.GenerateEvent:
+        """The next event of D's stream, while watching the prefill call; raises on any failure."""
+        assert self._call is not None
+        if self._read is None:
+            self._read = asyncio.ensure_future(self._call.read())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            watch: set[asyncio.Future[object]] = {self._read}
+            if self._prefill_task is not None and not self._prefill_task.done():
+                watch.add(self._prefill_task)  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(watch, timeout=max(deadline - loop.time(), 0),
+                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if not done:
+                self._lost(f"no {what} from {self.decode.worker_id} within {timeout:.1f}s",
+                           self.decode, stalled=True)  # fmt: skip
+            if self._prefill_task in done:
+                self._check_prefill()
+            if self._read in done:
+                break
+        read, self._read = self._read, None
+        try:
+            event = read.result()
+        except grpc.aio.AioRpcError as exc:
+            self._lost(f"{self.decode.worker_id}: {exc.code().name} {exc.details()}", self.decode)
+        if event is grpc.aio.EOF:
+            self._lost(f"{self.decode.worker_id} closed the stream without finishing", self.decode)
+        return event  # type: ignore[return-value]
+
+    def _check_prefill(self) -> None:
+        task = self._prefill_task
+        assert task is not None
+        exc = task.exception()
+        if exc is None:
+            self.prefill_result = task.result()
+            return
+        if self.num_tokens_sent > 0:
+            return  # the cache already arrived; D's stream decides the outcome
+        detail = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+        raise Retry(f"prefill on {self.prefill.worker_id} failed: {detail}",
+                    self.prefill.worker_id, self.prefill.kind == "prefill")  # fmt: skip
+
+    def _lost(self, message: str, culprit: WorkerHandle, stalled: bool = False) -> None:
+        if self.num_tokens_sent > 0:
+            raise BackendError(message)
+        remote = self.prefill.kind == "prefill" and self.prefill_result is None
+        if stalled and self._prefill_task is not None and remote:
+            # Still no first token past the prefill deadline: the remote prefill stalled.
+            raise Retry(message, self.prefill.worker_id, True)
+        raise Retry(message, culprit.worker_id)

@@ -1,0 +1,283 @@
+"""Worker registry: who the workers are, where to reach them, and how they are doing.
+
+Workers enter from the topology file (`from_topology`) or by `Router.RegisterWorker` (`register`).
+Each worker gets one gRPC channel and one monitor task (started by `start()`, owned by the
+registry, cancelled by `remove()`/`stop()`) that every `poll_interval_s`:
+  1. calls the standard Health service and `GetLoad`, each with a `rpc_timeout_s` deadline;
+  2. on success stores the `WorkerLoad` (the heartbeat) and marks the worker healthy;
+  3. after `max_failures` consecutive failures marks it unhealthy and drops its prefix-index
+     entries (a restarted worker starts cold and re-announces its cache).
+A second task per worker follows `StreamCacheEvents` into the `PrefixIndex`, reconnecting after
+`reconnect_s` when the stream breaks. `snapshots()` is what the policy sees at decision time.
+Everything runs on the router's event loop; nothing here blocks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from prfaas._proto.prfaas.v1 import router_pb2, worker_pb2, worker_pb2_grpc
+from prfaas.launcher.topology import Topology
+from prfaas.router.policy import Role, WorkerSnapshot
+from prfaas.router.prefix_index import CacheEvent, CacheEventKind, PrefixIndex
+
+log = logging.getLogger(__name__)
+
+UNLIMITED_KV_TOKENS = 1 << 30
+"""`WorkerLoad` carries cache bytes, not free tokens, and a full prefix cache is reclaimable, so
+the registry does not gate decode placement on KV room (the worker rejects what cannot fit)."""
+
+_EVENT_KINDS = {
+    worker_pb2.CacheEvent.STORED: CacheEventKind.STORED,
+    worker_pb2.CacheEvent.EVICTED: CacheEventKind.EVICTED,
+    worker_pb2.CacheEvent.CLEARED: CacheEventKind.CLEARED,
+}
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    poll_interval_s: float = 0.5
+    """Period of the health check + `GetLoad` heartbeat."""
+    rpc_timeout_s: float = 2.0
+    """Deadline of each heartbeat RPC."""
+    max_failures: int = 3
+    """Consecutive failed heartbeats after which a worker counts as dead."""
+    remove_dead: bool = False
+    """Forget a dead worker entirely (registered workers) instead of only marking it unhealthy."""
+    reconnect_s: float = 0.5
+    """Pause before re-subscribing to a broken cache-event stream."""
+
+
+@dataclass
+class WorkerHandle:
+    """One worker: identity, addresses, stubs and the latest heartbeat. Owned by the registry."""
+
+    worker_id: str
+    kind: str
+    """"prefill" (PrfaaS cluster) or "pd" (local PD cluster)."""
+    cluster: str
+    role: Role
+    grpc_address: str
+    kv_address: str = ""
+    """host:port of the KV receiver as local (PD-P) senders reach it."""
+    kv_link_address: str = ""
+    """host:port of the KV receiver as PrfaaS senders reach it across the link."""
+    channel: grpc.aio.Channel | None = None
+    healthy: bool = False
+    draining: bool = False
+    load: worker_pb2.WorkerLoad | None = None
+    num_failures: int = 0
+    last_seen_s: float = 0.0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def pd(self) -> worker_pb2_grpc.PDWorkerStub:
+        return worker_pb2_grpc.PDWorkerStub(self.channel)
+
+    @property
+    def prefill(self) -> worker_pb2_grpc.PrefillWorkerStub:
+        """The Prefill/Abort/GetLoad surface (both worker kinds serve it under their service)."""
+        if self.kind == "prefill":
+            return worker_pb2_grpc.PrefillWorkerStub(self.channel)
+        return worker_pb2_grpc.PDWorkerStub(self.channel)  # type: ignore[return-value]
+
+    def kv_destination(self, sender_kind: str) -> tuple[str, int]:
+        """Where a sender of `sender_kind` connects to reach this worker's KV receiver."""
+        addr = self.kv_link_address if sender_kind == "prefill" and self.kv_link_address else None
+        host, _, port = (addr or self.kv_address).rpartition(":")
+        return host, int(port)
+
+    def snapshot(self) -> WorkerSnapshot:
+        load = self.load
+        queue = 0 if load is None else load.num_waiting + load.num_waiting_for_kv
+        if load is not None and self.role in (Role.PRFAAS, Role.PREFILL):
+            queue += load.num_running
+        return WorkerSnapshot(
+            worker_id=self.worker_id,
+            cluster=self.cluster,
+            role=self.role,
+            healthy=self.healthy,
+            draining=self.draining or (load is not None and load.draining),
+            queue_depth=queue,
+            load=0.0 if load is None else load.busy_fraction,
+            free_kv_tokens=UNLIMITED_KV_TOKENS,
+        )
+
+
+def handles_from_topology(topo: Topology) -> list[WorkerHandle]:
+    """The workers a topology file implies, with the address rules of `prfaas up`."""
+    host = topo.host
+    out = [
+        WorkerHandle(f"prfaas-{j}", "prefill", topo.prfaas_cluster, Role.PRFAAS,
+                     f"{host}:{topo.prfaas_grpc_base_port + j}")
+        for j in range(topo.prfaas_workers)
+    ]  # fmt: skip
+    for i, role in enumerate(topo.pd_roles):
+        kv = f"{host}:{topo.pd_kv_base_port + i}"
+        link = f"{host}:{topo.link_base_port + i}" if topo.link.mode != "none" else kv
+        out.append(
+            WorkerHandle(f"pd-{i}", "pd", topo.pd_cluster, Role(role),
+                         f"{host}:{topo.pd_grpc_base_port + i}", kv, link)
+        )  # fmt: skip
+    return out
+
+
+class WorkerRegistry:
+    """The set of workers; mutated only on the router's event loop."""
+
+    def __init__(self, index: PrefixIndex, config: RegistryConfig | None = None) -> None:
+        self.index = index
+        self.config = config or RegistryConfig()
+        self.workers: dict[str, WorkerHandle] = {}
+        self._started = False
+
+    def add(self, handle: WorkerHandle) -> WorkerHandle:
+        """Add (or replace, by id) a worker; its monitors start now if the registry is running."""
+        old = self.workers.get(handle.worker_id)
+        if old is not None:
+            self._forget(old)
+        handle.channel = grpc.aio.insecure_channel(handle.grpc_address)
+        self.workers[handle.worker_id] = handle
+        self.index.register_worker(handle.worker_id, handle.cluster)
+        if self._started:
+            self._start_monitors(handle)
+        log.info("worker %s (%s, %s) at %s", handle.worker_id, handle.cluster, handle.role,
+                 handle.grpc_address)  # fmt: skip
+        return handle
+
+    def register(self, req: router_pb2.RegisterWorkerRequest) -> WorkerHandle:
+        """`Router.RegisterWorker`: a prefill worker gets role `prfaas`, a PD worker its role.
+        A registered PD worker has one KV address, used by local and PrfaaS senders alike."""
+        role = Role.PRFAAS if req.kind == "prefill" else Role(req.role or "mixed")
+        handle = WorkerHandle(req.worker_id, req.kind, req.cluster, role, req.grpc_address,
+                              req.kv_address, req.kv_address)  # fmt: skip
+        return self.add(handle)
+
+    def remove(self, worker_id: str) -> None:
+        handle = self.workers.pop(worker_id, None)
+        if handle is not None:
+            self._forget(handle)
+            self.index.remove_worker(worker_id)
+            log.warning("worker %s removed", worker_id)
+
+    def _forget(self, handle: WorkerHandle) -> None:
+        for task in handle.tasks:
+            task.cancel()
+        handle.tasks.clear()
+        if handle.channel is not None:
+            # Closing is async; schedule it so `remove` stays synchronous.
+            asyncio.get_running_loop().create_task(handle.channel.close())
+
+    def get(self, worker_id: str) -> WorkerHandle | None:
+        return self.workers.get(worker_id)
+
+    def snapshots(self) -> list[WorkerSnapshot]:
+        return [h.snapshot() for h in self.workers.values()]
+
+    def healthy(self, cluster: str | None = None) -> list[WorkerHandle]:
+        return [
+            h for h in self.workers.values() if h.healthy and cluster in (None, h.cluster)
+        ]  # fmt: skip
+
+    def report_failure(self, worker_id: str) -> None:
+        """A request saw this worker fail: stop routing to it until a heartbeat succeeds."""
+        handle = self.workers.get(worker_id)
+        if handle is not None and handle.healthy:
+            handle.healthy = False
+            log.warning("worker %s marked unhealthy after a request failure", worker_id)
+
+    async def start(self) -> None:
+        self._started = True
+        for handle in self.workers.values():
+            self._start_monitors(handle)
+
+    async def stop(self) -> None:
+        self._started = False
+        tasks = [t for h in self.workers.values() for t in h.tasks]
+        for handle in list(self.workers.values()):
+            self._forget(handle)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def set_role(self, worker_id: str, role: Role, timeout_s: float = 120.0) -> bool:
+        """`SetRole` on a PD worker (it drains first); routes nothing to it meanwhile."""
+        handle = self.workers.get(worker_id)
+        if handle is None or handle.kind != "pd":
+            return False
+        handle.draining = True
+        try:
+            await handle.pd.SetRole(worker_pb2.SetRoleRequest(role=role.value), timeout=timeout_s)
+            handle.role = role
+            return True
+        except grpc.aio.AioRpcError as exc:
+            log.error("SetRole %s -> %s failed: %s", worker_id, role, exc.code())
+            return False
+        finally:
+            handle.draining = False
+
+    def _start_monitors(self, handle: WorkerHandle) -> None:
+        loop = asyncio.get_running_loop()
+        handle.tasks = [
+            loop.create_task(self._heartbeat(handle), name=f"heartbeat-{handle.worker_id}"),
+            loop.create_task(self._cache_events(handle), name=f"cache-{handle.worker_id}"),
+        ]
+
+    async def heartbeat_once(self, handle: WorkerHandle) -> bool:
+        """One health check + `GetLoad`; updates the handle. Returns whether it succeeded."""
+        timeout = self.config.rpc_timeout_s
+        try:
+            health = health_pb2_grpc.HealthStub(handle.channel)
+            resp = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            if resp.status != health_pb2.HealthCheckResponse.SERVING:
+                raise RuntimeError(f"health status {resp.status}")
+            handle.load = await handle.prefill.GetLoad(worker_pb2.LoadRequest(), timeout=timeout)
+        except (grpc.aio.AioRpcError, RuntimeError) as exc:
+            handle.num_failures += 1
+            if handle.num_failures >= self.config.max_failures and handle.healthy:
+                handle.healthy = False
+                self.index.remove_worker(handle.worker_id)
+                self.index.register_worker(handle.worker_id, handle.cluster)
+                log.warning("worker %s dead after %d failed heartbeats: %s",
+                            handle.worker_id, handle.num_failures, exc)  # fmt: skip
+            return False
+        if not handle.healthy:
+            log.info("worker %s healthy", handle.worker_id)
+        handle.healthy, handle.num_failures = True, 0
+        handle.last_seen_s = time.monotonic()
+        if handle.load.role and handle.kind == "pd":
+            handle.role = Role(handle.load.role)
+        return True
+
+    async def _heartbeat(self, handle: WorkerHandle) -> None:
+        while True:
+            await self.heartbeat_once(handle)
+            dead = handle.num_failures >= self.config.max_failures
+            if dead and self.config.remove_dead:
+                self.remove(handle.worker_id)
+                return
+            await asyncio.sleep(self.config.poll_interval_s)
+
+    async def _cache_events(self, handle: WorkerHandle) -> None:
+        while True:
+            stream = handle.prefill.StreamCacheEvents(worker_pb2.CacheEventsRequest())
+            try:
+                async for batch in stream:
+                    for ev in batch.events:
+                        kind = _EVENT_KINDS.get(ev.kind)
+                        if kind is not None:
+                            self.index.apply(CacheEvent(handle.worker_id, kind, ev.block_hash,
+                                                        ev.has_checkpoint))  # fmt: skip
+            except grpc.aio.AioRpcError as exc:
+                log.debug("cache events of %s broke: %s", handle.worker_id, exc.code())
+            finally:
+                stream.cancel()
+            # The worker's cache state is unknown until it re-announces: start from empty.
+            with contextlib.suppress(KeyError):
+                self.index.apply(CacheEvent(handle.worker_id, CacheEventKind.CLEARED))
+            await asyncio.sleep(self.config.reconnect_s)

@@ -1,0 +1,117 @@
+"""Dispatcher routing over fake gRPC workers: which flow each policy runs, and the wire calls."""
+
+from __future__ import annotations
+
+import uuid
+
+from fake_workers import FakeCluster, start_cluster
+
+from prfaas.router.backend_base import GenerationFinished, GenerationRequest, SamplingSpec
+from prfaas.router.policy import Reason, RouteDecision, Target
+from prfaas.router.prefix_index import block_hashes
+
+
+async def run(c: FakeCluster, prompt: list[int], max_tokens: int = 4):
+    req = GenerationRequest(uuid.uuid4().hex, tuple(prompt), SamplingSpec(max_tokens=max_tokens))
+    decisions, tokens, finished = [], [], None
+    async for item in c.dispatcher.generate_routed(req):
+        if isinstance(item, RouteDecision):
+            decisions.append(item)
+        elif isinstance(item, GenerationFinished):
+            finished = item
+        else:
+            tokens.extend(item.token_ids)
+    return req, decisions, tokens, finished
+
+
+async def test_prfaas_policy_offloads_long_and_keeps_short_local() -> None:
+    c = await start_cluster(threshold=64)
+    try:
+        _, (short,), tokens, fin = await run(c, list(range(10)))
+        assert (short.target, short.reason) == (Target.LOCAL, Reason.SHORT)
+        # Short local on PD-P/PD-D: PD-P prefills, ships to PD-D's *direct* KV address.
+        (pp,) = c.worker("pd-0").prefill_requests
+        assert (pp.destination.host, pp.destination.port) == ("10.0.0.1", 7000)
+        assert tokens == [97, 98, 99, 100] and fin is not None and fin.finish_reason == "length"
+
+        req, (long_d,), tokens, fin = await run(c, list(range(200)), max_tokens=3)
+        assert (long_d.target, long_d.reason) == (Target.PRFAAS, Reason.OFFLOADED)
+        (rp,) = c.worker("prfaas-0").prefill_requests
+        assert rp.request_id == req.request_id and len(rp.prompt_ids) == 200
+        # The PrfaaS sender reaches PD-D through the link (relay) address.
+        assert (rp.destination.host, rp.destination.port) == ("10.9.0.1", 7400)
+        gen = c.worker("pd-1").generate_requests[-1]
+        assert gen.kv_source.transfer_id == rp.destination.transfer_id
+        assert gen.kv_source.sender_id == "prfaas-0"
+        assert tokens == [97, 98, 99] and fin.usage.completion_tokens == 3
+    finally:
+        await c.close()
+
+
+async def test_prefix_hit_keeps_long_prompt_local() -> None:
+    c = await start_cluster(threshold=64)
+    try:
+        prompt = list(range(200))
+        c.worker("pd-0").store_blocks(block_hashes(prompt, 16)[:10])  # 160 cached tokens
+        for _ in range(100):
+            if c.registry.index.match_tokens(prompt).cluster_tokens("pd") == 160:
+                break
+            await c.registry.heartbeat_once(c.registry.get("pd-0"))
+        _, (d,), _, fin = await run(c, prompt)
+        assert (d.target, d.reason, d.cached_tokens) == (Target.LOCAL, Reason.PREFIX_HIT, 160)
+        assert fin.usage.cached_tokens == 160
+    finally:
+        await c.close()
+
+
+async def test_homogeneous_pd_never_offloads() -> None:
+    c = await start_cluster(policy="homogeneous-pd", threshold=64)
+    try:
+        for n in (10, 500):
+            _, (d,), tokens, _ = await run(c, list(range(n)))
+            assert (d.target, d.reason) == (Target.LOCAL, Reason.POLICY_LOCAL)
+            assert len(tokens) == 4
+        assert c.worker("prfaas-0").prefill_requests == []
+        assert len(c.worker("pd-0").prefill_requests) == 2
+    finally:
+        await c.close()
+
+
+async def test_mixed_worker_runs_local_flow() -> None:
+    c = await start_cluster(pd_roles=("mixed",), num_prfaas=0, policy="homogeneous-pd")
+    try:
+        c.worker("pd-0").script.num_cached_tokens = 5
+        _, (d,), tokens, fin = await run(c, list(range(30)))
+        assert d.prefill_worker == d.decode_worker == "pd-0"
+        (gen,) = c.worker("pd-0").generate_requests
+        assert not gen.HasField("kv_source") and c.worker("pd-0").prefill_requests == []
+        assert tokens == [97, 98, 99, 100] and fin.usage.cached_tokens == 5
+    finally:
+        await c.close()
+
+
+async def test_naive_hetero_offloads_everything() -> None:
+    c = await start_cluster(policy="naive-hetero", threshold=1_000_000)
+    try:
+        for n in (3, 300):
+            _, (d,), tokens, _ = await run(c, list(range(n)))
+            assert (d.target, d.reason) == (Target.PRFAAS, Reason.POLICY_OFFLOAD)
+            assert len(tokens) == 4
+        assert len(c.worker("prfaas-0").prefill_requests) == 2
+        assert c.worker("pd-0").prefill_requests == []
+    finally:
+        await c.close()
+
+
+async def test_http_view_filters_decisions_and_ready_tracks_workers() -> None:
+    c = await start_cluster()
+    try:
+        assert c.dispatcher.ready()
+        req = GenerationRequest("r1", tuple(range(5)), SamplingSpec(max_tokens=2))
+        events = [e async for e in c.dispatcher.generate(req)]
+        assert not any(isinstance(e, RouteDecision) for e in events)
+        assert isinstance(events[-1], GenerationFinished)
+        c.registry.get("pd-1").healthy = False
+        assert not c.dispatcher.ready()
+    finally:
+        await c.close()
