@@ -117,3 +117,29 @@ def test_prefill_is_deterministic_and_outputs_vary(tiny: HybridModel) -> None:
     # Non-degenerate weights: different prompts give different greedy tokens.
     picks = {int(naive_forward(tiny, prompt(8, seed=s))[-1].argmax()) for s in range(6)}
     assert len(picks) >= 3
+
+
+def test_row_tiling_of_long_prompts_matches_untiled(tiny: HybridModel, monkeypatch) -> None:
+    import prfaas.model.layers as layers
+
+    tokens = prompt(200)
+    cache = make_cache(tiny)
+    untiled = tiny.prefill(tokens, cache, new_seq(cache, 0, 200, 0))
+    monkeypatch.setattr(layers, "ROW_TILE", 64)
+    tiled = tiny.prefill(tokens, cache, new_seq(cache, 4, 200, 1))
+    torch.testing.assert_close(finite(tiny, tiled), finite(tiny, untiled), atol=1e-5, rtol=1e-5)
+
+
+def test_small_preset_prefill_and_decode_match_naive() -> None:
+    from prfaas.model import get_preset
+
+    small = HybridModel(get_preset("small"))
+    tokens = prompt(66, seed=3)
+    cache = make_cache(small, num_blocks=2, num_slots=1, block_size=64)
+    seq = new_seq(cache, 0, 66, 0)
+    logits = small.prefill(tokens[:65], cache, seq)
+    seq.num_tokens = 65
+    step = small.decode(tokens[65:], cache, [seq])[0]
+    want = naive_forward(small, tokens)
+    torch.testing.assert_close(finite(small, logits), finite(small, want[64]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(finite(small, step), finite(small, want[65]), atol=1e-4, rtol=1e-4)
