@@ -1,0 +1,35 @@
+"""`prfaas pd-worker`: a local PD-cluster worker (mixed, prefill or decode role)."""
+
+from __future__ import annotations
+
+import argparse
+
+from prfaas._proto.prfaas.v1 import worker_pb2_grpc
+from prfaas.pd_worker.service import ROLES, PDWorkerServicer
+from prfaas.worker.options import add_common_arguments
+from prfaas.worker.runtime import WorkerRuntime
+from prfaas.worker.server import run_async, serve_worker
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, default_port=50200)
+    parser.add_argument("--role", choices=ROLES, default="mixed")
+    parser.add_argument("--kv-port", type=int, default=50300, help="KV receiver TCP port")
+    parser.add_argument(
+        "--kv-advertise", default="", help="KV address others should use (default host:kv-port)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    async def main() -> None:
+        runtime = WorkerRuntime(args, receives_kv=True)
+        servicer = PDWorkerServicer(runtime, args.role)
+        await serve_worker(
+            runtime,
+            lambda server: worker_pb2_grpc.add_PDWorkerServicer_to_server(servicer, server),
+            kind="pd",
+            role=args.role,
+            kv_address=args.kv_advertise or f"{args.host}:{args.kv_port}",
+        )
+
+    return run_async(main)

@@ -1,0 +1,152 @@
+"""gRPC `PDWorker` servicer: Generate (local or decode-only), Prefill (PD-P), roles with draining.
+
+Role rules (what each role accepts):
+- mixed:   Generate (local prefill + decode, or decode-only), Prefill.
+- prefill: Prefill only (PD-P ships caches to decode-role workers).
+- decode:  Generate with a KV source only (PD-D).
+A role change refuses new work, waits for in-flight requests to finish (drain), then switches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from prfaas.request import Request, RequestKind
+from prfaas.worker import generate_flow as flow
+from prfaas.worker.common_rpcs import CommonRpcs
+from prfaas.worker.convert import finish_reason, sampling_from_proto
+from prfaas.worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+ROLES = ("mixed", "prefill", "decode")
+DRAIN_TIMEOUT_S = 120.0
+
+
+def _error(code: str, message: str) -> worker_pb2.GenerateEvent:
+    return worker_pb2.GenerateEvent(error=worker_pb2.WorkerError(code=code, message=message))
+
+
+class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
+    def __init__(self, runtime: WorkerRuntime, role: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        self.runtime = runtime
+        self.role = role
+        self._role_lock = asyncio.Lock()
+
+    def refuse_reason(self, rpc: str, decode_only: bool = False) -> str | None:
+        if self.draining:
+            return f"worker {self.runtime.worker_id} is draining for a role change"
+        if rpc == "Prefill" and self.role == "decode":
+            return "decode-role worker does not prefill"
+        if rpc == "Generate" and self.role == "prefill":
+            return "prefill-role worker does not decode"
+        if rpc == "Generate" and self.role == "decode" and not decode_only:
+            return "decode-role worker only decodes requests whose KV arrives from a prefill worker"
+        return None
+
+    async def Generate(  # noqa: N802 (gRPC method name)
+        self, request: worker_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[worker_pb2.GenerateEvent]:
+        rt = self.runtime
+        decode_only = request.HasField("kv_source")
+        refusal = self.refuse_reason("Generate", decode_only)
+        if refusal:
+            yield _error("unavailable", refusal)
+            return
+        if not request.prompt_ids:
+            yield _error("invalid_argument", "empty prompt")
+            return
+        if len(request.prompt_ids) >= rt.max_context:
+            yield _error(
+                "context_too_long",
+                f"prompt of {len(request.prompt_ids)} tokens exceeds the context limit of {rt.max_context}",
+            )
+            return
+        try:
+            sampling = sampling_from_proto(request.sampling)
+            req = Request(
+                request.request_id,
+                list(request.prompt_ids),
+                sampling,
+                kind=RequestKind.DECODE_ONLY if decode_only else RequestKind.FULL,
+                eos_token_id=None if sampling.ignore_eos else rt.eos_token_id,
+            )
+        except ValueError as exc:
+            yield _error("invalid_argument", str(exc))
+            return
+        try:
+            rt.track(request.request_id)
+        except ValueError as exc:
+            yield _error("duplicate", str(exc))
+            return
+        source = None
+        if decode_only:
+            src = request.kv_source
+            source = flow.KvSourceSpec(src.transfer_id, src.sender_id, src.deadline_seconds or 60.0)
+        started = time.monotonic()
+        try:
+            async for event in flow.generate(rt.compute, req, receiver=rt.receiver, source=source):
+                if isinstance(event, flow.Admitted):
+                    yield worker_pb2.GenerateEvent(
+                        admitted=worker_pb2.Admitted(num_cached_tokens=event.num_cached_tokens)
+                    )
+                elif isinstance(event, flow.Tokens):
+                    rt.counters.decode_tokens += len(event.ids)
+                    yield worker_pb2.GenerateEvent(tokens=worker_pb2.TokenChunk(ids=event.ids))
+                elif isinstance(event, flow.Finished):
+                    rt.counters.requests_done += 1
+                    if decode_only:
+                        rt.record_received(src.sender_id or "kv", 0, time.monotonic() - started)
+                    else:
+                        rt.worker_metrics.record_prefix_lookup(
+                            rt.worker_id, event.prompt_tokens, event.cached_tokens
+                        )
+                    yield worker_pb2.GenerateEvent(
+                        finished=worker_pb2.Finished(
+                            reason=finish_reason(event.status),
+                            usage=common_pb2.Usage(
+                                prompt_tokens=event.prompt_tokens,
+                                completion_tokens=event.completion_tokens,
+                                cached_tokens=event.cached_tokens,
+                            ),
+                            ttft_seconds=event.ttft_seconds,
+                        )
+                    )
+                else:
+                    rt.counters.requests_failed += 1
+                    if event.code == "kv_transfer_failed":
+                        rt.transfer_metrics.record_failure(src.sender_id or "kv", "receive")
+                    yield _error(event.code, event.message)
+        finally:
+            rt.untrack(request.request_id)
+
+    async def SetRole(  # noqa: N802
+        self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.SetRoleResponse:
+        if request.role not in ROLES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"role must be one of {ROLES}")
+        async with self._role_lock:
+            previous = self.role
+            if request.role != previous:
+                self.draining = True
+                try:
+                    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+                    while self.runtime.active and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    if self.runtime.active:
+                        await context.abort(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            f"{len(self.runtime.active)} requests still in flight after drain timeout",
+                        )
+                    self.role = request.role
+                    log.info("role %s -> %s", previous, self.role)
+                finally:
+                    self.draining = False
+            return worker_pb2.SetRoleResponse(previous_role=previous, role=self.role)

@@ -1,0 +1,1 @@
+"""PrfaaS prefill worker: a stateless KVCache producer that never decodes."""

@@ -1,0 +1,1 @@
+"""Runtime shared by both worker processes: compute thread, KV flows, gRPC scaffolding."""

@@ -1,0 +1,170 @@
+"""RPCs both worker services implement identically: Prefill, Abort, GetLoad, StreamCacheEvents.
+
+A mixin over a `WorkerRuntime`; the only module besides the services that touches generated protos.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from prfaas._proto.prfaas.v1 import worker_pb2
+from prfaas.engine.prefix_cache import CacheEventKind
+from prfaas.request import Request, RequestKind
+from prfaas.worker.convert import sampling_from_proto
+from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
+from prfaas.worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+_EVENT_KIND = {
+    CacheEventKind.BLOCK_STORED: worker_pb2.CacheEvent.STORED,
+    CacheEventKind.BLOCK_EVICTED: worker_pb2.CacheEvent.EVICTED,
+    CacheEventKind.CHECKPOINT_STORED: worker_pb2.CacheEvent.CHECKPOINT_STORED,
+    CacheEventKind.CHECKPOINT_EVICTED: worker_pb2.CacheEvent.CHECKPOINT_EVICTED,
+}
+
+
+class CommonRpcs:
+    runtime: WorkerRuntime
+    role: str
+    # True while a role change waits for in-flight work: new work is refused.
+    draining: bool = False
+
+    def refuse_reason(self, rpc: str) -> str | None:
+        """Why this worker will not take a new `rpc` now (draining, wrong role); None: accept."""
+        return None
+
+    async def Prefill(  # noqa: N802 (gRPC method name)
+        self, request: worker_pb2.PrefillRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.PrefillResult:
+        rt = self.runtime
+        refusal = self.refuse_reason("Prefill")
+        if refusal:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+        if not request.prompt_ids:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty prompt")
+        if len(request.prompt_ids) > rt.max_context:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"prompt of {len(request.prompt_ids)} tokens exceeds the context limit of {rt.max_context}",
+            )
+        dest = request.destination
+        try:
+            sampling = sampling_from_proto(request.sampling)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        req = Request(
+            request.request_id,
+            list(request.prompt_ids),
+            sampling,
+            kind=RequestKind.PREFILL_ONLY,
+            eos_token_id=rt.eos_token_id,
+        )
+        try:
+            rt.track(request.request_id)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        assert rt.sender is not None
+        try:
+            report = await prefill_and_ship(
+                rt.compute, rt.sender, req, (dest.host, dest.port), dest.transfer_id
+            )
+        except PrefillFailed as exc:
+            rt.counters.requests_failed += 1
+            rt.transfer_metrics.record_failure(f"{dest.host}:{dest.port}", exc.code)
+            log.warning("prefill %s failed: %s", request.request_id, exc)
+            await context.abort(grpc.StatusCode.ABORTED, f"{exc.code}: {exc}")
+        finally:
+            rt.untrack(request.request_id)
+        rt.counters.requests_done += 1
+        rt.counters.prefill_tokens += report.num_prompt_tokens - report.num_cached_tokens
+        rt.counters.prefill_seconds += report.prefill_seconds
+        rt.worker_metrics.record_prefix_lookup(
+            rt.worker_id, report.num_prompt_tokens, report.num_cached_tokens
+        )
+        rt.record_sent(
+            f"{dest.host}:{dest.port}",
+            report.bytes_sent,
+            report.transfer_seconds,
+            report.exposed_transfer_seconds,
+        )
+        return worker_pb2.PrefillResult(
+            request_id=request.request_id,
+            first_token=report.first_token,
+            num_prompt_tokens=report.num_prompt_tokens,
+            num_cached_tokens=report.num_cached_tokens,
+            queue_seconds=report.queue_seconds,
+            prefill_seconds=report.prefill_seconds,
+            transfer_seconds=report.transfer_seconds,
+            exposed_transfer_seconds=report.exposed_transfer_seconds,
+            bytes_sent=report.bytes_sent,
+        )
+
+    async def Abort(  # noqa: N802
+        self, request: worker_pb2.AbortRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.AbortResponse:
+        return worker_pb2.AbortResponse(found=self.runtime.abort(request.request_id))
+
+    async def GetLoad(  # noqa: N802
+        self, request: worker_pb2.LoadRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.WorkerLoad:
+        rt = self.runtime
+        waiting, running, waiting_kv, usage = await rt.queue_state()
+        budget = int(rt.args.cache_budget_mb * (1 << 20))
+        c = rt.counters
+        return worker_pb2.WorkerLoad(
+            worker_id=rt.worker_id,
+            cluster=rt.cluster,
+            role=self.role,
+            num_waiting=waiting,
+            num_running=running,
+            num_waiting_for_kv=waiting_kv,
+            busy_fraction=rt.busy_fraction(),
+            cache_bytes_used=int(usage * budget),
+            cache_bytes_budget=budget,
+            prefill_tokens_per_second=c.prefill_tokens / c.prefill_seconds
+            if c.prefill_seconds
+            else 0.0,
+            kv_bytes_sent=c.kv_bytes_sent,
+            kv_egress_bytes_per_second=rt.egress_rate(),
+            draining=self.draining,
+        )
+
+    async def StreamCacheEvents(  # noqa: N802
+        self, request: worker_pb2.CacheEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[worker_pb2.CacheEventBatch]:
+        rt = self.runtime
+        queue = rt.hub.subscribe()
+        try:
+            # A fresh subscriber first forgets whatever it knew about this worker.
+            yield worker_pb2.CacheEventBatch(
+                worker_id=rt.worker_id,
+                block_size=rt.block_size,
+                events=[worker_pb2.CacheEvent(kind=worker_pb2.CacheEvent.CLEARED)],
+            )
+            while True:
+                event = await queue.get()
+                batch = []
+                while event is not None:
+                    batch.append(
+                        worker_pb2.CacheEvent(
+                            kind=_EVENT_KIND[event.kind],
+                            block_hash=event.block_hash,
+                            block_index=event.block_index,
+                            has_checkpoint=event.has_checkpoint,
+                        )
+                    )
+                    if queue.empty() or len(batch) >= 512:
+                        break
+                    event = queue.get_nowait()
+                if batch:
+                    yield worker_pb2.CacheEventBatch(
+                        worker_id=rt.worker_id, block_size=rt.block_size, events=batch
+                    )
+                if event is None:
+                    return
+        finally:
+            rt.hub.unsubscribe(queue)

@@ -1,0 +1,154 @@
+"""Generate on a PD worker: local prefill + decode, or decode-only from a cache arriving over TCP.
+
+Lifecycle of one request:
+1. Admission: the request enters the engine (a `full` request; or a `decode_only` one, which the
+   scheduler preallocates blocks and a state slot for). `Admitted` is emitted once the request is
+   queued — for decode-only, only after the KV receiver registered the transfer, so the router may
+   then start the remote prefill.
+2. Decode-only: the receiver writes the transfer straight into the preallocated blocks. On success
+   the handoff trailer gives the first token and the request starts decoding; on failure the
+   engine frees the blocks (nothing was installed) and the stream ends with an error.
+3. Tokens stream as `Tokens` events; the stream ends with exactly one `Finished` or `Failed`.
+4. Cancellation (client gone, router abort) at any stage aborts the transfer first (dropping its
+   references to the destination memory), then frees the request in the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from prfaas.engine.outputs import RequestEvent, RequestOutput
+from prfaas.kvtransfer.base import KVReceiver, TransferError
+from prfaas.request import Request, RequestKind, RequestStatus
+from prfaas.worker.compute import ComputeLoop
+from prfaas.worker.convert import wire_layout
+from prfaas.worker.handoff import Handoff, HandoffError
+
+
+@dataclass(frozen=True)
+class Admitted:
+    num_cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Tokens:
+    ids: list[int]
+
+
+@dataclass(frozen=True)
+class Finished:
+    status: RequestStatus
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    ttft_seconds: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str
+    message: str
+
+
+GenerateEvent = Admitted | Tokens | Finished | Failed
+
+
+@dataclass(frozen=True)
+class KvSourceSpec:
+    transfer_id: str
+    sender_id: str
+    deadline_seconds: float
+
+
+async def _next_output(outputs: asyncio.Queue[RequestOutput], deadline: float) -> RequestOutput:
+    return await asyncio.wait_for(outputs.get(), max(0.001, deadline - time.monotonic()))
+
+
+async def generate(
+    compute: ComputeLoop,
+    req: Request,
+    *,
+    receiver: KVReceiver | None = None,
+    source: KvSourceSpec | None = None,
+    timeout_s: float = 600.0,
+) -> AsyncIterator[GenerateEvent]:
+    """Drive one request to completion, yielding events. Frees everything on exit."""
+    rid = req.request_id
+    arrived = time.monotonic()
+    deadline = arrived + timeout_s
+    outputs = compute.subscribe(rid)
+    handle = None
+    added = finished = False
+    cached = 0
+    first_token_at: float | None = None
+    try:
+        try:
+            await compute.call(lambda e: e.add_request(req))
+        except ValueError as exc:
+            yield Failed("refused", str(exc))
+            return
+        added = True
+        if req.kind is RequestKind.DECODE_ONLY:
+            assert receiver is not None and source is not None, "decode-only needs a KV source"
+            out = await _next_output(outputs, deadline)
+            if out.event is not RequestEvent.PREALLOCATED:
+                finished = out.finished
+                yield Failed("refused", out.error or f"not preallocated ({out.status.value})")
+                return
+            layout, dest = await compute.call(
+                lambda e: (e.transfer_layout(rid), e.receive_segments(rid))
+            )
+            handle = receiver.expect(
+                source.transfer_id,
+                wire_layout(layout),
+                dest,
+                source.deadline_seconds,
+                sender_identity=source.sender_id or None,
+            )
+            yield Admitted()
+            try:
+                trailer = await handle.wait_done()
+                handoff = Handoff.decode(trailer, req.num_prompt_tokens)
+            except (TransferError, HandoffError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                await compute.call(lambda e: e.mark_kv_failed(rid, reason))
+                finished = True
+                yield Failed("kv_transfer_failed", reason)
+                return
+            cached = handoff.num_cached_tokens
+            await compute.call(lambda e: e.mark_kv_ready(rid, handoff.first_token))
+        else:
+            yield Admitted()
+        completion = 0
+        while True:
+            out = await _next_output(outputs, deadline)
+            if out.new_token_ids:
+                if first_token_at is None:
+                    first_token_at = time.monotonic()
+                    cached = cached or out.num_cached_tokens
+                completion += len(out.new_token_ids)
+                yield Tokens(list(out.new_token_ids))
+            if out.finished:
+                finished = True
+                if out.status in (RequestStatus.FAILED, RequestStatus.FINISHED_ABORTED):
+                    yield Failed("engine_error" if out.error else "aborted", out.error or "aborted")
+                    return
+                yield Finished(
+                    out.status,
+                    req.num_prompt_tokens,
+                    completion,
+                    cached,
+                    (first_token_at or time.monotonic()) - arrived,
+                )
+                return
+    except TimeoutError:
+        yield Failed("timeout", f"request {rid} exceeded {timeout_s:.0f}s")
+    finally:
+        compute.unsubscribe(rid)
+        if handle is not None and not handle.state.terminal:
+            handle.abort("decode side gave up")
+        if added and not finished:
+            await asyncio.shield(compute.call(lambda e: e.abort(rid)))

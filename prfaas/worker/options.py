@@ -1,0 +1,92 @@
+"""Command-line options shared by both worker processes, and building an engine from them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from prfaas.engine.backend_base import ExecutionBackend
+from prfaas.engine.core import EngineCore
+from prfaas.engine.prefix_cache import CacheListener
+from prfaas.worker.compute import LayerHooks
+
+CASE_STUDY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "profiles"
+SECRET_ENV = "PRFAAS_KV_SECRET"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+    parser.add_argument("--worker-id", required=True, help="unique id, e.g. prfaas-0 or pd-1")
+    parser.add_argument("--cluster", default="", help="datacenter / cluster name")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--grpc-port", type=int, default=default_port)
+    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    parser.add_argument("--backend", choices=("torch", "emulated"), default="torch")
+    parser.add_argument("--preset", default="small", help="model preset (torch backend)")
+    parser.add_argument("--checkpoint", default="", help="safetensors checkpoint (torch backend)")
+    parser.add_argument("--device", default="auto", help="cuda | cpu | auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    parser.add_argument("--cache-budget-mb", type=float, default=512.0)
+    parser.add_argument("--block-size", type=int, default=256)
+    parser.add_argument("--max-batched-tokens", type=int, default=2048)
+    parser.add_argument("--profile", default="", help="emulated backend: profile CSV")
+    parser.add_argument("--time-factor", type=float, default=0.1, help="emulated: time scale")
+    parser.add_argument("--byte-factor", type=float, default=1e-3, help="emulated: byte scale")
+    parser.add_argument("--decode-step-ms", type=float, default=25.0, help="emulated: decode step")
+    parser.add_argument("--kv-connections", type=int, default=4, help="TCP connections per peer")
+    parser.add_argument("--kv-chunk-mib", type=float, default=1.0)
+    parser.add_argument("--router", default="", help="router gRPC address to register with")
+
+
+def kv_secret() -> bytes:
+    """Shared secret for KV transfer authentication ($PRFAAS_KV_SECRET; a fixed dev default)."""
+    return os.environ.get(SECRET_ENV, "prfaas-dev-secret").encode()
+
+
+def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | None, int]:
+    """Returns (backend, eos_token_id, max_context)."""
+    if args.backend == "emulated":
+        from prfaas.engine.backend_emulated import EmulatedBackend
+        from prfaas.planner.profiles import PrefillProfile
+
+        if not args.profile:
+            raise SystemExit("--backend emulated needs --profile CSV")
+        backend = EmulatedBackend(
+            PrefillProfile.from_csv(args.profile),
+            time_factor=args.time_factor,
+            byte_factor=args.byte_factor,
+            block_size=args.block_size,
+            decode_step_seconds=args.decode_step_ms / 1000.0,
+        )
+        return backend, None, 1 << 20
+    from prfaas.engine.backend_torch import TorchBackend
+    from prfaas.model.checkpoint import load_checkpoint
+    from prfaas.model.config import EOS_ID, get_preset
+    from prfaas.model.hybrid import HybridModel
+    from prfaas.runtime import configure_threads, pick_device
+
+    configure_threads(args.threads)
+    device = pick_device(args.device)
+    if args.checkpoint:
+        model = load_checkpoint(args.checkpoint, device=device)
+    else:
+        model = HybridModel(get_preset(args.preset), device=device)
+    model.eval()
+    return TorchBackend(model, block_size=args.block_size), EOS_ID, model.config.max_context
+
+
+def build_engine(
+    args: argparse.Namespace,
+    backend: ExecutionBackend,
+    max_context: int,
+    hooks: LayerHooks,
+    listener: CacheListener,
+) -> EngineCore:
+    return EngineCore(
+        backend,
+        cache_budget_bytes=int(args.cache_budget_mb * (1 << 20)),
+        max_num_batched_tokens=args.max_batched_tokens,
+        max_model_len=max_context,
+        cache_listener=listener,
+        on_layer_done=hooks,
+    )

@@ -1,0 +1,154 @@
+"""WorkerRuntime: everything one worker process owns, shared by both worker kinds.
+
+Owns: the backend and its EngineCore (through the ComputeLoop thread), the KV sender (prefill side)
+and receiver (decode side), the cache-event hub, live request tasks (for Abort), counters for load
+reports, and the Prometheus registry. Services translate protos and call into it; nothing here
+imports generated proto code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from prfaas.kvtransfer.tcp_receiver import TcpReceiver
+from prfaas.kvtransfer.tcp_sender import TcpSender
+from prfaas.metrics import TransferMetrics, WorkerMetrics
+from prfaas.metrics.stats import TransferStats, WorkerStats
+from prfaas.worker.cache_events import CacheEventHub
+from prfaas.worker.compute import ComputeLoop
+from prfaas.worker.options import build_backend, build_engine, kv_secret
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    """Cumulative counters for load reports; updated on the event loop only."""
+
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_tokens: int = 0
+    kv_bytes_sent: int = 0
+    kv_bytes_received: int = 0
+    requests_done: int = 0
+    requests_failed: int = 0
+
+
+class WorkerRuntime:
+    def __init__(self, args: argparse.Namespace, *, receives_kv: bool) -> None:
+        self.args = args
+        self.worker_id: str = args.worker_id
+        self.cluster: str = args.cluster
+        self.backend, self.eos_token_id, self.max_context = build_backend(args)
+        self.hub = CacheEventHub()
+        self.compute = ComputeLoop(
+            lambda hooks: build_engine(
+                args, self.backend, self.max_context, hooks, self.hub.listener
+            ),
+            name=f"compute-{self.worker_id}",
+        )
+        self.receives_kv = receives_kv
+        self.sender: TcpSender | None = None
+        self.receiver: TcpReceiver | None = None
+        self.active: dict[str, asyncio.Task[object]] = {}
+        self.counters = Counters()
+        self.registry = CollectorRegistry()
+        self.worker_metrics = WorkerMetrics(self.registry, self.cluster)
+        self.transfer_metrics = TransferMetrics(self.registry)
+        self._busy_mark = (time.monotonic(), 0.0)
+        self._egress_mark = (time.monotonic(), 0)
+        self.egress_bytes_per_s = 0.0
+
+    @property
+    def block_size(self) -> int:
+        return self.backend.block_size
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.hub.bind(loop)
+        self.compute.start()
+        self.sender = TcpSender(
+            secret=kv_secret(),
+            identity=self.worker_id,
+            num_connections=self.args.kv_connections,
+            chunk_mib=self.args.kv_chunk_mib,
+        )
+        if self.receives_kv:
+            self.receiver = TcpReceiver(
+                self.args.host, self.args.kv_port, secret=kv_secret(), identity=self.worker_id
+            )
+            await self.receiver.start()
+
+    async def stop(self) -> None:
+        for task in list(self.active.values()):
+            task.cancel()
+        if self.active:
+            await asyncio.wait(list(self.active.values()), timeout=5.0)
+        self.hub.close()
+        if self.sender is not None:
+            await self.sender.close()
+        if self.receiver is not None:
+            await self.receiver.close()
+        await self.compute.stop()
+
+    def track(self, request_id: str) -> None:
+        """Remember the current task as the owner of `request_id` (Abort cancels it)."""
+        task = asyncio.current_task()
+        assert task is not None
+        if request_id in self.active:
+            raise ValueError(f"duplicate request id {request_id}")
+        self.active[request_id] = task
+
+    def untrack(self, request_id: str) -> None:
+        self.active.pop(request_id, None)
+
+    def abort(self, request_id: str) -> bool:
+        task = self.active.get(request_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def record_sent(self, link: str, num_bytes: int, duration_s: float, exposed_s: float) -> None:
+        self.counters.kv_bytes_sent += num_bytes
+        self.transfer_metrics.record_transfer(
+            TransferStats(link, "sent", num_bytes, duration_s, exposed_s)
+        )
+
+    def record_received(self, link: str, num_bytes: int, duration_s: float) -> None:
+        self.counters.kv_bytes_received += num_bytes
+        self.transfer_metrics.record_transfer(
+            TransferStats(link, "received", num_bytes, duration_s, 0.0)
+        )
+
+    def busy_fraction(self) -> float:
+        """Fraction of wall time the compute thread spent executing since the previous call."""
+        now, busy = time.monotonic(), self.compute.engine.busy_seconds
+        then, busy_then = self._busy_mark
+        self._busy_mark = (now, busy)
+        return min(1.0, (busy - busy_then) / max(1e-6, now - then))
+
+    def egress_rate(self) -> float:
+        now, sent = time.monotonic(), self.counters.kv_bytes_sent
+        then, sent_then = self._egress_mark
+        if now - then >= 0.5:
+            self.egress_bytes_per_s = (sent - sent_then) / (now - then)
+            self._egress_mark = (now, sent)
+        return self.egress_bytes_per_s
+
+    async def queue_state(self) -> tuple[int, int, int, float]:
+        """(waiting, running, waiting_for_kv, cache usage) read on the compute thread."""
+
+        def read(engine):  # noqa: ANN001, ANN202
+            s = engine.scheduler
+            return len(s.waiting), len(s.running), len(s.waiting_for_kv), engine.cache_usage()
+
+        state = await self.compute.call(read)
+        self.worker_metrics.record_step(WorkerStats(self.worker_id, state[1], state[0], state[3]))
+        return state
