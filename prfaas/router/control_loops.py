@@ -1,0 +1,126 @@
+"""The router's two control loops, feeding the controllers from the registry's heartbeats.
+
+Short loop (every `short_tick_s`, `short_tick()`): PrfaaS egress = sum of the PrfaaS workers'
+`kv_egress_bytes_per_s`, link capacity from the topology's link rate, mean PrfaaS queue depth
+-> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
+exports the threshold and the link utilization and goodput.
+Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
+snapshots; a new base t goes to the short-term controller, each `RoleChange` becomes a `SetRole`
+on that PD worker (which drains first); N_p/N_d are logged and exported. Both loops are tasks on
+the router's event loop owned by `ControlLoops` (`start()`/`stop()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+
+from prfaas.metrics import RouterMetrics, TransferMetrics
+from prfaas.router.control import (
+    LinkTelemetry,
+    LongTermController,
+    LongTermDecision,
+    ShortTermController,
+    ShortTermDecision,
+)
+from prfaas.router.policy import Role
+from prfaas.router.registry import WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+LINK_LABEL = "prfaas-pd"
+"""The `link` label of the router's link gauges."""
+
+
+class ControlLoops:
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        short: ShortTermController,
+        link_bytes_per_s: float,
+        prfaas_cluster: str,
+        local_cluster: str,
+        long: LongTermController | None = None,
+        metrics: RouterMetrics | None = None,
+        transfer_metrics: TransferMetrics | None = None,
+        short_tick_s: float = 1.0,
+        long_tick_s: float = 30.0,
+    ) -> None:
+        self.registry, self.short, self.long = registry, short, long
+        self.link_bytes_per_s = link_bytes_per_s
+        self.prfaas_cluster, self.local_cluster = prfaas_cluster, local_cluster
+        self.metrics, self.transfer_metrics = metrics, transfer_metrics
+        self.short_tick_s, self.long_tick_s = short_tick_s, long_tick_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def telemetry(self) -> LinkTelemetry:
+        prfaas = [h for h in self.registry.healthy(self.prfaas_cluster) if h.load is not None]
+        egress = sum(h.load.kv_egress_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
+        depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
+        return LinkTelemetry(egress, self.link_bytes_per_s, depth)
+
+    def short_tick(self) -> ShortTermDecision:
+        tel = self.telemetry()
+        decision = self.short.update(tel)
+        if decision.reason != "hold":
+            log.info("short-term: t_eff=%.0f scarce=%s u=%.2f (%s)", decision.threshold,
+                     decision.bandwidth_scarce, decision.utilization, decision.reason)  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.threshold.set(decision.threshold)
+        if self.transfer_metrics is not None:
+            self.transfer_metrics.goodput.labels(LINK_LABEL).set(tel.egress_bytes_per_s)
+            self.transfer_metrics.utilization.labels(LINK_LABEL).set(decision.utilization)
+        return decision
+
+    def instance_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for snap in self.registry.snapshots():
+            if snap.healthy:
+                key = (snap.cluster, snap.role.value)
+                counts[key] = counts.get(key, 0) + 1
+        for cluster, role in ((self.local_cluster, "prefill"), (self.local_cluster, "decode")):
+            counts.setdefault((cluster, role), 0)
+        return counts
+
+    async def long_tick(self) -> LongTermDecision | None:
+        if self.long is None:
+            return None
+        decision = self.long.step(time.monotonic(), self.registry.snapshots(), self.local_cluster)
+        log.info("long-term: %s t=%.0f N_p=%d N_d=%d rate=%.2f/s actions=%s", decision.reason,
+                 decision.threshold, decision.n_p, decision.n_d, decision.arrival_rps,
+                 [(a.worker_id, a.to_role.value) for a in decision.actions])  # fmt: skip
+        if not math.isnan(decision.threshold):
+            self.short.set_base(decision.threshold)
+        for action in decision.actions:
+            await self.registry.set_role(action.worker_id, Role(action.to_role))
+        if self.metrics is not None:
+            self.metrics.set_control_state(self.short.threshold, self.instance_counts())
+        return decision
+
+    async def _every(self, period_s: float, tick: object) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                result = tick()  # type: ignore[operator]
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("control tick failed")
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.metrics is not None:
+            self.metrics.set_control_state(self.short.threshold, self.instance_counts())
+        self._tasks = [loop.create_task(self._every(self.short_tick_s, self.short_tick))]
+        if self.long is not None:
+            self._tasks.append(loop.create_task(self._every(self.long_tick_s, self.long_tick)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,190 @@
+"""`prfaas router`: the router process (HTTP front end, gRPC `Router`, registry, control loops).
+
+Lifecycle of `run()` (one event loop, uvloop when available):
+  1. load the topology, apply command-line overrides, register its workers;
+  2. build the prefix index, registry, controllers, dispatcher, HTTP app and gRPC server;
+  3. start the registry monitors and control loops, then serve gRPC and HTTP (uvicorn on the
+     same loop); `/ready` turns true once the policy's needed workers answer heartbeats;
+  4. on SIGTERM/SIGINT: stop accepting (HTTP exits, gRPC stops with a grace period), stop the
+     loops and monitors, wait for outstanding Abort RPCs, return 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from prfaas._proto.prfaas.v1 import router_pb2_grpc
+from prfaas.launcher.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
+from prfaas.metrics import RouterMetrics, TransferMetrics
+from prfaas.router.control import LongTermController, ShortTermController
+from prfaas.router.control_loops import ControlLoops
+from prfaas.router.dispatcher import DispatchConfig, Dispatcher
+from prfaas.router.policy import RoutingConfig
+from prfaas.router.prefix_index import PrefixIndex
+from prfaas.router.registry import WorkerRegistry, handles_from_topology
+from prfaas.router.service import RouterService
+
+log = logging.getLogger("prfaas.router")
+
+GRPC_GRACE_S = 5.0
+"""Seconds in-flight gRPC calls get to finish at shutdown."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", default=str(DEFAULT_TOPOLOGY), help="topology TOML file")
+    parser.add_argument("--policy", choices=POLICIES, help="routing policy (default: topology)")
+    parser.add_argument("--host", help="listen address (default: topology host)")
+    parser.add_argument("--http-port", type=int, help="OpenAI HTTP port (default: topology)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC Router port (default: topology)")
+    parser.add_argument("--threshold", type=int, help="initial routing threshold t in tokens")
+    parser.add_argument("--api-key", help="require this bearer token on /v1/*")
+    parser.add_argument("--model-name", help="served model id (default: prfaas-<preset>)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+class _TokenizerAdapter:
+    """The HTTP layer's `Tokenizer` over the model's byte-level tokenizer (BOS prepended)."""
+
+    def __init__(self) -> None:
+        from prfaas.model.tokenizer import ByteTokenizer
+
+        self._tok = ByteTokenizer()
+        self.eos_token_id = self._tok.eos_id
+        self.vocab_size = max(self._tok.bos_id, self._tok.eos_id, self._tok.pad_id) + 1
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_bos=True)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self._tok.decode(list(token_ids))
+
+    def stream_decoder(self) -> _StreamDecoder:
+        return _StreamDecoder()
+
+
+class _StreamDecoder:
+    def __init__(self) -> None:
+        from prfaas.model.tokenizer import IncrementalDecoder
+
+        self._dec = IncrementalDecoder()
+
+    def push(self, token_ids: Sequence[int]) -> str:
+        return "".join(self._dec.feed(t) for t in token_ids)
+
+    def flush(self) -> str:
+        return self._dec.flush()
+
+
+def _max_context(topo: Topology) -> int:
+    from prfaas.model.config import get_preset
+
+    return get_preset(topo.model_preset).max_context
+
+
+def _long_term(topo: Topology) -> LongTermController | None:
+    """The planner-driven controller, when the topology names prefill profiles to plan with."""
+    if not (topo.emulated_profile_pd and topo.emulated_profile_prfaas):
+        log.info("long-term control off: the topology names no prefill profiles")
+        return None
+    from prfaas.planner.profiles import DecodeProfile, load_profile_csv
+    from prfaas.planner.search import ClusterModel
+
+    model = ClusterModel(
+        pd_profile=load_profile_csv(topo.emulated_profile_pd), decode=DecodeProfile(),
+        output_tokens=256.0, n_pd=len(topo.pd_roles), n_prfaas=topo.prfaas_workers,
+        prfaas_profile=load_profile_csv(topo.emulated_profile_prfaas),
+        link_bytes_per_s=topo.link.rate_gbps * 1e9 / 8,
+    )  # fmt: skip
+    return LongTermController(model)
+
+
+@dataclass
+class RouterProcess:
+    """Everything the router process owns, built by `build()`."""
+
+    topo: Topology
+    registry: WorkerRegistry
+    dispatcher: Dispatcher
+    loops: ControlLoops
+    metrics: RouterMetrics
+
+
+def build(topo: Topology, model_name: str | None = None, max_context: int = 4096) -> RouterProcess:
+    """Wire the components for `topo` (no I/O; the caller starts them)."""
+    metrics = RouterMetrics(CollectorRegistry(), model_name or f"prfaas-{topo.model_preset}")
+    transfer_metrics = TransferMetrics(metrics.registry)
+    registry = WorkerRegistry(PrefixIndex(topo.block_size))
+    for handle in handles_from_topology(topo):
+        registry.add(handle)
+    short = ShortTermController(float(topo.threshold_tokens))
+    long = _long_term(topo)
+    link_bytes = topo.link.rate_gbps * 1e9 / 8
+    routing = RoutingConfig(policy=topo.policy, local_cluster=topo.pd_cluster,
+                            prfaas_cluster=topo.prfaas_cluster)  # fmt: skip
+    config = DispatchConfig(model_name=metrics.model_name, max_context=max_context,
+                            routing=routing, link_bytes_per_s=link_bytes)  # fmt: skip
+    dispatcher = Dispatcher(registry, short, config, long, metrics)
+    loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
+                         long, metrics, transfer_metrics,
+                         long_tick_s=topo.long_control_seconds)  # fmt: skip
+    return RouterProcess(topo, registry, dispatcher, loops, metrics)
+
+
+async def serve(topo: Topology, api_key: str | None, model_name: str | None) -> int:
+    from prfaas.router.http_api import create_app
+
+    proc = build(topo, model_name, _max_context(topo))
+    app = create_app(proc.dispatcher, _TokenizerAdapter(), api_key=api_key, metrics=proc.metrics)
+    grpc_server = grpc.aio.server()
+    router_pb2_grpc.add_RouterServicer_to_server(
+        RouterService(proc.dispatcher, proc.registry), grpc_server
+    )
+    grpc_server.add_insecure_port(f"{topo.host}:{topo.router_grpc_port}")
+    config = uvicorn.Config(app, host=topo.host, port=topo.http_port, lifespan="off",
+                            log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
+    http = uvicorn.Server(config)
+    # The router owns SIGTERM/SIGINT (uvicorn would otherwise re-raise them after serving).
+    http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(http, "should_exit", True))
+
+    await proc.registry.start()
+    proc.loops.start()
+    await grpc_server.start()
+    log.info("router: policy=%s http://%s:%d grpc %s:%d, %d workers", topo.policy, topo.host,
+             topo.http_port, topo.host, topo.router_grpc_port, len(proc.registry.workers))  # fmt: skip
+    try:
+        await http.serve()
+    finally:
+        log.info("router shutting down")
+        await grpc_server.stop(GRPC_GRACE_S)
+        await proc.loops.stop()
+        await proc.registry.stop()
+        await proc.dispatcher.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    topo = load_topology(args.topology).with_overrides(
+        policy=args.policy, host=args.host, http_port=args.http_port,
+        router_grpc_port=args.grpc_port, threshold_tokens=args.threshold,
+    )  # fmt: skip
+    coro = serve(topo, args.api_key, args.model_name)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

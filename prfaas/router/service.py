@@ -1,0 +1,105 @@
+"""The gRPC `Router` service: a thin servicer over the dispatcher and the registry.
+
+`Generate` streams a `RouteDecision` before the first token (a second one if the request was
+re-routed before any token), then `TokenChunk`s and one `Finished`, or one `WorkerError`
+(code "overloaded", "not_ready", "context_too_long" or "failed"). When the client cancels the
+call, the dispatcher's generator is closed and aborts the request on every worker involved.
+`RegisterWorker` adds the worker to the registry (replacing one with the same id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from prfaas._proto.prfaas.v1 import common_pb2, router_pb2, router_pb2_grpc, worker_pb2
+from prfaas.router.backend_base import (
+    BackendError,
+    ContextTooLong,
+    GenerationFinished,
+    GenerationRequest,
+    NotReady,
+    Overloaded,
+    SamplingSpec,
+)
+from prfaas.router.dispatcher import Dispatcher
+from prfaas.router.policy import RouteDecision, Target
+from prfaas.router.registry import WorkerRegistry
+
+_FINISH = {"stop": common_pb2.FINISH_REASON_STOP, "length": common_pb2.FINISH_REASON_LENGTH}
+
+
+def from_sampling_params(p: common_pb2.SamplingParams) -> SamplingSpec:
+    """Inverse of `flows.to_sampling_params` (single-id stops become stop_token_ids)."""
+    singles = tuple(s.ids[0] for s in p.stop_token_ids if len(s.ids) == 1)
+    seqs = tuple(tuple(s.ids) for s in p.stop_token_ids if len(s.ids) > 1)
+    return SamplingSpec(
+        temperature=p.temperature, top_p=p.top_p or 1.0, top_k=p.top_k,
+        seed=p.seed if p.has_seed else None, max_tokens=p.max_tokens or 16,
+        ignore_eos=p.ignore_eos, stop_token_ids=singles, stop_sequences=seqs,
+    )  # fmt: skip
+
+
+def _decision_event(d: RouteDecision) -> router_pb2.RouterGenerateEvent:
+    msg = router_pb2.RouteDecision(
+        route="offload" if d.target is Target.PRFAAS else "local", reason=d.reason.value,
+        prefill_worker=d.prefill_worker or "", decode_worker=d.decode_worker or "",
+        cached_tokens=d.cached_tokens, threshold_tokens=int(min(d.threshold, 2**31 - 1)),
+    )  # fmt: skip
+    return router_pb2.RouterGenerateEvent(decision=msg)
+
+
+def _error_event(code: str, message: str) -> router_pb2.RouterGenerateEvent:
+    return router_pb2.RouterGenerateEvent(error=worker_pb2.WorkerError(code=code, message=message))
+
+
+class RouterService(router_pb2_grpc.RouterServicer):
+    def __init__(self, dispatcher: Dispatcher, registry: WorkerRegistry) -> None:
+        self.dispatcher = dispatcher
+        self.registry = registry
+
+    async def Generate(
+        self, request: router_pb2.RouterGenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[router_pb2.RouterGenerateEvent]:
+        sampling = from_sampling_params(request.sampling)
+        limit = self.dispatcher.max_context
+        if len(request.prompt_ids) + sampling.max_tokens > limit:
+            yield _error_event("context_too_long", str(ContextTooLong(limit)))
+            return
+        gen = GenerationRequest(request.request_id, tuple(request.prompt_ids), sampling)
+        stream = self.dispatcher.generate_routed(gen)
+        try:
+            async for item in stream:
+                if isinstance(item, RouteDecision):
+                    yield _decision_event(item)
+                elif isinstance(item, GenerationFinished):
+                    u = item.usage
+                    usage = common_pb2.Usage(prompt_tokens=u.prompt_tokens,
+                                             completion_tokens=u.completion_tokens,
+                                             cached_tokens=u.cached_tokens)  # fmt: skip
+                    fin = worker_pb2.Finished(reason=_FINISH[item.finish_reason], usage=usage)
+                    yield router_pb2.RouterGenerateEvent(finished=fin)
+                else:
+                    chunk = worker_pb2.TokenChunk(ids=list(item.token_ids))
+                    yield router_pb2.RouterGenerateEvent(tokens=chunk)
+        except Overloaded as exc:
+            yield _error_event("overloaded", str(exc))
+        except NotReady as exc:
+            yield _error_event("not_ready", str(exc))
+        except BackendError as exc:
+            yield _error_event("failed", str(exc))
+        finally:
+            await stream.aclose()
+
+    async def RegisterWorker(
+        self, request: router_pb2.RegisterWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> router_pb2.RegisterWorkerResponse:
+        if request.kind not in ("prefill", "pd") or not request.worker_id:
+            return router_pb2.RegisterWorkerResponse(accepted=False)
+        try:
+            self.registry.register(request)
+        except ValueError:
+            return router_pb2.RegisterWorkerResponse(accepted=False)
+        heartbeat = self.registry.config.poll_interval_s
+        return router_pb2.RegisterWorkerResponse(accepted=True, heartbeat_seconds=heartbeat)
