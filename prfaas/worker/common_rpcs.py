@@ -115,7 +115,11 @@ class CommonRpcs:
         waiting, running, waiting_kv, usage = await rt.queue_state()
         budget = int(rt.args.cache_budget_mb * (1 << 20))
         c = rt.counters
+        live, open_transfers, leaks = await rt.leak_report()
         return worker_pb2.WorkerLoad(
+            num_live_requests=live,
+            num_open_transfers=open_transfers,
+            leak_report=leaks,
             worker_id=rt.worker_id,
             cluster=rt.cluster,
             role=self.role,

@@ -142,6 +142,33 @@ class WorkerRuntime:
             self._egress_mark = (now, sent)
         return self.egress_bytes_per_s
 
+    async def leak_report(self) -> tuple[int, int, str]:
+        """(live requests, open transfers, report): the report is empty when nothing is held."""
+
+        def check(engine):  # noqa: ANN001, ANN202
+            live = len(engine.scheduler.requests)
+            try:
+                engine.assert_no_leaks()
+            except AssertionError as exc:
+                return live, str(exc) or "engine holds resources"
+            return live, ""
+
+        live, engine_report = await self.compute.call(check)
+        transfer_counts: dict[str, int] = {}
+        for name, part in (("sender", self.sender), ("receiver", self.receiver)):
+            if part is not None:
+                for key, value in part.leak_check().items():  # type: ignore[attr-defined]
+                    transfer_counts[f"{name}.{key}"] = value
+        # Pooled connections are reused across transfers by design; everything else must be zero.
+        held = {k: v for k, v in transfer_counts.items() if v and not k.endswith("connections")}
+        open_transfers = sum(v for k, v in transfer_counts.items() if "transfer" in k)
+        parts = [engine_report] if engine_report else []
+        if held:
+            parts.append(f"transfer state held: {held}")
+        if self.active:
+            parts.append(f"{len(self.active)} request tasks alive")
+        return live, open_transfers, "; ".join(parts)
+
     async def queue_state(self) -> tuple[int, int, int, float]:
         """(waiting, running, waiting_for_kv, cache usage) read on the compute thread."""
 

@@ -1,0 +1,145 @@
+"""Start real worker processes for end-to-end tests and talk to them over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from prfaas.launcher.supervisor import ProcessSpec, Supervisor
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def grpc_ready(address: str) -> bool:
+    channel = grpc.insecure_channel(address)
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=0.5
+        )
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+    finally:
+        channel.close()
+
+
+@dataclass
+class WorkerProc:
+    worker_id: str
+    grpc_address: str
+    kind: str
+    kv_port: int = 0
+
+
+def start_worker(
+    sup: Supervisor, kind: str, worker_id: str, extra: list[str], role: str = "mixed"
+) -> WorkerProc:
+    port = free_port()
+    argv = [sys.executable, "-m", "prfaas.cli", f"{kind}-worker", "--worker-id", worker_id]
+    argv += ["--grpc-port", str(port), *extra]
+    kv_port = 0
+    if kind == "pd":
+        kv_port = free_port()
+        argv += ["--role", role, "--kv-port", str(kv_port)]
+    address = f"127.0.0.1:{port}"
+    spec = ProcessSpec(
+        worker_id, argv, env={"OMP_WAIT_POLICY": "PASSIVE"}, ready=lambda: grpc_ready(address)
+    )
+    sup.wait_ready(sup.start(spec), timeout_s=120)
+    return WorkerProc(worker_id, address, kind, kv_port)
+
+
+def supervisor(tmp_path: Path) -> Supervisor:
+    return Supervisor(tmp_path / "logs")
+
+
+def sampling(max_tokens: int) -> common_pb2.SamplingParams:
+    return common_pb2.SamplingParams(max_tokens=max_tokens, ignore_eos=True)
+
+
+async def generate_local(
+    stub: worker_pb2_grpc.PDWorkerStub, prompt: list[int], n: int
+) -> tuple[list[int], int]:
+    tokens: list[int] = []
+    request = worker_pb2.GenerateRequest(
+        request_id=uuid.uuid4().hex, prompt_ids=prompt, sampling=sampling(n)
+    )
+    async for ev in stub.Generate(request, timeout=120):
+        kind = ev.WhichOneof("event")
+        if kind == "tokens":
+            tokens += list(ev.tokens.ids)
+        elif kind == "error":
+            raise RuntimeError(f"{ev.error.code}: {ev.error.message}")
+        elif kind == "finished":
+            return tokens, ev.finished.usage.cached_tokens
+    raise RuntimeError("stream ended without Finished")
+
+
+async def generate_remote(
+    decode: worker_pb2_grpc.PDWorkerStub,
+    prefill: worker_pb2_grpc.PrefillWorkerStub | worker_pb2_grpc.PDWorkerStub,
+    prefill_id: str,
+    kv_port: int,
+    prompt: list[int],
+    n: int,
+) -> tuple[list[int], worker_pb2.PrefillResult]:
+    """The router's offload flow: decode-only Generate, wait Admitted, then Prefill to its KV port."""
+    rid, tid = uuid.uuid4().hex, uuid.uuid4().hex
+    source = worker_pb2.KvSource(transfer_id=tid, sender_id=prefill_id, deadline_seconds=60)
+    call = decode.Generate(
+        worker_pb2.GenerateRequest(
+            request_id=rid, prompt_ids=prompt, sampling=sampling(n), kv_source=source
+        ),
+        timeout=120,
+    )
+    events = call.__aiter__()
+    first = await events.__anext__()
+    assert first.WhichOneof("event") == "admitted", first
+    dest = worker_pb2.KvDestination(host="127.0.0.1", port=kv_port, transfer_id=tid)
+    result = asyncio.ensure_future(
+        prefill.Prefill(
+            worker_pb2.PrefillRequest(
+                request_id=rid, prompt_ids=prompt, sampling=sampling(n), destination=dest
+            ),
+            timeout=120,
+        )
+    )
+    tokens: list[int] = []
+    async for ev in events:
+        kind = ev.WhichOneof("event")
+        if kind == "tokens":
+            tokens += list(ev.tokens.ids)
+        elif kind == "error":
+            result.cancel()
+            raise RuntimeError(f"{ev.error.code}: {ev.error.message}")
+        elif kind == "finished":
+            break
+    return tokens, await result
+
+
+async def wait_leak_free(proc: WorkerProc, timeout_s: float = 20.0) -> worker_pb2.WorkerLoad:
+    """Poll GetLoad until the worker reports nothing held; return the last load."""
+    async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
+        stub_class = (
+            worker_pb2_grpc.PDWorkerStub if proc.kind == "pd" else worker_pb2_grpc.PrefillWorkerStub
+        )
+        stub = stub_class(channel)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            load = await stub.GetLoad(worker_pb2.LoadRequest(), timeout=10)
+            if not load.leak_report or time.monotonic() > deadline:
+                return load
+            await asyncio.sleep(0.2)
