@@ -121,6 +121,15 @@ def test_entrypoint_scripts_are_in_the_image_and_parse(config: dict[str, Any]) -
         assert proc.returncode == 0, proc.stderr
 
 
+def test_worker_profiles_are_in_the_image(config: dict[str, Any]) -> None:
+    assert "deploy/profiles" in _copy_sources(COMPOSE_DIR / "Dockerfile")
+    for kind in ("prefill-worker", "pd-worker"):
+        for name, svc in _services_running(config, kind).items():
+            profile = flag(_command(svc), "--profile")
+            assert profile and profile.startswith("/opt/prfaas/"), name
+            assert (REPO / Path(profile).relative_to("/opt/prfaas")).is_file(), profile
+
+
 def test_datacenters_meet_only_in_the_link_and_prometheus(config: dict[str, Any]) -> None:
     services = config["services"]
     for name in _services_running(config, "prefill-worker"):
@@ -206,6 +215,15 @@ def test_router_serves_the_mounted_topology(config: dict[str, Any], topology: To
     assert flag(cmd, "--http-port") == str(topology.http_port)
     assert flag(cmd, "--grpc-port") == str(topology.router_grpc_port)
     assert flag(cmd, "--policy") == topology.policy
+    # Profile paths resolve next to the topology file; inside the container that is a mount.
+    for profile in (topology.emulated_profile_pd, topology.emulated_profile_prfaas):
+        inside = Path(path).parent / Path(profile).relative_to(COMPOSE_DIR)
+        hosts = [
+            Path(src) / inside.relative_to(dst)
+            for dst, src in mounts.items()
+            if inside.is_relative_to(dst)
+        ]
+        assert hosts and hosts[0].is_file(), f"router cannot read {inside}"
     ports = [str(p) for p in router["ports"]]
     assert any(re.search(rf":{topology.http_port}:{topology.http_port}\b", p) for p in ports)
 
