@@ -155,6 +155,13 @@ _SECTIONS = {
 }
 
 
+def _resolve(topology_path: Path, value: str) -> str:
+    """Profile paths in a topology are relative to the topology file."""
+    if not value:
+        return ""
+    return str((topology_path.parent / value).resolve())
+
+
 def load_topology(path: str | Path | None = None) -> Topology:
     """Parse a topology TOML file (default: deploy/local.toml); unknown keys are errors."""
     path = Path(path) if path else DEFAULT_TOPOLOGY
@@ -204,8 +211,8 @@ def load_topology(path: str | Path | None = None) -> Topology:
         cache_budget_mb=int(w.get("cache_budget_mb", base.cache_budget_mb)),
         block_size=int(w.get("block_size", base.block_size)),
         kv_connections=int(w.get("kv_connections", base.kv_connections)),
-        emulated_profile_prfaas=em.get("prfaas_profile", base.emulated_profile_prfaas),
-        emulated_profile_pd=em.get("pd_profile", base.emulated_profile_pd),
+        emulated_profile_prfaas=_resolve(path, em.get("prfaas_profile", "")),
+        emulated_profile_pd=_resolve(path, em.get("pd_profile", "")),
         emulated_time_factor=float(em.get("time_factor", base.emulated_time_factor)),
         emulated_byte_factor=float(em.get("byte_factor", base.emulated_byte_factor)),
         prfaas_hosts=tuple(pf.get("hosts", ())),
