@@ -43,6 +43,13 @@ def gather_kv(kv: Tensor, block_table: list[int], length: int) -> tuple[Tensor, 
     return flat[:, 0], flat[:, 1]
 
 
+def _flash(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> tuple[Tensor, Tensor]:
+    """[1, H, Lq, d] x [1, H, Lk, d] -> (out [1, H, Lq, d], logsumexp [1, H, Lq]). torch's CPU
+    flash kernel; `is_causal` aligns query i with key i (top left), so use it on square tiles only."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)[:2]
+    return out, lse
+
+
 def prefill_attention(
     q: Tensor, kv: Tensor, block_table: list[int], start: int, *, tile: int
 ) -> Tensor:
@@ -51,25 +58,37 @@ def prefill_attention(
     q: [T, Hq, d] (RoPE applied). The run's own K/V must already be in the cache. Queries are
     processed in tiles on the absolute grid of `tile` tokens (a divisor of the block size), so a
     prefill split at a block boundary computes every tile exactly as a one-shot prefill does.
+    Each tile [pos, stop) is two mask-free flash calls merged by log-sum-exp: the past keys
+    [0, pos) unmasked, and the square diagonal tile with `is_causal` (a boolean mask costs ~20%).
     Returns [T, Hq, d].
     """
-    T = q.shape[0]
+    T, Hq, d = q.shape
     end = start + T
     k_all, v_all = gather_kv(kv, block_table, end)
-    # [1, H, S, d] views for SDPA
-    k_all = k_all.transpose(0, 1).unsqueeze(0)
-    v_all = v_all.transpose(0, 1).unsqueeze(0)
+    Hkv = k_all.shape[1]
+    group = Hq // Hkv
+    # [1, Hkv, S, d] views of the cache for the past part, where the `group` query heads of one kv
+    # head are stacked along the query axis (no mask there, so rows are independent).
+    k_past = k_all.transpose(0, 1).unsqueeze(0)
+    v_past = v_all.transpose(0, 1).unsqueeze(0)
     out = torch.empty_like(q)
     pos = start
     while pos < end:
         stop = min((pos // tile + 1) * tile, end)
-        qt = q[pos - start : stop - start].transpose(0, 1).unsqueeze(0)
-        # Query at absolute position p sees keys j <= p.
-        qpos = torch.arange(pos, stop, device=q.device)[:, None]
-        mask = torch.arange(stop, device=q.device)[None, :] <= qpos
-        o = F.scaled_dot_product_attention(
-            qt, k_all[:, :, :stop], v_all[:, :, :stop], attn_mask=mask, enable_gqa=True
-        )
+        n = stop - pos
+        qt = q[pos - start : stop - start].transpose(0, 1).unsqueeze(0)  # [1, Hq, n, d]
+        # Diagonal tile: keys [pos, stop), causal; kv heads repeated to Hq (small: n rows).
+        kd = k_past[:, :, pos:stop].repeat_interleave(group, dim=1)
+        vd = v_past[:, :, pos:stop].repeat_interleave(group, dim=1)
+        o, lse = _flash(qt, kd, vd, causal=True)
+        if pos > 0:
+            qp = qt.reshape(1, Hkv, group * n, d)
+            op, lp = _flash(qp, k_past[:, :, :pos], v_past[:, :, :pos], causal=False)
+            op, lp = op.reshape(1, Hq, n, d), lp.reshape(1, Hq, n)
+            # softmax over the union = weighted sum of the two partial softmaxes
+            lse_all = torch.logaddexp(lse, lp)
+            o = o.mul_((lse - lse_all).exp_().unsqueeze(-1))
+            o.addcmul_(op, (lp - lse_all).exp_().unsqueeze(-1))
         out[pos - start : stop - start] = o.squeeze(0).transpose(0, 1)
         pos = stop
     return out

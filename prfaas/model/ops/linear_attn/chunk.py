@@ -11,7 +11,6 @@ cache checkpoints.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -47,44 +46,53 @@ def chunk_gated_delta_rule(
         if p % C or not start_pos < p <= start_pos + T:
             raise ValueError(f"checkpoint position {p} is not a chunk end inside this run")
         wanted.setdefault((p - start_pos + front) // C - 1, []).append(i)
+    dt, dev = q.dtype, q.device
 
-    def to_chunks(x: Tensor) -> Tensor:
-        # [T, H, ...] -> [H, n, C, ...] with zero padding on the absolute chunk grid
-        pad = [0, 0] * (x.dim() - 1) + [front, back]
-        x = F.pad(x, pad)
-        return x.reshape(n, C, *x.shape[1:]).movedim(2, 0)
+    def to_chunks(x: Tensor, width: int, out: Tensor | None = None) -> Tensor:
+        # [T, H, width] -> contiguous [H, n, C, width], zero padding on the absolute chunk grid.
+        # One copy per input; every later op then runs on contiguous batched operands.
+        if out is None:
+            out = torch.zeros(H, n * C, width, dtype=dt, device=dev)
+        out[:, front : front + T] = x.transpose(0, 1)
+        return out.view(H, n, C, width)
 
-    q, k, v = to_chunks(q), to_chunks(k), to_chunks(v)
-    beta, g = to_chunks(beta), to_chunks(g)  # [H, n, C]
-    gamma = g.cumsum(-1)
-    # Decay D_ij = exp(Γ_i - Γ_j) for j <= i; mask with -inf *before* exp (no overflow).
-    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    diff = (gamma.unsqueeze(-1) - gamma.unsqueeze(-2)).masked_fill(~causal, float("-inf"))
-    decay = diff.exp()  # [H, n, C, C]
-    # (I + A) with A_ij = beta_i (k_i·k_j) D_ij for j < i; unit lower triangular.
-    A = (beta.unsqueeze(-1) * (k @ k.transpose(-1, -2)) * decay).tril(-1)
-    eye = torch.eye(C, dtype=q.dtype, device=q.device)
-    IA = A + eye
-    W = torch.linalg.solve_triangular(
-        IA, beta.unsqueeze(-1) * k * gamma.exp().unsqueeze(-1), upper=False, unitriangular=True
-    )
-    U = torch.linalg.solve_triangular(IA, beta.unsqueeze(-1) * v, upper=False, unitriangular=True)
-    # Intra-chunk causal attention with decay, diagonal included: [H, n, C, C]
-    qk = (q @ k.transpose(-1, -2)) * decay
-    q_decayed = q * gamma.exp().unsqueeze(-1)
-    last = gamma[..., -1:]  # [H, n, 1]
-    k_to_end = k * (last - gamma).exp().unsqueeze(-1)
-    chunk_decay = last.exp().unsqueeze(-1)  # [H, n, 1, 1]
+    q, k = to_chunks(q, d_k), to_chunks(k, d_k)
+    beta = to_chunks(beta.unsqueeze(-1), 1)  # [H, n, C, 1]
+    gamma = to_chunks(g.unsqueeze(-1), 1).cumsum_(-2)  # Γ within each chunk, [H, n, C, 1]
+    # RHS of both triangular solves side by side: [β·k·exp(Γ) | β·v], [H, n, C, d_k + d_v].
+    rhs = torch.zeros(H, n * C, d_k + d_v, dtype=dt, device=dev).view(H, n, C, d_k + d_v)
+    to_chunks(v, d_v, rhs.view(H, n * C, -1)[..., d_k:])
+    rhs[..., d_k:].mul_(beta)
+    torch.mul(k, beta * gamma.exp(), out=rhs[..., :d_k])
+    # Decay D_ij = exp(Γ_i − Γ_j) for j <= i (hybrid_model.md §2.6: never factor it). For j > i the
+    # difference is >= 0; clamping it to 0 keeps exp finite and the causal mask then zeroes it.
+    causal = torch.ones(C, C, dtype=dt, device=dev).tril_()
+    decay = (gamma - gamma.transpose(-1, -2)).clamp_(max=0.0).exp_().mul_(causal)  # [H, n, C, C]
+    # A_ij = β_i (k_i·k_j) D_ij; the unit-triangular solve reads only the strict lower triangle,
+    # so the diagonal and upper parts of A need no masking.
+    A = torch.matmul(k, k.transpose(-1, -2)).mul_(decay).mul_(beta)
+    WU = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    W, U = WU[..., :d_k], WU[..., d_k:]  # [H, n, C, d_k], [H, n, C, d_v]
+    last = gamma[:, :, -1:]  # [H, n, 1, 1]
+    # Keys decayed to the chunk end, pre-transposed for the state update: [H, n, d_k, C].
+    k_to_end_t = (k * (last - gamma).exp()).transpose(-1, -2).contiguous()
+    chunk_decay = last.exp()  # [H, n, 1, 1]
 
-    S = initial_state.to(q.dtype).clone()
-    o = torch.empty(H, n, C, d_v, dtype=q.dtype, device=q.device)
+    # Sequential part: only the state recurrence. V' = U − W·S; S ← exp(Γ_C)·S + (K ⊙ ...)ᵀ·V'.
+    # S_in[:, c] keeps the state entering chunk c, so outputs are batched after the loop.
+    S = initial_state.to(dt).clone()
+    S_in = torch.empty(H, n, d_k, d_v, dtype=dt, device=dev)
+    v_new = torch.empty(H, n, C, d_v, dtype=dt, device=dev)
     ckpts: list[Tensor | None] = [None] * len(checkpoint_positions)
     for c in range(n):
-        # Corrected values: what is still new given what S already predicts. [H, C, d_v]
-        v_new = U[:, c] - W[:, c] @ S
-        o[:, c] = q_decayed[:, c] @ S + qk[:, c] @ v_new
-        S = chunk_decay[:, c] * S + k_to_end[:, c].transpose(-1, -2) @ v_new
+        S_in[:, c] = S
+        torch.baddbmm(U[:, c], W[:, c], S, alpha=-1.0, out=v_new[:, c])
+        S = torch.baddbmm(S.mul_(chunk_decay[:, c]), k_to_end_t[:, c], v_new[:, c])
         for i in wanted.get(c, ()):
             ckpts[i] = S.clone()
-    o = o.reshape(H, n * C, d_v)[:, front : front + T].transpose(0, 1)
+    # O = (Q ⊙ exp(Γ))·S_in + [(Q Kᵀ) ⊙ D]·V', all chunks at once: [H, n, C, d_v].
+    qk = torch.matmul(q, k.transpose(-1, -2)).mul_(decay)
+    o = torch.matmul(q.mul_(gamma.exp()), S_in)
+    o.view(H * n, C, d_v).baddbmm_(qk.view(H * n, C, C), v_new.view(H * n, C, d_v))
+    o = o.view(H, n * C, d_v)[:, front : front + T].transpose(0, 1)
     return o, S, ckpts  # type: ignore[return-value]

@@ -23,10 +23,12 @@ def causal_conv_prefill(
     K = weight.shape[1]
     # [K-1+T, D]: the K-1 previous inputs then this run (row K-1+i holds token i)
     padded = torch.cat([state.t().to(x.dtype), x], dim=0)
-    # K shifted multiply-adds; torch's depthwise conv1d is ~20x slower for this shape on CPU.
-    y = padded[0:T] * weight[:, 0]
+    # K shifted multiply-adds; torch's depthwise conv1d is ~20x slower for this shape on CPU. The
+    # taps are made contiguous rows [K, D] first: broadcasting a strided weight column is ~5x slower.
+    taps = weight.t().contiguous()
+    y = padded[0:T] * taps[0]
     for j in range(1, K):
-        y += padded[j : j + T] * weight[:, j]
+        y.addcmul_(padded[j : j + T], taps[j])
     # Inputs before position p are rows p .. p+K-2.
     ckpts = [padded[p : p + K - 1].t().contiguous() for p in checkpoint_positions]
     return y, padded[T : T + K - 1].t().contiguous(), ckpts
