@@ -146,13 +146,16 @@ def _wait_ready(proc: subprocess.Popen[str], log: Path, http_port: int) -> list[
 def _drive_load(http_port: int, seconds: float) -> None:
     """Short prompts (routed locally) and one long repeated prompt (offloaded, then prefix hits),
     spread over `seconds` so every rate window sees several scrapes."""
+    status, body = _get(f"http://127.0.0.1:{http_port}/v1/models")
+    assert status == 200, body[:500]
+    model = json.loads(body)["data"][0]["id"]
     url = f"http://127.0.0.1:{http_port}/v1/completions"
     long_prompt = "the quick brown fox jumps over the lazy dog " * 60  # > t=512 tokens
     statuses: list[int] = []
 
     def one(i: int) -> None:
         prompt = long_prompt if i % 2 else f"hello {i}"
-        body = {"model": "prfaas", "prompt": prompt, "max_tokens": 8, "ignore_eos": True}
+        body = {"model": model, "prompt": prompt, "max_tokens": 8, "ignore_eos": True}
         statuses.append(_post_json(url, body))
 
     end = time.monotonic() + seconds
