@@ -1,0 +1,136 @@
+"""`--compare`: the same workload against one deployment per routing policy, one comparison.
+
+For each policy the deployment of the topology file is started with that policy (and the backend
+override), the same requests are sent on the same schedule, routing decisions are read from the
+router's `/metrics`, and the deployment is stopped before the next policy starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from prfaas.loadgen import plots
+from prfaas.loadgen.report import format_table
+from prfaas.loadgen.results import Results
+from prfaas.loadgen.runner import LoadConfig, run_load, warm_up
+from prfaas.loadgen.workloads import Workload
+
+POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
+
+
+class EndpointsLike(Protocol):
+    http: str
+    metrics: list[str]
+
+
+class DeploymentLike(Protocol):
+    def start(self) -> EndpointsLike: ...
+    def stop(self) -> None: ...
+
+
+DeploymentFactory = Callable[[str, Path], DeploymentLike]
+"""(policy, log_dir) -> a deployment not yet started."""
+
+
+def launcher_factory(
+    topology: str | Path | None, backend: str | None = None, metrics_base_port: int = 9400
+) -> DeploymentFactory:
+    """Deployments of a topology file through `prfaas.launcher` (the real processes)."""
+    from prfaas.launcher.deployment import Deployment
+    from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
+
+    path = Path(topology) if topology else DEFAULT_TOPOLOGY
+    base = load_topology(path)
+
+    def make(policy: str, log_dir: Path) -> DeploymentLike:
+        topo = base.with_overrides(backend=backend, policy=policy)
+        return Deployment(topo, path, log_dir, metrics_base_port=metrics_base_port)
+
+    return make
+
+
+@dataclass
+class Comparison:
+    runs: dict[str, Results]
+    """Policy -> its results (same workload and schedule for all)."""
+    config: dict[str, Any]
+
+    def table(self) -> str:
+        return format_table({name: r.summary for name, r in self.runs.items()})
+
+    def routing_table(self) -> str:
+        lines = ["| policy | route | reason | requests |", "|---|---|---|---:|"]
+        for name, results in self.runs.items():
+            for key, count in sorted(results.routing.items()):
+                _, route, reason = (key.split("/", 2) + ["", ""])[:3]
+                lines.append(f"| {name} | {route} | {reason} | {count:.0f} |")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "summaries": {n: asdict(r.summary) for n, r in self.runs.items()},
+            "routing": {n: r.routing for n, r in self.runs.items()},
+            "runs": {n: r.to_json() for n, r in self.runs.items()},
+        }
+
+
+def compare_policies(
+    workload: Workload,
+    schedule: list[float],
+    *,
+    topology: str | Path | None = None,
+    backend: str | None = None,
+    policies: Sequence[str] = POLICIES,
+    config: LoadConfig | None = None,
+    warmup: int = 0,
+    log_dir: str | Path = "runs/bench/logs",
+    metrics_base_port: int = 9400,
+    factory: DeploymentFactory | None = None,
+) -> Comparison:
+    """Run `workload` on `schedule` once per policy, each on a freshly started deployment."""
+    factory = factory or launcher_factory(topology, backend, metrics_base_port)
+    config = config or LoadConfig()
+    runs: dict[str, Results] = {}
+    for policy in policies:
+        deployment = factory(policy, Path(log_dir) / policy)
+        endpoints = deployment.start()
+        try:
+            warm_up(endpoints.http, warmup, config)
+            run_config = replace(config, metrics_urls=tuple(endpoints.metrics), label=f"{policy} ")
+            results = run_load(endpoints.http, workload, schedule, run_config)
+        finally:
+            deployment.stop()
+        results.config["policy"] = policy
+        runs[policy] = results
+    info = {
+        "topology": str(topology) if topology else "default",
+        "backend": backend,
+        "policies": list(policies),
+        "warmup": warmup,
+        "workload": {"name": workload.name, "requests": len(workload.requests), **workload.params},
+    }
+    return Comparison(runs, info)
+
+
+def write_comparison(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
+    """comparison.json, comparison.md (results and routing decisions), a combined TTFT CDF and
+    timeline PNG, and each policy's own JSON in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: r.save(out / f"{name}.json") for name, r in comparison.runs.items()}
+    js = out / "comparison.json"
+    js.write_text(json.dumps(comparison.to_json(), indent=1))
+    md = out / "comparison.md"
+    md.write_text(
+        f"{comparison.table()}\n\nRouting decisions (router /metrics, during the run):\n\n"
+        f"{comparison.routing_table()}\n"
+    )
+    paths["json"], paths["markdown"] = js, md
+    paths["ttft_cdf"] = plots.ttft_cdf(comparison.runs, out / "comparison_ttft_cdf.png")
+    paths["timeline"] = plots.timeline(comparison.runs, out / "comparison_timeline.png")
+    return paths

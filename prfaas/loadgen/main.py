@@ -1,0 +1,153 @@
+"""`prfaas bench serve`: open-loop load against the OpenAI-compatible endpoint.
+
+Examples:
+  prfaas bench serve --workload lognormal --num-requests 50 --rate 0.5 --length-scale 0.02 \\
+      --output-tokens 32
+  prfaas bench serve --workload mooncake --trace ../shared/traces/mooncake_conversation_trace.jsonl \\
+      --num-requests 200 --time-scale 0.05 --length-scale 0.05 --output-scale 0.05
+  prfaas bench serve --compare --topology deploy/local.toml --backend emulated --rate 1 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prfaas.loadgen.arrivals import schedule_for
+from prfaas.loadgen.compare import POLICIES, compare_policies, write_comparison
+from prfaas.loadgen.report import format_table, write_results
+from prfaas.loadgen.runner import LoadConfig, run_load, warm_up
+from prfaas.loadgen.workloads import (
+    PAPER_MAX_TOKENS,
+    PAPER_MIN_TOKENS,
+    PAPER_MU,
+    PAPER_SIGMA,
+    Scaling,
+    Workload,
+    azure_workload,
+    lognormal_workload,
+    mooncake_workload,
+)
+
+TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+DEFAULT_TRACES = {
+    "mooncake": TRACES / "mooncake_conversation_trace.jsonl",
+    "azure": TRACES / "azure_llm_inference_2023_conv.csv",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    w = parser.add_argument_group("workload")
+    w.add_argument("--workload", choices=("lognormal", "mooncake", "azure"), default="lognormal")
+    w.add_argument("--trace", help="trace file (default: ../shared/traces/, conversation traces)")
+    w.add_argument("-n", "--num-requests", type=int, default=100, help="requests to send (limit)")
+    w.add_argument("--seed", type=int, default=0, help="prompt text and Poisson arrivals")
+    w.add_argument("--length-scale", type=float, default=1.0, help="multiply input lengths")
+    w.add_argument("--output-scale", type=float, default=1.0, help="multiply output lengths")
+    w.add_argument("--output-tokens", type=int, help="fix every output length (tokens)")
+    w.add_argument("--max-input-tokens", type=int, help="cap scaled input lengths (context)")
+    w.add_argument("--block-tokens", type=int, default=512, help="Mooncake hash-id block size")
+    w.add_argument("--mu", type=float, default=PAPER_MU, help="log-normal mu (paper: 9.90)")
+    w.add_argument("--sigma", type=float, default=PAPER_SIGMA, help="log-normal sigma (paper: 1.0)")
+    w.add_argument("--min-tokens", type=int, default=PAPER_MIN_TOKENS, help="truncation low")
+    w.add_argument("--max-tokens", type=int, default=PAPER_MAX_TOKENS, help="truncation high")
+    a = parser.add_argument_group("arrivals")
+    a.add_argument("--rate", type=float, help="Poisson rate in req/s (default for lognormal: 1)")
+    a.add_argument("--time-scale", type=float, default=1.0, help="multiply trace timestamps")
+    a.add_argument("--max-concurrency", type=int, default=256, help="safety cap on in-flight")
+    a.add_argument("--timeout", type=float, default=600.0, help="per-request timeout (s)")
+    t = parser.add_argument_group("target")
+    t.add_argument("--url", default="http://127.0.0.1:8000/v1", help="OpenAI base URL")
+    t.add_argument("--model", help="model name to send (default: none, the server's)")
+    t.add_argument(
+        "--metrics-url",
+        action="append",
+        default=[],
+        help="Prometheus endpoint (repeatable; the first is the router's, for routing decisions)",
+    )
+    t.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
+    t.add_argument("--warmup", type=int, default=0, help="unmeasured short requests first")
+    c = parser.add_argument_group("compare")
+    c.add_argument("--compare", action="store_true", help="run every routing policy in turn")
+    c.add_argument("--topology", help="topology TOML for --compare (default deploy/local.toml)")
+    c.add_argument("--backend", choices=("torch", "emulated"), help="backend override")
+    c.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
+    c.add_argument("--metrics-base-port", type=int, default=9400, help="worker /metrics ports")
+    parser.add_argument("--out-dir", default="runs/bench", help="where results are written")
+    parser.add_argument("--name", default="run", help="file name stem of a single run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_workload(args: argparse.Namespace) -> Workload:
+    scaling = Scaling(
+        args.length_scale, args.output_scale, args.output_tokens, args.max_input_tokens
+    )
+    n = args.num_requests
+    if args.workload == "lognormal":
+        return lognormal_workload(
+            n,
+            mu=args.mu,
+            sigma=args.sigma,
+            min_tokens=args.min_tokens,
+            max_tokens=args.max_tokens,
+            scaling=scaling,
+            seed=args.seed,
+        )
+    trace = args.trace or DEFAULT_TRACES[args.workload]
+    if args.workload == "mooncake":
+        return mooncake_workload(
+            trace, limit=n, scaling=scaling, block_tokens=args.block_tokens, seed=args.seed
+        )
+    return azure_workload(trace, limit=n, scaling=scaling, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        workload = build_workload(args)
+        rate = args.rate if args.rate or workload.timestamps is not None else 1.0
+        schedule = schedule_for(workload, rate=rate, time_scale=args.time_scale, seed=args.seed)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"prfaas bench serve: {exc}", file=sys.stderr)
+        return 2
+    arrivals = {"rate": rate, "time_scale": args.time_scale, "duration_s": max(schedule, default=0)}
+    config = LoadConfig(
+        max_concurrency=args.max_concurrency,
+        timeout_s=args.timeout,
+        model=args.model,
+        metrics_urls=tuple(args.metrics_url),
+        scrape_interval_s=args.scrape_interval,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{workload.name}: {len(workload.requests)} requests over {arrivals['duration_s']:.1f} s "
+        f"(rate {rate or 'trace'}), mean input "
+        f"{sum(r.input_tokens for r in workload.requests) / max(1, len(workload.requests)):.0f} "
+        f"tokens",
+        file=sys.stderr,
+    )
+    if args.compare:
+        comparison = compare_policies(
+            workload,
+            schedule,
+            topology=args.topology,
+            backend=args.backend,
+            policies=[p for p in args.policies.split(",") if p],
+            config=config,
+            warmup=args.warmup,
+            log_dir=Path(args.out_dir) / "logs",
+            metrics_base_port=args.metrics_base_port,
+        )
+        comparison.config["arrivals"] = arrivals
+        paths = write_comparison(comparison, args.out_dir)
+        print(comparison.table())
+        print()
+        print(comparison.routing_table())
+    else:
+        warm_up(args.url, args.warmup, config)
+        results = run_load(args.url, workload, schedule, config)
+        results.config["arrivals"] = arrivals
+        paths = write_results(results, args.out_dir, args.name)
+        print(format_table({args.name: results.summary}))
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

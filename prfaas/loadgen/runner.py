@@ -1,0 +1,116 @@
+"""The open-loop driver: send every request at its scheduled time, whatever is still running.
+
+Requests are launched on schedule as independent tasks; completions never delay later sends.
+`max_concurrency` is a safety cap only: when that many requests are in flight a send waits for a
+slot, and the delay shows up as send lag (`Summary.max_send_lag_s`). Each request has its own
+timeout. Prometheus endpoints, when given, are sampled for KV egress while the run lasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+
+import httpx
+
+from prfaas.loadgen.client import RequestRecord, send_request
+from prfaas.loadgen.progress import Progress
+from prfaas.loadgen.results import Results
+from prfaas.loadgen.scrape import MetricsSampler, diff_counts, routing_decisions
+from prfaas.loadgen.workloads import Workload
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    max_concurrency: int = 256
+    timeout_s: float = 600.0
+    model: str | None = None
+    metrics_urls: tuple[str, ...] = ()
+    """Prometheus endpoints; the first is taken as the router's for routing decisions."""
+    scrape_interval_s: float = 1.0
+    progress: bool = True
+    label: str = ""
+
+
+async def run_load_async(
+    url: str, workload: Workload, schedule: list[float], config: LoadConfig | None = None
+) -> Results:
+    config = config or LoadConfig()
+    if len(schedule) != len(workload.requests):
+        raise ValueError("one send time per request is needed")
+    order = sorted(range(len(schedule)), key=lambda i: schedule[i])
+    records = [RequestRecord(workload.requests[i].index, schedule[i]) for i in range(len(schedule))]
+    progress = Progress(len(records), config.label, enabled=config.progress)
+    slots = asyncio.Semaphore(config.max_concurrency)
+    sampler = MetricsSampler(list(config.metrics_urls), config.scrape_interval_s)
+    routing_before = await _routing(config)
+    limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=64)
+    async with httpx.AsyncClient(limits=limits, timeout=config.timeout_s) as client:
+
+        async def one(i: int, run_start: float) -> None:
+            try:
+                progress.update(sent=1)
+                await send_request(
+                    client,
+                    url,
+                    workload.requests[i],
+                    records[i],
+                    model=config.model,
+                    timeout_s=config.timeout_s,
+                    run_start=run_start,
+                )
+            finally:
+                slots.release()
+                progress.update(done=1, failed=0 if records[i].ok else 1)
+
+        stop = asyncio.Event()
+        run_start = time.perf_counter()
+        scraping = asyncio.create_task(sampler.run(run_start, stop)) if sampler.urls else None
+        tasks = []
+        for i in order:
+            delay = schedule[i] - (time.perf_counter() - run_start)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            tasks.append(asyncio.create_task(one(i, run_start)))
+        await asyncio.gather(*tasks)
+        stop.set()
+        if scraping is not None:
+            await scraping
+    progress.close()
+    routing = diff_counts(await _routing(config), routing_before) if config.metrics_urls else {}
+    run_config = {
+        "url": url,
+        "workload": {"name": workload.name, "requests": len(workload.requests), **workload.params},
+        "load": asdict(config),
+    }
+    return Results(run_config, records, sampler.samples, routing)
+
+
+async def _routing(config: LoadConfig) -> dict[str, float]:
+    return await routing_decisions(config.metrics_urls[0]) if config.metrics_urls else {}
+
+
+def run_load(
+    url: str, workload: Workload, schedule: list[float], config: LoadConfig | None = None
+) -> Results:
+    """Run one open-loop load against `url` (an OpenAI base URL ending in /v1)."""
+    return asyncio.run(run_load_async(url, workload, schedule, config))
+
+
+def warm_up(url: str, num_requests: int, config: LoadConfig | None = None) -> int:
+    """Send `num_requests` short requests one at a time (not measured; first-call costs such as
+    lazy initialization are paid here). Their prompts share nothing with any workload's. Returns
+    how many succeeded."""
+    from prfaas.loadgen.prompts import PromptFactory
+    from prfaas.loadgen.workloads import RequestSpec
+
+    if num_requests <= 0:
+        return 0
+    prompts = PromptFactory(seed=2**31 - 1)  # a stream no workload seed uses in practice
+    specs = [RequestSpec(i, prompts.unique(i, 32), 33, 4) for i in range(num_requests)]
+    base = config or LoadConfig()
+    quiet = LoadConfig(1, base.timeout_s, base.model, progress=False)
+    results = run_load(url, Workload("warmup", specs, {}), [0.0] * num_requests, quiet)
+    return sum(r.ok for r in results.records)
