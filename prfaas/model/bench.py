@@ -3,7 +3,7 @@ FLOP/s a plain torch matmul of the model's dominant shapes reaches in the same r
 
 FLOPs are counted analytically (multiply-add = 2): weight matmuls 2·params per token, causal
 attention 4·Hq·head_dim per (query, visible key) pair per full layer, and the chunked GDN's
-per-token matmul work (hybrid_model.md §4.3). Decode contexts are built by prefilling one request
+per-token matmul work with causal C x C products counted at half (hybrid_model.md §4.3). Decode contexts are built by prefilling one request
 and copying its KV blocks and state to the others (decode cost does not depend on the content).
 """
 
@@ -53,8 +53,11 @@ def _weight_flops_per_token(c: HybridConfig) -> int:
 
 
 def _gdn_flops_per_token(c: HybridConfig) -> int:
+    # Per token and head: the causal halves of the C x C products K Kᵀ, Q Kᵀ and (Q Kᵀ ⊙ D) V'
+    # (C·(2·d_k + d_v); the kernel computes full squares, but only half is needed), the two
+    # triangular solves (C·(d_k + d_v)), and the three d_k x d_v state products per chunk row.
     C, dk, dv = c.chunk_size, c.gdn_head_k_dim, c.gdn_head_v_dim
-    per_head = 2 * C * (2 * dk + dv) + C * (dk + dv) + 6 * dk * dv
+    per_head = C * (2 * dk + dv) + C * (dk + dv) + 6 * dk * dv
     return per_head * c.gdn_num_v_heads * len(c.linear_layers)
 
 

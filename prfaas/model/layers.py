@@ -34,6 +34,8 @@ from prfaas.model.ops.rope import apply_rope
 # Weight matmuls over long prompts run in row tiles: on CPU a [16K, 256] x [256, 1408] GEMM reaches
 # ~60% of the FLOP/s of [2K, 256] tiles (operands fall out of cache). Rows are independent.
 ROW_TILE = 2048
+# GDN layers run in segments of this many tokens (a multiple of the chunk size; see prefill).
+GDN_SEGMENT = 1024
 
 
 def row_tiled(fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
@@ -115,29 +117,40 @@ class GatedDeltaNet(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
         """h [T, d] at positions [start, start+T); rec [H_v, d_k, d_v], conv [conv_dim, K-1]: states
         after `start` tokens. Returns (out [T, d], new rec, new conv, [(rec, conv) at each absolute
-        position in `checkpoints`])."""
-        x = row_tiled(self.in_qkv, h).float()
-        y, new_conv, conv_ckpts = causal_conv_prefill(
-            x, self.conv_weight.float(), conv, [p - start for p in checkpoints]
-        )
-        q, k, v, beta, g = self._core_inputs(y, h)
-        o, new_rec, rec_ckpts = chunk_gated_delta_rule(
-            q,
-            k,
-            v,
-            beta,
-            g,
-            rec,
-            chunk_size=self.c.chunk_size,
-            start_pos=start,
-            checkpoint_positions=checkpoints,
-        )
-        return (
-            row_tiled(self._output, o, h),
-            new_rec,
-            new_conv,
-            list(zip(rec_ckpts, conv_ckpts, strict=True)),
-        )
+        position in `checkpoints`]).
+
+        The whole layer runs segment by segment (GDN_SEGMENT tokens on the absolute grid, carrying
+        both states), so every temporary stays cache-sized; each row / chunk is computed the same
+        way whichever segment or prefill split it falls in."""
+        T = h.shape[0]
+        conv_w = self.conv_weight.float()
+        out = torch.empty_like(h)
+        ckpts: list[tuple[Tensor, Tensor]] = []
+        a = start
+        seg = max(1, GDN_SEGMENT // self.c.chunk_size) * self.c.chunk_size  # whole chunks
+        while a < start + T:
+            b = min((a // seg + 1) * seg, start + T)
+            points = [p for p in checkpoints if a < p <= b]
+            hs = h[a - start : b - start]
+            y, conv, conv_ckpts = causal_conv_prefill(
+                self.in_qkv(hs).float(), conv_w, conv, [p - a for p in points]
+            )
+            q, k, v, beta, g = self._core_inputs(y, hs)
+            o, rec, rec_ckpts = chunk_gated_delta_rule(
+                q,
+                k,
+                v,
+                beta,
+                g,
+                rec,
+                chunk_size=self.c.chunk_size,
+                start_pos=a,
+                checkpoint_positions=points,
+            )
+            out[a - start : b - start] = self._output(o, hs)
+            ckpts += zip(rec_ckpts, conv_ckpts, strict=True)
+            a = b
+        return out, rec, conv, ckpts
 
     def decode(self, h: Tensor, rec: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """h [B, d]; rec [B, H_v, d_k, d_v]; conv [B, conv_dim, K-1]. Returns (out, rec', conv')."""

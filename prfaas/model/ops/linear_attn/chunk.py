@@ -6,12 +6,18 @@ starts at position `start_pos` is front-padded to a multiple of C with g = 0, be
 tokens, which neither decay nor write the state. A prefill split at a multiple of C therefore walks
 the same chunks as a one-shot prefill, and the state at every multiple of C is available for prefix
 cache checkpoints.
+
+Chunks are processed in slabs of SLAB_CHUNKS: every per-chunk temporary ([H, n, C, C] decays etc.)
+then stays cache-sized instead of O(T) fresh memory. All batched ops act per chunk, so a chunk's
+result does not depend on which slab (or which prefill split) it was computed in.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+SLAB_CHUNKS = 16
 
 
 def chunk_gated_delta_rule(
@@ -35,33 +41,58 @@ def chunk_gated_delta_rule(
     Returns (o [T, H, d_v], final_state [H, d_k, d_v], [state at p for p in checkpoint_positions]).
     Works in the inputs' dtype (fp32 in the model; fp64 in tight oracle tests).
     """
-    T, H, d_k = k.shape
-    d_v = v.shape[-1]
+    T, H, _ = k.shape
     C = chunk_size
     front = start_pos % C
-    back = (-(front + T)) % C
-    n = (front + T + back) // C
-    wanted = {}
+    n = -(-(front + T) // C)
+    wanted: dict[int, list[int]] = {}
     for i, p in enumerate(checkpoint_positions):
         if p % C or not start_pos < p <= start_pos + T:
             raise ValueError(f"checkpoint position {p} is not a chunk end inside this run")
         wanted.setdefault((p - start_pos + front) // C - 1, []).append(i)
+    ckpts: list[Tensor | None] = [None] * len(checkpoint_positions)
+    o = torch.empty(T, H, v.shape[-1], dtype=q.dtype, device=q.device)
+    S = initial_state.to(q.dtype).clone()
+    for c0 in range(0, n, SLAB_CHUNKS):
+        c1 = min(c0 + SLAB_CHUNKS, n)
+        # Run rows [t0, t1) of chunks c0..c1-1; only the first slab has front padding.
+        t0, t1 = max(0, c0 * C - front), min(T, c1 * C - front)
+        pad = front if c0 == 0 else 0
+        xs = (q[t0:t1], k[t0:t1], v[t0:t1], beta[t0:t1], g[t0:t1])
+        o_slab, S, states = _slab(*xs, S, C, pad, c1 - c0)
+        o[t0:t1] = o_slab
+        for c, st in enumerate(states, start=c0):
+            for i in wanted.get(c, ()):
+                ckpts[i] = st
+    return o, S, ckpts  # type: ignore[return-value]
+
+
+def _slab(
+    q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor, S: Tensor, C: int, front: int, n: int
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """n consecutive chunks; the rows are placed at offset `front` (zero padding around them).
+    Returns (o [rows, H, d_v], state after the slab, [state after each chunk] (copies))."""
+    T, H, d_k = k.shape
+    d_v = v.shape[-1]
     dt, dev = q.dtype, q.device
 
-    def to_chunks(x: Tensor, width: int, out: Tensor | None = None) -> Tensor:
-        # [T, H, width] -> contiguous [H, n, C, width], zero padding on the absolute chunk grid.
-        # One copy per input; every later op then runs on contiguous batched operands.
-        if out is None:
-            out = torch.zeros(H, n * C, width, dtype=dt, device=dev)
+    def to_chunks(x: Tensor, out: Tensor) -> Tensor:
+        # [T, H, w] -> contiguous [H, n, C, w]; zero padding on the absolute chunk grid.
+        out[:, :front] = 0
+        out[:, front + T :] = 0
         out[:, front : front + T] = x.transpose(0, 1)
-        return out.view(H, n, C, width)
+        return out.view(H, n, C, -1)
 
-    q, k = to_chunks(q, d_k), to_chunks(k, d_k)
-    beta = to_chunks(beta.unsqueeze(-1), 1)  # [H, n, C, 1]
-    gamma = to_chunks(g.unsqueeze(-1), 1).cumsum_(-2)  # Γ within each chunk, [H, n, C, 1]
+    def buf(width: int) -> Tensor:
+        return torch.empty(H, n * C, width, dtype=dt, device=dev)
+
+    q, k = to_chunks(q, buf(d_k)), to_chunks(k, buf(d_k))
+    beta = to_chunks(beta.unsqueeze(-1), buf(1))  # [H, n, C, 1]
+    gamma = to_chunks(g.unsqueeze(-1), buf(1)).cumsum_(-2)  # Γ within each chunk, [H, n, C, 1]
     # RHS of both triangular solves side by side: [β·k·exp(Γ) | β·v], [H, n, C, d_k + d_v].
-    rhs = torch.zeros(H, n * C, d_k + d_v, dtype=dt, device=dev).view(H, n, C, d_k + d_v)
-    to_chunks(v, d_v, rhs.view(H, n * C, -1)[..., d_k:])
+    rhs = buf(d_k + d_v)
+    to_chunks(v, rhs[..., d_k:])
+    rhs = rhs.view(H, n, C, d_k + d_v)
     rhs[..., d_k:].mul_(beta)
     torch.mul(k, beta * gamma.exp(), out=rhs[..., :d_k])
     # Decay D_ij = exp(Γ_i − Γ_j) for j <= i (hybrid_model.md §2.6: never factor it). For j > i the
@@ -80,19 +111,17 @@ def chunk_gated_delta_rule(
 
     # Sequential part: only the state recurrence. V' = U − W·S; S ← exp(Γ_C)·S + (K ⊙ ...)ᵀ·V'.
     # S_in[:, c] keeps the state entering chunk c, so outputs are batched after the loop.
-    S = initial_state.to(dt).clone()
     S_in = torch.empty(H, n, d_k, d_v, dtype=dt, device=dev)
     v_new = torch.empty(H, n, C, d_v, dtype=dt, device=dev)
-    ckpts: list[Tensor | None] = [None] * len(checkpoint_positions)
+    states = []
     for c in range(n):
         S_in[:, c] = S
         torch.baddbmm(U[:, c], W[:, c], S, alpha=-1.0, out=v_new[:, c])
-        S = torch.baddbmm(S.mul_(chunk_decay[:, c]), k_to_end_t[:, c], v_new[:, c])
-        for i in wanted.get(c, ()):
-            ckpts[i] = S.clone()
+        S = torch.baddbmm(S * chunk_decay[:, c], k_to_end_t[:, c], v_new[:, c])
+        states.append(S)
     # O = (Q ⊙ exp(Γ))·S_in + [(Q Kᵀ) ⊙ D]·V', all chunks at once: [H, n, C, d_v].
     qk = torch.matmul(q, k.transpose(-1, -2)).mul_(decay)
     o = torch.matmul(q.mul_(gamma.exp()), S_in)
     o.view(H * n, C, d_v).baddbmm_(qk.view(H * n, C, C), v_new.view(H * n, C, d_v))
     o = o.view(H, n * C, d_v)[:, front : front + T].transpose(0, 1)
-    return o, S, ckpts  # type: ignore[return-value]
+    return o, S, states
