@@ -60,8 +60,13 @@ class Deployment:
         self, topo: Topology, topology_path: Path, log_dir: Path, *, metrics_base_port: int = 0
     ) -> None:
         self.topo = topo
-        self.topology_path = topology_path
+        # Where the topology came from (messages only); children read the effective copy below.
+        self.source_path = topology_path
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.supervisor = Supervisor(log_dir)
+        # The router reads the *effective* topology (command-line overrides included).
+        self.topology_path = log_dir / "topology.toml"
+        self.topology_path.write_text(topo.to_toml())
         self.secret = secrets.token_hex(16)
         self.metrics_base_port = metrics_base_port
 

@@ -134,6 +134,74 @@ class Topology:
             if not ok:
                 raise TopologyError(message)
 
+    def to_toml(self) -> str:
+        """The topology as a file `load_topology` reads back to an equal Topology (child processes
+        get the effective topology, overrides included, through this)."""
+
+        def value(v: object) -> str:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, str):
+                return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            if isinstance(v, (tuple, list)):
+                return "[" + ", ".join(value(x) for x in v) + "]"
+            return repr(v)
+
+        sections = {
+            "deployment": {
+                "name": self.name,
+                "backend": self.backend,
+                "policy": self.policy,
+                "model_preset": self.model_preset,
+                "torch_threads": self.torch_threads,
+                "host": self.host,
+            },
+            "router": {
+                "http_port": self.http_port,
+                "grpc_port": self.router_grpc_port,
+                "threshold_tokens": self.threshold_tokens,
+                "long_control_seconds": self.long_control_seconds,
+            },
+            "link": {
+                "mode": self.link.mode,
+                "rate_gbps": self.link.rate_gbps,
+                "delay_ms": self.link.delay_ms,
+                "jitter_ms": self.link.jitter_ms,
+                "host": self.link_host,
+            },
+            "prfaas": {
+                "cluster": self.prfaas_cluster,
+                "workers": self.prfaas_workers,
+                "grpc_base_port": self.prfaas_grpc_base_port,
+                "hosts": self.prfaas_hosts,
+            },
+            "pd": {
+                "cluster": self.pd_cluster,
+                "roles": self.pd_roles,
+                "grpc_base_port": self.pd_grpc_base_port,
+                "kv_base_port": self.pd_kv_base_port,
+                "link_base_port": self.link_base_port,
+                "hosts": self.pd_hosts,
+            },
+            "worker": {
+                "cache_budget_mb": self.cache_budget_mb,
+                "block_size": self.block_size,
+                "kv_connections": self.kv_connections,
+            },
+            "emulated": {
+                "prfaas_profile": self.emulated_profile_prfaas,
+                "pd_profile": self.emulated_profile_pd,
+                "time_factor": self.emulated_time_factor,
+                "byte_factor": self.emulated_byte_factor,
+            },
+        }
+        lines = []
+        for section, values in sections.items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {value(v)}" for k, v in values.items()]
+            lines.append("")
+        return "\n".join(lines)
+
     def with_overrides(self, **changes: object) -> Topology:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

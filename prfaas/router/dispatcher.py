@@ -78,7 +78,8 @@ class DispatchConfig:
 @dataclass
 class _Inflight:
     attempt: Attempt | None = None
-    workers: dict[str, WorkerHandle] = field(default_factory=dict)
+    # (worker, worker-level request id) pairs that may hold state for this request.
+    holders: list[tuple[WorkerHandle, str]] = field(default_factory=list)
 
 
 class Dispatcher(GenerationBackend):
@@ -139,12 +140,12 @@ class Dispatcher(GenerationBackend):
             for num_attempt in range(self.config.max_attempts):
                 decision = self._route(request, excluded, force_local)
                 yield decision
-                attempt = self._attempt(request, decision)
+                attempt = self._attempt(request, decision, f"{rid}.{num_attempt}")
                 if attempt is None:
                     excluded.add(decision.prefill_worker or "")
                     continue
                 inflight.attempt = attempt
-                inflight.workers.update({w.worker_id: w for w in (attempt.prefill, attempt.decode)})
+                inflight.holders += [(w, attempt.worker_request_id) for w in attempt.participants]
                 try:
                     async for item in attempt.run():
                         yield item
@@ -157,14 +158,15 @@ class Dispatcher(GenerationBackend):
                     if exc.worker_id:
                         excluded.add(exc.worker_id)
                     force_local = force_local or exc.remote_prefill_failed
-                    self._spawn(self._abort_on(rid, attempt.workers))
+                    self._spawn(self._abort_on(attempt.worker_request_id, attempt.workers))
                 finally:
                     attempt.close()
             raise BackendError(f"request {rid} failed after {self.config.max_attempts} attempts")
         finally:
             self._inflight.pop(rid, None)
-            if not done and inflight.workers:
-                self._spawn(self._abort_on(rid, list(inflight.workers.values())))
+            if not done:
+                for worker, worker_rid in inflight.holders:
+                    self._spawn(self._abort_on(worker_rid, [worker]))
 
     async def abort(self, request_id: str) -> None:
         inflight = self._inflight.get(request_id)
@@ -172,7 +174,7 @@ class Dispatcher(GenerationBackend):
             return
         if inflight.attempt is not None:
             inflight.attempt.close()
-        await self._abort_on(request_id, list(inflight.workers.values()))
+        await asyncio.gather(*(self._abort_on(wrid, [w]) for w, wrid in inflight.holders))
 
     async def close(self) -> None:
         """Wait for outstanding Abort RPCs (called at shutdown)."""
@@ -210,14 +212,17 @@ class Dispatcher(GenerationBackend):
         if self.long is not None:
             self.long.observe_request(time.monotonic(), d.incremental_tokens)
 
-    def _attempt(self, request: GenerationRequest, d: RouteDecision) -> Attempt | None:
+    def _attempt(
+        self, request: GenerationRequest, d: RouteDecision, worker_request_id: str
+    ) -> Attempt | None:
         """The attempt for a decision; None when a chosen worker left the registry meanwhile."""
         prefill = self.registry.get(d.prefill_worker or "")
         decode = self.registry.get(d.decode_worker or "")
         if prefill is None or decode is None:
             return None
         return Attempt(request, prefill, decode, self.config.timeouts,
-                       self.prefill_deadline(prefill, d), d.cached_tokens)  # fmt: skip
+                       self.prefill_deadline(prefill, d), d.cached_tokens,
+                       worker_request_id)  # fmt: skip
 
     def prefill_deadline(self, prefill: WorkerHandle, d: RouteDecision) -> float:
         """Seconds the prefill call may take: queue + compute at the measured speed, plus the

@@ -82,12 +82,20 @@ class Attempt:
     prefill_deadline_s: float = 60.0
     """Deadline of the remote prefill call, derived from expected bytes and bandwidth."""
     cached_tokens_hint: int = 0
+    # The id workers see: unique per attempt, so a late Abort or cleanup of a failed attempt can
+    # never hit the retry of the same client request on the same worker.
+    worker_request_id: str = ""
     num_tokens_sent: int = 0
     prefill_result: worker_pb2.PrefillResult | None = None
     _call: grpc.aio.UnaryStreamCall | None = None
     _prefill_task: asyncio.Task[worker_pb2.PrefillResult] | None = None
     _read: asyncio.Task[object] | None = None
     workers: list[WorkerHandle] = field(default_factory=list)
+
+    @property
+    def participants(self) -> list[WorkerHandle]:
+        """The decode worker, and the prefill worker when it is a different one."""
+        return [self.decode] + ([self.prefill] if self.two_worker else [])
 
     @property
     def two_worker(self) -> bool:
@@ -104,7 +112,8 @@ class Attempt:
     async def run(self) -> AsyncIterator[TokenChunk | GenerationFinished]:
         req = self.request
         gen = worker_pb2.GenerateRequest(
-            request_id=req.request_id, prompt_ids=list(req.prompt_token_ids),
+            request_id=self.worker_request_id or req.request_id,
+            prompt_ids=list(req.prompt_token_ids),
             sampling=to_sampling_params(req.sampling),
         )  # fmt: skip
         transfer_id = uuid.uuid4().hex

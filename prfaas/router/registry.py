@@ -112,20 +112,17 @@ class WorkerHandle:
 
 
 def handles_from_topology(topo: Topology) -> list[WorkerHandle]:
-    """The workers a topology file implies, with the address rules of `prfaas up`."""
-    host = topo.host
-    out = [
-        WorkerHandle(f"prfaas-{j}", "prefill", topo.prfaas_cluster, Role.PRFAAS,
-                     f"{host}:{topo.prfaas_grpc_base_port + j}")
-        for j in range(topo.prfaas_workers)
-    ]  # fmt: skip
-    for i, role in enumerate(topo.pd_roles):
-        kv = f"{host}:{topo.pd_kv_base_port + i}"
-        link = f"{host}:{topo.link_base_port + i}" if topo.link.mode != "none" else kv
-        out.append(
-            WorkerHandle(f"pd-{i}", "pd", topo.pd_cluster, Role(role),
-                         f"{host}:{topo.pd_grpc_base_port + i}", kv, link)
-        )  # fmt: skip
+    """The workers a topology file implies (the same addresses `prfaas up` starts them on)."""
+    out = []
+    for w in topo.workers():
+        if w.kind == "prefill":
+            out.append(WorkerHandle(w.worker_id, "prefill", w.cluster, Role.PRFAAS, w.grpc))
+        else:
+            out.append(
+                WorkerHandle(
+                    w.worker_id, "pd", w.cluster, Role(w.role), w.grpc, w.kv_direct, w.kv_via_link
+                )
+            )
     return out
 
 

@@ -94,8 +94,10 @@ class ComputeLoop:
         self._subscribers[request_id] = outputs
         return outputs
 
-    def unsubscribe(self, request_id: str) -> None:
-        self._subscribers.pop(request_id, None)
+    def unsubscribe(self, request_id: str, outputs: asyncio.Queue[RequestOutput]) -> None:
+        """Remove `outputs` (only that queue: a newer subscriber under the same id stays)."""
+        if self._subscribers.get(request_id) is outputs:
+            del self._subscribers[request_id]
 
     @property
     def num_subscribers(self) -> int:

@@ -147,7 +147,7 @@ async def generate(
     except TimeoutError:
         yield Failed("timeout", f"request {rid} exceeded {timeout_s:.0f}s")
     finally:
-        compute.unsubscribe(rid)
+        compute.unsubscribe(rid, outputs)
         if handle is not None and not handle.state.terminal:
             handle.abort("decode side gave up")
         if added and not finished:

@@ -46,8 +46,7 @@ def kv_secret() -> bytes:
 def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | None, int]:
     """Returns (backend, eos_token_id, max_context)."""
     if args.backend == "emulated":
-        from prfaas.engine.backend_emulated import EmulatedBackend
-        from prfaas.planner.profiles import PrefillProfile
+        from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
 
         if not args.profile:
             raise SystemExit("--backend emulated needs --profile CSV")

@@ -142,7 +142,7 @@ async def prefill_and_ship(
         raise PrefillFailed("kv_transfer_failed", str(exc)) from exc
     finally:
         compute.layer_hooks.unregister(rid)
-        compute.unsubscribe(rid)
+        compute.unsubscribe(rid, outputs)
         if handle is not None and not handle.state.terminal:
             handle.abort("prefill side gave up")
         if added:

@@ -106,7 +106,8 @@ class WorkerRuntime:
         self.active[request_id] = task
 
     def untrack(self, request_id: str) -> None:
-        self.active.pop(request_id, None)
+        if self.active.get(request_id) is asyncio.current_task():
+            del self.active[request_id]
 
     def abort(self, request_id: str) -> bool:
         task = self.active.get(request_id)

@@ -37,8 +37,8 @@ async def test_failed_remote_prefill_completes_locally() -> None:
         ]
         assert tokens == [97, 98, 99, 100] and fin.finish_reason == "length"
         assert len(c.worker("pd-0").prefill_requests) == 1  # the local PD-P ran it
-        # The first decode-only request was aborted on the decode worker.
-        await wait_for(lambda: req.request_id in c.worker("pd-1").aborted)
+        # The first attempt's decode-only request (worker-level id "<rid>.0") was aborted.
+        await wait_for(lambda: f"{req.request_id}.0" in c.worker("pd-1").aborted)
     finally:
         await c.close()
 
@@ -81,7 +81,7 @@ async def test_death_after_tokens_is_an_error_event() -> None:
                 got.extend(ev.token_ids)
         assert got == [97, 98]
         assert len(c.worker("pd-0").generate_requests) == 1  # no retry after tokens
-        await wait_for(lambda: "r-dead" in c.worker("pd-0").aborted)
+        await wait_for(lambda: "r-dead.0" in c.worker("pd-0").aborted)
     finally:
         await c.close()
 
@@ -96,8 +96,8 @@ async def test_client_abort_reaches_both_workers_of_an_offload() -> None:
         assert isinstance(first, TokenChunk)
         await c.dispatcher.abort("r-abort")
         await stream.aclose()
-        assert "r-abort" in c.worker("pd-1").aborted
-        assert "r-abort" in c.worker("prfaas-0").aborted
+        assert "r-abort.0" in c.worker("pd-1").aborted
+        assert "r-abort.0" in c.worker("prfaas-0").aborted
     finally:
         await c.close()
 

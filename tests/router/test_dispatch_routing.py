@@ -37,7 +37,7 @@ async def test_prfaas_policy_offloads_long_and_keeps_short_local() -> None:
         req, (long_d,), tokens, fin = await run(c, list(range(200)), max_tokens=3)
         assert (long_d.target, long_d.reason) == (Target.PRFAAS, Reason.OFFLOADED)
         (rp,) = c.worker("prfaas-0").prefill_requests
-        assert rp.request_id == req.request_id and len(rp.prompt_ids) == 200
+        assert rp.request_id == f"{req.request_id}.0" and len(rp.prompt_ids) == 200
         # The PrfaaS sender reaches PD-D through the link (relay) address.
         assert (rp.destination.host, rp.destination.port) == ("10.9.0.1", 7400)
         gen = c.worker("pd-1").generate_requests[-1]

@@ -1,0 +1,58 @@
+"""Start whole deployments (`prfaas up` machinery) on free ports for end-to-end tests."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from prfaas.launcher.deployment import Deployment
+from prfaas.launcher.topology import DEFAULT_TOPOLOGY, Topology, load_topology
+
+
+def _free_range(width: int) -> int:
+    """A base port such that [base, base + width) is free right now."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + width >= 65000:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + width):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
+def make_topology(**overrides: object) -> Topology:
+    """deploy/local.toml on free ports with the tiny model (fast on 2 cores) unless overridden."""
+    base = {
+        "model_preset": "tiny",
+        "block_size": 64,
+        "cache_budget_mb": 64,
+        "http_port": _free_range(1),
+        "router_grpc_port": _free_range(1),
+        "prfaas_grpc_base_port": _free_range(4),
+        "pd_grpc_base_port": _free_range(4),
+        "pd_kv_base_port": _free_range(4),
+        "link_base_port": _free_range(4),
+        "threshold_tokens": 256,
+    }
+    base.update(overrides)
+    return load_topology(DEFAULT_TOPOLOGY).with_overrides(**base)
+
+
+def start(topo: Topology, log_dir: Path, *, metrics: bool = False) -> Deployment:
+    deployment = Deployment(
+        topo, DEFAULT_TOPOLOGY, log_dir, metrics_base_port=_free_range(8) - 1 if metrics else 0
+    )
+    deployment.start()
+    return deployment
