@@ -22,13 +22,20 @@ from prfaas.loadgen.workloads import Workload
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 
 
-class EndpointsLike(Protocol):
+@dataclass(frozen=True)
+class Target:
+    """A started deployment as the load generator sees it."""
+
     http: str
+    """OpenAI base URL."""
     metrics: list[str]
+    """Prometheus endpoints, the router's first (routing decisions)."""
+    egress: list[str]
+    """Endpoints whose KV bytes sent cross the datacenter link (the PrfaaS workers')."""
 
 
 class DeploymentLike(Protocol):
-    def start(self) -> EndpointsLike: ...
+    def start(self) -> Target: ...
     def stop(self) -> None: ...
 
 
@@ -46,11 +53,22 @@ def launcher_factory(
     path = Path(topology) if topology else DEFAULT_TOPOLOGY
     base = load_topology(path)
 
-    def make(policy: str, log_dir: Path) -> DeploymentLike:
-        topo = base.with_overrides(backend=backend, policy=policy)
-        return Deployment(topo, path, log_dir, metrics_base_port=metrics_base_port)
+    class Launched:
+        def __init__(self, policy: str, log_dir: Path) -> None:
+            topo = base.with_overrides(backend=backend, policy=policy)
+            self.deployment = Deployment(topo, path, log_dir, metrics_base_port=metrics_base_port)
+            self.prfaas_workers = topo.prfaas_workers
 
-    return make
+        def start(self) -> Target:
+            ep = self.deployment.start()
+            # endpoints(): the router's, then one per worker, PrfaaS workers first
+            egress = ep.metrics[1 : 1 + self.prfaas_workers] if metrics_base_port else []
+            return Target(ep.http, ep.metrics, egress)
+
+        def stop(self) -> None:
+            self.deployment.stop()
+
+    return Launched
 
 
 @dataclass
@@ -101,7 +119,12 @@ def compare_policies(
         endpoints = deployment.start()
         try:
             warm_up(endpoints.http, warmup, config)
-            run_config = replace(config, metrics_urls=tuple(endpoints.metrics), label=f"{policy} ")
+            run_config = replace(
+                config,
+                metrics_urls=tuple(endpoints.metrics),
+                egress_urls=tuple(endpoints.egress),
+                label=f"{policy} ",
+            )
             results = run_load(endpoints.http, workload, schedule, run_config)
         finally:
             deployment.stop()

@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="Prometheus endpoint (repeatable; the first is the router's, for routing decisions)",
     )
+    t.add_argument(
+        "--egress-url",
+        action="append",
+        help="endpoint whose KV bytes sent count as cross-datacenter egress (repeatable; "
+        "default: every --metrics-url)",
+    )
     t.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
     t.add_argument("--warmup", type=int, default=0, help="unmeasured short requests first")
     c = parser.add_argument_group("compare")
@@ -116,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         model=args.model,
         metrics_urls=tuple(args.metrics_url),
+        egress_urls=None if args.egress_url is None else tuple(args.egress_url),
         scrape_interval_s=args.scrape_interval,
         progress=not args.no_progress,
     )

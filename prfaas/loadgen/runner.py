@@ -28,6 +28,9 @@ class LoadConfig:
     model: str | None = None
     metrics_urls: tuple[str, ...] = ()
     """Prometheus endpoints; the first is taken as the router's for routing decisions."""
+    egress_urls: tuple[str, ...] | None = None
+    """Endpoints whose KV bytes sent count as egress (the PrfaaS workers', so that transfers
+    inside the PD datacenter are left out); None: every endpoint in `metrics_urls`."""
     scrape_interval_s: float = 1.0
     progress: bool = True
     label: str = ""
@@ -43,7 +46,8 @@ async def run_load_async(
     records = [RequestRecord(workload.requests[i].index, schedule[i]) for i in range(len(schedule))]
     progress = Progress(len(records), config.label, enabled=config.progress)
     slots = asyncio.Semaphore(config.max_concurrency)
-    sampler = MetricsSampler(list(config.metrics_urls), config.scrape_interval_s)
+    egress = config.metrics_urls if config.egress_urls is None else config.egress_urls
+    sampler = MetricsSampler(list(egress), config.scrape_interval_s)
     routing_before = await _routing(config)
     limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=config.timeout_s) as client:

@@ -6,7 +6,7 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from prfaas.loadgen.compare import compare_policies, write_comparison
+from prfaas.loadgen.compare import Target, compare_policies, write_comparison
 from prfaas.loadgen.report import write_results
 from prfaas.loadgen.runner import LoadConfig, run_load_async
 from prfaas.loadgen.workloads import RequestSpec, Scaling, Workload, lognormal_workload
@@ -86,21 +86,18 @@ class FakeDeployment:
         self.policy, self.stack, self.started = policy, stack, started
         self.inner = ExitStack()
 
-    def start(self) -> Served:
+    def start(self) -> Target:
         backend = CountingBackend(policy=self.policy, token_delay_s=0.002)
         served = start_counting(self.inner, backend)
         self.started.append(self.policy)
         self.backend = backend
-        return _Endpoints(f"{served.url}/v1", [f"{served.url}/metrics"])  # type: ignore[return-value]
+        metrics = [f"{served.url}/metrics"]
+        egress = [] if self.policy == "homogeneous-pd" else metrics  # no PrfaaS workers
+        return Target(f"{served.url}/v1", metrics, egress)
 
     def stop(self) -> None:
         self.started.append(f"stop {self.policy}")
         self.inner.close()
-
-
-class _Endpoints:
-    def __init__(self, http: str, metrics: list[str]) -> None:
-        self.http, self.metrics = http, metrics
 
 
 def test_compare_runs_each_policy_on_the_same_workload(tmp_path: Path) -> None:
@@ -128,6 +125,7 @@ def test_compare_runs_each_policy_on_the_same_workload(tmp_path: Path) -> None:
     for name, results in comparison.runs.items():
         assert results.routing == {f"{name}/offload/long": 6.0}  # warm-up not counted
         assert results.summary.succeeded == 6
+        assert (results.summary.egress_bytes is None) == (name == "homogeneous-pd")
     paths = write_comparison(comparison, tmp_path)
     data = json.loads(paths["json"].read_text())
     assert set(data["summaries"]) == {"prfaas", "homogeneous-pd", "naive-hetero"}
