@@ -86,7 +86,7 @@ class Deployment:
             str(t.torch_threads),
         ]
         args += ["--cache-budget-mb", str(t.cache_budget_mb), "--block-size", str(t.block_size)]
-        args += ["--kv-connections", str(t.kv_connections)]
+        args += ["--kv-connections", str(t.kv_connections), "--link-gbps", str(t.link.rate_gbps)]
         if self.metrics_base_port:
             args += ["--metrics-port", str(self.metrics_base_port + index)]
         if t.backend == "torch":

@@ -99,6 +99,7 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
                     )
                 elif isinstance(event, flow.Tokens):
                     rt.counters.decode_tokens += len(event.ids)
+                    rt.worker_metrics.record_tokens(rt.worker_id, 0, len(event.ids))
                     yield worker_pb2.GenerateEvent(tokens=worker_pb2.TokenChunk(ids=event.ids))
                 elif isinstance(event, flow.Finished):
                     rt.counters.requests_done += 1
@@ -107,6 +108,9 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
                     else:
                         rt.worker_metrics.record_prefix_lookup(
                             rt.worker_id, event.prompt_tokens, event.cached_tokens
+                        )
+                        rt.worker_metrics.record_tokens(
+                            rt.worker_id, event.prompt_tokens - event.cached_tokens, 0
                         )
                     yield worker_pb2.GenerateEvent(
                         finished=worker_pb2.Finished(

@@ -36,6 +36,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
     parser.add_argument("--kv-connections", type=int, default=4, help="TCP connections per peer")
     parser.add_argument("--kv-chunk-mib", type=float, default=1.0)
     parser.add_argument("--router", default="", help="router gRPC address to register with")
+    parser.add_argument(
+        "--link-gbps",
+        type=float,
+        default=0.0,
+        help="nominal KV link rate, for utilization (0: unknown)",
+    )
 
 
 def kv_secret() -> bytes:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
 from prfaas.metrics import TransferMetrics, WorkerMetrics
-from prfaas.metrics.stats import TransferStats, WorkerStats
+from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
 from prfaas.worker.cache_events import CacheEventHub
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.options import build_backend, build_engine, kv_secret
@@ -64,6 +64,8 @@ class WorkerRuntime:
         self._busy_mark = (time.monotonic(), 0.0)
         self._egress_mark = (time.monotonic(), 0)
         self.egress_bytes_per_s = 0.0
+        self._retrans_seen: dict[str, int] = {}
+        self._telemetry_task: asyncio.Task[None] | None = None
 
     @property
     def block_size(self) -> int:
@@ -84,8 +86,34 @@ class WorkerRuntime:
                 self.args.host, self.args.kv_port, secret=kv_secret(), identity=self.worker_id
             )
             await self.receiver.start()
+        self._telemetry_task = loop.create_task(self._sample_links())
+
+    async def _sample_links(self, period_s: float = 1.0) -> None:
+        """Export each KV peer's goodput, utilization, RTT and retransmits (TCP_INFO) every period:
+        the congestion signals the router's short-timescale control reads (paper §4)."""
+        capacity = self.args.link_gbps * 1e9 / 8
+        while True:
+            await asyncio.sleep(period_s)
+            assert self.sender is not None
+            for peer in self.sender.snapshot():
+                infos = [t for t in peer.tcp if t is not None]
+                rtt = sum(t.rtt_us for t in infos) / len(infos) / 1e6 if infos else 0.0
+                retrans = sum(t.total_retrans for t in infos)
+                delta = max(0, retrans - self._retrans_seen.get(peer.peer, 0))
+                self._retrans_seen[peer.peer] = retrans
+                self.transfer_metrics.record_link(
+                    LinkStats(
+                        peer.peer,
+                        peer.goodput_bytes_per_s,
+                        peer.goodput_bytes_per_s / capacity if capacity else 0.0,
+                        rtt,
+                        delta,
+                    )
+                )
 
     async def stop(self) -> None:
+        if self._telemetry_task is not None:
+            self._telemetry_task.cancel()
         for task in list(self.active.values()):
             task.cancel()
         if self.active:
