@@ -257,10 +257,10 @@ def run(args: argparse.Namespace) -> int:
             window_bytes=args.window_kib << 10,
         )
         await relay.start(args.control)
-        print(
-            f"prfaas link: {relay.address} -> {args.target} (control {relay.control_address})",
-            flush=True,
-        )
+        # First line is machine-readable: the bound listen port, then the control port (or 0).
+        ctl = relay.control_address[1] if relay.control_address else 0
+        target = f"{args.target[0]}:{args.target[1]}"
+        print(f"LISTEN {relay.address[1]} CONTROL {ctl} -> {target}", flush=True)
         await asyncio.Event().wait()
 
     import uvloop
