@@ -1,0 +1,1 @@
+"""Benchmarks that drive real prfaas processes (`prfaas bench workers`, ...)."""

@@ -1,0 +1,253 @@
+"""`prfaas bench workers`: worker-level timings across real processes (issue 4's acceptance).
+
+Starts a `mixed` PD worker, a PrfaaS prefill worker and a `decode` PD worker (torch backend, one
+thread each; optionally a `prfaas link` relay shaping the prefill -> decode KV link) and measures:
+
+1. decode interference: inter-token latency (client-side token arrival times) of N running decode
+   streams on the mixed worker, without and then with a concurrent long prompt being prefilled
+   in chunks on the same worker; and the long prefill's TTFT alone vs. with the decodes running;
+2. remote prefill: the long prompt through prefill worker -> TCP -> decode worker (PrefillResult
+   timings), the link goodput measured by re-sending the same prompt (a prefix-cache hit on the
+   prefill worker, so that transfer is link-bound), the time to ship one full-attention layer at
+   that goodput, and TTFT against the same prompt prefilled locally on the mixed worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from prfaas._proto.prfaas.v1 import worker_pb2_grpc
+from prfaas.benchmarks import flows, report
+from prfaas.benchmarks.procs import Worker, relay_spec, start_all, worker_spec
+from prfaas.launcher.supervisor import Supervisor
+
+PREFILL_ID = "bench-prefill"
+STREAM_PROMPT_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class Setup:
+    preset: str
+    prompt_tokens: int
+    streams: int
+    max_batched_tokens: int
+    block_size: int
+    cache_budget_mb: float
+    baseline_s: float
+    link_mbit: float
+    link_delay_ms: float
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", default=None, help="model preset (default small; tiny: --quick)"
+    )
+    parser.add_argument("--prompt-tokens", type=int, default=None, help="long prompt (16384)")
+    parser.add_argument("--streams", type=int, default=None, help="running decode streams (4)")
+    parser.add_argument("--max-batched-tokens", type=int, default=None, help="step budget (2048)")
+    parser.add_argument("--baseline-s", type=float, default=None, help="ITL window without prefill")
+    parser.add_argument("--link-mbit", type=float, default=0.0, help="relay rate cap (0: direct)")
+    parser.add_argument("--link-delay-ms", type=float, default=0.0, help="relay one-way delay")
+    parser.add_argument("--quick", action="store_true", help="tiny preset, short prompts (smoke)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--log-dir", default="", help="worker logs (default: a temporary dir)")
+
+
+def _setup(args: argparse.Namespace) -> Setup:
+    quick = args.quick
+
+    def pick(value: Any, full: Any, smoke: Any) -> Any:
+        return value if value is not None else (smoke if quick else full)
+
+    return Setup(
+        preset=pick(args.preset, "small", "tiny"),
+        prompt_tokens=pick(args.prompt_tokens, 16384, 1024),
+        streams=pick(args.streams, 4, 2),
+        max_batched_tokens=pick(args.max_batched_tokens, 2048, 256),
+        block_size=64 if quick else 256,
+        cache_budget_mb=64.0 if quick else 512.0,
+        baseline_s=pick(args.baseline_s, 3.0, 1.0),
+        link_mbit=args.link_mbit,
+        link_delay_ms=args.link_delay_ms,
+    )
+
+
+def _prompt(seed: int, n: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(256) for _ in range(n)]
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+async def _interference(
+    mixed: worker_pb2_grpc.PDWorkerStub, s: Setup, max_tokens: int
+) -> dict[str, Any]:
+    streams = [flows.DecodeStream() for _ in range(s.streams)]
+    tasks = [
+        asyncio.create_task(st.run(mixed, _prompt(100 + i, STREAM_PROMPT_TOKENS), max_tokens))
+        for i, st in enumerate(streams)
+    ]
+    try:
+        while any(len(st.times) < 3 for st in streams):
+            if done := [t for t in tasks if t.done()]:
+                await done[0]
+                raise RuntimeError("a decode stream ended before the measurement")
+            await asyncio.sleep(0.05)
+        start = time.monotonic()
+        await asyncio.sleep(s.baseline_s)
+        submit = time.monotonic()
+        with_decodes = await flows.time_to_first_token(mixed, _prompt(11, s.prompt_tokens))
+        done_at = time.monotonic()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    base = [g for st in streams for g in report.gaps_in(st.times, start, submit)]
+    during = [g for st in streams for g in report.gaps_in(st.times, submit, done_at)]
+    if not base or not during:
+        raise RuntimeError(f"too few tokens: {len(base)} before / {len(during)} during prefill")
+    ms = {
+        k: 1e3 * report.percentile(v, q)
+        for k, v, q in [
+            ("b50", base, 50),
+            ("b99", base, 99),
+            ("d50", during, 50),
+            ("d99", during, 99),
+        ]
+    }
+    return {
+        "streams": s.streams,
+        "itl_p50_ms_base": ms["b50"],
+        "itl_p99_ms_base": ms["b99"],
+        "itl_p50_ms_prefill": ms["d50"],
+        "itl_p99_ms_prefill": ms["d99"],
+        "itl_p50_ratio": report.ratio(ms["d50"], ms["b50"]),
+        "itl_p99_ratio": report.ratio(ms["d99"], ms["b99"]),
+        "itl_max_ms_prefill": 1e3 * max(during),
+        "tokens_base": len(base),
+        "tokens_during_prefill": len(during),
+        "prefill_with_decodes_s": with_decodes,
+    }
+
+
+async def _measure(workers: dict[str, Worker], kv_port: int, s: Setup) -> dict[str, Any]:
+    from prfaas.model.config import get_preset
+
+    cfg = get_preset(s.preset)
+    max_tokens = min(cfg.max_context - STREAM_PROMPT_TOKENS - 8, 8192)
+    addr = {k: w.grpc_address for k, w in workers.items()}
+    async with (
+        grpc.aio.insecure_channel(addr["mixed"]) as ch_m,
+        grpc.aio.insecure_channel(addr["prefill"]) as ch_p,
+        grpc.aio.insecure_channel(addr["decode"]) as ch_d,
+    ):
+        mixed, decode = worker_pb2_grpc.PDWorkerStub(ch_m), worker_pb2_grpc.PDWorkerStub(ch_d)
+        prefill = worker_pb2_grpc.PrefillWorkerStub(ch_p)
+        warm = _prompt(1, 2 * s.block_size)
+        await flows.time_to_first_token(mixed, warm)
+        await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, warm)
+        loads = {"start": _load()}
+        long = _prompt(10, s.prompt_tokens)
+        ttft_local = await flows.time_to_first_token(mixed, long)
+        loads["remote"] = _load()
+        remote = await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, long)
+        again = await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, long)
+        loads["interference"] = _load()
+        inter = await _interference(mixed, s, max_tokens)
+        loads["end"] = _load()
+    inter["prefill_alone_s"] = ttft_local
+    inter["prefill_slowdown"] = report.ratio(inter["prefill_with_decodes_s"], ttft_local)
+    res, hit = remote.result, again.result
+    if hit.num_cached_tokens >= s.prompt_tokens // 2:
+        goodput = report.ratio(hit.bytes_sent, hit.transfer_seconds)
+        source = f"re-send, {hit.num_cached_tokens} cached tokens"
+    else:  # no prefix hit: the transfer overlapped compute, so this understates the link
+        goodput = report.ratio(res.bytes_sent, res.transfer_seconds)
+        source = "compute-bound lower bound (no prefix hit)"
+    layer_bytes = s.prompt_tokens * cfg.kv_bytes_per_token_layer
+    one_layer = report.ratio(layer_bytes, goodput)
+    exposed_ratio = report.ratio(res.exposed_transfer_seconds, one_layer)
+    return {
+        "loadavg_phases": loads,
+        "interference": inter,
+        "remote": {
+            "prefill_s": res.prefill_seconds,
+            "queue_s": res.queue_seconds,
+            "transfer_s": res.transfer_seconds,
+            "exposed_s": res.exposed_transfer_seconds,
+            "bytes_sent": res.bytes_sent,
+            "goodput_mb_s": goodput / 1e6,
+            "goodput_source": source,
+            "resend_transfer_s": hit.transfer_seconds,
+            "resend_exposed_s": hit.exposed_transfer_seconds,
+            "layer_bytes": layer_bytes,
+            "one_layer_s": one_layer,
+            "exposed_over_one_layer": exposed_ratio,
+            "goal_met": exposed_ratio <= 1.0,
+            "ttft_remote_s": remote.ttft_seconds,
+            "ttft_local_s": ttft_local,
+            "ttft_ratio": report.ratio(remote.ttft_seconds, ttft_local),
+        },
+    }
+
+
+def _run(s: Setup, log_dir: Path) -> dict[str, Any]:
+    common = ["--backend", "torch", "--preset", s.preset, "--block-size", str(s.block_size)]
+    common += ["--cache-budget-mb", str(s.cache_budget_mb)]
+    common += ["--max-batched-tokens", str(s.max_batched_tokens)]
+    m_spec, mixed = worker_spec("pd", "bench-mixed", common, role="mixed")
+    p_spec, prefill = worker_spec("prefill", PREFILL_ID, common)
+    d_spec, decode = worker_spec("pd", "bench-decode", common, role="decode")
+    specs, kv_port = [m_spec, p_spec, d_spec], decode.kv_port
+    if s.link_mbit > 0 or s.link_delay_ms > 0:
+        link, kv_port = relay_spec(decode.kv_port, s.link_mbit, s.link_delay_ms)
+        specs.append(link)
+    sup = Supervisor(log_dir)
+    try:
+        start_all(sup, specs)
+        workers = {"mixed": mixed, "prefill": prefill, "decode": decode}
+        return asyncio.run(_measure(workers, kv_port, s))
+    except Exception:
+        for child in sup.children:
+            print(f"--- {child.spec.name} log ---\n{sup.log_tail(child)}", file=sys.stderr)
+        raise
+    finally:
+        sup.stop_all()
+
+
+def run(args: argparse.Namespace) -> int:
+    s = _setup(args)
+    loadavg_start = [round(x, 2) for x in os.getloadavg()]
+    with tempfile.TemporaryDirectory(prefix="prfaas-bench-") as tmp:
+        measured = _run(s, Path(args.log_dir or tmp))
+    relayed = s.link_mbit > 0 or s.link_delay_ms > 0
+    rate = f"{s.link_mbit:g} Mbit/s" if s.link_mbit > 0 else "uncapped"
+    link = f"relay {rate}, {s.link_delay_ms:g} ms delay" if relayed else "direct TCP"
+    result = {
+        "command": "prfaas " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "preset": s.preset,
+        "prompt_tokens": s.prompt_tokens,
+        "max_batched_tokens": s.max_batched_tokens,
+        "block_size": s.block_size,
+        "link": link,
+        "loadavg_start": loadavg_start,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        **measured,
+    }
+    print(json.dumps(result, indent=2) if args.json else report.render(result))
+    return 0
