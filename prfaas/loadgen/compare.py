@@ -8,6 +8,8 @@ router's `/metrics`, and the deployment is stopped before the next policy starts
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -109,14 +111,14 @@ def compare_policies(
     log_dir: str | Path = "runs/bench/logs",
     metrics_base_port: int = 9400,
     factory: DeploymentFactory | None = None,
+    start_attempts: int = 2,
 ) -> Comparison:
     """Run `workload` on `schedule` once per policy, each on a freshly started deployment."""
     factory = factory or launcher_factory(topology, backend, metrics_base_port)
     config = config or LoadConfig()
     runs: dict[str, Results] = {}
     for policy in policies:
-        deployment = factory(policy, Path(log_dir) / policy)
-        endpoints = deployment.start()
+        deployment, endpoints = _start(factory, policy, Path(log_dir) / policy, start_attempts)
         try:
             warm_up(endpoints.http, warmup, config)
             run_config = replace(
@@ -138,6 +140,23 @@ def compare_policies(
         "workload": {"name": workload.name, "requests": len(workload.requests), **workload.params},
     }
     return Comparison(runs, info)
+
+
+def _start(
+    factory: DeploymentFactory, policy: str, log_dir: Path, attempts: int
+) -> tuple[DeploymentLike, Target]:
+    """Start a deployment, retrying a failed start: a listen port can be briefly taken as the
+    ephemeral port of some client connection (the default ports lie in Linux's ephemeral range)."""
+    for attempt in range(1, attempts + 1):
+        deployment = factory(policy, log_dir)
+        try:
+            return deployment, deployment.start()
+        except RuntimeError as exc:
+            if attempt == attempts:
+                raise
+            print(f"{policy}: start failed ({str(exc).splitlines()[0]}); retrying", file=sys.stderr)
+            time.sleep(3.0)
+    raise AssertionError("unreachable")
 
 
 def write_comparison(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:

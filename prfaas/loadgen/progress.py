@@ -1,4 +1,5 @@
-"""A one-line progress bar on stderr (no dependencies); silent when disabled."""
+"""A progress bar on stderr (no dependencies): redrawn in place on a terminal, one line per
+10% of requests otherwise; silent when disabled."""
 
 from __future__ import annotations
 
@@ -24,9 +25,19 @@ class Progress:
         self.done += done
         self.failed += failed
         now = time.perf_counter()
-        if self.enabled and (now - self._last_draw > 0.2 or self.done == self.total):
-            self._last_draw = now
-            self.draw(now)
+        if not self.enabled:
+            return
+        if self.stream.isatty():
+            if now - self._last_draw > 0.2 or self.done == self.total:
+                self._last_draw = now
+                self.draw(now)
+        elif (
+            done
+            and self.total
+            and (self.done * 10 // self.total) > ((self.done - done) * 10 // self.total)
+        ):
+            self.stream.write(self.line(now) + "\n")  # not a terminal: one line per 10%
+            self.stream.flush()
 
     def line(self, now: float | None = None) -> str:
         width = 30
@@ -43,7 +54,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self.stream.isatty():
             self.draw()
             self.stream.write("\n")
             self.stream.flush()

@@ -90,3 +90,21 @@ def test_prometheus_parsing() -> None:
     counts = routing_counts(EXPOSITION)
     assert counts == {"prfaas/offload/long": 3.0, "prfaas/local/short": 5.0}
     assert diff_counts(counts, {"prfaas/local/short": 5.0}) == {"prfaas/offload/long": 3.0}
+
+
+def test_progress_lines_when_not_a_terminal() -> None:
+    import io
+
+    from prfaas.loadgen.progress import Progress
+
+    out = io.StringIO()
+    bar = Progress(20, "x ", stream=out)
+    for _ in range(20):
+        bar.update(sent=1)
+        bar.update(done=1)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("x [" + "#" * 30 + "] 20/20 done")
+    silent = io.StringIO()
+    Progress(5, stream=silent, enabled=False).update(done=5)
+    assert silent.getvalue() == ""
