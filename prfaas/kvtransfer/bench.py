@@ -28,8 +28,18 @@ MIB = 1 << 20
 NETNS = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "netns")
 
 
-def _peer(mode: str, host: str, layers: int, nbytes: int, ns: str | None = None) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "prfaas.kvtransfer.bench_peer", mode, host, str(layers), str(nbytes)]
+def _peer(
+    mode: str, host: str, layers: int, nbytes: int, ns: str | None = None
+) -> tuple[subprocess.Popen, int]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "prfaas.kvtransfer.bench_peer",
+        mode,
+        host,
+        str(layers),
+        str(nbytes),
+    ]
     if ns:
         cmd = ["ip", "netns", "exec", ns, *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -38,7 +48,9 @@ def _peer(mode: str, host: str, layers: int, nbytes: int, ns: str | None = None)
     return proc, int(line.split()[1])
 
 
-def baseline_sendall(host: str, total: int, ns: str | None = None, src_host: str | None = None) -> float:
+def baseline_sendall(
+    host: str, total: int, ns: str | None = None, src_host: str | None = None
+) -> float:
     """Bytes/s of one blocking socket sendall of `total` bytes (ack'd by the receiver)."""
     proc, port = _peer("raw", host, 1, total, ns)
     buf = bytearray(os.urandom(MIB)) * (total // MIB)
@@ -52,7 +64,13 @@ def baseline_sendall(host: str, total: int, ns: str | None = None, src_host: str
 
 
 async def ours(
-    host: str, port: int, layers: int, nbytes: int, conns: int, chunk_mib: float, every_s: float = 0.0
+    host: str,
+    port: int,
+    layers: int,
+    nbytes: int,
+    conns: int,
+    chunk_mib: float,
+    every_s: float = 0.0,
 ) -> dict[str, float]:
     tx = TcpSender(secret=SECRET, num_connections=conns, chunk_mib=chunk_mib)
     src = [bytearray(os.urandom(min(nbytes, MIB))) * max(1, nbytes // MIB) for _ in range(layers)]
@@ -77,10 +95,16 @@ async def ours(
     await handle.wait_done()
     t1 = time.perf_counter()
     await tx.close()
-    return {"bytes_per_s": sum(map(len, src)) / (t1 - t0), "exposed_s": t1 - t_last, "layer_ship_s": warm_s}
+    return {
+        "bytes_per_s": sum(map(len, src)) / (t1 - t0),
+        "exposed_s": t1 - t_last,
+        "layer_ship_s": warm_s,
+    }
 
 
-def run_ours(host: str, layers: int, nbytes: int, conns: int, chunk_mib: float, ns: str | None = None, **kw) -> dict:
+def run_ours(
+    host: str, layers: int, nbytes: int, conns: int, chunk_mib: float, ns: str | None = None, **kw
+) -> dict:
     proc, port = _peer("kv", host, layers, nbytes, ns)
     out = uvloop.run(ours(host, port, layers, nbytes, conns, chunk_mib, **kw))
     proc.wait(60)
@@ -119,15 +143,28 @@ def scenario_relay(a: argparse.Namespace) -> dict:
 
 def scenario_overlap(a: argparse.Namespace) -> dict:
     layers, nbytes = 32, 4 * MIB
-    res = run_ours("127.0.0.1", layers, nbytes, a.connections, a.chunk_mib, every_s=a.layer_ms / 1e3)
+    res = run_ours(
+        "127.0.0.1", layers, nbytes, a.connections, a.chunk_mib, every_s=a.layer_ms / 1e3
+    )
     layer_ship_s = res["layer_ship_s"]
-    return {"layer_ship_ms": layer_ship_s * 1e3, "exposed_ms": res["exposed_s"] * 1e3, "ratio": res["exposed_s"] / layer_ship_s}
+    return {
+        "layer_ship_ms": layer_ship_s * 1e3,
+        "exposed_ms": res["exposed_s"] * 1e3,
+        "ratio": res["exposed_s"] / layer_ship_s,
+    }
 
 
 def _iperf(ns_a: str, ns_b: str) -> float:
-    srv = subprocess.Popen(["ip", "netns", "exec", ns_b, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL)
+    srv = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
+    )
     time.sleep(0.5)
-    out = subprocess.run(["ip", "netns", "exec", ns_a, "iperf3", "-c", "10.77.0.2", "-t", "4", "-J"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns_a, "iperf3", "-c", "10.77.0.2", "-t", "4", "-J"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     srv.wait(10)
     return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 8
 
@@ -142,8 +179,26 @@ def scenario_netns(a: argparse.Namespace) -> dict:
             subprocess.run([f"{NETNS}/setup.sh", rate], env=env, check=True, capture_output=True)
             ip = _iperf("pxb-a", "pxb-b")
             # The sender runs in namespace a via a child process of this module.
-            cmd = ["ip", "netns", "exec", "pxb-a", sys.executable, "-m", "prfaas.kvtransfer.bench", "--scenario", "_netns_sender", "--netns-mib", str(mib), "--connections", str(a.connections), "--chunk-mib", str(a.chunk_mib)]
-            mine = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["bytes_per_s"]
+            cmd = [
+                "ip",
+                "netns",
+                "exec",
+                "pxb-a",
+                sys.executable,
+                "-m",
+                "prfaas.kvtransfer.bench",
+                "--scenario",
+                "_netns_sender",
+                "--netns-mib",
+                str(mib),
+                "--connections",
+                str(a.connections),
+                "--chunk-mib",
+                str(a.chunk_mib),
+            ]
+            mine = json.loads(
+                subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            )["bytes_per_s"]
             out[rate] = {"iperf3_MBps": ip / 1e6, "ours_MBps": mine / 1e6, "ratio": mine / ip}
     finally:
         subprocess.run([f"{NETNS}/teardown.sh"], env=env, check=False)
@@ -151,20 +206,31 @@ def scenario_netns(a: argparse.Namespace) -> dict:
 
 
 def _netns_sender(a: argparse.Namespace) -> dict:
-    return run_ours("10.77.0.2", 32, a.netns_mib * MIB // 32, a.connections, a.chunk_mib, ns="pxb-b")
+    return run_ours(
+        "10.77.0.2", 32, a.netns_mib * MIB // 32, a.connections, a.chunk_mib, ns="pxb-b"
+    )
 
 
-SCENARIOS = {"loopback": scenario_loopback, "relay": scenario_relay, "overlap": scenario_overlap, "netns": scenario_netns}
+SCENARIOS = {
+    "loopback": scenario_loopback,
+    "relay": scenario_relay,
+    "overlap": scenario_overlap,
+    "netns": scenario_netns,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--scenario", action="append", help="loopback, relay, overlap, netns (default: all)")
+    parser.add_argument(
+        "--scenario", action="append", help="loopback, relay, overlap, netns (default: all)"
+    )
     parser.add_argument("--loopback-mib", type=int, default=256)
     parser.add_argument("--netns-mib", type=int, default=256)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--chunk-mib", type=float, default=1.0)
-    parser.add_argument("--layer-ms", type=float, default=20.0, help="overlap: one layer every X ms")
+    parser.add_argument(
+        "--layer-ms", type=float, default=20.0, help="overlap: one layer every X ms"
+    )
     parser.add_argument("--relay-rate-mbit", type=float, default=2000.0)
 
 
