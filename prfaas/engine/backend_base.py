@@ -15,17 +15,31 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import xxhash
 
 from prfaas.engine.outputs import RunnerOutput, SchedulerOutput
-from prfaas.request import Request
 
 # on_layer_done(request_id, layer_idx, start_token, end_token): called on the compute thread as
 # soon as that layer's cache for tokens [start, end) of the request is written (for a linear
 # layer: its state after `end` tokens). Must not block: hand the views to a sender queue.
 LayerDoneCallback = Callable[[str, int, int, int], None]
+
+
+class CacheSpan(Protocol):
+    """What the view methods read of a cache owner: a `Request`, or a prefix pinned for export /
+    reserved for import (`prfaas.engine.prefix_transfer.PrefixSpan`). Its prompt is the span."""
+
+    @property
+    def block_table(self) -> list[int]: ...
+    @property
+    def state_slot(self) -> int | None: ...
+    @property
+    def num_prompt_tokens(self) -> int: ...
+    @property
+    def num_computed_tokens(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -75,17 +89,17 @@ class ExecutionBackend(ABC):
         """Copy a linear state between slots (checkpoint install / export)."""
 
     @abstractmethod
-    def transfer_layout(self, req: Request) -> list[BufferSpec]:
+    def transfer_layout(self, req: CacheSpan) -> list[BufferSpec]:
         """One spec per model layer for the request's prompt (its num_prompt_tokens tokens)."""
 
     @abstractmethod
     def layer_segments(
-        self, req: Request, layer_idx: int, start: int, end: int
+        self, req: CacheSpan, layer_idx: int, start: int, end: int
     ) -> list[memoryview]:
         """Zero-copy views of one layer's cache for tokens [start, end) (a linear layer: its whole
         state; the range is ignored). Valid while the request holds its blocks."""
 
-    def receive_segments(self, req: Request) -> list[list[memoryview]]:
+    def receive_segments(self, req: CacheSpan) -> list[list[memoryview]]:
         """Destination views, per layer, for a preallocated decode_only request's whole prompt."""
         n = req.num_prompt_tokens
         return [self.layer_segments(req, layer, 0, n) for layer in range(self.num_layers)]
@@ -132,10 +146,10 @@ class NullBackend(ExecutionBackend):
     def copy_state(self, src_slot: int, dst_slot: int) -> None:
         pass
 
-    def transfer_layout(self, req: Request) -> list[BufferSpec]:
+    def transfer_layout(self, req: CacheSpan) -> list[BufferSpec]:
         return [BufferSpec("L00.kv", "uint8", 0)]
 
     def layer_segments(
-        self, req: Request, layer_idx: int, start: int, end: int
+        self, req: CacheSpan, layer_idx: int, start: int, end: int
     ) -> list[memoryview]:
         return []

@@ -24,6 +24,7 @@ import xxhash
 
 from prfaas.engine.backend_base import (
     BufferSpec,
+    CacheSpan,
     ExecutionBackend,
     LayerDoneCallback,
     hash_next_token,
@@ -184,7 +185,7 @@ class EmulatedBackend(ExecutionBackend):
         for s in self.state:
             s[dst_slot] = s[src_slot]
 
-    def transfer_layout(self, req: Request) -> list[BufferSpec]:
+    def transfer_layout(self, req: CacheSpan) -> list[BufferSpec]:
         n = req.num_prompt_tokens
         return [
             BufferSpec(f"L{i:02d}.kv", "uint8", n * self.token_bytes_per_layer)
@@ -194,7 +195,7 @@ class EmulatedBackend(ExecutionBackend):
         ]
 
     def layer_segments(
-        self, req: Request, layer_idx: int, start: int, end: int
+        self, req: CacheSpan, layer_idx: int, start: int, end: int
     ) -> list[memoryview]:
         if self.layer_pattern[layer_idx] != "F":
             assert req.state_slot is not None

@@ -15,7 +15,12 @@ from typing import cast
 
 import torch
 
-from prfaas.engine.backend_base import BufferSpec, ExecutionBackend, LayerDoneCallback
+from prfaas.engine.backend_base import (
+    BufferSpec,
+    CacheSpan,
+    ExecutionBackend,
+    LayerDoneCallback,
+)
 from prfaas.engine.outputs import PrefillChunk, RunnerOutput, SchedulerOutput
 from prfaas.model import layout
 from prfaas.model.cache import HybridCache, LinearStates, SeqCache
@@ -108,12 +113,12 @@ class TorchBackend(ExecutionBackend):
     def copy_state(self, src_slot: int, dst_slot: int) -> None:
         self._cache().copy_state(src_slot, dst_slot)
 
-    def transfer_layout(self, req: Request) -> list[BufferSpec]:
+    def transfer_layout(self, req: CacheSpan) -> list[BufferSpec]:
         specs = layout.transfer_layout(self.config, req.num_prompt_tokens)
         return [BufferSpec(s.name, s.dtype, s.nbytes) for s in specs]
 
     def layer_segments(
-        self, req: Request, layer_idx: int, start: int, end: int
+        self, req: CacheSpan, layer_idx: int, start: int, end: int
     ) -> list[memoryview]:
         assert req.state_slot is not None, "request holds no cache"
         seq = SeqCache(req.block_table, req.state_slot, req.num_computed_tokens)

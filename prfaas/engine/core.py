@@ -15,6 +15,7 @@ from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.kv_manager import KVCacheManager
 from prfaas.engine.outputs import RequestOutput, RunnerOutput
 from prfaas.engine.prefix_cache import CacheListener, PrefixCache
+from prfaas.engine.prefix_transfer import PrefixSpan
 from prfaas.engine.scheduler import Scheduler, SchedulerConfig
 from prfaas.request import Request, RequestKind, SamplingLimits
 
@@ -114,6 +115,38 @@ class EngineCore:
             "not preallocated"
         )
         return self.backend.receive_segments(req)
+
+    # Prefix export / import (prefix_transfer.py). The worker's flows own each span from creation
+    # to unpin / commit / abort, and always end it (also on failure and cancellation).
+
+    def pin_prefix(self, span_id: str, token_ids: list[int]) -> PrefixSpan:
+        """Pin exactly `token_ids` (whole blocks, checkpoint at the end) for export; raises
+        `PrefixUnavailable` when not fully cached here. Views stay valid until `unpin_prefix`."""
+        return self.scheduler.kv.transfers.pin(span_id, token_ids)
+
+    def unpin_prefix(self, span_id: str) -> bool:
+        return self.scheduler.kv.transfers.unpin(span_id)
+
+    def reserve_prefix_import(self, span_id: str, token_ids: list[int]) -> PrefixSpan:
+        """Private blocks + one state slot for an incoming prefix; raises `PrefixUnavailable`."""
+        return self.scheduler.kv.transfers.reserve(span_id, token_ids)
+
+    def commit_prefix_import(self, span_id: str) -> int:
+        """Install a fully received prefix in the prefix cache (cache events follow); returns the
+        usable cached length of that prefix now."""
+        return self.scheduler.kv.transfers.commit(span_id)
+
+    def abort_prefix_import(self, span_id: str) -> bool:
+        return self.scheduler.kv.transfers.abort(span_id)
+
+    def span_layout(self, span: PrefixSpan) -> list[BufferSpec]:
+        """One buffer per layer for the span (full layers: its tokens; linear: one state)."""
+        return self.backend.transfer_layout(span)
+
+    def span_segments(self, span: PrefixSpan) -> list[list[memoryview]]:
+        """Views of the span's cache per layer: read by a sender (pin) or written by a receiver
+        (import reservation) until the span ends."""
+        return self.backend.receive_segments(span)
 
     def cache_usage(self) -> float:
         """Fraction of the byte budget taken (cached-but-evictable entries included)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from prfaas.block_hash import block_hashes
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.prefix_cache import PrefixCache, PrefixHit
+from prfaas.engine.prefix_transfer import PrefixTransfers
 from prfaas.request import Request, RequestKind
 
 
@@ -28,6 +29,8 @@ class KVCacheManager:
         self._hashes: dict[str, list[int]] = {}
         # request_id -> number of leading blocks already registered in (or taken from) the cache.
         self._num_committed: dict[str, int] = {}
+        # Prefixes pinned for export or reserved for import (cross-worker cache reuse).
+        self.transfers = PrefixTransfers(prefix_cache, block_size, enable_prefix_cache)
 
     def num_blocks_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.block_size)
@@ -118,11 +121,11 @@ class KVCacheManager:
         self._num_committed.pop(req.request_id, None)
 
     def check_invariants(self, live: list[Request]) -> None:
-        """Every reference is held by a live request or a pinned checkpoint of an in-flight step."""
+        """Every block reference is held by a live request or a prefix export/import span."""
         self.cache.check_invariants()
         refs = [0] * self.pool.num_blocks
-        for r in live:
-            for b in r.block_table:
+        for span in [*live, *self.transfers.held()]:
+            for b in span.block_table:
                 refs[b] += 1
         for b, n in enumerate(refs):
             assert self.pool.block_refs[b] == n, (

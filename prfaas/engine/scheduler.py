@@ -279,6 +279,8 @@ class Scheduler:
         """Idle engine: no live requests, every reference dropped, only cached entries in use."""
         self.check_invariants()
         assert not self.requests, f"live requests: {list(self.requests)}"
+        spans = [s.span_id for s in self.kv.transfers.held()]
+        assert not spans, f"prefix export/import spans held: {spans}"
         pool = self.kv.pool
         assert all(r == 0 for r in pool.block_refs), "block references leaked"
         assert all(r == 0 for r in pool.slot_refs), "slot references leaked"

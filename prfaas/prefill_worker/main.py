@@ -19,17 +19,28 @@ from prfaas.worker.server import run_async, serve_worker
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=50100)
+    parser.add_argument(
+        "--kv-port",
+        type=int,
+        default=0,
+        help="KV receiver TCP port, for importing prefixes from other workers (0: none)",
+    )
+    parser.add_argument(
+        "--kv-advertise", default="", help="KV address others should use (default host:kv-port)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     async def main() -> None:
-        runtime = WorkerRuntime(args, receives_kv=False)
+        # A KV receiver only to import cached prefixes (ImportPrefix); prefills never receive.
+        runtime = WorkerRuntime(args, receives_kv=args.kv_port > 0)
         servicer = PrefillWorkerServicer(runtime)
         await serve_worker(
             runtime,
             lambda server: worker_pb2_grpc.add_PrefillWorkerServicer_to_server(servicer, server),
             kind="prefill",
             role="prfaas",
+            kv_address=(args.kv_advertise or f"{args.host}:{args.kv_port}") if args.kv_port else "",
         )
 
     return run_async(main)

@@ -1,4 +1,5 @@
-"""RPCs both worker services implement identically: Prefill, Abort, GetLoad, StreamCacheEvents.
+"""RPCs both worker services implement identically: Prefill, Abort, GetLoad, StreamCacheEvents,
+and (from `PrefixRpcs`) ImportPrefix / ExportPrefix.
 
 A mixin over a `WorkerRuntime`; the only module besides the services that touches generated protos.
 """
@@ -15,6 +16,7 @@ from prfaas.engine.prefix_cache import CacheEventKind
 from prfaas.request import Request, RequestKind
 from prfaas.worker.convert import sampling_from_proto
 from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
+from prfaas.worker.prefix_rpcs import PrefixRpcs
 from prfaas.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ _EVENT_KIND = {
 }
 
 
-class CommonRpcs:
+class CommonRpcs(PrefixRpcs):
     runtime: WorkerRuntime
     role: str
     # True while a role change waits for in-flight work: new work is refused.

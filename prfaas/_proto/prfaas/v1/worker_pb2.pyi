@@ -224,3 +224,63 @@ class CacheEventBatch(_message.Message):
     block_size: int
     events: _containers.RepeatedCompositeFieldContainer[CacheEvent]
     def __init__(self, worker_id: _Optional[str] = ..., block_size: _Optional[int] = ..., events: _Optional[_Iterable[_Union[CacheEvent, _Mapping]]] = ...) -> None: ...
+
+class ImportPrefixRequest(_message.Message):
+    __slots__ = ("import_id", "token_ids", "block_size", "transfer_id", "sender_id", "deadline_seconds")
+    IMPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    import_id: str
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    block_size: int
+    transfer_id: str
+    sender_id: str
+    deadline_seconds: float
+    def __init__(self, import_id: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., block_size: _Optional[int] = ..., transfer_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
+
+class PrefixImported(_message.Message):
+    __slots__ = ("num_tokens", "bytes_received", "transfer_seconds")
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    num_tokens: int
+    bytes_received: int
+    transfer_seconds: float
+    def __init__(self, num_tokens: _Optional[int] = ..., bytes_received: _Optional[int] = ..., transfer_seconds: _Optional[float] = ...) -> None: ...
+
+class ImportPrefixEvent(_message.Message):
+    __slots__ = ("admitted", "done", "error")
+    ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    admitted: Admitted
+    done: PrefixImported
+    error: WorkerError
+    def __init__(self, admitted: _Optional[_Union[Admitted, _Mapping]] = ..., done: _Optional[_Union[PrefixImported, _Mapping]] = ..., error: _Optional[_Union[WorkerError, _Mapping]] = ...) -> None: ...
+
+class ExportPrefixRequest(_message.Message):
+    __slots__ = ("export_id", "token_ids", "block_size", "destination", "deadline_seconds")
+    EXPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    export_id: str
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    block_size: int
+    destination: KvDestination
+    deadline_seconds: float
+    def __init__(self, export_id: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., block_size: _Optional[int] = ..., destination: _Optional[_Union[KvDestination, _Mapping]] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
+
+class ExportPrefixResult(_message.Message):
+    __slots__ = ("num_tokens", "bytes_sent", "transfer_seconds")
+    NUM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    num_tokens: int
+    bytes_sent: int
+    transfer_seconds: float
+    def __init__(self, num_tokens: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., transfer_seconds: _Optional[float] = ...) -> None: ...

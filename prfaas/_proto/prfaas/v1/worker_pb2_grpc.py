@@ -55,6 +55,16 @@ class PrefillWorkerStub:
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
                 _registered_method=True)
+        self.ImportPrefix = channel.unary_stream(
+                '/prfaas.v1.PrefillWorker/ImportPrefix',
+                request_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
+                response_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
+                _registered_method=True)
+        self.ExportPrefix = channel.unary_unary(
+                '/prfaas.v1.PrefillWorker/ExportPrefix',
+                request_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
+                response_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
+                _registered_method=True)
 
 
 class PrefillWorkerServicer:
@@ -85,6 +95,20 @@ class PrefillWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportPrefix(self, request, context):
+        """Import a cached prefix exported by another worker (see ImportPrefixRequest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportPrefix(self, request, context):
+        """Export a cached prefix to another worker's KV receiver; returns when it has it all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PrefillWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +131,16 @@ def add_PrefillWorkerServicer_to_server(servicer, server):
                     servicer.StreamCacheEvents,
                     request_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.FromString,
                     response_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.SerializeToString,
+            ),
+            'ImportPrefix': grpc.unary_stream_rpc_method_handler(
+                    servicer.ImportPrefix,
+                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.FromString,
+                    response_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.SerializeToString,
+            ),
+            'ExportPrefix': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportPrefix,
+                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.FromString,
+                    response_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +261,60 @@ class PrefillWorker:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ImportPrefix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/prfaas.v1.PrefillWorker/ImportPrefix',
+            prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
+            prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPrefix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prfaas.v1.PrefillWorker/ExportPrefix',
+            prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
+            prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class PDWorkerStub:
     """Missing associated documentation comment in .proto file."""
@@ -266,6 +354,16 @@ class PDWorkerStub:
                 '/prfaas.v1.PDWorker/StreamCacheEvents',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
+                _registered_method=True)
+        self.ImportPrefix = channel.unary_stream(
+                '/prfaas.v1.PDWorker/ImportPrefix',
+                request_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
+                response_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
+                _registered_method=True)
+        self.ExportPrefix = channel.unary_unary(
+                '/prfaas.v1.PDWorker/ExportPrefix',
+                request_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
+                response_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
                 _registered_method=True)
 
 
@@ -311,6 +409,20 @@ class PDWorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportPrefix(self, request, context):
+        """Import a cached prefix exported by another worker (see ImportPrefixRequest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportPrefix(self, request, context):
+        """Export a cached prefix to another worker's KV receiver; returns when it has it all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PDWorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +455,16 @@ def add_PDWorkerServicer_to_server(servicer, server):
                     servicer.StreamCacheEvents,
                     request_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.FromString,
                     response_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.SerializeToString,
+            ),
+            'ImportPrefix': grpc.unary_stream_rpc_method_handler(
+                    servicer.ImportPrefix,
+                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.FromString,
+                    response_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.SerializeToString,
+            ),
+            'ExportPrefix': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportPrefix,
+                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.FromString,
+                    response_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -507,6 +629,60 @@ class PDWorker:
             '/prfaas.v1.PDWorker/StreamCacheEvents',
             prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportPrefix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/prfaas.v1.PDWorker/ImportPrefix',
+            prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
+            prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPrefix(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prfaas.v1.PDWorker/ExportPrefix',
+            prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
+            prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
             options,
             channel_credentials,
             insecure,
