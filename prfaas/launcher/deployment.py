@@ -1,19 +1,26 @@
 """A running deployment: the processes a topology implies, started in order and stopped cleanly.
 
-Start order: link relays, then workers (PrfaaS prefill workers, PD workers), then the router, each
-waited for (gRPC health for workers, HTTP /ready for the router) before the next group. All share a
-freshly generated KV-transfer secret. `stop()` (also on any failure during start) terminates every
-child; children die with the launcher even if it is killed (see supervisor.py).
+Start order: (network namespaces,) link relays, workers (PrfaaS prefill workers, PD workers), the
+router; each group is waited for before the next (gRPC health or an open port for workers, HTTP
+/ready for the router). All processes share a freshly generated KV-transfer secret. `stop()` (also
+run on any failure during start) terminates every child, then removes the namespaces; children die
+with the launcher even if it is killed (supervisor.py).
+
+With `netns=True` the PrfaaS cluster runs in one namespace and the PD cluster plus the router in
+another, joined by one shaped veth (netns.py); the router's HTTP/gRPC ports and the workers'
+metrics ports are forwarded to the host's loopback, so endpoints look the same in both modes.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
 from prfaas.launcher.topology import Topology, WorkerAddress
 
@@ -44,6 +51,19 @@ def _grpc_ready(address: str) -> bool:
         channel.close()
 
 
+def _port_open_in_ns(ns: str, address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    sock = socket_in_netns(ns)
+    sock.settimeout(1.0)
+    try:
+        sock.connect((host, int(port)))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
 def _port(address: str) -> str:
     return address.rsplit(":", 1)[1]
 
@@ -57,18 +77,42 @@ class Endpoints:
 
 class Deployment:
     def __init__(
-        self, topo: Topology, topology_path: Path, log_dir: Path, *, metrics_base_port: int = 0
+        self,
+        topo: Topology,
+        topology_path: Path,
+        log_dir: Path,
+        *,
+        metrics_base_port: int = 0,
+        netns: bool = False,
     ) -> None:
-        self.topo = topo
-        # Where the topology came from (messages only); children read the effective copy below.
+        # Where the topology came from (messages only); children read the effective copy.
         self.source_path = topology_path
         log_dir.mkdir(parents=True, exist_ok=True)
         self.supervisor = Supervisor(log_dir)
-        # The router reads the *effective* topology (command-line overrides included).
-        self.topology_path = log_dir / "topology.toml"
-        self.topology_path.write_text(topo.to_toml())
         self.secret = secrets.token_hex(16)
         self.metrics_base_port = metrics_base_port
+        self.public = topo
+        self.netns: NetnsLink | None = None
+        self.forwarder: NetnsForwarder | None = None
+        if netns:
+            self.netns = NetnsLink(
+                f"pf{os.getpid() % 100000}", topo.link.rate_gbps, topo.link.delay_ms
+            )
+        self.topo = topo
+        self.topology_path = log_dir / "topology.toml"
+
+    def _effective(self) -> Topology:
+        """The topology the children see: in netns mode, each cluster on its namespace address;
+        the relay only when netem could not add the delay (tbf already caps the rate)."""
+        if self.netns is None:
+            return self.public
+        mode = "relay" if self.public.link.delay_ms > 0 and not self.netns.netem_delay else "none"
+        return replace(
+            self.public,
+            host=ADDR_PD,
+            prfaas_bind_host=ADDR_PRFAAS,
+            link=replace(self.public.link, mode=mode),
+        )
 
     def _cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "prfaas.cli", *args]
@@ -99,6 +143,13 @@ class Deployment:
             args += ["--role", w.role, "--kv-port", _port(w.kv_direct)]
         return args
 
+    def _placement(self, kind: str) -> tuple[tuple[str, ...], str | None]:
+        """(command prefix, namespace) of a process of this kind ("prefill" = PrfaaS cluster)."""
+        if self.netns is None:
+            return (), None
+        ns = self.netns.ns_prfaas if kind == "prefill" else self.netns.ns_pd
+        return self.netns.prefix_for(ns), ns
+
     def specs(self) -> list[list[ProcessSpec]]:
         """Process groups in start order; every group is ready before the next starts."""
         t = self.topo
@@ -106,38 +157,32 @@ class Deployment:
         workers = t.workers()
         relays = []
         if t.link.mode == "relay":
+            # In netns mode tbf on the veth caps the rate; the relay only adds the delay.
+            rate_mbit = t.link.rate_gbps * 1000 if self.netns is None else 0
+            prefix, _ = self._placement("pd")
             for w in workers:
-                if w.kind == "pd" and w.kv_via_link != w.kv_direct:
-                    relays.append(
-                        ProcessSpec(
-                            f"link-{w.worker_id}",
-                            self._cli(
-                                "link",
-                                "--listen",
-                                w.kv_via_link,
-                                "--target",
-                                w.kv_direct,
-                                "--delay-ms",
-                                str(t.link.delay_ms),
-                                "--jitter-ms",
-                                str(t.link.jitter_ms),
-                                "--rate-mbit",
-                                str(t.link.rate_gbps * 1000),
-                            ),
-                            env,
-                        )
-                    )
+                if (
+                    w.kind == "pd"
+                    and w.role in ("decode", "mixed")
+                    and w.kv_via_link != w.kv_direct
+                ):
+                    argv = self._cli(
+                        "link", "--listen", w.kv_via_link, "--target", w.kv_direct,
+                        "--delay-ms", str(t.link.delay_ms), "--jitter-ms", str(t.link.jitter_ms),
+                        "--rate-mbit", str(rate_mbit),
+                    )  # fmt: skip
+                    relays.append(ProcessSpec(f"link-{w.worker_id}", argv, env, prefix=prefix))
         worker_specs = []
         for index, w in enumerate(workers):
             kind = "prefill-worker" if w.kind == "prefill" else "pd-worker"
-            worker_specs.append(
-                ProcessSpec(
-                    w.worker_id,
-                    self._cli(kind, *self._worker_args(w, index + 1)),
-                    env,
-                    ready=lambda address=w.grpc: _grpc_ready(address),
-                )
-            )
+            prefix, ns = self._placement(w.kind)
+            if ns is None:
+                ready = lambda address=w.grpc: _grpc_ready(address)  # noqa: E731
+            else:
+                ready = lambda ns=ns, address=w.grpc: _port_open_in_ns(ns, address)  # noqa: E731
+            argv = self._cli(kind, *self._worker_args(w, index + 1))
+            worker_specs.append(ProcessSpec(w.worker_id, argv, env, ready=ready, prefix=prefix))
+        prefix, _ = self._placement("pd")
         router = ProcessSpec(
             "router",
             self._cli(
@@ -154,14 +199,36 @@ class Deployment:
                 str(t.router_grpc_port),
                 "--threshold",
                 str(t.threshold_tokens),
-            ),
+            ),  # fmt: skip
             env,
-            ready=lambda: _http_ready(f"http://{t.host}:{t.http_port}/ready"),
+            ready=lambda: _http_ready(f"http://127.0.0.1:{t.http_port}/ready"),
+            prefix=prefix,
         )
         return [relays, worker_specs, [router]]
 
+    def _forward(self) -> None:
+        assert self.netns is not None
+        fwd = NetnsForwarder()
+        t = self.topo
+        fwd.add(t.http_port, self.netns.ns_pd, ADDR_PD, t.http_port)
+        fwd.add(t.router_grpc_port, self.netns.ns_pd, ADDR_PD, t.router_grpc_port)
+        if self.metrics_base_port:
+            for i, w in enumerate(t.workers()):
+                port = self.metrics_base_port + i + 1
+                _, ns = self._placement(w.kind)
+                assert ns is not None
+                fwd.add(port, ns, w.grpc.rsplit(":", 1)[0], port)
+        fwd.start()
+        self.forwarder = fwd
+
     def start(self, timeout_s: float = START_TIMEOUT_S) -> Endpoints:
         try:
+            if self.netns is not None:
+                self.netns.up()
+            self.topo = self._effective()
+            self.topology_path.write_text(self.topo.to_toml())
+            if self.netns is not None:
+                self._forward()
             for group in self.specs():
                 children = [self.supervisor.start(spec) for spec in group]
                 for child in children:
@@ -172,16 +239,21 @@ class Deployment:
         return self.endpoints()
 
     def endpoints(self) -> Endpoints:
+        """Addresses as seen from this host (forwarded to loopback in netns mode)."""
         t = self.topo
-        metrics = [f"http://{t.host}:{t.http_port}/metrics"]
+        host = "127.0.0.1" if self.netns is not None else t.host
+        metrics = [f"http://{host}:{t.http_port}/metrics"]
         if self.metrics_base_port:
             metrics += [
-                f"http://{t.host}:{self.metrics_base_port + i + 1}/metrics"
-                for i in range(len(t.workers()))
+                f"http://{host if self.netns else w.grpc.rsplit(':', 1)[0]}:{self.metrics_base_port + i + 1}/metrics"
+                for i, w in enumerate(t.workers())
             ]
-        return Endpoints(
-            f"http://{t.host}:{t.http_port}/v1", metrics, f"{t.host}:{t.router_grpc_port}"
-        )
+        return Endpoints(f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}")
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
+        if self.netns is not None:
+            self.netns.down()

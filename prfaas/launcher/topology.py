@@ -77,12 +77,15 @@ class Topology:
     prfaas_hosts: tuple[str, ...] = ()
     pd_hosts: tuple[str, ...] = ()
     link_host: str = ""
+    # Address of the PrfaaS datacenter's workers when it differs from `host` (network namespaces).
+    prfaas_bind_host: str = ""
 
     def workers(self) -> list[WorkerAddress]:
         """Every worker of the deployment, PrfaaS workers first."""
         out = []
         for j in range(self.prfaas_workers):
-            host, off = (self.prfaas_hosts[j], 0) if self.prfaas_hosts else (self.host, j)
+            own = self.prfaas_bind_host or self.host
+            host, off = (self.prfaas_hosts[j], 0) if self.prfaas_hosts else (own, j)
             out.append(
                 WorkerAddress(
                     f"prfaas-{j}",
@@ -174,6 +177,7 @@ class Topology:
                 "workers": self.prfaas_workers,
                 "grpc_base_port": self.prfaas_grpc_base_port,
                 "hosts": self.prfaas_hosts,
+                "bind_host": self.prfaas_bind_host,
             },
             "pd": {
                 "cluster": self.pd_cluster,
@@ -216,7 +220,7 @@ _SECTIONS = {
         "long_control_seconds",
     },
     "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host"},
-    "prfaas": {"cluster", "workers", "grpc_base_port", "hosts"},
+    "prfaas": {"cluster", "workers", "grpc_base_port", "hosts", "bind_host"},
     "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
     "worker": {"cache_budget_mb", "block_size", "kv_connections"},
     "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor"},
@@ -284,6 +288,7 @@ def load_topology(path: str | Path | None = None) -> Topology:
         emulated_time_factor=float(em.get("time_factor", base.emulated_time_factor)),
         emulated_byte_factor=float(em.get("byte_factor", base.emulated_byte_factor)),
         prfaas_hosts=tuple(pf.get("hosts", ())),
+        prfaas_bind_host=pf.get("bind_host", ""),
         pd_hosts=tuple(pd.get("hosts", ())),
         link_host=lk.get("host", ""),
     )

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", choices=POLICIES, help="override the topology's policy")
     parser.add_argument("--log-dir", default="runs/up/logs", help="one log file per process")
     parser.add_argument("--metrics-base-port", type=int, default=9400, help="worker /metrics ports")
+    parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="place the two datacenters in network namespaces joined by a shaped veth (root)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"prfaas up: {exc}", file=sys.stderr)
         return 2
     deployment = Deployment(
-        topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port
+        topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -45,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         endpoints = deployment.start()
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"prfaas up: deployment failed to start: {exc}", file=sys.stderr)
         return 1
     print(f"  OpenAI endpoint: {endpoints.http}", flush=True)
