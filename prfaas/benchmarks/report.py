@@ -63,6 +63,7 @@ def render(res: dict[str, Any]) -> str:
         _row("exposed after compute (s)", r["exposed_s"]),
         _row("bytes sent", r["bytes_sent"]),
         _row("goodput (MB/s)", r["goodput_mb_s"], r["goodput_source"]),
+        _row("re-send of the cached prompt (MB/s)", r["resend_goodput_mb_s"], "lower bound"),
         _row("one full-attention layer (bytes)", r["layer_bytes"]),
         _row("one layer at goodput (s)", r["one_layer_s"]),
         _row(
