@@ -91,6 +91,18 @@ class RouterMetrics:
             ["cluster", "role"],
             registry=registry,
         )
+        self.prefix_transfers = Counter(
+            "prfaas_prefix_transfers_total",
+            "Cross-cluster prefix cache moves run before a request, by outcome "
+            "(imported, failed, skipped).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.prefix_transfer_tokens = Counter(
+            "prfaas_prefix_transfer_tokens_total",
+            "Prefix tokens moved into another cluster's prefix cache.",
+            registry=registry,
+        )
         for reason in FINISHED_REASONS:
             self.request_success.labels(model_name, reason)
 
@@ -117,6 +129,11 @@ class RouterMetrics:
         """Called once per routed request; `route` is e.g. "local" or "offload"."""
         self.routing_decisions.labels(policy, route, reason).inc()
         self.prefix_hit_tokens.labels(cluster).inc(num_prefix_hit_tokens)
+
+    def record_prefix_transfer(self, outcome: str, num_tokens: int) -> None:
+        """Called once per attempted cross-cluster prefix move (see router/prefix_transfer.py)."""
+        self.prefix_transfers.labels(outcome).inc()
+        self.prefix_transfer_tokens.inc(num_tokens)
 
     def set_control_state(
         self, threshold_tokens: float, num_instances: dict[tuple[str, str], int]

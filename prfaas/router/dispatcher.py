@@ -4,11 +4,15 @@ Per request (`generate_routed`, on the router's event loop):
   1. prefix match in the global index, then `policy.route` with the short-term controller's
      effective threshold and scarce/abundant regime; the decision is logged, counted by policy,
      route and reason, and fed to the long-term controller's statistics;
-  2. `flows.Attempt` runs the local or two-worker flow and relays its events;
-  3. a `Retry` (failure before any token) re-routes without the failed worker; a failed or
+  2. when the decision moves a cache across clusters (`cross_cluster_transfer`), the holder
+     exports it into the computing worker first (`prefix_transfer.move_prefix`, with a deadline
+     from its bytes over the link); a failed move is logged and counted, and the request simply
+     runs without that cache;
+  3. `flows.Attempt` runs the local or two-worker flow and relays its events;
+  4. a `Retry` (failure before any token) re-routes without the failed worker; a failed or
      stalled *remote* prefill re-routes with the PrfaaS cluster excluded (the local fallback);
      after `max_attempts` or once tokens were sent the request fails with `BackendError`;
-  4. however the request ends early (error, client abort, cancellation) every worker involved
+  5. however the request ends early (error, client abort, cancellation) every worker involved
      gets an `Abort` and every call is cancelled.
 `generate` is the HTTP view (decisions filtered out); the gRPC `Router` service streams both.
 """
@@ -46,6 +50,7 @@ from prfaas.router.policy import (
     Target,
     route,
 )
+from prfaas.router.prefix_transfer import move_prefix, prefix_to_move
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,10 @@ class DispatchConfig:
     """Prefill speed assumed until a worker reports a measured one."""
     default_kv_bytes_per_token: float = 16384.0
     """KV bytes per prompt token assumed until a prefill result reports a measured one."""
+    prefix_transfer: bool = True
+    """Move a cache held in the other cluster before the request when the policy asks for it."""
+    prefix_transfer_slack_s: float = 2.0
+    """Fixed part of a prefix move's deadline; the rest is its bytes over the link, x factor."""
 
 
 @dataclass
@@ -140,7 +149,9 @@ class Dispatcher(GenerationBackend):
             for num_attempt in range(self.config.max_attempts):
                 decision = self._route(request, excluded, force_local)
                 yield decision
-                attempt = self._attempt(request, decision, f"{rid}.{num_attempt}")
+                wrid = f"{rid}.{num_attempt}"
+                cached = await self._move_cache(request, decision, wrid)
+                attempt = self._attempt(request, decision, wrid, cached)
                 if attempt is None:
                     excluded.add(decision.prefill_worker or "")
                     continue
@@ -212,8 +223,35 @@ class Dispatcher(GenerationBackend):
         if self.long is not None:
             self.long.observe_request(time.monotonic(), d.incremental_tokens)
 
+    async def _move_cache(self, request: GenerationRequest, d: RouteDecision, wrid: str) -> int:
+        """Run the decision's cross-cluster prefix move, if any; returns the cached tokens the
+        attempt may count on. Never raises (except cancellation): a failed move only costs reuse."""
+        if not d.cross_cluster_transfer or not d.cache_source_worker:
+            return d.cached_tokens
+        cfg = self.config
+        holder = self.registry.get(d.cache_source_worker)
+        target = self.registry.get(d.prefill_worker or "")
+        if not cfg.prefix_transfer or holder is None or target is None:
+            self._record_move(wrid, "skipped", 0, "disabled or worker gone")
+            return 0
+        bs = self.registry.index.block_size
+        tokens = prefix_to_move(request.prompt_token_ids, d.cached_tokens, bs)
+        timeout = cfg.prefix_transfer_slack_s + cfg.prefill_deadline_factor * len(
+            tokens
+        ) * self.kv_bytes_per_token / max(cfg.link_bytes_per_s, 1.0)
+        move = await move_prefix(target, holder, tokens, bs, timeout, wrid)
+        self._record_move(wrid, move.outcome, move.num_tokens,
+                          f"{holder.worker_id} -> {target.worker_id} {move.detail}")  # fmt: skip
+        return min(d.cached_tokens, move.num_tokens)
+
+    def _record_move(self, wrid: str, outcome: str, num_tokens: int, detail: str) -> None:
+        log.log(logging.WARNING if outcome == "failed" else logging.INFO,
+                "request %s prefix move %s (%d tokens): %s", wrid, outcome, num_tokens, detail)  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.record_prefix_transfer(outcome, num_tokens)
+
     def _attempt(
-        self, request: GenerationRequest, d: RouteDecision, worker_request_id: str
+        self, request: GenerationRequest, d: RouteDecision, worker_request_id: str, cached: int
     ) -> Attempt | None:
         """The attempt for a decision; None when a chosen worker left the registry meanwhile."""
         prefill = self.registry.get(d.prefill_worker or "")
@@ -221,7 +259,7 @@ class Dispatcher(GenerationBackend):
         if prefill is None or decode is None:
             return None
         return Attempt(request, prefill, decode, self.config.timeouts,
-                       self.prefill_deadline(prefill, d), d.cached_tokens,
+                       self.prefill_deadline(prefill, d), cached,
                        worker_request_id)  # fmt: skip
 
     def prefill_deadline(self, prefill: WorkerHandle, d: RouteDecision) -> float:
