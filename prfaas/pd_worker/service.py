@@ -4,6 +4,7 @@ Role rules (what each role accepts):
 - mixed:   Generate (local prefill + decode, or decode-only), Prefill.
 - prefill: Prefill only (PD-P ships caches to decode-role workers).
 - decode:  Generate with a KV source only (PD-D).
+Every role serves ImportPrefix / ExportPrefix (cross-worker prefix moves, prfaas/worker/prefix_rpcs.py).
 A role change refuses new work, waits for in-flight requests to finish (drain), then switches.
 """
 
