@@ -53,18 +53,18 @@ class Topology:
     torch_threads: int = 1
     host: str = "127.0.0.1"
     http_port: int = 8000
-    router_grpc_port: int = 50050
+    router_grpc_port: int = 28050
     threshold_tokens: int = 512
     long_control_seconds: float = 30.0
     link: LinkSpec = field(default_factory=LinkSpec)
     prfaas_cluster: str = "prfaas"
     prfaas_workers: int = 1
-    prfaas_grpc_base_port: int = 50100
+    prfaas_grpc_base_port: int = 28100
     pd_cluster: str = "pd"
     pd_roles: tuple[str, ...] = ("prefill", "decode")
-    pd_grpc_base_port: int = 50200
-    pd_kv_base_port: int = 50300
-    link_base_port: int = 50400
+    pd_grpc_base_port: int = 28200
+    pd_kv_base_port: int = 28300
+    link_base_port: int = 28400
     cache_budget_mb: int = 512
     block_size: int = 256
     kv_connections: int = 4
