@@ -7,8 +7,11 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+
+from prfaas.launcher.topology import load_topology
 
 
 def free_port() -> int:
@@ -17,10 +20,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_router_process_serves_and_shuts_down_on_sigterm() -> None:
+def test_router_process_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
+    # Workers on ports nobody listens on (not the defaults, which a running demo may use).
+    topo = load_topology().with_overrides(
+        prfaas_grpc_base_port=free_port(), pd_grpc_base_port=free_port(), pd_kv_base_port=free_port()
+    )
+    (tmp_path / "topo.toml").write_text(topo.to_toml())
     cmd = [sys.executable, "-m", "prfaas.cli", "router", "--http-port", str(http_port),
-           "--grpc-port", str(grpc_port), "--policy", "homogeneous-pd"]  # fmt: skip
+           "--grpc-port", str(grpc_port), "--policy", "homogeneous-pd",
+           "--topology", str(tmp_path / "topo.toml")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
