@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 from collections import deque
 
 from prfaas.kvtransfer import wire
 from prfaas.kvtransfer.base import Peer, PeerLost, TransferError, TransferRefused
+from prfaas.kvtransfer.conn import RawConn, TlsConn, start_tls
 from prfaas.kvtransfer.handshake import client_handshake
 from prfaas.kvtransfer.send_handle import PendingChunk, SendHandle
-from prfaas.kvtransfer.sockio import read_frame, sendmsg_all
 from prfaas.kvtransfer.telemetry import PeerSnapshot, PeerStats
 
 
@@ -35,8 +36,12 @@ class PeerLink:
         max_queued_bytes: int,
         connect_timeout_s: float,
         sndbuf: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.peer = peer
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname or str(peer[0])
         self.secret, self.identity = secret, identity
         self.num_connections = num_connections
         self.max_queued_bytes = max_queued_bytes
@@ -46,7 +51,7 @@ class PeerLink:
         self.broken: TransferError | None = None
         self.stats = PeerStats(f"{peer[0]}:{peer[1]}")
         self.handles: dict[str, SendHandle] = {}
-        self._socks: list[socket.socket] = []
+        self._conns: list[RawConn | TlsConn] = []
         self._control: deque[bytes] = deque()
         self._ready: deque[SendHandle] = deque()
         self._wake = asyncio.Event()
@@ -124,7 +129,7 @@ class PeerLink:
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
 
-        async def one() -> socket.socket:
+        async def one() -> RawConn | TlsConn:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -133,32 +138,37 @@ class PeerLink:
             try:
                 async with asyncio.timeout(self.connect_timeout_s):
                     await loop.sock_connect(sock, self.peer)
+                tls = self.ssl_context is not None
                 await client_handshake(
-                    sock, self.secret, self.identity, self.session, self.connect_timeout_s
+                    sock, self.secret, self.identity, self.session, self.connect_timeout_s, tls=tls
                 )
+                if self.ssl_context is not None:
+                    return await start_tls(
+                        sock, self.ssl_context, self.server_hostname, self.connect_timeout_s
+                    )
             except BaseException:
                 sock.close()
                 raise
-            return sock
+            return RawConn(sock)
 
         results = await asyncio.gather(
             *(one() for _ in range(self.num_connections)), return_exceptions=True
         )
-        socks = [r for r in results if isinstance(r, socket.socket)]
-        errors = [r for r in results if not isinstance(r, socket.socket)]
+        conns = [r for r in results if isinstance(r, RawConn | TlsConn)]
+        errors = [r for r in results if not isinstance(r, RawConn | TlsConn)]
         if errors or self.broken is not None:
-            for s in socks:
-                s.close()
+            for c in conns:
+                c.close()
             err = errors[0] if errors else self.broken
             if isinstance(err, TransferRefused):
                 self.fail_all(err)
             else:
                 self.fail_all(PeerLost(f"cannot connect to {self.stats.peer}: {err!r}"))
             return
-        self._socks = socks
-        for sock in socks:
-            self._spawn(self._writer(sock))
-            self._spawn(self._reader(sock))
+        self._conns = conns
+        for conn in conns:
+            self._spawn(self._writer(conn))
+            self._spawn(self._reader(conn))
 
     async def _next(self) -> bytes | PendingChunk:
         while True:
@@ -175,12 +185,11 @@ class PeerLink:
             self._wake.clear()
             await self._wake.wait()
 
-    async def _writer(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    async def _writer(self, conn: RawConn | TlsConn) -> None:
         while True:
             item = await self._next()
             if isinstance(item, bytes):
-                await sendmsg_all(loop, sock, [memoryview(item)])
+                await conn.send([memoryview(item)])
                 continue
             chk = wire.checksum(item.parts)
             header = wire.encode(
@@ -188,17 +197,16 @@ class PeerLink:
             )
             self.stats.bytes_in_flight += item.length
             try:
-                await sendmsg_all(loop, sock, [memoryview(header), *item.parts])
+                await conn.send([memoryview(header), *item.parts])
             finally:
                 self.stats.bytes_in_flight -= item.length
             self.stats.on_sent(item.length)
             item.handle.chunk_written(item, chk)
             self._update_queued()
 
-    async def _reader(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    async def _reader(self, conn: RawConn | TlsConn) -> None:
         while True:
-            kind, meta = await read_frame(loop, sock)
+            kind, meta = await conn.read_frame()
             msg = wire.decode(kind, meta)
             if kind == wire.Kind.ABORT:
                 assert isinstance(msg, wire.Abort)
@@ -224,9 +232,9 @@ class PeerLink:
             self.broken = error
         for handle in list(self.handles.values()):
             handle.fail(error)
-        for sock in self._socks:
-            sock.close()
-        self._socks = []
+        for conn in self._conns:
+            conn.close()
+        self._conns = []
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -237,4 +245,4 @@ class PeerLink:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def snapshot(self) -> PeerSnapshot:
-        return self.stats.snapshot(self._socks, len(self.handles))
+        return self.stats.snapshot([c.tcp_socket for c in self._conns], len(self.handles))

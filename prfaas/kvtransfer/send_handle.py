@@ -75,13 +75,14 @@ class SendHandle:
         self._added = [RangeSet() for _ in layout]
         self._sent = [0] * len(layout)
         self._chunks: deque[PendingChunk] = deque()
+        self._queued = 0
         self._writing = 0
         self._done_sent = False
         self._done_event = asyncio.Event()
 
     @property
     def queued_bytes(self) -> int:
-        return sum(c.length for c in self._chunks)
+        return self._queued
 
     def add(self, layer_idx: int, segments: list[memoryview], offset: int = 0) -> bool:
         """Queue bytes [offset, offset+len) of layer `layer_idx` (event loop only, non-blocking).
@@ -103,6 +104,7 @@ class SendHandle:
         for pos in range(0, src.nbytes, self.chunk_bytes):
             n = min(self.chunk_bytes, src.nbytes - pos)
             self._chunks.append(PendingChunk(self, layer_idx, offset + pos, src.slices(pos, n), n))
+        self._queued += src.nbytes
         if self.state == TransferState.PENDING:
             self.state = TransferState.TRANSFERRING
         self._link.chunks_ready(self)
@@ -142,7 +144,9 @@ class SendHandle:
         if not self.has_chunks():
             return None
         self._writing += 1
-        return self._chunks.popleft()
+        chunk = self._chunks.popleft()
+        self._queued -= chunk.length
+        return chunk
 
     def chunk_written(self, chunk: PendingChunk, chunk_checksum: int) -> None:
         """The transport wrote `chunk` to the kernel; its buffer references are dropped here."""
@@ -205,6 +209,7 @@ class SendHandle:
         for chunk in self._chunks:
             chunk.parts = []
         self._chunks.clear()
+        self._queued = 0
         self._done_event.set()
         self._link.released(self, unsent)
 

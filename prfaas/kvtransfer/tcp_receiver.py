@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import weakref
 
 from prfaas.kvtransfer import wire
 from prfaas.kvtransfer.base import KVReceiver, PeerLost, TransferRefused, TransferState
-from prfaas.kvtransfer.handshake import server_handshake
+from prfaas.kvtransfer.handshake import FLAG_TLS, server_handshake
 from prfaas.kvtransfer.receive_handle import ReceiveHandle
 from prfaas.kvtransfer.receiver_protocol import ReceiverProtocol
 
@@ -34,6 +35,8 @@ class TcpReceiver(KVReceiver):
         handshake_timeout_s: float = 5.0,
         open_grace_s: float = 2.0,
         rcvbuf: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        require_tls: bool | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.secret, self.identity = secret, identity
@@ -41,6 +44,12 @@ class TcpReceiver(KVReceiver):
         # An OPEN that arrives before the engine's expect() waits this long for it.
         self.open_grace_s = open_grace_s
         self.rcvbuf = rcvbuf
+        # TLS (server side) for senders that ask for it; required by default when configured.
+        # Over TLS, payload is decrypted straight into the destination buffers (no second copy).
+        self.ssl_context = ssl_context
+        self.require_tls = ssl_context is not None if require_tls is None else require_tls
+        if self.require_tls and ssl_context is None:
+            raise ValueError("require_tls needs an ssl_context")
         self.protocol_errors = 0
         self._sock: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
@@ -150,7 +159,12 @@ class TcpReceiver(KVReceiver):
         loop = asyncio.get_running_loop()
         try:
             hello = await server_handshake(
-                conn, self.secret, self.identity, self.handshake_timeout_s
+                conn,
+                self.secret,
+                self.identity,
+                self.handshake_timeout_s,
+                tls_offered=self.ssl_context is not None,
+                tls_required=self.require_tls,
             )
         except (TransferRefused, OSError, TimeoutError, wire.WireError) as exc:
             log.info("kv receiver: handshake failed: %s", exc)
@@ -158,8 +172,14 @@ class TcpReceiver(KVReceiver):
             return
         proto = ReceiverProtocol(self, hello.session)
         self._sessions.setdefault(hello.session, set()).add(proto)
+        tls = self.ssl_context if hello.flags & FLAG_TLS else None
         try:
-            await loop.connect_accepted_socket(lambda: proto, conn)
+            await loop.connect_accepted_socket(
+                lambda: proto,
+                conn,
+                ssl=tls,
+                ssl_handshake_timeout=self.handshake_timeout_s if tls else None,
+            )
         except OSError:
             self.connection_closed(proto)
             conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from prfaas.kvtransfer import wire
 from prfaas.kvtransfer.base import KVSender, Peer
@@ -25,6 +26,8 @@ class TcpSender(KVSender):
         max_queued_mib: float = 256.0,
         connect_timeout_s: float = 5.0,
         sndbuf: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         if num_connections < 1:
             raise ValueError("num_connections must be >= 1")
@@ -34,6 +37,10 @@ class TcpSender(KVSender):
         self.max_queued_bytes = int(max_queued_mib * (1 << 20))
         self.connect_timeout_s = connect_timeout_s
         self.sndbuf = sndbuf
+        # With a context, every connection asks for TLS (HELLO flag) and verifies the receiver's
+        # certificate per the context; `server_hostname` defaults to the peer's host.
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
         self._links: dict[Peer, PeerLink] = {}
         self._dead: set[PeerLink] = set()
 
@@ -50,6 +57,8 @@ class TcpSender(KVSender):
                 max_queued_bytes=self.max_queued_bytes,
                 connect_timeout_s=self.connect_timeout_s,
                 sndbuf=self.sndbuf,
+                ssl_context=self.ssl_context,
+                server_hostname=self.server_hostname,
             )
             self._links[peer] = link
         return link
