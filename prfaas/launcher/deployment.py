@@ -140,7 +140,8 @@ class Deployment:
             args += ["--profile", profile, "--time-factor", str(t.emulated_time_factor)]
             args += ["--byte-factor", str(t.emulated_byte_factor)]
         if w.kind == "pd":
-            args += ["--role", w.role, "--kv-port", _port(w.kv_direct)]
+            args += ["--role", w.role]
+        args += ["--kv-port", _port(w.kv_direct)]
         return args
 
     def _placement(self, kind: str) -> tuple[tuple[str, ...], str | None]:

@@ -60,6 +60,8 @@ class Topology:
     prfaas_cluster: str = "prfaas"
     prfaas_workers: int = 1
     prfaas_grpc_base_port: int = 28100
+    # KV receivers of PrfaaS workers (they import cached prefixes exported from the PD cluster).
+    prfaas_kv_base_port: int = 28150
     pd_cluster: str = "pd"
     pd_roles: tuple[str, ...] = ("prefill", "decode")
     pd_grpc_base_port: int = 28200
@@ -86,6 +88,7 @@ class Topology:
         for j in range(self.prfaas_workers):
             own = self.prfaas_bind_host or self.host
             host, off = (self.prfaas_hosts[j], 0) if self.prfaas_hosts else (own, j)
+            kv = f"{host}:{self.prfaas_kv_base_port + off}"
             out.append(
                 WorkerAddress(
                     f"prfaas-{j}",
@@ -93,6 +96,8 @@ class Topology:
                     self.prfaas_cluster,
                     "prfaas",
                     f"{host}:{self.prfaas_grpc_base_port + off}",
+                    kv_direct=kv,
+                    kv_via_link=kv,
                 )
             )
         for i, role in enumerate(self.pd_roles):
@@ -176,6 +181,7 @@ class Topology:
                 "cluster": self.prfaas_cluster,
                 "workers": self.prfaas_workers,
                 "grpc_base_port": self.prfaas_grpc_base_port,
+                "kv_base_port": self.prfaas_kv_base_port,
                 "hosts": self.prfaas_hosts,
                 "bind_host": self.prfaas_bind_host,
             },
@@ -220,7 +226,7 @@ _SECTIONS = {
         "long_control_seconds",
     },
     "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host"},
-    "prfaas": {"cluster", "workers", "grpc_base_port", "hosts", "bind_host"},
+    "prfaas": {"cluster", "workers", "grpc_base_port", "kv_base_port", "hosts", "bind_host"},
     "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
     "worker": {"cache_budget_mb", "block_size", "kv_connections"},
     "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor"},
@@ -275,6 +281,7 @@ def load_topology(path: str | Path | None = None) -> Topology:
         prfaas_cluster=pf.get("cluster", base.prfaas_cluster),
         prfaas_workers=int(pf.get("workers", base.prfaas_workers)),
         prfaas_grpc_base_port=int(pf.get("grpc_base_port", base.prfaas_grpc_base_port)),
+        prfaas_kv_base_port=int(pf.get("kv_base_port", base.prfaas_kv_base_port)),
         pd_cluster=pd.get("cluster", base.pd_cluster),
         pd_roles=tuple(pd.get("roles", base.pd_roles)),
         pd_grpc_base_port=int(pd.get("grpc_base_port", base.pd_grpc_base_port)),

@@ -116,7 +116,9 @@ def handles_from_topology(topo: Topology) -> list[WorkerHandle]:
     out = []
     for w in topo.workers():
         if w.kind == "prefill":
-            out.append(WorkerHandle(w.worker_id, "prefill", w.cluster, Role.PRFAAS, w.grpc))
+            out.append(
+                WorkerHandle(w.worker_id, "prefill", w.cluster, Role.PRFAAS, w.grpc, w.kv_direct)
+            )
         else:
             out.append(
                 WorkerHandle(

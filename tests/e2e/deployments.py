@@ -44,6 +44,7 @@ def make_topology(**overrides: object) -> Topology:
         "pd_grpc_base_port": _free_range(4),
         "pd_kv_base_port": _free_range(4),
         "link_base_port": _free_range(4),
+        "prfaas_kv_base_port": _free_range(4),
         "threshold_tokens": 256,
     }
     base.update(overrides)
