@@ -10,10 +10,8 @@ needs root and iperf3).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,15 +19,16 @@ import time
 
 import uvloop
 
+from prfaas.kvtransfer.bench_netns import netns_child, scenario_netns
+from prfaas.kvtransfer.bench_overlap import scenario_overlap
 from prfaas.kvtransfer.bench_peer import SECRET
 from prfaas.kvtransfer.tcp_sender import TcpSender
 
 MIB = 1 << 20
-NETNS = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "netns")
 
 
 def _peer(
-    mode: str, host: str, layers: int, nbytes: int, ns: str | None = None
+    mode: str, host: str, layers: int, nbytes: int, ns: str | None = None, repeats: int = 1
 ) -> tuple[subprocess.Popen, int]:
     cmd = [
         sys.executable,
@@ -39,6 +38,7 @@ def _peer(
         host,
         str(layers),
         str(nbytes),
+        str(repeats),
     ]
     if ns:
         cmd = ["ip", "netns", "exec", ns, *cmd]
@@ -70,43 +70,26 @@ async def ours(
     nbytes: int,
     conns: int,
     chunk_mib: float,
-    every_s: float = 0.0,
 ) -> dict[str, float]:
     tx = TcpSender(secret=SECRET, num_connections=conns, chunk_mib=chunk_mib)
     src = [bytearray(os.urandom(min(nbytes, MIB))) * max(1, nbytes // MIB) for _ in range(layers)]
     layout = [[("kv", "u8", len(s))] for s in src]
-    warm_s = 0.0
-    if every_s:
-        for tid in ("warm0", "warm1"):
-            t0 = time.perf_counter()
-            warm = tx.open((host, port), tid, layout[:1])
-            warm.add(0, [memoryview(src[0])])
-            warm.finish(b"")
-            await warm.wait_done()
-            warm_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     handle = tx.open((host, port), "bench", layout)
     for i, buf in enumerate(src):
-        if every_s:
-            await asyncio.sleep(every_s)
         handle.add(i, [memoryview(buf)])
-    t_last = time.perf_counter()
     handle.finish(b"")
     await handle.wait_done()
     t1 = time.perf_counter()
     await tx.close()
-    return {
-        "bytes_per_s": sum(map(len, src)) / (t1 - t0),
-        "exposed_s": t1 - t_last,
-        "layer_ship_s": warm_s,
-    }
+    return {"bytes_per_s": sum(map(len, src)) / (t1 - t0)}
 
 
 def run_ours(
-    host: str, layers: int, nbytes: int, conns: int, chunk_mib: float, ns: str | None = None, **kw
+    host: str, layers: int, nbytes: int, conns: int, chunk_mib: float, ns: str | None = None
 ) -> dict:
     proc, port = _peer("kv", host, layers, nbytes, ns)
-    out = uvloop.run(ours(host, port, layers, nbytes, conns, chunk_mib, **kw))
+    out = uvloop.run(ours(host, port, layers, nbytes, conns, chunk_mib))
     proc.wait(60)
     return out
 
@@ -141,76 +124,6 @@ def scenario_relay(a: argparse.Namespace) -> dict:
     return out
 
 
-def scenario_overlap(a: argparse.Namespace) -> dict:
-    layers, nbytes = 32, 4 * MIB
-    res = run_ours(
-        "127.0.0.1", layers, nbytes, a.connections, a.chunk_mib, every_s=a.layer_ms / 1e3
-    )
-    layer_ship_s = res["layer_ship_s"]
-    return {
-        "layer_ship_ms": layer_ship_s * 1e3,
-        "exposed_ms": res["exposed_s"] * 1e3,
-        "ratio": res["exposed_s"] / layer_ship_s,
-    }
-
-
-def _iperf(ns_a: str, ns_b: str) -> float:
-    srv = subprocess.Popen(
-        ["ip", "netns", "exec", ns_b, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL
-    )
-    time.sleep(0.5)
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns_a, "iperf3", "-c", "10.77.0.2", "-t", "4", "-J"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    srv.wait(10)
-    return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 8
-
-
-def scenario_netns(a: argparse.Namespace) -> dict:
-    if os.geteuid() != 0 or not shutil.which("iperf3"):
-        return {"skipped": "needs root and iperf3"}
-    env = {**os.environ, "PRFAAS_NS_PREFIX": "pxb"}
-    out = {}
-    try:
-        for rate, mib in (("1gbit", 256), ("10gbit", 1024)):
-            subprocess.run([f"{NETNS}/setup.sh", rate], env=env, check=True, capture_output=True)
-            ip = _iperf("pxb-a", "pxb-b")
-            # The sender runs in namespace a via a child process of this module.
-            cmd = [
-                "ip",
-                "netns",
-                "exec",
-                "pxb-a",
-                sys.executable,
-                "-m",
-                "prfaas.kvtransfer.bench",
-                "--scenario",
-                "_netns_sender",
-                "--netns-mib",
-                str(mib),
-                "--connections",
-                str(a.connections),
-                "--chunk-mib",
-                str(a.chunk_mib),
-            ]
-            mine = json.loads(
-                subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            )["bytes_per_s"]
-            out[rate] = {"iperf3_MBps": ip / 1e6, "ours_MBps": mine / 1e6, "ratio": mine / ip}
-    finally:
-        subprocess.run([f"{NETNS}/teardown.sh"], env=env, check=False)
-    return out
-
-
-def _netns_sender(a: argparse.Namespace) -> dict:
-    return run_ours(
-        "10.77.0.2", 32, a.netns_mib * MIB // 32, a.connections, a.chunk_mib, ns="pxb-b"
-    )
-
-
 SCENARIOS = {
     "loopback": scenario_loopback,
     "relay": scenario_relay,
@@ -225,7 +138,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario", action="append", help="loopback, relay, overlap, netns (default: all)"
     )
     parser.add_argument("--loopback-mib", type=int, default=256)
-    parser.add_argument("--netns-mib", type=int, default=256)
+    parser.add_argument("--netns-mib", type=int, default=1024, help="netns: MiB at 10 Gbit/s")
+    parser.add_argument("--netns-rounds", type=int, default=3)
+    parser.add_argument("--overlap-trials", type=int, default=7)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--chunk-mib", type=float, default=1.0)
     parser.add_argument(
@@ -235,8 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.scenario == ["_netns_sender"]:
-        print(json.dumps(_netns_sender(args)))
+    if args.scenario in (["_netns_ours"], ["_netns_sendall"]):
+        print(json.dumps(netns_child(args)))
         return 0
     results = {name: SCENARIOS[name](args) for name in (args.scenario or list(SCENARIOS))}
     print(json.dumps(results) if args.json else json.dumps(results, indent=2))
