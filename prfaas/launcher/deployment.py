@@ -131,6 +131,7 @@ class Deployment:
         ]
         args += ["--cache-budget-mb", str(t.cache_budget_mb), "--block-size", str(t.block_size)]
         args += ["--kv-connections", str(t.kv_connections), "--link-gbps", str(t.link.rate_gbps)]
+        args += ["--max-num-seqs", str(t.max_num_seqs)]
         if self.metrics_base_port:
             args += ["--metrics-port", str(self.metrics_base_port + index)]
         if t.backend == "torch":
@@ -139,6 +140,7 @@ class Deployment:
             profile = t.emulated_profile_prfaas if w.kind == "prefill" else t.emulated_profile_pd
             args += ["--profile", profile, "--time-factor", str(t.emulated_time_factor)]
             args += ["--byte-factor", str(t.emulated_byte_factor)]
+            args += ["--decode-step-ms", str(t.emulated_decode_step_ms)]
         if w.kind == "pd":
             args += ["--role", w.role]
         args += ["--kv-port", _port(w.kv_direct)]

@@ -74,6 +74,8 @@ class Topology:
     emulated_profile_pd: str = ""
     emulated_time_factor: float = 0.1
     emulated_byte_factor: float = 0.01
+    emulated_decode_step_ms: float = 25.0
+    max_num_seqs: int = 64
     # Explicit hosts (one per worker, e.g. compose service names): worker i listens on its own host
     # at the base ports. Empty: every worker on `host`, at base port + i.
     prfaas_hosts: tuple[str, ...] = ()
@@ -197,12 +199,14 @@ class Topology:
                 "cache_budget_mb": self.cache_budget_mb,
                 "block_size": self.block_size,
                 "kv_connections": self.kv_connections,
+                "max_num_seqs": self.max_num_seqs,
             },
             "emulated": {
                 "prfaas_profile": self.emulated_profile_prfaas,
                 "pd_profile": self.emulated_profile_pd,
                 "time_factor": self.emulated_time_factor,
                 "byte_factor": self.emulated_byte_factor,
+                "decode_step_ms": self.emulated_decode_step_ms,
             },
         }
         lines = []
@@ -228,8 +232,8 @@ _SECTIONS = {
     "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host"},
     "prfaas": {"cluster", "workers", "grpc_base_port", "kv_base_port", "hosts", "bind_host"},
     "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
-    "worker": {"cache_budget_mb", "block_size", "kv_connections"},
-    "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor"},
+    "worker": {"cache_budget_mb", "block_size", "kv_connections", "max_num_seqs"},
+    "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor", "decode_step_ms"},
 }
 
 
@@ -294,6 +298,8 @@ def load_topology(path: str | Path | None = None) -> Topology:
         emulated_profile_pd=_resolve(path, em.get("pd_profile", "")),
         emulated_time_factor=float(em.get("time_factor", base.emulated_time_factor)),
         emulated_byte_factor=float(em.get("byte_factor", base.emulated_byte_factor)),
+        emulated_decode_step_ms=float(em.get("decode_step_ms", base.emulated_decode_step_ms)),
+        max_num_seqs=int(w.get("max_num_seqs", base.max_num_seqs)),
         prfaas_hosts=tuple(pf.get("hosts", ())),
         prfaas_bind_host=pf.get("bind_host", ""),
         pd_hosts=tuple(pd.get("hosts", ())),

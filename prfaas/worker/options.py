@@ -29,6 +29,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
     parser.add_argument("--cache-budget-mb", type=float, default=512.0)
     parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--max-batched-tokens", type=int, default=2048)
+    parser.add_argument(
+        "--max-num-seqs", type=int, default=64, help="most requests running at once (BS_max)"
+    )
     parser.add_argument("--profile", default="", help="emulated backend: profile CSV")
     parser.add_argument("--time-factor", type=float, default=0.1, help="emulated: time scale")
     parser.add_argument("--byte-factor", type=float, default=1e-3, help="emulated: byte scale")
@@ -91,6 +94,7 @@ def build_engine(
         backend,
         cache_budget_bytes=int(args.cache_budget_mb * (1 << 20)),
         max_num_batched_tokens=args.max_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
         max_model_len=max_context,
         cache_listener=listener,
         on_layer_done=hooks,

@@ -1,0 +1,146 @@
+"""`prfaas experiment`: the paper's case study, scaled, on real processes, next to the planner.
+
+For each policy (prfaas, homogeneous-pd, naive-hetero) it starts one deployment with the planner's
+split for the scaled inputs (network namespaces joined by a tbf-shaped veth when root allows, else
+the userspace relay), sweeps the offered Poisson rate (a common load, then multiples of the
+policy's predicted Λ_max), and finds the highest sustainable throughput (sweep.py states the
+criterion). On the prfaas deployment it then runs the bandwidth-fluctuation experiment (link cut
+to a quarter in the middle). Writes experiment.json, experiment.md and PNG plots to --out-dir.
+`--quick` is the smoke-test size (1 PrfaaS + 2 PD workers, time ×0.1, seconds per point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prfaas.experiment import deploy, report
+from prfaas.experiment.fluctuation import run_fluctuation
+from prfaas.experiment.scale import Scale, predict
+from prfaas.experiment.sweep import Criterion, run_point
+from prfaas.loadgen.runner import warm_up
+
+POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
+QUICK = Scale(time_factor=0.1, output_tokens=4, decode_step_ms=1000.0, n_prfaas=1, n_pd=2,
+              n_homogeneous=2)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--out-dir", default="runs/experiment")
+    a("--quick", action="store_true", help="smoke-test size: 3 workers, a few seconds per point")
+    a("--policies", default=",".join(POLICIES))
+    a("--time-factor", type=float, help="scale of profiled durations (default 1, quick 0.1)")
+    a("--byte-factor", type=float, help="scale of KV bytes (default 0.01)")
+    a("--link-gbps", type=float, help="link rate (default 1: the paper's 100 Gbps at ÷100 bytes)")
+    a("--output-tokens", type=int, help="output tokens per request (default 32)")
+    a("--decode-step-ms", type=float, help="decode step before the time factor (default 800)")
+    a("--duration", type=float, help="seconds of arrivals per rate point (default 75, quick 6)")
+    a("--multipliers", default="0.9,1.05,1.25", help="rate points: × each policy's predicted Λ")
+    a("--common-factor", type=float, default=0.8,
+      help="the common offered load: this × the smallest predicted Λ (TTFT comparison)")  # fmt: skip
+    a("--no-netns", action="store_true", help="use the userspace relay even where root allows")
+    a("--no-fluctuation", action="store_true")
+    a("--fluct-rate-factor", type=float, default=0.9, help="× prfaas's predicted Λ")
+    a("--fluct-duration", type=float, help="seconds of arrivals (default 180, quick 6)")
+    a("--port-base", type=int, help="first port of the deployments (default 23000, quick 24000)")
+
+
+def _scale(args: argparse.Namespace) -> Scale:
+    base = QUICK if args.quick else Scale()
+    changes = {
+        "time_factor": args.time_factor, "byte_factor": args.byte_factor,
+        "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
+        "decode_step_ms": args.decode_step_ms,
+    }  # fmt: skip
+    from dataclasses import replace
+
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _rates(policy: str, prediction: dict[str, Any], common: float, mults: list[float]) -> list:
+    lam = prediction["policies"][policy]["lambda_max_rps"]
+    return sorted({round(common, 3), *(round(m * lam, 3) for m in mults)})
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    scale = _scale(args)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    duration = args.duration or (6.0 if args.quick else 75.0)
+    mults = [] if args.quick else [float(x) for x in args.multipliers.split(",") if x]
+    port_base = args.port_base or (24000 if args.quick else 23000)
+    why_not = "disabled by --no-netns" if args.no_netns else deploy.netns_available()
+    netns = why_not is None
+    _, prediction = predict(scale)
+    lams = [prediction["policies"][p]["lambda_max_rps"] for p in policies]
+    common = args.common_factor * min(lams)
+    print(f"experiment: {'network namespaces + tbf veth' if netns else 'relay (' + str(why_not) + ')'}"
+          f"; predicted Λ_max " + ", ".join(f"{p} {lam:.3f}" for p, lam in zip(policies, lams,
+          strict=True)) + f" req/s; common load {common:.3f} req/s", flush=True)  # fmt: skip
+    crit = Criterion()
+    doc: dict[str, Any] = {
+        "command": "prfaas experiment " + " ".join(sys.argv[2:]),
+        "scale": scale.to_json(),
+        "network": "netns" if netns else f"relay ({why_not})",
+        "criterion": {**crit.__dict__, "decode_step_s": scale.decode_step_s},
+        "duration_per_point_s": duration,
+        "common_rate_rps": common,
+        "prediction": prediction,
+        "points": {},
+        "load_average": {"start": os.getloadavg()},
+    }
+    failed = 0
+    for i, policy in enumerate(policies):
+        running = deploy.start(policy, prediction, scale, out / "logs" / policy, netns=netns,
+                               port_base=port_base + 1000 * (i % 2))  # fmt: skip
+        try:
+            warm_up(running.http, 2)
+            points = []
+            for j, rate in enumerate(_rates(policy, prediction, common, mults)):
+                point, results = run_point(running, rate, duration, scale, 100 * i + j + 1, crit)
+                point["load_average"] = os.getloadavg()
+                results.save(out / "raw" / f"{policy}@{rate:.3f}.json")
+                points.append(point)
+                failed += point["failed"]
+                print(f"  {policy} @ {rate:.3f}/s: throughput {point['throughput_rps']}, "
+                      f"ratio {point['completion_ratio']}, sustainable {point['sustainable']}, "
+                      f"TTFT mean {point['ttft_mean_s']}, load {point['load_average'][0]:.1f}",
+                      flush=True)  # fmt: skip
+            doc["points"][policy] = points
+            if policy == "prfaas" and not args.no_fluctuation:
+                doc["fluctuation"] = _fluctuate(args, running, prediction, scale)
+        finally:
+            running.stop()
+    doc["measured"] = {p: report.summarize_policy(pts, common) for p, pts in doc["points"].items()}
+    if "prfaas" in doc["measured"] and len(doc["measured"]) == 3:
+        doc["ratios"] = report.ratios(doc["measured"], prediction)
+    doc["load_average"]["end"] = os.getloadavg()
+    doc["wall_s"] = time.monotonic() - started
+    paths = report.write(doc, out)
+    print(paths["markdown"].read_text())
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    fl_failed = doc.get("fluctuation", {}).get("failed", 0)
+    return 1 if failed or fl_failed else 0
+
+
+def _fluctuate(
+    args: argparse.Namespace, running: deploy.Running, prediction: dict[str, Any], scale: Scale
+) -> dict[str, Any] | None:
+    if not running.netns:
+        print("fluctuation: skipped (needs the namespace deployment to re-shape the link)")
+        return None
+    total = args.fluct_duration or (6.0 if args.quick else 180.0)
+    rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
+    if args.quick:
+        rate = 0.5 * rate
+    fl = run_fluctuation(running, rate, total, scale, cut_at_s=total / 3, cut_for_s=total / 3)
+    print(f"  fluctuation @ {rate:.3f}/s: failed {fl['failed']}, phases {fl['phases']}", flush=True)
+    return fl

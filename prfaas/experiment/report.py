@@ -1,0 +1,196 @@
+"""experiment.json, experiment.md (the results table) and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
+
+
+def _f(x: float | None, fmt: str = ".3f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def _mbit(x: float | None) -> str:
+    return "–" if x is None else f"{x * 8 / 1e6:.1f}"
+
+
+def summarize_policy(points: list[dict[str, Any]], common_rate: float) -> dict[str, Any]:
+    from prfaas.experiment.sweep import best_sustainable
+
+    best = best_sustainable(points)
+    common = min(points, key=lambda p: abs(p["offered_rps"] - common_rate), default=None)
+    peak = max((p["egress_peak_bytes_per_s"] or 0.0 for p in points), default=None)
+    return {
+        "max_sustainable_rps": best["throughput_rps"] if best else None,
+        "max_sustainable_offered_rps": best["offered_rps"] if best else None,
+        "max_measured_rps": max((p["throughput_rps"] or 0.0 for p in points), default=None),
+        "at_common_load": common,
+        "egress_avg_bytes_per_s": best["egress_avg_bytes_per_s"] if best else None,
+        "egress_peak_bytes_per_s": peak,
+        "offload_fraction": best["offload_fraction"] if best else None,
+    }
+
+
+def ratios(measured: dict[str, dict[str, Any]], prediction: dict[str, Any]) -> dict[str, Any]:
+    lam = {k: v.get("max_sustainable_rps") for k, v in measured.items()}
+    out: dict[str, Any] = {}
+    for base in ("homogeneous-pd", "naive-hetero"):
+        key = f"prfaas/{base}"
+        m = lam["prfaas"] / lam[base] if lam.get("prfaas") and lam.get(base) else None
+        pred = prediction["ratios"][key]
+        out[key] = {"measured": m, "predicted": pred,
+                    "measured_over_predicted": m / pred if m else None}  # fmt: skip
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    pred, meas = doc["prediction"]["policies"], doc["measured"]
+    lines = [
+        "| policy | N_prfaas | N_p/N_d | t | Λ predicted | max sustainable (measured) | "
+        "measured/predicted | TTFT mean / P90 @ common | egress avg / peak (Mbit/s) | "
+        "offload (measured / predicted) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for pol in POLICIES:
+        if pol not in meas:
+            continue
+        p, m = pred[pol], meas[pol]
+        lam = m["max_sustainable_rps"]
+        c = m["at_common_load"] or {}
+        t = p["threshold_tokens"]
+        lines.append(
+            f"| {pol} | {p['n_prfaas']} | {p['n_prefill']}/{p['n_decode']} | "
+            f"{'–' if t is None else f'{t:.0f}'} | {p['lambda_max_rps']:.3f} | {_f(lam)} "
+            f"(offered {_f(m['max_sustainable_offered_rps'], '.2f')}) | "
+            f"{_f(lam / p['lambda_max_rps'] if lam else None)} | "
+            f"{_f(c.get('ttft_mean_s'), '.2f')} / {_f(c.get('ttft_p90_s'), '.2f')} s | "
+            f"{_mbit(m['egress_avg_bytes_per_s'])} / {_mbit(m['egress_peak_bytes_per_s'])} | "
+            f"{_f(m['offload_fraction'], '.2f')} / {p['offload_fraction']:.2f} |"
+        )
+    lines += [
+        "",
+        "| ratio | measured | predicted | measured/predicted |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, r in doc.get("ratios", {}).items():
+        lines.append(f"| {key} | {_f(r['measured'])} | {r['predicted']:.3f} | "
+                     f"{_f(r['measured_over_predicted'])} |")  # fmt: skip
+    lines += ["", "Rate points (offered → steady throughput, completion ratio, ITL p90, TPOT p90,"
+              " failures, sustainable):", ""]  # fmt: skip
+    for pol, pts in doc["points"].items():
+        for x in pts:
+            lines.append(
+                f"- {pol} @ {x['offered_rps']:.2f}/s: {_f(x['throughput_rps'])}/s, "
+                f"ratio {_f(x['completion_ratio'], '.2f')}, ITL p90 {_f(x['itl_p90_s'], '.2f')} s, "
+                f"TPOT p90 {_f(x['tpot_p90_s'], '.2f')} s, failed {x['failed']}, "
+                f"TTFT mean {_f(x['ttft_mean_s'], '.2f')} s → "
+                f"{'sustainable' if x['sustainable'] else 'not sustainable'}"
+            )
+    fl = doc.get("fluctuation")
+    if fl:
+        lines += ["", f"Fluctuation: {fl['rate_rps']:.2f} req/s, link {fl['link_gbps']} → "
+                  f"{fl['cut_gbps']} Gbit/s at {fl['cut_at_s']:.0f} s for {fl['cut_for_s']:.0f} s;"
+                  f" failed requests: {fl['failed']}", ""]  # fmt: skip
+        for name, ph in fl["phase_stats"].items():
+            lines.append(
+                f"- {name}: TTFT mean {_f(ph['ttft_mean_s'], '.2f')} s over {ph['requests']} "
+                f"requests; threshold mean {_f(ph['threshold_mean'], '.0f')} (max "
+                f"{_f(ph['threshold_max'], '.0f')}); offloads {_f(ph['offload_per_s'], '.2f')}/s;"
+                f" egress {_mbit(ph['egress_bytes_per_s'])} Mbit/s"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def phase_stats(fl: dict[str, Any]) -> dict[str, Any]:
+    s = fl["samples"]
+    a, b = fl["cut_at_s"], fl["cut_at_s"] + fl["cut_for_s"]
+    out = {}
+    for name, (lo, hi) in {"before": (0, a), "during": (a, b), "after": (b, 1e18)}.items():
+        win = [x for x in s if lo <= x["t_s"] < hi]
+        th = [x["threshold_tokens"] for x in win if x["threshold_tokens"] is not None]
+        span = win[-1]["t_s"] - win[0]["t_s"] if len(win) >= 2 else 0.0
+        rate = {
+            k: (win[-1][k] - win[0][k]) / span if span > 0 else None
+            for k in ("offloaded", "egress_sent_bytes")
+        }
+        out[name] = {
+            **fl["phases"][name],
+            "threshold_mean": sum(th) / len(th) if th else None,
+            "threshold_max": max(th) if th else None,
+            "offload_per_s": rate["offloaded"],
+            "egress_bytes_per_s": rate["egress_sent_bytes"],
+        }
+    return out
+
+
+def plot_throughput(doc: dict[str, Any], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (pol, pts) in enumerate(doc["points"].items()):
+        color = f"C{i}"
+        xs = [p["offered_rps"] for p in pts]
+        ax.plot(xs, [p["throughput_rps"] or 0 for p in pts], "o-", color=color, label=pol)
+        for p in pts:
+            if not p["sustainable"]:
+                ax.plot(p["offered_rps"], p["throughput_rps"] or 0, "x", color="k", ms=9)
+        lam = doc["prediction"]["policies"][pol]["lambda_max_rps"]
+        ax.axhline(lam, color=color, ls="--", lw=1)
+    top = max(p["offered_rps"] for pts in doc["points"].values() for p in pts)
+    ax.plot([0, top], [0, top], ":", color="grey", lw=1, label="offered")
+    ax.set_xlabel("offered load (req/s)")
+    ax.set_ylabel("steady completed throughput (req/s)")
+    ax.set_title("Measured throughput vs offered (x: not sustainable); dashed: planner Λ_max")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
+    s = fl["samples"]
+    t = [x["t_s"] for x in s]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    axes[0].plot(t, [x["threshold_tokens"] for x in s], color="C0")
+    axes[0].set_ylabel("threshold t (tokens)")
+    rates, egress = [], []
+    for a, b in zip(s, s[1:], strict=False):
+        dt = max(b["t_s"] - a["t_s"], 1e-6)
+        rates.append((b["offloaded"] - a["offloaded"]) / dt)
+        egress.append((b["egress_sent_bytes"] - a["egress_sent_bytes"]) * 8 / 1e6 / dt)
+    axes[1].plot(t[1:], rates, color="C1", label="offloads/s")
+    axes[1].set_ylabel("offloads / s")
+    twin = axes[1].twinx()
+    twin.plot(t[1:], egress, color="C2", alpha=0.6, label="egress Mbit/s")
+    twin.set_ylabel("PrfaaS egress (Mbit/s)")
+    req = [r for r in fl["requests"] if r["ttft_s"] is not None]
+    axes[2].plot([r["send_s"] for r in req], [r["ttft_s"] for r in req], ".", ms=4, color="C3")
+    axes[2].set_ylabel("TTFT (s)")
+    axes[2].set_xlabel("time since start (s)")
+    for ax in axes:
+        ax.axvspan(fl["cut_at_s"], fl["cut_at_s"] + fl["cut_for_s"], color="grey", alpha=0.15)
+    axes[0].set_title(f"Link cut to {fl['cut_gbps']:g} Gbit/s (shaded); failed: {fl['failed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(doc: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "experiment.json", "markdown": out / "experiment.md"}
+    if doc.get("fluctuation"):
+        doc["fluctuation"]["phase_stats"] = phase_stats(doc["fluctuation"])
+        paths["fluctuation_png"] = plot_fluctuation(doc["fluctuation"], out / "fluctuation.png")
+    if doc["points"]:
+        paths["throughput_png"] = plot_throughput(doc, out / "throughput.png")
+    paths["json"].write_text(json.dumps(doc, indent=1, default=str))
+    paths["markdown"].write_text(markdown(doc))
+    return paths

@@ -1,0 +1,135 @@
+"""The case study scaled to one small machine, and the planner's prediction for the same inputs.
+
+Scaling (all stated, all applied identically to the processes and to the planner):
+- time: every profiled prefill duration × `time_factor` (the emulated backend sleeps that long);
+- bytes: every KVCache size × `byte_factor`, with the link rate scaled the same way (1 Gbit/s at
+  ÷100 stands for the paper's 100 Gbps), so Φ_kv / B_out is the paper's;
+- decode: `output_tokens` × `decode_step_ms` keeps the paper's 1024 × 25 ms = 25.6 s per request
+  (the backend multiplies the step by `time_factor` too); BS_max = `decode_max_batch`;
+- lengths: the paper's log-normal (μ 9.90, σ 1.00) truncated to [128, `max_input_tokens`] (the
+  emulated profiles cover 128..128K; the cap leaves room for the output in a 128K context).
+The planner gets profiles whose KV sizes are exactly what the emulated backend ships (its
+per-layer rounding included), so prediction and measurement share every input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prfaas.planner import (
+    Case,
+    DecodeProfile,
+    Deployment,
+    PlanResult,
+    PrefillProfile,
+    TruncatedLogNormal,
+    plan,
+)
+from prfaas.planner.cli import plan_to_json
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "profiles"
+PRFAAS_PROFILE = PROFILE_DIR / "h200_8gpu_prefill.csv"
+PD_PROFILE = PROFILE_DIR / "h20_8gpu_prefill.csv"
+PAPER_MU, PAPER_SIGMA, PAPER_MIN = 9.90, 1.00, 128
+MAX_CONTEXT = 131072
+# Case-file deployment name -> router policy.
+DEPLOYMENTS = {
+    "prfaas_pd": "prfaas",
+    "homogeneous_pd": "homogeneous-pd",
+    "naive_heterogeneous": "naive-hetero",
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Scaled case-study inputs (defaults: the full experiment)."""
+
+    time_factor: float = 1.0
+    byte_factor: float = 0.01
+    link_gbps: float = 1.0
+    link_delay_ms: float = 5.0
+    output_tokens: int = 32
+    decode_step_ms: float = 800.0
+    """Before `time_factor`; 32 × 800 ms = the paper's 1024 × 25 ms."""
+    decode_max_batch: int = 20
+    n_prfaas: int = 4
+    n_pd: int = 8
+    n_homogeneous: int = 12
+    max_input_tokens: int = MAX_CONTEXT - 64
+    block_size: int = 256
+
+    @property
+    def decode_step_s(self) -> float:
+        """The decode step the processes really run (seconds)."""
+        return self.decode_step_ms / 1000.0 * self.time_factor
+
+    @property
+    def paper_equivalent_link_gbps(self) -> float:
+        return self.link_gbps / self.byte_factor
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "decode_step_s": self.decode_step_s,
+                "paper_equivalent_link_gbps": self.paper_equivalent_link_gbps}  # fmt: skip
+
+
+def scaled_profile(path: Path, scale: Scale) -> PrefillProfile:
+    """The CSV profile as the emulated backend runs it: seconds × time_factor, and KV bytes as the
+    backend really lays them out (state + per-token KV, each rounded per layer)."""
+    from prfaas.engine.backend_emulated import EmulatedBackend
+    from prfaas.engine.backend_emulated import PrefillProfile as EmuProfile
+
+    emu = EmuProfile.from_csv(path)
+    backend = EmulatedBackend(
+        emu, time_factor=scale.time_factor, byte_factor=scale.byte_factor,
+        block_size=scale.block_size,
+    )  # fmt: skip
+    tokens = np.asarray(emu.input_tokens, dtype=float)
+    seconds = np.asarray(emu.prefill_seconds, dtype=float) * scale.time_factor
+    kv = backend.state_bytes_per_request + backend.kv_bytes_per_token * tokens
+    return PrefillProfile(f"{path.stem}×scaled", tokens, seconds, kv.astype(float))
+
+
+def scaled_case(scale: Scale) -> Case:
+    h200, h20 = scaled_profile(PRFAAS_PROFILE, scale), scaled_profile(PD_PROFILE, scale)
+    deployments = {
+        "prfaas_pd": Deployment("prfaas_pd", "prfaas", scale.n_prfaas, scale.n_pd, h200, h20),
+        "homogeneous_pd": Deployment(
+            "homogeneous_pd", "homogeneous-pd", 0, scale.n_homogeneous, None, h20
+        ),
+        "naive_heterogeneous": Deployment(
+            "naive_heterogeneous", "naive-hetero", scale.n_prfaas, scale.n_pd, h200, h20
+        ),
+    }
+    return Case(
+        link_gbps=scale.link_gbps,
+        decode=DecodeProfile(scale.decode_max_batch, scale.decode_step_s),
+        output_tokens=float(scale.output_tokens),
+        lengths=TruncatedLogNormal(PAPER_MU, PAPER_SIGMA, PAPER_MIN, scale.max_input_tokens),
+        deployments=deployments,
+    )
+
+
+def predict(scale: Scale) -> tuple[PlanResult, dict[str, Any]]:
+    """The planner on the scaled inputs: per policy Λ_max, split, t, p, egress; and the ratios."""
+    result = plan(scaled_case(scale))
+    out: dict[str, Any] = {}
+    for name, dp in result.plans.items():
+        row = plan_to_json(dp)
+        row["egress_bytes_per_s"] = dp.point.egress_bytes_per_s
+        out[DEPLOYMENTS[name]] = {"deployment": name, **row}
+    lam = {k: v["lambda_max_rps"] for k, v in out.items()}
+    ratios = {
+        "prfaas/homogeneous-pd": lam["prfaas"] / lam["homogeneous-pd"],
+        "prfaas/naive-hetero": lam["prfaas"] / lam["naive-hetero"],
+    }
+    return result, {"policies": out, "ratios": ratios}
+
+
+def roles_for(policy: str, prediction: dict[str, Any]) -> tuple[str, ...]:
+    """PD worker roles of a policy's deployment: the planner's N_p prefill + N_d decode."""
+    p = prediction["policies"][policy]
+    return ("prefill",) * p["n_prefill"] + ("decode",) * p["n_decode"]
