@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--no-fluctuation", action="store_true")
     a("--fluct-rate-factor", type=float, default=0.9, help="× prfaas's predicted Λ")
     a("--fluct-duration", type=float, help="seconds of arrivals (default 180, quick 6)")
+    a(
+        "--reanalyze",
+        action="store_true",
+        help="recompute points, table and plots from --out-dir's raw results (no processes)",
+    )
     a("--port-base", type=int, help="first port of the deployments (default 23000, quick 24000)")
 
 
@@ -68,7 +73,34 @@ def _rates(policy: str, prediction: dict[str, Any], common: float, mults: list[f
     return sorted({round(common, 3), *(round(m * lam, 3) for m in mults)})
 
 
+def reanalyze(out: Path) -> dict[str, Any]:
+    """Re-derive every point from raw/<policy>@<rate>.json with the current criterion."""
+    from prfaas.experiment.sweep import analyze
+    from prfaas.loadgen import Results
+
+    doc = json.loads((out / "experiment.json").read_text())
+    scale = Scale(**{k: v for k, v in doc["scale"].items() if k in Scale.__dataclass_fields__})
+    for policy, points in doc["points"].items():
+        for i, old in enumerate(points):
+            raw = Results.load(out / "raw" / f"{policy}@{old['offered_rps']:.3f}.json")
+            new = analyze(raw, old["offered_rps"], scale, Criterion())
+            points[i] = {**new, "seed": old["seed"], "load_average": old["load_average"]}
+    _finish(doc, doc["common_rate_rps"])
+    return doc
+
+
+def _finish(doc: dict[str, Any], common: float) -> None:
+    doc["measured"] = {p: report.summarize_policy(pts, common) for p, pts in doc["points"].items()}
+    if "prfaas" in doc["measured"] and len(doc["measured"]) == 3:
+        doc["ratios"] = report.ratios(doc["measured"], doc["prediction"])
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.reanalyze:
+        doc = reanalyze(Path(args.out_dir))
+        paths = report.write(doc, Path(args.out_dir))
+        print(paths["markdown"].read_text())
+        return 0
     started = time.monotonic()
     scale = _scale(args)
     out = Path(args.out_dir)
@@ -119,9 +151,7 @@ def run(args: argparse.Namespace) -> int:
                 doc["fluctuation"] = _fluctuate(args, running, prediction, scale)
         finally:
             running.stop()
-    doc["measured"] = {p: report.summarize_policy(pts, common) for p, pts in doc["points"].items()}
-    if "prfaas" in doc["measured"] and len(doc["measured"]) == 3:
-        doc["ratios"] = report.ratios(doc["measured"], prediction)
+    _finish(doc, common)
     doc["load_average"]["end"] = os.getloadavg()
     doc["wall_s"] = time.monotonic() - started
     paths = report.write(doc, out)
