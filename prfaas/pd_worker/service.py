@@ -22,7 +22,7 @@ from prfaas.request import Request, RequestKind
 from prfaas.worker import generate_flow as flow
 from prfaas.worker.common_rpcs import CommonRpcs
 from prfaas.worker.convert import finish_reason, sampling_from_proto
-from prfaas.worker.runtime import WorkerRuntime
+from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 
 log = logging.getLogger(__name__)
 ROLES = ("mixed", "prefill", "decode")
@@ -82,18 +82,14 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
         except ValueError as exc:
             yield _error("invalid_argument", str(exc))
             return
-        try:
-            rt.track(request.request_id)
-        except ValueError as exc:
-            yield _error("duplicate", str(exc))
-            return
         source = None
         if decode_only:
             src = request.kv_source
             source = flow.KvSourceSpec(src.transfer_id, src.sender_id, src.deadline_seconds or 60.0)
         started = time.monotonic()
+        events = flow.generate(rt.compute, req, receiver=rt.receiver, source=source)
         try:
-            async for event in flow.generate(rt.compute, req, receiver=rt.receiver, source=source):
+            async for event in rt.stream_abortable(request.request_id, events):
                 if isinstance(event, flow.Admitted):
                     yield worker_pb2.GenerateEvent(
                         admitted=worker_pb2.Admitted(num_cached_tokens=event.num_cached_tokens)
@@ -129,8 +125,10 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
                     if event.code == "kv_transfer_failed":
                         rt.transfer_metrics.record_failure(src.sender_id or "kv", "receive")
                     yield _error(event.code, event.message)
-        finally:
-            rt.untrack(request.request_id)
+        except ValueError as exc:
+            yield _error("duplicate", str(exc))
+        except RequestAborted:
+            yield _error("aborted", f"request {request.request_id} was aborted")
 
     async def SetRole(  # noqa: N802
         self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext

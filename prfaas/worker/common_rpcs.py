@@ -17,7 +17,7 @@ from prfaas.request import Request, RequestKind
 from prfaas.worker.convert import sampling_from_proto
 from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
 from prfaas.worker.prefix_rpcs import PrefixRpcs
-from prfaas.worker.runtime import WorkerRuntime
+from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,21 @@ class CommonRpcs(PrefixRpcs):
             kind=RequestKind.PREFILL_ONLY,
             eos_token_id=rt.eos_token_id,
         )
+        assert rt.sender is not None
+        flow = prefill_and_ship(
+            rt.compute, rt.sender, req, (dest.host, dest.port), dest.transfer_id
+        )
         try:
-            rt.track(request.request_id)
+            report = await rt.run_abortable(request.request_id, flow)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        assert rt.sender is not None
-        try:
-            report = await prefill_and_ship(
-                rt.compute, rt.sender, req, (dest.host, dest.port), dest.transfer_id
-            )
+        except RequestAborted:
+            await context.abort(grpc.StatusCode.ABORTED, "aborted: the request was aborted")
         except PrefillFailed as exc:
             rt.counters.requests_failed += 1
             rt.transfer_metrics.record_failure(f"{dest.host}:{dest.port}", exc.code)
             log.warning("prefill %s failed: %s", request.request_id, exc)
             await context.abort(grpc.StatusCode.ABORTED, f"{exc.code}: {exc}")
-        finally:
-            rt.untrack(request.request_id)
         rt.counters.requests_done += 1
         rt.counters.prefill_tokens += report.num_prompt_tokens - report.num_cached_tokens
         rt.counters.prefill_seconds += report.prefill_seconds

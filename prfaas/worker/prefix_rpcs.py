@@ -14,7 +14,7 @@ import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.worker import prefix_flow as flow
-from prfaas.worker.runtime import WorkerRuntime
+from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 
 log = logging.getLogger(__name__)
 DEFAULT_DEADLINE_S = 60.0
@@ -55,18 +55,13 @@ class PrefixRpcs:
         if invalid:
             yield _import_error("invalid_argument", invalid)
             return
-        try:
-            rt.track(request.import_id)
-        except ValueError as exc:
-            yield _import_error("duplicate", str(exc))
-            return
         assert rt.receiver is not None
+        events = flow.import_prefix(
+            rt.compute, rt.receiver, request.import_id, tokens, request.transfer_id,
+            request.sender_id, request.deadline_seconds or DEFAULT_DEADLINE_S,
+        )  # fmt: skip
         try:
-            events = flow.import_prefix(
-                rt.compute, rt.receiver, request.import_id, tokens, request.transfer_id,
-                request.sender_id, request.deadline_seconds or DEFAULT_DEADLINE_S,
-            )  # fmt: skip
-            async for event in events:
+            async for event in rt.stream_abortable(request.import_id, events):
                 if isinstance(event, flow.ImportAdmitted):
                     yield worker_pb2.ImportPrefixEvent(admitted=worker_pb2.Admitted())
                 elif isinstance(event, flow.ImportDone):
@@ -87,8 +82,10 @@ class PrefixRpcs:
                         rt.transfer_metrics.record_failure(request.sender_id or "kv", "receive")
                     log.warning("prefix import %s failed: %s", request.import_id, event.message)
                     yield _import_error(event.code, event.message)
-        finally:
-            rt.untrack(request.import_id)
+        except ValueError as exc:
+            yield _import_error("duplicate", str(exc))
+        except RequestAborted:
+            yield _import_error("aborted", "the import was aborted")
 
     async def ExportPrefix(  # noqa: N802
         self, request: worker_pb2.ExportPrefixRequest, context: grpc.aio.ServicerContext
@@ -103,16 +100,17 @@ class PrefixRpcs:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, invalid)
         dest = request.destination
         link = f"{dest.host}:{dest.port}"
+        assert rt.sender is not None
+        export = flow.export_prefix(
+            rt.compute, rt.sender, request.export_id, tokens, (dest.host, dest.port),
+            dest.transfer_id, request.deadline_seconds or DEFAULT_DEADLINE_S,
+        )  # fmt: skip
         try:
-            rt.track(request.export_id)
+            report = await rt.run_abortable(request.export_id, export)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        assert rt.sender is not None
-        try:
-            report = await flow.export_prefix(
-                rt.compute, rt.sender, request.export_id, tokens, (dest.host, dest.port),
-                dest.transfer_id, request.deadline_seconds or DEFAULT_DEADLINE_S,
-            )  # fmt: skip
+        except RequestAborted:
+            await context.abort(grpc.StatusCode.ABORTED, "aborted: the export was aborted")
         except flow.PrefixFlowError as exc:
             if exc.code == "kv_transfer_failed":
                 rt.transfer_metrics.record_failure(link, exc.code)
@@ -123,8 +121,6 @@ class PrefixRpcs:
                 else grpc.StatusCode.ABORTED
             )
             await context.abort(status, f"{exc.code}: {exc}")
-        finally:
-            rt.untrack(request.export_id)
         rt.record_sent(link, report.bytes_sent, report.transfer_seconds, 0.0)
         return worker_pb2.ExportPrefixResult(
             num_tokens=report.num_tokens,

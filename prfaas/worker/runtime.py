@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -25,6 +27,11 @@ from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.options import build_backend, build_engine, kv_secret
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RequestAborted(Exception):
+    """The request was aborted through the Abort RPC."""
 
 
 @dataclass
@@ -56,7 +63,9 @@ class WorkerRuntime:
         self.receives_kv = receives_kv
         self.sender: TcpSender | None = None
         self.receiver: TcpReceiver | None = None
-        self.active: dict[str, asyncio.Task[object]] = {}
+        # request id -> the task doing its work (Abort cancels it); ids aborted by Abort.
+        self.active: dict[str, asyncio.Future[Any]] = {}
+        self._aborted: set[str] = set()
         self.counters = Counters()
         self.registry = CollectorRegistry()
         self.worker_metrics = WorkerMetrics(self.registry, self.cluster)
@@ -125,22 +134,66 @@ class WorkerRuntime:
             await self.receiver.close()
         await self.compute.stop()
 
-    def track(self, request_id: str) -> None:
-        """Remember the current task as the owner of `request_id` (Abort cancels it)."""
-        task = asyncio.current_task()
-        assert task is not None
+    async def run_abortable(self, request_id: str, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` as the owner of `request_id`: Abort(request_id) cancels it and this raises
+        RequestAborted, so the RPC still ends with a status instead of being torn down mid-call.
+        Cancelling the caller (client gone) cancels `coro` too. ValueError on a duplicate id."""
+        if request_id in self.active:
+            coro.close()
+            raise ValueError(f"duplicate request id {request_id}")
+        task = asyncio.ensure_future(coro)
+        self.active[request_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if request_id in self._aborted and task.cancelled():
+                raise RequestAborted(request_id) from None
+            raise
+        finally:
+            self._forget(request_id, task)
+
+    async def stream_abortable(self, request_id: str, events: AsyncIterator[T]) -> AsyncIterator[T]:
+        """The async-generator form of `run_abortable`: yields `events`' items; after
+        Abort(request_id) the generator is closed (its cleanup runs) and RequestAborted raised."""
         if request_id in self.active:
             raise ValueError(f"duplicate request id {request_id}")
-        self.active[request_id] = task
+        queue: asyncio.Queue[tuple[bool, T | None]] = asyncio.Queue()
 
-    def untrack(self, request_id: str) -> None:
-        if self.active.get(request_id) is asyncio.current_task():
+        async def pump() -> None:
+            try:
+                async for item in events:
+                    queue.put_nowait((False, item))
+            finally:
+                queue.put_nowait((True, None))
+
+        task = asyncio.ensure_future(pump())
+        self.active[request_id] = task
+        try:
+            while True:
+                end, item = await queue.get()
+                if end:
+                    break
+                yield item  # type: ignore[misc]
+            if task.cancelled() and request_id in self._aborted:
+                raise RequestAborted(request_id)
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            self._forget(request_id, task)
+
+    def _forget(self, request_id: str, task: asyncio.Future[Any]) -> None:
+        if self.active.get(request_id) is task:
             del self.active[request_id]
+            self._aborted.discard(request_id)
 
     def abort(self, request_id: str) -> bool:
+        """Cancel the work that owns `request_id`; False if nothing does (finished or unknown)."""
         task = self.active.get(request_id)
-        if task is None:
+        if task is None or task.done():
             return False
+        self._aborted.add(request_id)
         task.cancel()
         return True
 
