@@ -130,3 +130,36 @@ def test_killed_prefill_worker_requests_complete_locally(tmp_path: Path) -> None
         assert metric_value(url, "prfaas_routing_decisions_total", route="local") == len(PROMPTS)
     finally:
         deployment.stop()
+
+
+def test_client_disconnect_aborts_everywhere(prfaas_deployment: Deployment) -> None:
+    """A client that goes away mid-stream frees the request on the router and every worker."""
+    import asyncio
+
+    import httpx
+
+    from tests.e2e.processes import WorkerProc, wait_leak_free
+
+    body = {
+        "model": "prfaas-tiny",
+        "prompt": "disconnect me " * 60,
+        "max_tokens": 3000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    url = prfaas_deployment.endpoints().http + "/completions"
+    with httpx.Client(timeout=60) as client, client.stream("POST", url, json=body) as reply:
+        assert reply.status_code == 200
+        chunks = 0
+        for line in reply.iter_lines():
+            if line.startswith("data: "):
+                chunks += 1
+            if chunks >= 5:
+                break
+    # Generating the remaining ~3000 tokens would take far longer than this window, so an empty
+    # report within it means the disconnect aborted the request rather than it finishing.
+    for w in prfaas_deployment.topo.workers():
+        proc = WorkerProc(w.worker_id, w.grpc, "prefill" if w.kind == "prefill" else "pd")
+        load = asyncio.run(wait_leak_free(proc, timeout_s=3.0))
+        assert load.leak_report == "", f"{w.worker_id}: {load.leak_report}"
+        assert load.num_live_requests == 0
