@@ -55,12 +55,26 @@ class ControlLoops:
         self.metrics, self.transfer_metrics = metrics, transfer_metrics
         self.short_tick_s, self.long_tick_s = short_tick_s, long_tick_s
         self._tasks: list[asyncio.Task[None]] = []
+        # Cumulative (segments sent, retransmitted) per PrfaaS worker at the previous tick.
+        self._tcp_seen: dict[str, tuple[int, int]] = {}
 
     def telemetry(self) -> LinkTelemetry:
         prfaas = [h for h in self.registry.healthy(self.prfaas_cluster) if h.load is not None]
         egress = sum(h.load.kv_egress_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
         depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
-        return LinkTelemetry(egress, self.link_bytes_per_s, depth)
+        return LinkTelemetry(egress, self.link_bytes_per_s, depth, self._loss_rate(prfaas))
+
+    def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
+        """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick
+        (kernel TCP_INFO counters reported in their load): the paper's congestion signal."""
+        sent = retrans = 0
+        for h in prfaas:
+            now = (h.load.kv_segments_sent, h.load.kv_segments_retransmitted)
+            before = self._tcp_seen.get(h.worker_id, now)
+            self._tcp_seen[h.worker_id] = now
+            sent += max(0, now[0] - before[0])
+            retrans += max(0, now[1] - before[1])
+        return retrans / sent if sent else 0.0
 
     def short_tick(self) -> ShortTermDecision:
         tel = self.telemetry()

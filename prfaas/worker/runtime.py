@@ -74,6 +74,11 @@ class WorkerRuntime:
         self._egress_mark = (time.monotonic(), 0)
         self.egress_bytes_per_s = 0.0
         self._retrans_seen: dict[str, int] = {}
+        # Cumulative TCP statistics of the KV connections (for load reports).
+        self.kv_segments_sent = 0
+        self.kv_segments_retransmitted = 0
+        self.kv_rtt_seconds = 0.0
+        self._bytes_seen: dict[str, int] = {}
         self._telemetry_task: asyncio.Task[None] | None = None
 
     @property
@@ -110,6 +115,13 @@ class WorkerRuntime:
                 retrans = sum(t.total_retrans for t in infos)
                 delta = max(0, retrans - self._retrans_seen.get(peer.peer, 0))
                 self._retrans_seen[peer.peer] = retrans
+                mss = max((t.snd_mss for t in infos), default=0) or 1448
+                sent = max(0, peer.bytes_sent - self._bytes_seen.get(peer.peer, 0))
+                self._bytes_seen[peer.peer] = peer.bytes_sent
+                self.kv_segments_sent += sent // mss
+                self.kv_segments_retransmitted += delta
+                if infos:
+                    self.kv_rtt_seconds = rtt
                 self.transfer_metrics.record_link(
                     LinkStats(
                         peer.peer,

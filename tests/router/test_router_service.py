@@ -133,3 +133,29 @@ async def test_control_loops_feed_threshold_and_apply_roles() -> None:
         assert c.worker("pd-0").role == "decode" and c.registry.get("pd-0").role is Role.DECODE
     finally:
         await c.close()
+
+
+async def test_retransmissions_on_the_prfaas_link_raise_the_threshold() -> None:
+    """The loss signal: TCP retransmits the PrfaaS workers report push t up even though egress is
+    low (congestion seen early, paper §4); a clean link leaves t alone."""
+    c = await start_cluster(threshold=64)
+    try:
+        loops = ControlLoops(c.registry, c.dispatcher.short, 1e9, "prfaas", "pd")
+        prfaas, handle = c.worker("prfaas-0"), c.registry.get("prfaas-0")
+
+        async def report(sent: int, retrans: int) -> None:
+            prfaas.script.load = {"kv_segments_sent": sent, "kv_segments_retransmitted": retrans}
+            await c.registry.heartbeat_once(handle)
+
+        await report(0, 0)
+        assert loops.telemetry().loss_rate == 0.0
+        await report(10_000, 0)
+        assert loops.short_tick().threshold == 64  # clean link: no change
+        await report(20_000, 500)
+        assert loops.telemetry().loss_rate == 0.05  # 500 of the last 10,000 segments
+        for i in range(3, 9):
+            await report(i * 10_000, (i - 1) * 500)
+            decision = loops.short_tick()
+        assert decision.threshold > 64
+    finally:
+        await c.close()

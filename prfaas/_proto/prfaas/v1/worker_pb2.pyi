@@ -134,7 +134,7 @@ class LoadRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerLoad(_message.Message):
-    __slots__ = ("worker_id", "cluster", "role", "num_waiting", "num_running", "num_waiting_for_kv", "busy_fraction", "cache_bytes_used", "cache_bytes_budget", "prefill_tokens_per_second", "decode_tokens_per_second", "kv_bytes_sent", "kv_egress_bytes_per_second", "draining", "num_live_requests", "num_open_transfers", "leak_report")
+    __slots__ = ("worker_id", "cluster", "role", "num_waiting", "num_running", "num_waiting_for_kv", "busy_fraction", "cache_bytes_used", "cache_bytes_budget", "prefill_tokens_per_second", "decode_tokens_per_second", "kv_bytes_sent", "kv_egress_bytes_per_second", "draining", "num_live_requests", "num_open_transfers", "leak_report", "kv_segments_sent", "kv_segments_retransmitted", "kv_rtt_seconds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,9 @@ class WorkerLoad(_message.Message):
     NUM_LIVE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     NUM_OPEN_TRANSFERS_FIELD_NUMBER: _ClassVar[int]
     LEAK_REPORT_FIELD_NUMBER: _ClassVar[int]
+    KV_SEGMENTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    KV_SEGMENTS_RETRANSMITTED_FIELD_NUMBER: _ClassVar[int]
+    KV_RTT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     cluster: str
     role: str
@@ -169,7 +172,10 @@ class WorkerLoad(_message.Message):
     num_live_requests: int
     num_open_transfers: int
     leak_report: str
-    def __init__(self, worker_id: _Optional[str] = ..., cluster: _Optional[str] = ..., role: _Optional[str] = ..., num_waiting: _Optional[int] = ..., num_running: _Optional[int] = ..., num_waiting_for_kv: _Optional[int] = ..., busy_fraction: _Optional[float] = ..., cache_bytes_used: _Optional[int] = ..., cache_bytes_budget: _Optional[int] = ..., prefill_tokens_per_second: _Optional[float] = ..., decode_tokens_per_second: _Optional[float] = ..., kv_bytes_sent: _Optional[int] = ..., kv_egress_bytes_per_second: _Optional[float] = ..., draining: _Optional[bool] = ..., num_live_requests: _Optional[int] = ..., num_open_transfers: _Optional[int] = ..., leak_report: _Optional[str] = ...) -> None: ...
+    kv_segments_sent: int
+    kv_segments_retransmitted: int
+    kv_rtt_seconds: float
+    def __init__(self, worker_id: _Optional[str] = ..., cluster: _Optional[str] = ..., role: _Optional[str] = ..., num_waiting: _Optional[int] = ..., num_running: _Optional[int] = ..., num_waiting_for_kv: _Optional[int] = ..., busy_fraction: _Optional[float] = ..., cache_bytes_used: _Optional[int] = ..., cache_bytes_budget: _Optional[int] = ..., prefill_tokens_per_second: _Optional[float] = ..., decode_tokens_per_second: _Optional[float] = ..., kv_bytes_sent: _Optional[int] = ..., kv_egress_bytes_per_second: _Optional[float] = ..., draining: _Optional[bool] = ..., num_live_requests: _Optional[int] = ..., num_open_transfers: _Optional[int] = ..., leak_report: _Optional[str] = ..., kv_segments_sent: _Optional[int] = ..., kv_segments_retransmitted: _Optional[int] = ..., kv_rtt_seconds: _Optional[float] = ...) -> None: ...
 
 class SetRoleRequest(_message.Message):
     __slots__ = ("role",)
