@@ -99,9 +99,38 @@ class ControlLoops:
             counts.setdefault((cluster, role), 0)
         return counts
 
+    def calibrate(self) -> dict[str, float]:
+        """Feed the long-term planner the measured prefill speed of each cluster, as the ratio of
+        measured to profiled prefill time at the recent mean uncached length (a profile of other
+        hardware, or an emulated cluster with a time factor, is thereby rescaled to reality)."""
+        assert self.long is not None
+        length = self.long.mean_recent_length()
+        slowdown: dict[str, float] = {}
+        if not length:
+            return slowdown
+        model = self.long.model
+        for key, cluster, profile in (
+            ("prfaas", self.prfaas_cluster, model.prfaas_profile),
+            ("pd", self.local_cluster, model.pd_profile),
+        ):
+            speeds = [
+                h.load.prefill_tokens_per_second
+                for h in self.registry.healthy(cluster)
+                if h.load is not None and h.load.prefill_tokens_per_second > 0
+            ]
+            if profile is None or not speeds:
+                continue
+            measured_s = length / (sum(speeds) / len(speeds))
+            slowdown[key] = measured_s / float(profile.t_prefill(length))
+        self.long.observe_stage_speed(pd=slowdown.get("pd"), prfaas=slowdown.get("prfaas"))
+        return slowdown
+
     async def long_tick(self) -> LongTermDecision | None:
         if self.long is None:
             return None
+        slowdown = self.calibrate()
+        if slowdown:
+            log.info("long-term: measured/profiled prefill time %s", slowdown)
         decision = self.long.step(time.monotonic(), self.registry.snapshots(), self.local_cluster)
         log.info("long-term: %s t=%.0f N_p=%d N_d=%d rate=%.2f/s actions=%s", decision.reason,
                  decision.threshold, decision.n_p, decision.n_d, decision.arrival_rps,

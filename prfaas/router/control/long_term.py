@@ -79,6 +79,12 @@ class LongTermController:
         """Called once per routed request with its incremental (uncached) length."""
         self._samples.append((now, uncached_tokens))
 
+    def mean_recent_length(self) -> float | None:
+        """Mean uncached length of the requests in the rolling window (None when empty)."""
+        if not self._samples:
+            return None
+        return sum(n for _, n in self._samples) / len(self._samples)
+
     def observe_stage_speed(
         self,
         pd: float | None = None,
