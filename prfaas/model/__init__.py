@@ -5,9 +5,29 @@ Entry points for other packages: `HybridConfig`/`get_preset`, `HybridModel.prefi
 `HybridCache`/`SeqCache`, `prfaas.model.layout`, `prfaas.model.sampler`, `prfaas.model.tokenizer`.
 """
 
-from prfaas.model.cache import HybridCache, SeqCache
-from prfaas.model.config import BOS_ID, EOS_ID, PAD_ID, HybridConfig, get_preset
-from prfaas.model.hybrid import ContextLengthError, HybridModel
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID
+
+# Torch-backed names load on first use (PEP 562), so `prfaas.model.tokenizer` stays torch-free.
+_LAZY = {
+    "HybridCache": "prfaas.model.cache",
+    "SeqCache": "prfaas.model.cache",
+    "HybridConfig": "prfaas.model.config",
+    "get_preset": "prfaas.model.config",
+    "ContextLengthError": "prfaas.model.hybrid",
+    "HybridModel": "prfaas.model.hybrid",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'prfaas.model' has no attribute {name!r}")
+
 
 __all__ = [
     "BOS_ID",

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 
 # Byte-level tokenizer ids (prfaas/model/tokenizer.py); the vocabulary is padded to `vocab_size` rows.
-BOS_ID = 256
-EOS_ID = 257
-PAD_ID = 258
+from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID  # noqa: F401 (re-exported)
+
 NUM_TOKENIZER_IDS = 259
 
 

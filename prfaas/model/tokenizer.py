@@ -10,7 +10,7 @@ import codecs
 import json
 from pathlib import Path
 
-from prfaas.model.config import BOS_ID, EOS_ID, PAD_ID
+from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 SPECIAL_TOKENS = {BOS_ID: "<|bos|>", EOS_ID: "<|eos|>", PAD_ID: "<|pad|>"}
 

@@ -24,7 +24,9 @@ def test_router_process_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None
     http_port, grpc_port = free_port(), free_port()
     # Workers on ports nobody listens on (not the defaults, which a running demo may use).
     topo = load_topology().with_overrides(
-        prfaas_grpc_base_port=free_port(), pd_grpc_base_port=free_port(), pd_kv_base_port=free_port()
+        prfaas_grpc_base_port=free_port(),
+        pd_grpc_base_port=free_port(),
+        pd_kv_base_port=free_port(),
     )
     (tmp_path / "topo.toml").write_text(topo.to_toml())
     cmd = [sys.executable, "-m", "prfaas.cli", "router", "--http-port", str(http_port),
@@ -53,3 +55,10 @@ def test_router_process_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_router_and_tokenizer_do_not_import_torch() -> None:
+    """The router process stays light: no torch (hundreds of MB, seconds of import)."""
+    code = "import sys, prfaas.router.main, prfaas.model.tokenizer; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

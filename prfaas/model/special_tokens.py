@@ -1,0 +1,8 @@
+"""Ids of the byte-level vocabulary's special tokens (ids 0-255 are raw UTF-8 bytes).
+
+Kept free of torch so the router and load tools can tokenize without importing the model.
+"""
+
+BOS_ID = 256
+EOS_ID = 257
+PAD_ID = 258
