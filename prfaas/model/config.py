@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 # Byte-level tokenizer ids (prfaas/model/tokenizer.py); the vocabulary is padded to `vocab_size` rows.
 from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    import torch
+
+# Bytes per element of the weight/KV dtypes a config may name. Kept here, not read from torch, so
+# configs (and the router, which only needs context limits) load without importing torch.
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 NUM_TOKENIZER_IDS = 259
 
@@ -65,7 +71,8 @@ class HybridConfig:
             raise ValueError("rotary_dim must be even and <= head_dim")
         if self.vocab_size < NUM_TOKENIZER_IDS:
             raise ValueError(f"vocab_size must be >= {NUM_TOKENIZER_IDS}")
-        getattr(torch, self.dtype)
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {self.dtype!r}")
 
     @property
     def num_layers(self) -> int:
@@ -83,6 +90,8 @@ class HybridConfig:
 
     @property
     def torch_dtype(self) -> torch.dtype:
+        import torch
+
         return getattr(torch, self.dtype)
 
     @property
@@ -100,7 +109,7 @@ class HybridConfig:
     @property
     def kv_bytes_per_token_layer(self) -> int:
         """K and V of one token in one full-attention layer."""
-        return 2 * self.n_kv_heads * self.head_dim * self.torch_dtype.itemsize
+        return 2 * self.n_kv_heads * self.head_dim * DTYPE_BYTES[self.dtype]
 
     @property
     def kv_bytes_per_token(self) -> int:
