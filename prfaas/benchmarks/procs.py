@@ -10,17 +10,11 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from prfaas.launcher.deployment import _grpc_ready
+from prfaas.launcher.probes import free_port, grpc_ready
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
 
 CHILD_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
 START_TIMEOUT_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tcp_listening(port: int) -> bool:
@@ -50,7 +44,7 @@ def worker_spec(
         kv_port = free_port()
         argv += ["--role", role, "--kv-port", str(kv_port)]
     address = f"127.0.0.1:{port}"
-    spec = ProcessSpec(name, argv, env=CHILD_ENV, ready=lambda: _grpc_ready(address))
+    spec = ProcessSpec(name, argv, env=CHILD_ENV, ready=lambda: grpc_ready(address))
     return spec, Worker(name, address, kv_port)
 
 

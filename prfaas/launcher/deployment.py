@@ -16,39 +16,15 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
+from prfaas.launcher.probes import grpc_ready, http_ready
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
 from prfaas.launcher.topology import Topology, WorkerAddress
 
 START_TIMEOUT_S = 180.0
-
-
-def _http_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
-
-
-def _grpc_ready(address: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    channel = grpc.insecure_channel(address)
-    try:
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=1.0
-        )
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-    except grpc.RpcError:
-        return False
-    finally:
-        channel.close()
 
 
 def _port_open_in_ns(ns: str, address: str) -> bool:
@@ -180,7 +156,7 @@ class Deployment:
             kind = "prefill-worker" if w.kind == "prefill" else "pd-worker"
             prefix, ns = self._placement(w.kind)
             if ns is None:
-                ready = lambda address=w.grpc: _grpc_ready(address)  # noqa: E731
+                ready = lambda address=w.grpc: grpc_ready(address)  # noqa: E731
             else:
                 ready = lambda ns=ns, address=w.grpc: _port_open_in_ns(ns, address)  # noqa: E731
             argv = self._cli(kind, *self._worker_args(w, index + 1))
@@ -204,7 +180,7 @@ class Deployment:
                 str(t.threshold_tokens),
             ),  # fmt: skip
             env,
-            ready=lambda: _http_ready(f"http://127.0.0.1:{t.http_port}/ready"),
+            ready=lambda: http_ready(f"http://127.0.0.1:{t.http_port}/ready"),
             prefix=prefix,
         )
         return [relays, worker_specs, [router]]

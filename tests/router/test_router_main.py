@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,13 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from prfaas.launcher.probes import free_port
 from prfaas.launcher.topology import load_topology
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_router_process_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None:

@@ -1,0 +1,39 @@
+"""Readiness probes and free ports: what the launcher, benchmarks and tests poll before use."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel's choice; racy only in theory)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_ready(url: str) -> bool:
+    """True when GET `url` answers 200 (the router's /ready)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def grpc_ready(address: str) -> bool:
+    """True when the standard grpc.health.v1 service at `address` reports SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(address)
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=1.0
+        )
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+    finally:
+        channel.close()
