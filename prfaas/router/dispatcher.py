@@ -82,6 +82,10 @@ class DispatchConfig:
     """Move a cache held in the other cluster before the request when the policy asks for it."""
     prefix_transfer_slack_s: float = 2.0
     """Fixed part of a prefix move's deadline; the rest is its bytes over the link, x factor."""
+    max_inflight: int = 512
+    """Admission cap: requests in flight at once; one more is refused with 429 + Retry-After."""
+    retry_after_s: float = 1.0
+    """What a refused client is told to wait before retrying."""
 
 
 @dataclass
@@ -141,6 +145,11 @@ class Dispatcher(GenerationBackend):
     ) -> AsyncIterator[RouteDecision | TokenChunk | GenerationFinished]:
         """Decision(s) then events; a retry before the first token yields a new decision."""
         rid = request.request_id
+        if len(self._inflight) >= self.config.max_inflight:
+            raise Overloaded(
+                self.config.retry_after_s,
+                f"{len(self._inflight)} requests in flight (limit {self.config.max_inflight})",
+            )
         inflight = self._inflight.setdefault(rid, _Inflight())
         excluded: set[str] = set()
         force_local = False

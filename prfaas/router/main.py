@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=int, help="initial routing threshold t in tokens")
     parser.add_argument("--api-key", help="require this bearer token on /v1/*")
     parser.add_argument("--model-name", help="served model id (default: prfaas-<preset>)")
+    parser.add_argument(
+        "--max-inflight", type=int, default=512, help="admitted requests at once (more: 429)"
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -119,7 +122,9 @@ class RouterProcess:
     metrics: RouterMetrics
 
 
-def build(topo: Topology, model_name: str | None = None, max_context: int = 4096) -> RouterProcess:
+def build(
+    topo: Topology, model_name: str | None = None, max_context: int = 4096, max_inflight: int = 512
+) -> RouterProcess:
     """Wire the components for `topo` (no I/O; the caller starts them)."""
     metrics = RouterMetrics(CollectorRegistry(), model_name or f"prfaas-{topo.model_preset}")
     transfer_metrics = TransferMetrics(metrics.registry)
@@ -132,7 +137,8 @@ def build(topo: Topology, model_name: str | None = None, max_context: int = 4096
     routing = RoutingConfig(policy=topo.policy, local_cluster=topo.pd_cluster,
                             prfaas_cluster=topo.prfaas_cluster)  # fmt: skip
     config = DispatchConfig(model_name=metrics.model_name, max_context=max_context,
-                            routing=routing, link_bytes_per_s=link_bytes)  # fmt: skip
+                            routing=routing, link_bytes_per_s=link_bytes,
+                            max_inflight=max_inflight)  # fmt: skip
     dispatcher = Dispatcher(registry, short, config, long, metrics)
     loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
                          long, metrics, transfer_metrics,
@@ -140,10 +146,12 @@ def build(topo: Topology, model_name: str | None = None, max_context: int = 4096
     return RouterProcess(topo, registry, dispatcher, loops, metrics)
 
 
-async def serve(topo: Topology, api_key: str | None, model_name: str | None) -> int:
+async def serve(
+    topo: Topology, api_key: str | None, model_name: str | None, max_inflight: int = 512
+) -> int:
     from prfaas.router.http_api import create_app
 
-    proc = build(topo, model_name, _max_context(topo))
+    proc = build(topo, model_name, _max_context(topo), max_inflight)
     app = create_app(proc.dispatcher, _TokenizerAdapter(), api_key=api_key, metrics=proc.metrics)
     grpc_server = grpc.aio.server()
     router_pb2_grpc.add_RouterServicer_to_server(
@@ -182,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy, host=args.host, http_port=args.http_port,
         router_grpc_port=args.grpc_port, threshold_tokens=args.threshold,
     )  # fmt: skip
-    coro = serve(topo, args.api_key, args.model_name)
+    coro = serve(topo, args.api_key, args.model_name, args.max_inflight)
     try:
         import uvloop
     except ImportError:

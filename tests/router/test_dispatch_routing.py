@@ -115,3 +115,31 @@ async def test_http_view_filters_decisions_and_ready_tracks_workers() -> None:
         assert not c.dispatcher.ready()
     finally:
         await c.close()
+
+
+async def test_admission_cap_refuses_with_retry_after() -> None:
+    """Past `max_inflight` requests in flight, a new one is refused (HTTP 429 + Retry-After)
+    without touching any worker; once the first finishes, requests are admitted again."""
+    import asyncio
+
+    import pytest
+
+    from prfaas.router.backend_base import Overloaded
+
+    c = await start_cluster(
+        pd_roles=("mixed",), num_prfaas=0, policy="homogeneous-pd", max_inflight=1
+    )
+    try:
+        c.worker("pd-0").script.token_delay_s = 0.05
+        first = asyncio.ensure_future(run(c, list(range(10)), max_tokens=8))
+        while not c.dispatcher._inflight:
+            await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as refused:
+            await run(c, list(range(10)))
+        assert refused.value.retry_after_s > 0 and "limit 1" in str(refused.value)
+        _, _, tokens, fin = await first
+        assert len(tokens) == 8 and fin is not None
+        _, _, tokens, fin = await run(c, list(range(10)))
+        assert fin is not None
+    finally:
+        await c.close()
