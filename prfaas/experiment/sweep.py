@@ -2,9 +2,10 @@
 and the numbers that decide whether the rate is sustainable.
 
 Sustainable (the exact criterion, `Criterion`): no failed request; steady-state completion
-ratio ≥ `min_completion_ratio`; inter-token latency p90 ≤ `max_itl_factor` × the decode step;
-and per-request time per output token (after the first token, so a wait for a decode slot counts)
-p90 ≤ `max_itl_factor` × the step. The steady-state completion ratio pairs each window of
+ratio ≥ `min_completion_ratio`; and per-request time per output token (after the first token, so
+a wait for a decode slot counts) p90 ≤ `max_itl_factor` × the decode step. Client-side
+inter-token gaps p90 is reported and gates only with `gate_itl` (streamed tokens arrive in pairs
+here, so that p90 sits at two steps whatever the load; TPOT is the SLO that sees the decode rate). The steady-state completion ratio pairs each window of
 completions with the arrivals that could have completed in it: with L the median end-to-end
 latency and S the last send, ratio = completions in [L, S] / arrivals in [0, S − L]; ≈ 1 when the
 deployment keeps up (requests faster than L that leave the window at its start balance slower
@@ -29,6 +30,7 @@ from prfaas.loadgen.workloads import Scaling
 class Criterion:
     min_completion_ratio: float = 0.95
     max_itl_factor: float = 1.5
+    gate_itl: bool = False
 
 
 def workload_for(rate: float, duration_s: float, scale: Scale, seed: int):  # noqa: ANN201
@@ -102,7 +104,7 @@ def analyze(results: Results, offered: float, scale: Scale, crit: Criterion) -> 
         "routing": results.routing,
         "max_send_lag_s": s.max_send_lag_s,
         "checks": checks,
-        "sustainable": all(checks.values()),
+        "sustainable": all(v for k, v in checks.items() if k != "itl_p90" or crit.gate_itl),
     }
 
 
