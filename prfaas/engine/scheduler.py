@@ -90,7 +90,9 @@ class Scheduler:
     def _admit_decode_only(self) -> None:
         # Preallocation does not wait behind prefills: its memory is what lets a transfer start.
         for req in [r for r in self.waiting if r.kind is RequestKind.DECODE_ONLY]:
-            if self.kv.allocate(req) is None:
+            # A preallocated request becomes a running decode the moment its cache arrives, so it
+            # counts against max_num_seqs (BS_max) already.
+            if self._num_seqs >= self.config.max_num_seqs or self.kv.allocate(req) is None:
                 return
             self.waiting.remove(req)
             req.status = RequestStatus.WAITING_FOR_KV
@@ -98,6 +100,11 @@ class Scheduler:
             self._pending.append(
                 RequestOutput(req.request_id, req.status, event=RequestEvent.PREALLOCATED)
             )
+
+    @property
+    def _num_seqs(self) -> int:
+        """Requests holding a decode seat: running, or preallocated and waiting for their KV."""
+        return len(self.running) + len(self.waiting_for_kv)
 
     @property
     def has_work(self) -> bool:
@@ -115,7 +122,7 @@ class Scheduler:
         for req in self.running:
             if not req.is_prefill_done:
                 budget -= self._schedule_chunk(req, budget, out, None)
-        while self.waiting and len(self.running) < self.config.max_num_seqs:
+        while self.waiting and self._num_seqs < self.config.max_num_seqs:
             req = self.waiting[0]
             if req.kind is RequestKind.DECODE_ONLY:
                 break

@@ -140,11 +140,8 @@ class Deployment:
             rate_mbit = t.link.rate_gbps * 1000 if self.netns is None else 0
             prefix, _ = self._placement("pd")
             for w in workers:
-                if (
-                    w.kind == "pd"
-                    and w.role in ("decode", "mixed")
-                    and w.kv_via_link != w.kv_direct
-                ):
+                # Every PD worker: roles change at run time, and prefix exports reach PD-P too.
+                if w.kind == "pd" and w.kv_via_link != w.kv_direct:
                     argv = self._cli(
                         "link", "--listen", w.kv_via_link, "--target", w.kv_direct,
                         "--delay-ms", str(t.link.delay_ms), "--jitter-ms", str(t.link.jitter_ms),

@@ -277,8 +277,8 @@ class Dispatcher(GenerationBackend):
         cfg = self.config
         load = prefill.load
         tps = (load.prefill_tokens_per_second if load else 0.0) or cfg.default_prefill_tokens_per_s
-        queue = prefill.snapshot().queue_depth
-        compute_s = (1 + queue) * max(d.incremental_tokens, 1) / tps
+        # Everything this router already queued on the worker runs first (FCFS), then this one.
+        compute_s = (prefill.inflight_prefill_tokens + max(d.incremental_tokens, 1)) / tps
         if prefill.kind == "prefill":
             bandwidth = cfg.link_bytes_per_s * max(1.0 - self.short.utilization, 0.1)
         else:

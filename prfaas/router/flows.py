@@ -85,12 +85,16 @@ class Attempt:
     # The id workers see: unique per attempt, so a late Abort or cleanup of a failed attempt can
     # never hit the retry of the same client request on the same worker.
     worker_request_id: str = ""
+    incremental_tokens: int = 0
+    """Uncached prompt tokens the prefill worker computes (its queue accounting)."""
     num_tokens_sent: int = 0
     prefill_result: worker_pb2.PrefillResult | None = None
     _call: grpc.aio.UnaryStreamCall | None = None
     _prefill_task: asyncio.Task[worker_pb2.PrefillResult] | None = None
     _read: asyncio.Task[object] | None = None
     workers: list[WorkerHandle] = field(default_factory=list)
+    _prefill_counted: bool = False
+    _decode_counted: bool = False
 
     @property
     def participants(self) -> list[WorkerHandle]:
@@ -101,8 +105,23 @@ class Attempt:
     def two_worker(self) -> bool:
         return self.prefill.worker_id != self.decode.worker_id
 
+    def _count(self, prefill: int, decode: int) -> None:
+        """Adjust the handles' in-flight counts (+1 at start; -1 when a phase ends)."""
+        self.prefill.inflight_prefills += prefill
+        self.prefill.inflight_prefill_tokens += prefill * self.incremental_tokens
+        self.decode.inflight_decodes += decode
+
+    def _prefill_over(self) -> None:
+        if self._prefill_counted:
+            self._prefill_counted = False
+            self._count(-1, 0)
+
     def close(self) -> None:
         """Cancel every call of this attempt (idempotent; the workers abort on cancellation)."""
+        self._prefill_over()
+        if self._decode_counted:
+            self._decode_counted = False
+            self._count(0, -1)
         for task in (self._read, self._prefill_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -123,6 +142,8 @@ class Attempt:
                 deadline_seconds=self.prefill_deadline_s + self.timeouts.admit_s,
             ))  # fmt: skip
         self.workers = [self.decode] + ([self.prefill] if self.two_worker else [])
+        self._count(1, 1)
+        self._prefill_counted = self._decode_counted = True
         self._call = self.decode.pd.Generate(gen)
         admitted = await self._next_event(self.timeouts.admit_s, "admission")
         if admitted.WhichOneof("event") != "admitted":
@@ -155,6 +176,8 @@ class Attempt:
                 if not event.tokens.ids:
                     continue
                 first = self.num_tokens_sent == 0
+                if first:
+                    self._prefill_over()
                 self.num_tokens_sent += len(event.tokens.ids)
                 yield TokenChunk(tuple(event.tokens.ids), cached if first else None)
             elif kind == "finished":

@@ -73,6 +73,13 @@ class WorkerHandle:
     healthy: bool = False
     draining: bool = False
     load: worker_pb2.WorkerLoad | None = None
+    # This router's own in-flight work on the worker, updated at once by the dispatcher's
+    # attempts (heartbeats lag by a poll interval, and placing on stale counts herds requests
+    # onto one worker): requests whose prefill runs or waits here, their uncached tokens, and
+    # requests decoding here.
+    inflight_prefills: int = 0
+    inflight_prefill_tokens: int = 0
+    inflight_decodes: int = 0
     num_failures: int = 0
     last_seen_s: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -94,11 +101,22 @@ class WorkerHandle:
         host, _, port = (addr or self.kv_address).rpartition(":")
         return host, int(port)
 
+    @property
+    def max_decodes(self) -> int:
+        """Concurrent decodes the worker admits (its engine's max_num_seqs; 64 until reported)."""
+        return (self.load.max_num_seqs if self.load is not None else 0) or 64
+
     def snapshot(self) -> WorkerSnapshot:
         load = self.load
         queue = 0 if load is None else load.num_waiting + load.num_waiting_for_kv
         if load is not None and self.role in (Role.PRFAAS, Role.PREFILL):
             queue += load.num_running
+        queue = max(queue, self.inflight_prefills)
+        if self.role in (Role.DECODE, Role.MIXED):
+            # Decode placement: the running batch against the worker's cap (Eq. 5's BS_max).
+            utilization = self.inflight_decodes / self.max_decodes
+        else:
+            utilization = 0.0 if load is None else load.busy_fraction
         return WorkerSnapshot(
             worker_id=self.worker_id,
             cluster=self.cluster,
@@ -106,7 +124,7 @@ class WorkerHandle:
             healthy=self.healthy,
             draining=self.draining or (load is not None and load.draining),
             queue_depth=queue,
-            load=0.0 if load is None else load.busy_fraction,
+            load=utilization,
             free_kv_tokens=UNLIMITED_KV_TOKENS,
         )
 

@@ -85,3 +85,27 @@ def test_abort_of_held_prefill_only_releases(engine):
     run_until_idle(engine)
     assert engine.abort("p")
     assert req.status is RequestStatus.FINISHED_STOPPED
+
+
+def test_decode_seats_are_capped_by_max_num_seqs_including_waiting_for_kv():
+    """BS_max holds on a decode worker: a preallocated request takes a seat before its KV
+    arrives, so more decode_only requests than max_num_seqs wait instead of overfilling."""
+    eng = make_engine(max_num_seqs=2, enable_prefix_cache=False)
+    reqs = [make_req(f"d{i}", 50, max_tokens=3, kind=RequestKind.DECODE_ONLY) for i in range(3)]
+    for req in reqs:
+        eng.add_request(req)
+    eng.step()
+    assert [r.status for r in reqs] == [
+        RequestStatus.WAITING_FOR_KV,
+        RequestStatus.WAITING_FOR_KV,
+        RequestStatus.WAITING,
+    ]
+    eng.mark_kv_ready("d0", 7)
+    eng.mark_kv_ready("d1", 7)
+    run_until_idle(eng)
+    # Seats freed: the third is preallocated, then decodes to completion.
+    assert reqs[2].status is RequestStatus.WAITING_FOR_KV
+    eng.mark_kv_ready("d2", 7)
+    run_until_idle(eng)
+    assert all(r.status is RequestStatus.FINISHED_LENGTH for r in reqs)
+    eng.assert_no_leaks()

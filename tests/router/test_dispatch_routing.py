@@ -143,3 +143,28 @@ async def test_admission_cap_refuses_with_retry_after() -> None:
         assert fin is not None
     finally:
         await c.close()
+
+
+async def test_concurrent_offloads_spread_over_prfaas_workers_between_heartbeats() -> None:
+    """Placement counts the router's own in-flight work, so a burst that arrives between two
+    load polls does not herd onto one PrfaaS worker (heartbeats lag by a poll interval)."""
+    import asyncio
+
+    c = await start_cluster(num_prfaas=2, threshold=64)
+    try:
+        for w in ("prfaas-0", "prfaas-1"):
+            c.worker(w).script.prefill_mode = "stall"
+        tasks = [asyncio.ensure_future(run(c, list(range(i, i + 200)))) for i in range(4)]
+        while sum(len(c.worker(w).prefill_requests) for w in ("prfaas-0", "prfaas-1")) < 4:
+            await asyncio.sleep(0.01)
+        counts = [len(c.worker(w).prefill_requests) for w in ("prfaas-0", "prfaas-1")]
+        assert counts == [2, 2]
+        assert c.registry.get("prfaas-0").inflight_prefills == 2
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Every attempt gave its counts back.
+        for w in c.registry.workers.values():
+            assert (w.inflight_prefills, w.inflight_prefill_tokens, w.inflight_decodes) == (0, 0, 0)
+    finally:
+        await c.close()
