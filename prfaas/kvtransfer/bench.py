@@ -142,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--netns-rounds", type=int, default=3)
     parser.add_argument("--overlap-trials", type=int, default=7)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--chunk-mib", type=float, default=1.0)
+    parser.add_argument("--chunk-mib", type=float, default=4.0)
     parser.add_argument(
         "--layer-ms", type=float, default=20.0, help="overlap: one layer every X ms"
     )

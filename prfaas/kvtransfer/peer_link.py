@@ -191,13 +191,12 @@ class PeerLink:
             if isinstance(item, bytes):
                 await conn.send([memoryview(item)])
                 continue
-            chk = wire.checksum(item.parts)
             header = wire.encode(
-                wire.Chunk(item.handle.transfer_id, item.layer, item.offset, item.length, chk)
+                wire.Chunk(item.handle.transfer_id, item.layer, item.offset, item.length)
             )
             self.stats.bytes_in_flight += item.length
             try:
-                await conn.send([memoryview(header), *item.parts])
+                chk = await conn.send_chunk(header, item.parts)
             finally:
                 self.stats.bytes_in_flight -= item.length
             self.stats.on_sent(item.length)

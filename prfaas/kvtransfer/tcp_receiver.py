@@ -59,6 +59,8 @@ class TcpReceiver(KVReceiver):
         # Replaced on every expect(); OPENs waiting for their expect() wait on the current one.
         self._expected = asyncio.Event()
         self._sessions: dict[bytes, set[ReceiverProtocol]] = {}
+        # (session, tid) of OPENs waiting for expect(); True once the sender aborted it.
+        self._pending_open: dict[tuple[bytes, str], bool] = {}
         self._all_handles: weakref.WeakSet[ReceiveHandle] = weakref.WeakSet()
 
     @property
@@ -100,17 +102,34 @@ class TcpReceiver(KVReceiver):
         return handle
 
     def handle_open(self, proto: ReceiverProtocol, msg: wire.Open) -> None:
-        self._spawn(self._open(proto, msg))
+        # Accepted at once when expected (a following ABORT in the same read then finds it owned);
+        # otherwise a task waits up to open_grace_s for the engine's expect().
+        if msg.tid in self._handles:
+            self._accept_open(proto, msg)
+        else:
+            self._pending_open[(proto.session, msg.tid)] = False
+            self._spawn(self._open(proto, msg))
+
+    def abort_pending(self, tid: str, session: bytes) -> None:
+        """The sender aborted a transfer whose OPEN still waits for expect()."""
+        if (session, tid) in self._pending_open:
+            self._pending_open[(session, tid)] = True
 
     async def _open(self, proto: ReceiverProtocol, msg: wire.Open) -> None:
-        if msg.tid not in self._handles:
-            try:
-                async with asyncio.timeout(self.open_grace_s):
-                    while msg.tid not in self._handles:
-                        await self._expected.wait()
-            except TimeoutError:
-                proto.send(wire.encode(wire.Abort(msg.tid, "unknown transfer")))
-                return
+        key = (proto.session, msg.tid)
+        try:
+            async with asyncio.timeout(self.open_grace_s):
+                while msg.tid not in self._handles and not self._pending_open[key]:
+                    await self._expected.wait()
+        except TimeoutError:
+            proto.send(wire.encode(wire.Abort(msg.tid, "unknown transfer")))
+            return
+        finally:
+            aborted = self._pending_open.pop(key, False)
+        if not aborted:
+            self._accept_open(proto, msg)
+
+    def _accept_open(self, proto: ReceiverProtocol, msg: wire.Open) -> None:
         handle = self._handles[msg.tid]
         try:
             handle.begin(msg.layout, msg.metadata)

@@ -22,7 +22,7 @@ class TcpSender(KVSender):
         secret: bytes,
         identity: str = "sender",
         num_connections: int = 4,
-        chunk_mib: float = 1.0,
+        chunk_mib: float = 4.0,
         max_queued_mib: float = 256.0,
         connect_timeout_s: float = 5.0,
         sndbuf: int | None = None,
