@@ -192,6 +192,15 @@ LINK = [
         "TCP segments retransmitted per second, per link.",
     ),
     Panel(
+        "Bytes in flight and backlog",
+        (
+            Query("sum by (link) (prfaas_link_bytes_in_flight)", "{{link}} in flight"),
+            Query("sum by (link) (prfaas_link_queued_bytes)", "{{link}} queued"),
+        ),
+        "bytes",
+        "KV bytes on the wire and not yet acknowledged, and bytes waiting in the sender.",
+    ),
+    Panel(
         "Ingress (KV bytes received)",
         (Query(f"{rate('prfaas_kv_transfer_received_bytes_total', 'link')} * 8", "{{link}}"),),
         "bps",

@@ -152,3 +152,7 @@ class LinkStats:
     rtt_s: float
     num_retransmits: int
     """Retransmitted segments since the previous sample."""
+    bytes_in_flight: int = 0
+    """Bytes handed to the kernel and not yet acknowledged by the receiver."""
+    queued_bytes: int = 0
+    """Bytes producers added that are not yet on the wire (sender backlog)."""

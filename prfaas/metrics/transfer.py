@@ -78,6 +78,18 @@ class TransferMetrics:
             link,
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "prfaas_link_bytes_in_flight",
+            "KV bytes sent on the link and not yet acknowledged.",
+            link,
+            registry=registry,
+        )
+        self.queued = Gauge(
+            "prfaas_link_queued_bytes",
+            "KV bytes waiting in the sender for the link (backlog).",
+            link,
+            registry=registry,
+        )
 
     def record_transfer(self, stats: TransferStats) -> None:
         """Called once per completed transfer by the side that completed it."""
@@ -97,3 +109,5 @@ class TransferMetrics:
         self.utilization.labels(stats.link).set(stats.utilization)
         self.rtt.labels(stats.link).set(stats.rtt_s)
         self.retransmits.labels(stats.link).inc(stats.num_retransmits)
+        self.in_flight.labels(stats.link).set(stats.bytes_in_flight)
+        self.queued.labels(stats.link).set(stats.queued_bytes)

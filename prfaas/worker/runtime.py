@@ -129,6 +129,8 @@ class WorkerRuntime:
                         peer.goodput_bytes_per_s / capacity if capacity else 0.0,
                         rtt,
                         delta,
+                        peer.bytes_in_flight,
+                        peer.queued_bytes,
                     )
                 )
 
