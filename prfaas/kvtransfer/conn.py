@@ -13,10 +13,8 @@ import asyncio
 import socket
 import ssl
 
-import xxhash
-
 from prfaas.kvtransfer import wire
-from prfaas.kvtransfer.sockio import read_frame, send_chunk, sendmsg_all
+from prfaas.kvtransfer.sockio import read_frame, sendmsg_all
 
 
 class RawConn:
@@ -32,9 +30,6 @@ class RawConn:
 
     async def send(self, bufs: list[memoryview]) -> None:
         await sendmsg_all(self._loop, self.sock, bufs)
-
-    async def send_chunk(self, head: bytes, parts: list[memoryview]) -> int:
-        return await send_chunk(self._loop, self.sock, head, parts)
 
     async def read_frame(self) -> tuple[wire.Kind, bytearray]:
         return await read_frame(self._loop, self.sock)
@@ -58,19 +53,6 @@ class TlsConn:
             if len(buf):
                 self.writer.write(buf)
         await self.writer.drain()
-
-    async def send_chunk(self, head: bytes, parts: list[memoryview]) -> int:
-        # The TLS transport encrypts inside write(), so each part is hashed right after it.
-        self.writer.write(head)
-        hasher = xxhash.xxh3_64()
-        for part in parts:
-            if len(part):
-                self.writer.write(part)
-                hasher.update(part)
-        chk = hasher.intdigest()
-        self.writer.write(wire.TRAILER.pack(chk))
-        await self.writer.drain()
-        return chk
 
     async def read_frame(self) -> tuple[wire.Kind, bytearray]:
         try:

@@ -191,12 +191,13 @@ class PeerLink:
             if isinstance(item, bytes):
                 await conn.send([memoryview(item)])
                 continue
+            chk = wire.checksum(item.parts)
             header = wire.encode(
-                wire.Chunk(item.handle.transfer_id, item.layer, item.offset, item.length)
+                wire.Chunk(item.handle.transfer_id, item.layer, item.offset, item.length, chk)
             )
             self.stats.bytes_in_flight += item.length
             try:
-                chk = await conn.send_chunk(header, item.parts)
+                await conn.send([memoryview(header), *item.parts])
             finally:
                 self.stats.bytes_in_flight -= item.length
             self.stats.on_sent(item.length)

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections import deque
-
-import xxhash
 
 from prfaas.kvtransfer import wire
-
-# Payload bytes offered per sendmsg: what the kernel just copied is hashed while still in L2.
-SEND_CAP = 1 << 20
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
@@ -47,49 +41,6 @@ async def sendmsg_all(
                 sent = 0
         if bufs:
             await _writable(loop, sock)
-
-
-async def send_chunk(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, head: bytes, parts: list[memoryview]
-) -> int:
-    """Write a CHUNK frame: `head`, the payload `parts`, then the xxh3_64 trailer; returns it.
-
-    Each payload piece is hashed right after sendmsg copied it into the kernel (cache-hot), so the
-    producer's memory is read from DRAM once, by the copy, instead of once more by the hash.
-    """
-    hasher = xxhash.xxh3_64()
-    hdr = memoryview(head)
-    queue = deque(p for p in parts if len(p))
-    while len(hdr) or queue:
-        iov, room = ([hdr] if len(hdr) else []), SEND_CAP
-        for part in queue:
-            if room <= 0:
-                break
-            iov.append(part[:room])
-            room -= len(iov[-1])
-        offered = sum(map(len, iov))
-        try:
-            sent = sock.sendmsg(iov)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        full = sent < offered
-        if len(hdr):
-            k = min(sent, len(hdr))
-            hdr, sent = hdr[k:], sent - k
-        while sent:
-            part = queue[0]
-            k = min(sent, len(part))
-            hasher.update(part[:k])
-            sent -= k
-            if k == len(part):
-                queue.popleft()
-            else:
-                queue[0] = part[k:]
-        if full:
-            await _writable(loop, sock)
-    chk = hasher.intdigest()
-    await sendmsg_all(loop, sock, [memoryview(wire.TRAILER.pack(chk))])
-    return chk
 
 
 async def recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytearray:

@@ -1,19 +1,31 @@
-"""KV transfer wire format, version 2 (also written down in docs/kv-wire-format.md).
+"""KV transfer wire format, version 1 (also written down in docs/kv-wire-format.md).
 
 Every frame is an 8-byte header followed by `meta_len` bytes of kind-specific metadata; a CHUNK
-frame is then followed by `length` payload bytes (declared in its metadata) and an 8-byte trailer:
-the payload's xxh3_64 (after the payload, so the sender hashes each piece right after the kernel
-copied it, while it is still in cache; version 1 carried it in the metadata). All integers are
+frame is then followed by `length` payload bytes (declared in its metadata). All integers are
 big-endian. `str` is a u16 length + UTF-8 bytes, `blob` is a u32 length + bytes.
 
-Header (8 bytes): magic b"KV" | version u8 (=2) | kind u8 | meta_len u32 (<= MAX_META)
+Header (8 bytes): magic b"KV" | version u8 (=1) | kind u8 | meta_len u32 (<= MAX_META)
 
-Frame kinds and their metadata: the table in docs/kv-wire-format.md.
+| kind | name        | direction | metadata                                                        |
+|------|-------------|-----------|-----------------------------------------------------------------|
+| 1    | HELLO       | s -> r    | flags u16 (bit0: TLS) | nonce 32s | session 16s | identity str   |
+| 2    | CHALLENGE   | r -> s    | nonce 32s | mac 32s (HMAC-SHA256(secret, "r"+nonce_s+nonce_r)) | identity str |
+| 3    | AUTH        | s -> r    | mac 32s (HMAC-SHA256(secret, "s"+nonce_r+nonce_s))              |
+| 4    | WELCOME     | r -> s    | (empty)                                                         |
+| 5    | OPEN        | s -> r    | tid str | n_layers u16 | per layer: n u16, n x (name str, dtype str, nbytes u64) | metadata blob |
+| 6    | OPEN_OK     | r -> s    | tid str                                                         |
+| 7    | CHUNK       | s -> r    | tid str | layer u16 | offset u64 | length u32 | xxh3_64 u64; then `length` payload bytes |
+| 8    | LAYER_DONE  | s -> r    | tid str | layer u16 | nbytes u64                                |
+| 9    | DONE        | s -> r    | tid str | digest u64 | total_bytes u64 | trailer blob           |
+| 10   | ACK         | r -> s    | tid str (the receiver verified and completed the transfer)      |
+| 11   | ABORT       | both      | tid str (empty: the whole connection) | reason str             |
 
 The transfer digest is order-independent (chunks are striped over connections): the sum modulo
 2**64 of xxh3_64(pack(">HQIQ", layer, offset, length, chunk_checksum)) over all chunks.
 
-Caps (exceeding one is a protocol error that closes the connection): see MAX_* below.
+Caps (a frame that exceeds one is a protocol error and closes the connection): meta_len
+<= MAX_META, tid <= MAX_TID bytes, identity/names/dtypes/reason <= MAX_NAME, layers <= MAX_LAYERS,
+entries per layer <= MAX_ENTRIES, chunk length <= MAX_CHUNK, metadata/trailer <= MAX_BLOB.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from dataclasses import dataclass
 import xxhash
 
 MAGIC = b"KV"
-VERSION = 2
+VERSION = 1
 HEADER = struct.Struct(">2sBBI")
 HEADER_SIZE = HEADER.size
 NONCE_SIZE = 32
@@ -42,10 +54,7 @@ MAX_BLOB = 256 << 10
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_CHUNK = struct.Struct(">HQI")
-_TERM = struct.Struct(">HQIQ")
-TRAILER = struct.Struct(">Q")
-TRAILER_SIZE = TRAILER.size
+_CHUNK = struct.Struct(">HQIQ")
 _LAYER_DONE = struct.Struct(">HQ")
 _DONE = struct.Struct(">QQ")
 _ENTRY = struct.Struct(">Q")
@@ -105,8 +114,7 @@ class Chunk:
     layer: int
     offset: int
     length: int
-    # xxh3_64 of the payload; on the wire it is the trailer after the payload (0 when decoded).
-    checksum: int = 0
+    checksum: int
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ def checksum(parts: list[memoryview] | tuple[memoryview, ...]) -> int:
 
 def digest_term(layer: int, offset: int, length: int, chunk_checksum: int) -> int:
     """One chunk's contribution to the order-independent transfer digest (summed mod 2**64)."""
-    return xxhash.xxh3_64_intdigest(_TERM.pack(layer, offset, length, chunk_checksum))
+    return xxhash.xxh3_64_intdigest(_CHUNK.pack(layer, offset, length, chunk_checksum))
 
 
 def frame(kind: Kind, meta: bytes) -> bytes:
@@ -237,7 +245,7 @@ def encode(msg: Hello | Challenge | Open | Chunk | LayerDone | Done | Abort) -> 
     if isinstance(msg, Chunk):
         if msg.length > MAX_CHUNK:
             raise WireError(f"chunk of {msg.length} bytes exceeds {MAX_CHUNK}")
-        meta = _str(msg.tid, MAX_TID) + _CHUNK.pack(msg.layer, msg.offset, msg.length)
+        meta = _str(msg.tid, MAX_TID) + _CHUNK.pack(msg.layer, msg.offset, msg.length, msg.checksum)
         return frame(Kind.CHUNK, meta)
     if isinstance(msg, LayerDone):
         return frame(
@@ -249,11 +257,6 @@ def encode(msg: Hello | Challenge | Open | Chunk | LayerDone | Done | Abort) -> 
     if isinstance(msg, Abort):
         return frame(Kind.ABORT, _str(msg.tid, MAX_TID) + _str(msg.reason[:1024], MAX_NAME))
     raise TypeError(f"cannot encode {type(msg).__name__}")
-
-
-def chunk_frame(msg: Chunk, payload: bytes) -> bytes:
-    """A whole CHUNK frame (header, metadata, payload, checksum trailer) as one bytes object."""
-    return encode(msg) + bytes(payload) + TRAILER.pack(msg.checksum)
 
 
 def encode_tid(kind: Kind, tid: str) -> bytes:
@@ -292,10 +295,10 @@ def decode(kind: Kind, meta: bytes | memoryview) -> object:
         out = r.str(MAX_TID)
     elif kind == Kind.CHUNK:
         tid = r.str(MAX_TID)
-        layer, offset, length = r.unpack(_CHUNK)
+        layer, offset, length, chk = r.unpack(_CHUNK)
         if length > MAX_CHUNK:
             raise WireError(f"chunk of {length} bytes exceeds {MAX_CHUNK}")
-        out = Chunk(tid, layer, offset, length)
+        out = Chunk(tid, layer, offset, length, chk)
     elif kind == Kind.LAYER_DONE:
         tid = r.str(MAX_TID)
         out = LayerDone(tid, *r.unpack(_LAYER_DONE))

@@ -65,8 +65,10 @@ def chunk_frames(tid: str, src: list[bytes], pieces: list[tuple[int, int, int]])
     out = []
     for layer, off, n in pieces:
         payload = src[layer][off : off + n]
-        chk = wire.checksum([memoryview(payload)])
-        out.append(wire.chunk_frame(wire.Chunk(tid, layer, off, n, chk), payload))
+        out.append(
+            wire.encode(wire.Chunk(tid, layer, off, n, wire.checksum([memoryview(payload)])))
+            + payload
+        )
     return b"".join(out)
 
 
@@ -81,8 +83,8 @@ def pieces_of(src: list[bytes], cut: int) -> list[tuple[int, int, int]]:
 hostile = st.one_of(
     st.binary(max_size=400),
     st.builds(
-        lambda tid, layer, off, n, chk, payload: wire.chunk_frame(
-            wire.Chunk(tid, layer, off, n, chk), payload
+        lambda tid, layer, off, n, chk, payload: (
+            wire.encode(wire.Chunk(tid, layer, off, n, chk)) + payload
         ),
         st.sampled_from(["healthy", "other", ""]),
         st.integers(0, 65_535),
@@ -150,7 +152,7 @@ async def test_chunks_in_any_order_assemble_or_fail_on_bad_checksum(
     random.Random(seed).shuffle(pieces)
     data = bytearray(chunk_frames("healthy", src, pieces))
     if flip:
-        data[-1 - wire.TRAILER_SIZE] ^= 0xFF  # corrupt the last payload byte (before its trailer)
+        data[-1] ^= 0xFF  # corrupt the last payload byte
     feed(proto, bytes(data), 1 << 20)
     digest = sum(
         wire.digest_term(la, o, n, wire.checksum([memoryview(src[la][o : o + n])]))
@@ -164,3 +166,16 @@ async def test_chunks_in_any_order_assemble_or_fail_on_bad_checksum(
         assert [bytes(d) for d in dst] == src
     await receiver.close()
     await asyncio.sleep(0)
+
+
+async def test_abort_in_the_same_read_as_its_open_aborts_the_transfer() -> None:
+    receiver = TcpReceiver(secret=b"s")
+    handle = receiver.expect(
+        "x", LAYOUT, [[memoryview(bytearray(300))], [memoryview(bytearray(200))]], 30
+    )
+    proto = ReceiverProtocol(receiver, b"good")
+    proto.connection_made(FakeTransport())  # type: ignore[arg-type]
+    data = wire.encode(wire.Open("x", LAYOUT, b"")) + wire.encode(wire.Abort("x", "gone"))
+    feed(proto, data, len(data))
+    assert handle.state == TransferState.ABORTED
+    await receiver.close()

@@ -61,7 +61,7 @@ async def test_bad_checksum_fails_and_nothing_is_installed(receiver: TcpReceiver
     assert kind == wire.Kind.OPEN_OK
     payload = os.urandom(1000)
     bad = wire.checksum([memoryview(payload)]) ^ 1
-    await loop.sock_sendall(sock, wire.chunk_frame(wire.Chunk("c", 0, 0, 1000, bad), payload))
+    await loop.sock_sendall(sock, wire.encode(wire.Chunk("c", 0, 0, 1000, bad)) + payload)
     with pytest.raises(ChecksumError):
         await asyncio.wait_for(rx.wait_done(), 5)
     kind, meta = await asyncio.wait_for(_read(sock), 5)
@@ -97,7 +97,7 @@ async def test_second_session_cannot_hijack_an_open_transfer(receiver: TcpReceiv
     await loop.sock_sendall(evil, wire.encode(wire.Open("h", layout, b"")))
     junk = b"\x00" * 100
     await loop.sock_sendall(
-        evil, wire.chunk_frame(wire.Chunk("h", 1, 0, 100, wire.checksum([memoryview(junk)])), junk)
+        evil, wire.encode(wire.Chunk("h", 1, 0, 100, wire.checksum([memoryview(junk)]))) + junk
     )
     kinds = [(await asyncio.wait_for(_read(evil), 5))[0] for _ in range(2)]
     assert kinds == [wire.Kind.ABORT, wire.Kind.ABORT]

@@ -12,7 +12,7 @@ MESSAGES = [
     wire.Open(
         "req-1", [[("k", "bf16", 4096), ("v", "bf16", 4096)], [("state", "fp32", 96)]], b"\x01"
     ),
-    wire.Chunk("req-1", 3, 1 << 33, 65536),  # its checksum travels in the trailer
+    wire.Chunk("req-1", 3, 1 << 33, 65536, 0xDEADBEEFCAFEF00D),
     wire.LayerDone("req-1", 3, 8192),
     wire.Done("req-1", 12345, 8288, b"first_token=42"),
     wire.Abort("req-1", "client went away"),
@@ -29,12 +29,12 @@ def test_round_trip(msg: object) -> None:
 
 def test_golden_bytes() -> None:
     # Changing these bytes is a wire-format change: bump wire.VERSION and docs/kv-wire-format.md.
-    assert wire.chunk_frame(wire.Chunk("t", 1, 2, 3, 4), b"abc").hex() == (
-        "4b560207000000110001740001000000000000000200000003" + "616263" + "0000000000000004"
+    assert wire.encode(wire.Chunk("t", 1, 2, 3, 4)).hex() == (
+        "4b5601070000001900017400010000000000000002000000030000000000000004"
     )
-    assert wire.encode_tid(wire.Kind.ACK, "t").hex() == "4b56020a00000003000174"
+    assert wire.encode_tid(wire.Kind.ACK, "t").hex() == "4b56010a00000003000174"
     assert wire.encode(wire.Done("t", 5, 6, b"z")).hex() == (
-        "4b5602090000001800017400000000000000050000000000000006000000017a"
+        "4b5601090000001800017400000000000000050000000000000006000000017a"
     )
 
 
@@ -42,9 +42,9 @@ def test_golden_bytes() -> None:
     "header",
     [
         b"XX\x01\x07\x00\x00\x00\x00",
-        b"KV\x01\x07\x00\x00\x00\x00",
-        b"KV\x02\x63\x00\x00\x00\x00",
-        b"KV\x02\x07\xff\xff\xff\xff",
+        b"KV\x02\x07\x00\x00\x00\x00",
+        b"KV\x01\x63\x00\x00\x00\x00",
+        b"KV\x01\x07\xff\xff\xff\xff",
     ],
     ids=["magic", "version", "kind", "meta_len"],
 )
@@ -60,7 +60,7 @@ def test_caps_are_enforced_on_both_sides() -> None:
         wire.encode(wire.Done("t", 0, 0, b"x" * (wire.MAX_BLOB + 1)))
     with pytest.raises(wire.WireError):
         wire.encode(wire.Open("x" * (wire.MAX_TID + 1), [], b""))
-    huge_chunk = wire._str("t", 10) + wire._CHUNK.pack(0, 0, wire.MAX_CHUNK + 1)
+    huge_chunk = wire._str("t", 10) + wire._CHUNK.pack(0, 0, wire.MAX_CHUNK + 1, 0)
     with pytest.raises(wire.WireError):
         wire.decode(wire.Kind.CHUNK, huge_chunk)
     with pytest.raises(wire.WireError):
