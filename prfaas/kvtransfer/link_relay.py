@@ -244,6 +244,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--control", type=_hostport, default=None, help="HOST:PORT of the control port"
     )
+    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+
+
+async def _export_metrics(
+    relay: LinkRelay, args: argparse.Namespace, period_s: float = 1.0
+) -> None:
+    """Serve the relay's state on /metrics (prfaas.metrics.RelayMetrics), refreshed every period."""
+    from prometheus_client import CollectorRegistry
+
+    from prfaas.metrics import RelayMetrics, RelayStats, serve
+
+    registry = CollectorRegistry()
+    link = f"{args.listen[0]}:{args.listen[1]}->{args.target[0]}:{args.target[1]}"
+    metrics = RelayMetrics(registry, link)
+    serve(registry, args.metrics_port, args.listen[0])
+    while True:
+        metrics.record(
+            RelayStats(
+                relay.bytes_relayed,
+                len(relay._conns),
+                relay.buckets["up"].rate or 0.0,
+                relay.delay_s,
+                not relay.down and relay._running.is_set(),
+            )
+        )
+        await asyncio.sleep(period_s)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
             window_bytes=args.window_kib << 10,
         )
         await relay.start(args.control)
+        if args.metrics_port:
+            asyncio.get_running_loop().create_task(_export_metrics(relay, args))
         # First line is machine-readable: the bound listen port, then the control port (or 0).
         ctl = relay.control_address[1] if relay.control_address else 0
         target = f"{args.target[0]}:{args.target[1]}"

@@ -122,6 +122,21 @@ class Deployment:
         args += ["--kv-port", _port(w.kv_direct)]
         return args
 
+    def _relay_metrics_port(self, index: int) -> int:
+        """Relays' /metrics ports follow the workers' (metrics_base_port + 1 .. + num_workers)."""
+        return self.metrics_base_port + len(self.topo.workers()) + 1 + index
+
+    def _relay_hosts(self) -> list[str]:
+        """Listen hosts of the relays `specs()` starts, in order."""
+        t = self.topo
+        if t.link.mode != "relay":
+            return []
+        return [
+            w.kv_via_link.rsplit(":", 1)[0]
+            for w in t.workers()
+            if w.kind == "pd" and w.kv_via_link != w.kv_direct
+        ]
+
     def _placement(self, kind: str) -> tuple[tuple[str, ...], str | None]:
         """(command prefix, namespace) of a process of this kind ("prefill" = PrfaaS cluster)."""
         if self.netns is None:
@@ -147,6 +162,9 @@ class Deployment:
                         "--delay-ms", str(t.link.delay_ms), "--jitter-ms", str(t.link.jitter_ms),
                         "--rate-mbit", str(rate_mbit),
                     )  # fmt: skip
+                    if self.metrics_base_port:
+                        port = self._relay_metrics_port(len(relays))
+                        argv += ["--metrics-port", str(port)]
                     relays.append(ProcessSpec(f"link-{w.worker_id}", argv, env, prefix=prefix))
         worker_specs = []
         for index, w in enumerate(workers):
@@ -194,6 +212,9 @@ class Deployment:
                 _, ns = self._placement(w.kind)
                 assert ns is not None
                 fwd.add(port, ns, w.grpc.rsplit(":", 1)[0], port)
+            for k, host in enumerate(self._relay_hosts()):
+                port = self._relay_metrics_port(k)
+                fwd.add(port, self.netns.ns_pd, host, port)
         fwd.start()
         self.forwarder = fwd
 
@@ -223,6 +244,10 @@ class Deployment:
             metrics += [
                 f"http://{host if self.netns else w.grpc.rsplit(':', 1)[0]}:{self.metrics_base_port + i + 1}/metrics"
                 for i, w in enumerate(t.workers())
+            ]
+            metrics += [
+                f"http://{'127.0.0.1' if self.netns else h}:{self._relay_metrics_port(k)}/metrics"
+                for k, h in enumerate(self._relay_hosts())
             ]
         return Endpoints(f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from prfaas.metrics.relay import RelayMetrics
 from prfaas.metrics.router import RouterMetrics
 from prfaas.metrics.stats import (
     E2E_BUCKETS_S,
@@ -26,6 +27,7 @@ from prfaas.metrics.stats import (
     TRANSFER_SIZE_BUCKETS_BYTES,
     TTFT_BUCKETS_S,
     LinkStats,
+    RelayStats,
     RequestStats,
     TransferStats,
     WorkerStats,
@@ -41,6 +43,8 @@ __all__ = [
     "TRANSFER_SIZE_BUCKETS_BYTES",
     "TTFT_BUCKETS_S",
     "LinkStats",
+    "RelayMetrics",
+    "RelayStats",
     "RequestStats",
     "RouterMetrics",
     "TransferMetrics",

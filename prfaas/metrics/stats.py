@@ -156,3 +156,16 @@ class LinkStats:
     """Bytes handed to the kernel and not yet acknowledged by the receiver."""
     queued_bytes: int = 0
     """Bytes producers added that are not yet on the wire (sender backlog)."""
+
+
+@dataclass(frozen=True)
+class RelayStats:
+    """State of one `prfaas link` relay, sampled periodically."""
+
+    bytes_relayed: int
+    connections: int
+    rate_bytes_per_s: float
+    """Rate cap per direction; 0 when uncapped."""
+    delay_s: float
+    up: bool
+    """False while the link is cut (down) or stalled."""

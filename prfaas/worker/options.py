@@ -37,7 +37,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
     parser.add_argument("--byte-factor", type=float, default=1e-3, help="emulated: byte scale")
     parser.add_argument("--decode-step-ms", type=float, default=25.0, help="emulated: decode step")
     parser.add_argument("--kv-connections", type=int, default=4, help="TCP connections per peer")
-    parser.add_argument("--kv-chunk-mib", type=float, default=1.0)
+    parser.add_argument("--kv-chunk-mib", type=float, default=4.0, help="KV transfer chunk size")
     parser.add_argument("--router", default="", help="router gRPC address to register with")
     parser.add_argument(
         "--link-gbps",
