@@ -46,8 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="the common offered load: this × the smallest predicted Λ (TTFT comparison)")  # fmt: skip
     a("--no-netns", action="store_true", help="use the userspace relay even where root allows")
     a("--no-fluctuation", action="store_true")
+    a("--no-sweep", action="store_true",
+      help="skip the rate sweep: only the fluctuation run on the prfaas deployment")  # fmt: skip
     a("--fluct-rate-factor", type=float, default=0.9, help="× prfaas's predicted Λ")
     a("--fluct-duration", type=float, help="seconds of arrivals (default 180, quick 6)")
+    a("--fluct-cut-fraction", type=float, default=0.25,
+      help="link rate during the cut, as a fraction of --link-gbps")  # fmt: skip
     a(
         "--reanalyze",
         action="store_true",
@@ -136,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             warm_up(running.http, 2)
             points = []
-            for j, rate in enumerate(_rates(policy, prediction, common, mults)):
+            rates = [] if args.no_sweep else _rates(policy, prediction, common, mults)
+            for j, rate in enumerate(rates):
                 point, results = run_point(running, rate, duration, scale, 100 * i + j + 1, crit)
                 point["load_average"] = os.getloadavg()
                 results.save(out / "raw" / f"{policy}@{rate:.3f}.json")
@@ -146,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
                       f"ratio {point['completion_ratio']}, sustainable {point['sustainable']}, "
                       f"TTFT mean {point['ttft_mean_s']}, load {point['load_average'][0]:.1f}",
                       flush=True)  # fmt: skip
-            doc["points"][policy] = points
+            if points:
+                doc["points"][policy] = points
             if policy == "prfaas" and not args.no_fluctuation:
                 doc["fluctuation"] = _fluctuate(args, running, prediction, scale)
         finally:
@@ -171,6 +177,7 @@ def _fluctuate(
     rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
     if args.quick:
         rate = 0.5 * rate
-    fl = run_fluctuation(running, rate, total, scale, cut_at_s=total / 3, cut_for_s=total / 3)
+    fl = run_fluctuation(running, rate, total, scale, cut_at_s=total / 3, cut_for_s=total / 3,
+                         cut_fraction=args.fluct_cut_fraction)  # fmt: skip
     print(f"  fluctuation @ {rate:.3f}/s: failed {fl['failed']}, phases {fl['phases']}", flush=True)
     return fl

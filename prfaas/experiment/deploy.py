@@ -2,8 +2,10 @@
 
 The topology is deploy/local.toml with the emulated backend, the planner's worker counts and
 roles, the scaled factors, BS_max as `max_num_seqs`, the planner's t as the router's threshold, the
-long-term controller off (the measured runs evaluate the planner's static answer; the router's
-own planner would re-plan from unscaled profiles), and ports of its own (`port_base`).
+long-term controller off, and ports of its own (`port_base`). The long-term controller now
+calibrates its profiles with the measured prefill speed, so it could run here; it stays off on
+purpose: the sweeps compare routing policies on the planner's fixed split (a re-plan mid-sweep
+would change N_p/N_d between rate points), and the fluctuation run exercises the short-term loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 rate is cut to a fraction for a while in the middle.
 
 A sampler thread reads, once per `interval_s`, the router's `prfaas_routing_threshold_tokens`
-gauge and `prfaas_routing_decisions_total` counters and the PrfaaS workers' KV bytes sent; a timer
+gauge, `prfaas_routing_decisions_total` counters and `prfaas_link_utilization_ratio` gauge (the
+short-term controller's egress signal, of the configured capacity), and from the PrfaaS workers
+their KV bytes sent, requests waiting (the queue-depth signal) and TCP retransmits (the loss
+signal; loss ≈ retransmits / (bytes sent / 1448-byte segments)); a timer
 re-shapes the link at `cut_at_s` and restores it `cut_for_s` later. Output: the time series, each
 request's send time and TTFT, and whether any request failed.
 """
@@ -23,6 +26,9 @@ from prfaas.loadgen import LoadConfig, run_load
 from prfaas.loadgen.scrape import KV_SENT, routing_counts, sample_values
 
 THRESHOLD = "prfaas_routing_threshold_tokens"
+UTILIZATION = "prfaas_link_utilization_ratio"
+WAITING = "prfaas_num_requests_waiting"
+RETRANSMITS = "prfaas_link_retransmits_total"
 
 
 def _get(client: httpx.Client, url: str) -> str | None:
@@ -51,10 +57,16 @@ class Sampler(threading.Thread):
         text = _get(client, self.running.router_metrics) or ""
         gauge = sample_values(text, THRESHOLD) if text else []
         routing = routing_counts(text) if text else {}
-        sent = 0.0
+        util = sample_values(text, UTILIZATION) if text else []
+        sent = waiting = retrans = 0.0
         for url in self.running.prfaas_metrics:
             body = _get(client, url)
-            sent += sum(v for _, v in sample_values(body, KV_SENT)) if body else 0.0
+            if not body:
+                continue
+            sent += sum(v for _, v in sample_values(body, KV_SENT))
+            waiting += sum(v for _, v in sample_values(body, WAITING))
+            retrans += sum(v for _, v in sample_values(body, RETRANSMITS))
+        n = max(1, len(self.running.prfaas_metrics))
         return {
             "t_s": t,
             "threshold_tokens": max((v for _, v in gauge), default=None),
@@ -63,6 +75,9 @@ class Sampler(threading.Thread):
             ),
             "decisions": sum(routing.values()),
             "egress_sent_bytes": sent,
+            "utilization": max((v for _, v in util), default=None),
+            "prfaas_waiting_mean": waiting / n,
+            "retransmits": retrans,
         }
 
 

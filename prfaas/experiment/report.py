@@ -26,38 +26,51 @@ def summarize_policy(points: list[dict[str, Any]], common_rate: float) -> dict[s
     from prfaas.experiment.sweep import best_sustainable
 
     best = best_sustainable(points)
+    top = max(points, key=lambda p: p["throughput_rps"] or 0.0, default=None)
     common = min(points, key=lambda p: abs(p["offered_rps"] - common_rate), default=None)
     peak = max((p["egress_peak_bytes_per_s"] or 0.0 for p in points), default=None)
+    # Egress and offload at the best sustainable point, else at the highest-throughput one.
+    at = best or top
     return {
         "max_sustainable_rps": best["throughput_rps"] if best else None,
         "max_sustainable_offered_rps": best["offered_rps"] if best else None,
-        "max_measured_rps": max((p["throughput_rps"] or 0.0 for p in points), default=None),
+        "max_measured_rps": top["throughput_rps"] if top else None,
         "at_common_load": common,
-        "egress_avg_bytes_per_s": best["egress_avg_bytes_per_s"] if best else None,
+        "egress_offload_at": "sustainable" if best else "highest steady",
+        "egress_avg_bytes_per_s": at["egress_avg_bytes_per_s"] if at else None,
         "egress_peak_bytes_per_s": peak,
-        "offload_fraction": best["offload_fraction"] if best else None,
+        "offload_fraction": at["offload_fraction"] if at else None,
     }
 
 
 def ratios(measured: dict[str, dict[str, Any]], prediction: dict[str, Any]) -> dict[str, Any]:
+    """prfaas over each baseline: of the max sustainable throughputs (the acceptance ratio), and of
+    the highest steady throughputs measured (saturated capacity, defined even where no point
+    passed the criterion), each next to the planner's ratio of Λ_max."""
     lam = {k: v.get("max_sustainable_rps") for k, v in measured.items()}
+    top = {k: v.get("max_measured_rps") for k, v in measured.items()}
     out: dict[str, Any] = {}
     for base in ("homogeneous-pd", "naive-hetero"):
         key = f"prfaas/{base}"
         m = lam["prfaas"] / lam[base] if lam.get("prfaas") and lam.get(base) else None
+        sat = top["prfaas"] / top[base] if top.get("prfaas") and top.get(base) else None
         pred = prediction["ratios"][key]
         out[key] = {"measured": m, "predicted": pred,
-                    "measured_over_predicted": m / pred if m else None}  # fmt: skip
+                    "measured_over_predicted": m / pred if m else None,
+                    "saturated": sat,
+                    "saturated_over_predicted": sat / pred if sat else None}  # fmt: skip
     return out
 
 
 def markdown(doc: dict[str, Any]) -> str:
     pred, meas = doc["prediction"]["policies"], doc["measured"]
+    if not meas:  # --no-sweep: the fluctuation only
+        return _fluctuation_lines(doc.get("fluctuation"))
     lines = [
         "| policy | N_prfaas | N_p/N_d | t | Λ predicted | max sustainable (measured) | "
-        "measured/predicted | TTFT mean / P90 @ common | egress avg / peak (Mbit/s) | "
+        "measured/predicted | highest steady (measured/predicted) | TTFT mean / P90 @ common | egress avg / peak (Mbit/s) | "
         "offload (measured / predicted) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for pol in POLICIES:
         if pol not in meas:
@@ -71,18 +84,21 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{'–' if t is None else f'{t:.0f}'} | {p['lambda_max_rps']:.3f} | {_f(lam)} "
             f"(offered {_f(m['max_sustainable_offered_rps'], '.2f')}) | "
             f"{_f(lam / p['lambda_max_rps'] if lam else None)} | "
+            f"{_f(m['max_measured_rps'])} ({_f(m['max_measured_rps'] / p['lambda_max_rps'])}) | "
             f"{_f(c.get('ttft_mean_s'), '.2f')} / {_f(c.get('ttft_p90_s'), '.2f')} s | "
             f"{_mbit(m['egress_avg_bytes_per_s'])} / {_mbit(m['egress_peak_bytes_per_s'])} | "
             f"{_f(m['offload_fraction'], '.2f')} / {p['offload_fraction']:.2f} |"
         )
     lines += [
         "",
-        "| ratio | measured | predicted | measured/predicted |",
-        "| --- | ---: | ---: | ---: |",
+        "| ratio | predicted | measured (sustainable) | measured/predicted | "
+        "measured (highest steady throughput) | measured/predicted |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, r in doc.get("ratios", {}).items():
-        lines.append(f"| {key} | {_f(r['measured'])} | {r['predicted']:.3f} | "
-                     f"{_f(r['measured_over_predicted'])} |")  # fmt: skip
+        lines.append(f"| {key} | {r['predicted']:.3f} | {_f(r['measured'])} | "
+                     f"{_f(r['measured_over_predicted'])} | {_f(r.get('saturated'))} | "
+                     f"{_f(r.get('saturated_over_predicted'))} |")  # fmt: skip
     lines += ["", "Rate points (offered → steady throughput, completion ratio, ITL p90, TPOT p90,"
               " failures, sustainable):", ""]  # fmt: skip
     for pol, pts in doc["points"].items():
@@ -94,7 +110,12 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"TTFT mean {_f(x['ttft_mean_s'], '.2f')} s → "
                 f"{'sustainable' if x['sustainable'] else 'not sustainable'}"
             )
-    fl = doc.get("fluctuation")
+    lines += _fluctuation_lines(doc.get("fluctuation")).splitlines()
+    return "\n".join(lines) + "\n"
+
+
+def _fluctuation_lines(fl: dict[str, Any] | None) -> str:
+    lines: list[str] = []
     if fl:
         lines += ["", f"Fluctuation: {fl['rate_rps']:.2f} req/s, link {fl['link_gbps']} → "
                   f"{fl['cut_gbps']} Gbit/s at {fl['cut_at_s']:.0f} s for {fl['cut_for_s']:.0f} s;"
@@ -103,8 +124,12 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append(
                 f"- {name}: TTFT mean {_f(ph['ttft_mean_s'], '.2f')} s over {ph['requests']} "
                 f"requests; threshold mean {_f(ph['threshold_mean'], '.0f')} (max "
-                f"{_f(ph['threshold_max'], '.0f')}); offloads {_f(ph['offload_per_s'], '.2f')}/s;"
-                f" egress {_mbit(ph['egress_bytes_per_s'])} Mbit/s"
+                f"{_f(ph['threshold_max'], '.0f')}); offloads {_f(ph['offload_per_s'], '.2f')}/s "
+                f"(fraction {_f(ph.get('offload_fraction'), '.2f')}); egress "
+                f"{_mbit(ph['egress_bytes_per_s'])} Mbit/s; signals: utilization max "
+                f"{_f(ph.get('utilization_max'), '.2f')}, PrfaaS waiting/worker max "
+                f"{_f(ph.get('prfaas_waiting_mean_max'), '.1f')}, retransmits "
+                f"{_f(ph.get('retransmits'), '.0f')} (loss ≈ {_f(ph.get('loss_estimate'), '.4f')})"
             )
     return "\n".join(lines) + "\n"
 
@@ -119,14 +144,29 @@ def phase_stats(fl: dict[str, Any]) -> dict[str, Any]:
         span = win[-1]["t_s"] - win[0]["t_s"] if len(win) >= 2 else 0.0
         rate = {
             k: (win[-1][k] - win[0][k]) / span if span > 0 else None
-            for k in ("offloaded", "egress_sent_bytes")
+            for k in ("offloaded", "decisions", "egress_sent_bytes")
         }
+        util = [x["utilization"] for x in win if x.get("utilization") is not None]
+        waiting = [
+            x["prfaas_waiting_mean"] for x in win if x.get("prfaas_waiting_mean") is not None
+        ]
+        retrans = (
+            (win[-1].get("retransmits") or 0.0) - (win[0].get("retransmits") or 0.0) if win else 0.0
+        )
+        segments = (rate["egress_sent_bytes"] or 0.0) * span / 1448
         out[name] = {
             **fl["phases"][name],
             "threshold_mean": sum(th) / len(th) if th else None,
             "threshold_max": max(th) if th else None,
             "offload_per_s": rate["offloaded"],
             "egress_bytes_per_s": rate["egress_sent_bytes"],
+            "offload_fraction": rate["offloaded"] / rate["decisions"]
+            if rate["decisions"]
+            else None,
+            "utilization_max": max(util) if util else None,
+            "prfaas_waiting_mean_max": max(waiting) if waiting else None,
+            "retransmits": retrans,
+            "loss_estimate": retrans / segments if segments else None,
         }
     return out
 
@@ -157,7 +197,7 @@ def plot_throughput(doc: dict[str, Any], path: Path) -> Path:
 def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
     s = fl["samples"]
     t = [x["t_s"] for x in s]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(8, 10), sharex=True)
     axes[0].plot(t, [x["threshold_tokens"] for x in s], color="C0")
     axes[0].set_ylabel("threshold t (tokens)")
     rates, egress = [], []
@@ -173,7 +213,22 @@ def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
     req = [r for r in fl["requests"] if r["ttft_s"] is not None]
     axes[2].plot([r["send_s"] for r in req], [r["ttft_s"] for r in req], ".", ms=4, color="C3")
     axes[2].set_ylabel("TTFT (s)")
-    axes[2].set_xlabel("time since start (s)")
+    # The short-term controller's three signals.
+    axes[3].plot(t, [x.get("utilization") for x in s], color="C4", label="utilization (router)")
+    axes[3].axhline(0.9, color="C4", ls=":", lw=1)
+    axes[3].set_ylabel("utilization of configured")
+    q = axes[3].twinx()
+    q.plot(t, [x.get("prfaas_waiting_mean") for x in s], color="C5", label="PrfaaS waiting/worker")
+    loss = [0.0]
+    for a, b in zip(s, s[1:], strict=False):
+        seg = (b["egress_sent_bytes"] - a["egress_sent_bytes"]) / 1448
+        re = (b.get("retransmits") or 0.0) - (a.get("retransmits") or 0.0)
+        loss.append(100 * re / seg if seg > 0 else 0.0)
+    q.plot(t, loss, color="C6", alpha=0.7, label="loss ≈ % retransmitted")
+    q.set_ylabel("waiting / loss %")
+    axes[3].legend(loc="upper left", fontsize=7)
+    q.legend(loc="upper right", fontsize=7)
+    axes[3].set_xlabel("time since start (s)")
     for ax in axes:
         ax.axvspan(fl["cut_at_s"], fl["cut_at_s"] + fl["cut_for_s"], color="grey", alpha=0.15)
     axes[0].set_title(f"Link cut to {fl['cut_gbps']:g} Gbit/s (shaded); failed: {fl['failed']}")

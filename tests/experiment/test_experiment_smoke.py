@@ -42,3 +42,4 @@ def test_quick_experiment_writes_results(tmp_path: Path) -> None:
         fl = doc["fluctuation"]
         assert fl["failed"] == 0 and [e["event"] for e in fl["events"]] == ["cut", "restore"]
         assert fl["samples"] and (tmp_path / "fluctuation.png").stat().st_size > 0
+        assert {"utilization", "prfaas_waiting_mean", "retransmits"} <= set(fl["samples"][-1])
