@@ -62,7 +62,8 @@ class ControlLoops:
         prfaas = [h for h in self.registry.healthy(self.prfaas_cluster) if h.load is not None]
         egress = sum(h.load.kv_egress_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
         depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
-        return LinkTelemetry(egress, self.link_bytes_per_s, depth, self._loss_rate(prfaas))
+        backlog = sum(h.load.kv_queued_bytes for h in prfaas)  # type: ignore[union-attr]
+        return LinkTelemetry(egress, self.link_bytes_per_s, depth, self._loss_rate(prfaas), backlog)
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick

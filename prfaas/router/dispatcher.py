@@ -73,7 +73,12 @@ class DispatchConfig:
     prefill_slack_s: float = 5.0
     """Fixed part of the remote-prefill deadline (connection setup, scheduling noise)."""
     prefill_deadline_factor: float = 3.0
-    """Headroom multiplier on the estimated prefill + transfer time."""
+    """Headroom multiplier on the estimated prefill + transfer time of a remote (PrfaaS)
+    prefill, whose stall is what the deadline exists to catch (the link may be cut)."""
+    local_prefill_deadline_factor: float = 10.0
+    """The same for a prefill inside the PD cluster (PD-P): no cross-datacenter link to stall,
+    a dead worker is caught by health checks, and a spurious retry re-queues a long prefill from
+    scratch, so only a generous deadline."""
     default_prefill_tokens_per_s: float = 1000.0
     """Prefill speed assumed until a worker reports a measured one."""
     default_kv_bytes_per_token: float = 16384.0
@@ -285,7 +290,12 @@ class Dispatcher(GenerationBackend):
             bandwidth = cfg.local_bytes_per_s
         num_tokens = d.cached_tokens + d.incremental_tokens
         transfer_s = num_tokens * self.kv_bytes_per_token / bandwidth
-        return cfg.prefill_slack_s + cfg.prefill_deadline_factor * (compute_s + transfer_s)
+        factor = (
+            cfg.prefill_deadline_factor
+            if prefill.kind == "prefill"
+            else cfg.local_prefill_deadline_factor
+        )
+        return cfg.prefill_slack_s + factor * (compute_s + transfer_s)
 
     def _learn(self, attempt: Attempt) -> None:
         """Refine the KV bytes-per-token estimate from a completed transfer (EWMA)."""

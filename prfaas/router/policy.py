@@ -145,6 +145,9 @@ def _pick_decode(
         for w in workers
         if w.eligible and w.cluster == cluster and w.role in (Role.DECODE, Role.MIXED)
         and w.free_kv_tokens >= need
+        # load = running batch / BS_max: a full decode worker takes no one (the request is
+        # refused with 429 rather than left waiting for a seat past the admission deadline).
+        and w.load < 1.0
     ]  # fmt: skip
     return min(
         cands, key=lambda w: (w.load, w.queue_depth, -w.free_kv_tokens, w.worker_id), default=None

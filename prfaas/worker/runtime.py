@@ -230,11 +230,23 @@ class WorkerRuntime:
         self._busy_mark = (now, busy)
         return min(1.0, (busy - busy_then) / max(1e-6, now - then))
 
+    def kv_bytes_on_wire(self) -> int:
+        """Bytes the KV sender has written to its sockets so far (live, unlike counters that
+        count a transfer only once it completes: a transfer slowed by a cut link moves bytes for
+        tens of seconds before it completes)."""
+        assert self.sender is not None
+        return sum(peer.bytes_sent for peer in self.sender.snapshot())
+
+    def kv_queued_bytes(self) -> int:
+        assert self.sender is not None
+        return sum(peer.queued_bytes for peer in self.sender.snapshot())
+
     def egress_rate(self) -> float:
-        now, sent = time.monotonic(), self.counters.kv_bytes_sent
+        now, sent = time.monotonic(), self.kv_bytes_on_wire()
         then, sent_then = self._egress_mark
         if now - then >= 0.5:
-            self.egress_bytes_per_s = (sent - sent_then) / (now - then)
+            # A dropped peer link takes its byte count with it: never report negative egress.
+            self.egress_bytes_per_s = max(0.0, (sent - sent_then) / (now - then))
             self._egress_mark = (now, sent)
         return self.egress_bytes_per_s
 

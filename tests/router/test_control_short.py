@@ -92,3 +92,21 @@ def test_zero_base_can_rise_and_set_base_floors() -> None:
     for _ in range(50):
         ctl.update(LinkTelemetry(0.0, 1.0))
     assert ctl.threshold == 10_000.0
+
+
+def test_sender_backlog_raises_the_threshold_when_the_link_is_slower_than_configured() -> None:
+    """A cut link: goodput (hence utilisation of the *configured* capacity) falls, so egress
+    alone would read as calm; the KV backlog in the PrfaaS senders is the pressure signal."""
+    capacity = 1e8
+    ctl = ShortTermController(BASE_T)
+    steady = LinkTelemetry(0.3 * capacity, capacity)
+    assert all(ctl.update(steady).threshold == BASE_T for _ in range(5))
+    # Cut: egress drops to a tenth, 5 s of configured capacity waits in the senders.
+    cut = LinkTelemetry(0.03 * capacity, capacity, backlog_bytes=5 * capacity)
+    decisions = [ctl.update(cut) for _ in range(6)]
+    assert decisions[0].reason == "raise:backlog" and decisions[-1].threshold > BASE_T
+    # Restored and drained: calm again, t returns to its base.
+    recovered = LinkTelemetry(0.3 * capacity, capacity, backlog_bytes=0.0)
+    for _ in range(60):
+        last = ctl.update(recovered)
+    assert last.threshold == BASE_T

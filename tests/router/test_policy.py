@@ -229,3 +229,13 @@ def test_naive_hetero_offloads_everything_unless_unavailable() -> None:
 def test_unknown_policy_rejected() -> None:
     with pytest.raises(ValueError, match="unknown routing policy"):
         route(RouteRequest(1), WORKERS, _hits(), SCARCE, T, RoutingConfig(policy="random"))
+
+
+def test_full_decode_workers_take_no_one() -> None:
+    """load is the running batch over BS_max: a full decode worker is skipped, and when every
+    decode worker is full there is no capacity (the router answers 429)."""
+    ws = [replace(w, load=1.0) if w.worker_id == "d1" else w for w in WORKERS]
+    assert route(RouteRequest(800), ws, _hits(), SCARCE, T, RoutingConfig()).decode_worker == "d0"
+    full = [replace(w, load=1.0) if w.role is Role.DECODE else w for w in WORKERS]
+    d = route(RouteRequest(800), full, _hits(), SCARCE, T, RoutingConfig())
+    assert (d.target, d.reason) == (None, Reason.NO_CAPACITY)

@@ -2,8 +2,12 @@
 
 Control law (one `update()` per tick, e.g. every second; constants in `ShortTermConfig`):
   u      = EWMA of PrfaaS egress / link capacity (weight `ewma_alpha` on the new sample).
-  press  = u >= u_high  or  loss >= loss_high  or  PrfaaS queue depth >= queue_high.
-  calm   = u <= u_low   and loss <= loss_low   and queue depth <= queue_low.
+  b      = KV bytes queued in the PrfaaS senders / (link capacity · backlog_horizon_s): how
+           many horizons of backlog wait for the link. When the real link is slower than its
+           configured capacity (a cut, congestion elsewhere), egress cannot show it — goodput
+           just falls — but the backlog grows; b is that signal.
+  press  = u >= u_high  or  b >= 1  or  loss >= loss_high  or  PrfaaS queue depth >= queue_high.
+  calm   = u <= u_low   and b <= backlog_low  and loss <= loss_low  and queue depth <= queue_low.
   press (and no raise in the last raise_cooldown_ticks ticks)
                    -> t_eff = min(t_eff + max(t_eff·(raise_factor-1), min_step_tokens), t_max).
   calm for
@@ -57,6 +61,10 @@ class ShortTermConfig:
     """Utilisation at which bandwidth becomes scarce (no cross-cluster cache moves)."""
     scarce_off: float = 0.3
     """Utilisation under which bandwidth becomes abundant again."""
+    backlog_horizon_s: float = 2.0
+    """Seconds of link capacity the senders' queued KV bytes may hold before it is pressure."""
+    backlog_low: float = 0.25
+    """Backlog (in horizons) under which the link counts as calm."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ class LinkTelemetry:
     """Mean queued requests per PrfaaS worker."""
     loss_rate: float = 0.0
     """Retransmitted or lost fraction of segments over the tick."""
+    backlog_bytes: float = 0.0
+    """KV bytes queued in the PrfaaS workers' senders, not yet on the wire."""
 
 
 @dataclass(frozen=True)
@@ -105,10 +115,12 @@ class ShortTermController:
         sample = tel.egress_bytes_per_s / max(tel.capacity_bytes_per_s, 1e-9)
         self.utilization = cfg.ewma_alpha * sample + (1 - cfg.ewma_alpha) * self.utilization
         u = self.utilization
+        backlog = tel.backlog_bytes / max(tel.capacity_bytes_per_s * cfg.backlog_horizon_s, 1e-9)
         causes = [
             name
             for name, hit in (
                 ("egress", u >= cfg.u_high),
+                ("backlog", backlog >= 1.0),
                 ("loss", tel.loss_rate >= cfg.loss_high),
                 ("queue", tel.prfaas_queue_depth >= cfg.queue_high),
             )
@@ -116,6 +128,7 @@ class ShortTermController:
         ]
         calm = (
             u <= cfg.u_low
+            and backlog <= cfg.backlog_low
             and tel.loss_rate <= cfg.loss_low
             and tel.prfaas_queue_depth <= cfg.queue_low
         )
