@@ -12,13 +12,19 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("prfaas.demo", "bring up the local two-datacenter deployment and serve a short workload"),
+    "demo": (
+        "prfaas.demo",
+        "bring up the local two-datacenter deployment and serve a short workload",
+    ),
     "up": ("prfaas.launcher.up", "start a whole deployment from a topology file"),
     "router": ("prfaas.router.main", "run the router (gRPC + OpenAI-style HTTP)"),
     "prefill-worker": ("prfaas.prefill_worker.main", "run a PrfaaS prefill worker"),
     "pd-worker": ("prfaas.pd_worker.main", "run a local PD worker (mixed, prefill or decode role)"),
     "plan": ("prfaas.planner.cli", "size clusters with the paper's analytical model (Eqs. 1-8)"),
-    "link": ("prfaas.kvtransfer.link_relay", "userspace TCP relay emulating a cross-datacenter link"),
+    "link": (
+        "prfaas.kvtransfer.link_relay",
+        "userspace TCP relay emulating a cross-datacenter link",
+    ),
     "experiment": ("prfaas.experiment", "run the paper's case study end to end"),
 }
 
@@ -34,13 +40,7 @@ BENCH_TARGETS: dict[str, tuple[str, str]] = {
 def _add_lazy(sub: argparse._SubParsersAction, name: str, module: str, help_text: str) -> None:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(_module=module)
-    try:
-        importlib.import_module(module).add_arguments(parser)
-    except ModuleNotFoundError as exc:
-        # Only swallow "this subcommand's module does not exist yet", never a broken import inside it.
-        if exc.name is None or not module.startswith(exc.name):
-            raise
-        parser.set_defaults(_missing=module)
+    importlib.import_module(module).add_arguments(parser)
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
@@ -66,10 +66,6 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    missing = getattr(args, "_missing", None)
-    if missing:
-        print(f"prfaas: '{' '.join(argv[:2])}' is not available in this build ({missing})", file=sys.stderr)
-        return 2
     return int(importlib.import_module(args._module).run(args) or 0)
 
 
