@@ -223,7 +223,10 @@ class Deployment:
             if self.netns is not None:
                 self.netns.up()
             self.topo = self._effective()
-            self.topology_path.write_text(self.topo.to_toml())
+            self.topology_path.write_text(
+                f"# Effective topology of {self.source_path} (overrides applied).\n"
+                + self.topo.to_toml()
+            )
             if self.netns is not None:
                 self._forward()
             for group in self.specs():

@@ -86,7 +86,6 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
         if decode_only:
             src = request.kv_source
             source = flow.KvSourceSpec(src.transfer_id, src.sender_id, src.deadline_seconds or 60.0)
-        started = time.monotonic()
         events = flow.generate(rt.compute, req, receiver=rt.receiver, source=source)
         try:
             async for event in rt.stream_abortable(request.request_id, events):
@@ -98,11 +97,10 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
                     rt.counters.decode_tokens += len(event.ids)
                     rt.worker_metrics.record_tokens(rt.worker_id, 0, len(event.ids))
                     yield worker_pb2.GenerateEvent(tokens=worker_pb2.TokenChunk(ids=event.ids))
+                elif isinstance(event, flow.KvReceived):
+                    rt.record_received(src.sender_id or "kv", event.num_bytes, event.seconds)
                 elif isinstance(event, flow.Finished):
-                    rt.counters.requests_done += 1
-                    if decode_only:
-                        rt.record_received(src.sender_id or "kv", 0, time.monotonic() - started)
-                    else:
+                    if not decode_only:
                         rt.worker_metrics.record_prefix_lookup(
                             rt.worker_id, event.prompt_tokens, event.cached_tokens
                         )
@@ -121,7 +119,6 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
                         )
                     )
                 else:
-                    rt.counters.requests_failed += 1
                     if event.code == "kv_transfer_failed":
                         rt.transfer_metrics.record_failure(src.sender_id or "kv", "receive")
                     yield _error(event.code, event.message)

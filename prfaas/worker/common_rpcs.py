@@ -76,11 +76,9 @@ class CommonRpcs(PrefixRpcs):
         except RequestAborted:
             await context.abort(grpc.StatusCode.ABORTED, "aborted: the request was aborted")
         except PrefillFailed as exc:
-            rt.counters.requests_failed += 1
             rt.transfer_metrics.record_failure(f"{dest.host}:{dest.port}", exc.code)
             log.warning("prefill %s failed: %s", request.request_id, exc)
             await context.abort(grpc.StatusCode.ABORTED, f"{exc.code}: {exc}")
-        rt.counters.requests_done += 1
         rt.counters.prefill_tokens += report.num_prompt_tokens - report.num_cached_tokens
         rt.counters.prefill_seconds += report.prefill_seconds
         rt.worker_metrics.record_prefix_lookup(
@@ -138,6 +136,7 @@ class CommonRpcs(PrefixRpcs):
             prefill_tokens_per_second=c.prefill_tokens / c.prefill_seconds
             if c.prefill_seconds
             else 0.0,
+            decode_tokens_per_second=rt.decode_rate(),
             kv_bytes_sent=c.kv_bytes_sent,
             kv_egress_bytes_per_second=rt.egress_rate(),
             draining=self.draining,

@@ -70,8 +70,6 @@ class ComputeLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopping = False
-        self.started_at = time.monotonic()
-        self.step_errors = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -98,10 +96,6 @@ class ComputeLoop:
         """Remove `outputs` (only that queue: a newer subscriber under the same id stays)."""
         if self._subscribers.get(request_id) is outputs:
             del self._subscribers[request_id]
-
-    @property
-    def num_subscribers(self) -> int:
-        return len(self._subscribers)
 
     def _deliver(self, outputs: list[RequestOutput]) -> None:
         for out in outputs:
@@ -156,7 +150,6 @@ class ComputeLoop:
             except Exception:
                 # A failing step must not kill the worker silently: fail loudly in the log and keep
                 # serving (the offending requests are aborted by their owners on deadline).
-                self.step_errors += 1
                 log.exception("engine step failed")
                 time.sleep(0.05)
                 continue

@@ -48,12 +48,20 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class KvReceived:
+    """Decode-only: the whole cache arrived (bytes, seconds from registering to done)."""
+
+    num_bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Failed:
     code: str
     message: str
 
 
-GenerateEvent = Admitted | Tokens | Finished | Failed
+GenerateEvent = Admitted | KvReceived | Tokens | Finished | Failed
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,7 @@ async def generate(
                 sender_identity=source.sender_id or None,
             )
             yield Admitted()
+            expected_at = time.monotonic()
             try:
                 trailer = await handle.wait_done()
                 handoff = Handoff.decode(trailer, req.num_prompt_tokens)
@@ -120,6 +129,7 @@ async def generate(
                 return
             cached = handoff.num_cached_tokens
             await compute.call(lambda e: e.mark_kv_ready(rid, handoff.first_token))
+            yield KvReceived(sum(spec.nbytes for spec in layout), time.monotonic() - expected_at)
         else:
             yield Admitted()
         completion = 0

@@ -41,10 +41,29 @@ class Counters:
     prefill_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_tokens: int = 0
+    # Bytes of completed outgoing KV transfers (live bytes on the wire: `kv_bytes_on_wire`).
     kv_bytes_sent: int = 0
-    kv_bytes_received: int = 0
-    requests_done: int = 0
-    requests_failed: int = 0
+
+
+class RateMeter:
+    """Per-second rate of a cumulative count, over windows of at least `window_s` (between two
+    samples closer than that the previous rate is repeated). Never negative: a count that drops
+    (a dropped peer link takes its bytes with it) restarts the window."""
+
+    def __init__(self, window_s: float = 0.5) -> None:
+        self.window_s = window_s
+        self._mark: tuple[float, float] | None = None
+        self.rate = 0.0
+
+    def sample(self, count: float) -> float:
+        now = time.monotonic()
+        if self._mark is None:
+            self._mark = (now, count)
+        then, before = self._mark
+        if now - then >= self.window_s:
+            self.rate = max(0.0, (count - before) / (now - then))
+            self._mark = (now, count)
+        return self.rate
 
 
 class WorkerRuntime:
@@ -71,8 +90,8 @@ class WorkerRuntime:
         self.worker_metrics = WorkerMetrics(self.registry, self.cluster)
         self.transfer_metrics = TransferMetrics(self.registry)
         self._busy_mark = (time.monotonic(), 0.0)
-        self._egress_mark = (time.monotonic(), 0)
-        self.egress_bytes_per_s = 0.0
+        self._egress = RateMeter()
+        self._decode = RateMeter()
         self._retrans_seen: dict[str, int] = {}
         # Cumulative TCP statistics of the KV connections (for load reports).
         self.kv_segments_sent = 0
@@ -218,7 +237,6 @@ class WorkerRuntime:
         )
 
     def record_received(self, link: str, num_bytes: int, duration_s: float) -> None:
-        self.counters.kv_bytes_received += num_bytes
         self.transfer_metrics.record_transfer(
             TransferStats(link, "received", num_bytes, duration_s, 0.0)
         )
@@ -242,13 +260,12 @@ class WorkerRuntime:
         return sum(peer.queued_bytes for peer in self.sender.snapshot())
 
     def egress_rate(self) -> float:
-        now, sent = time.monotonic(), self.kv_bytes_on_wire()
-        then, sent_then = self._egress_mark
-        if now - then >= 0.5:
-            # A dropped peer link takes its byte count with it: never report negative egress.
-            self.egress_bytes_per_s = max(0.0, (sent - sent_then) / (now - then))
-            self._egress_mark = (now, sent)
-        return self.egress_bytes_per_s
+        """KV bytes/s this worker put on the wire recently."""
+        return self._egress.sample(self.kv_bytes_on_wire())
+
+    def decode_rate(self) -> float:
+        """Tokens/s this worker generated recently."""
+        return self._decode.sample(self.counters.decode_tokens)
 
     async def leak_report(self) -> tuple[int, int, str]:
         """(live requests, open transfers, report): the report is empty when nothing is held."""

@@ -65,6 +65,12 @@ def test_long_prompts_offload_and_short_stay_local(prfaas_deployment: Deployment
     url = prfaas_deployment.endpoints().metrics[0]
     assert metric_value(url, "prfaas_routing_decisions_total", route="offload") >= 2
     assert metric_value(url, "prfaas_routing_decisions_total", route="local", reason="short") >= 2
+    # The KV the PrfaaS worker sent is what the decode workers report as received (completed
+    # transfers; both sides count the same declared layout bytes).
+    workers = prfaas_deployment.endpoints().metrics[1:]
+    sent = sum(metric_value(u, "prfaas_kv_transfer_sent_bytes_total") for u in workers)
+    received = sum(metric_value(u, "prfaas_kv_transfer_received_bytes_total") for u in workers)
+    assert sent > 0 and received == sent
 
 
 def test_streaming_chat_through_the_deployment(prfaas_deployment: Deployment) -> None:
