@@ -21,6 +21,7 @@ import numpy as np
 import xxhash
 
 from prfaas.engine.outputs import RunnerOutput, SchedulerOutput
+from prfaas.model.special_tokens import NUM_TOKENIZER_IDS
 
 # on_layer_done(request_id, layer_idx, start_token, end_token): called on the compute thread as
 # soon as that layer's cache for tokens [start, end) of the request is written (for a linear
@@ -67,6 +68,9 @@ class ExecutionBackend(ABC):
     kv_bytes_per_token: int
     # Linear state (recurrent + conv, all linear layers) of one request or checkpoint.
     state_bytes_per_request: int
+    # Token ids a prompt (or a shipped first token) may hold: [0, prompt_vocab_size). The engine
+    # refuses anything else at admission, so a bad id never reaches a batch.
+    prompt_vocab_size: int = NUM_TOKENIZER_IDS
 
     @property
     def block_bytes(self) -> int:
@@ -116,6 +120,8 @@ class NullBackend(ExecutionBackend):
         self.kv_bytes_per_token = kv_bytes_per_token
         self.state_bytes_per_request = state_bytes
         self.vocab_size = 256
+        # Scheduler tests use plain ranges as prompts; any non-negative id is a valid input here.
+        self.prompt_vocab_size = 1 << 31
         self.num_steps = 0
 
     def allocate(self, num_blocks: int, num_slots: int) -> None:

@@ -37,6 +37,7 @@ class TorchBackend(ExecutionBackend):
         self.num_layers = self.config.num_layers
         self.kv_bytes_per_token = self.config.kv_bytes_per_token
         self.state_bytes_per_request = self.config.state_bytes_per_request
+        self.prompt_vocab_size = self.config.vocab_size
         # Per-request RNG for seeded sampling; dies with the Request object.
         self._generators: weakref.WeakKeyDictionary[Request, torch.Generator | None] = (
             weakref.WeakKeyDictionary()
@@ -91,12 +92,17 @@ class TorchBackend(ExecutionBackend):
     ) -> RunnerOutput:
         t0 = time.perf_counter()
         out = RunnerOutput()
+        # Each prefill chunk touches only its own request's blocks and slots, and sampling only its
+        # own generator, so a failure there is that request's alone (reported, not raised). The
+        # batched decode forward is not attributable: it raises and the engine fails the step.
         for chunk in sched.prefills:
-            logits = self._prefill(chunk, on_layer_done)
-            if chunk.is_last:
-                out.sampled_token_ids[chunk.request.request_id] = self._sample(
-                    chunk.request, logits
-                )
+            rid = chunk.request.request_id
+            try:
+                logits = self._prefill(chunk, on_layer_done)
+                if chunk.is_last:
+                    out.sampled_token_ids[rid] = self._sample(chunk.request, logits)
+            except Exception as exc:
+                out.failed[rid] = f"prefill failed: {type(exc).__name__}: {exc}"
         if sched.decodes:
             tokens = torch.tensor([d.token_id for d in sched.decodes], dtype=torch.long)
             seqs = [
@@ -106,7 +112,10 @@ class TorchBackend(ExecutionBackend):
             logits = self.model.decode(tokens, self._cache(), seqs)
             for b, item in enumerate(sched.decodes):
                 req = item.request
-                out.sampled_token_ids[req.request_id] = self._sample(req, logits[b])
+                try:
+                    out.sampled_token_ids[req.request_id] = self._sample(req, logits[b])
+                except Exception as exc:
+                    out.failed[req.request_id] = f"sampling failed: {type(exc).__name__}: {exc}"
         out.compute_seconds = time.perf_counter() - t0
         return out
 

@@ -7,6 +7,7 @@ schedule -> backend.execute -> scheduler.update.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -16,8 +17,10 @@ from prfaas.engine.kv_manager import KVCacheManager
 from prfaas.engine.outputs import RequestOutput, RunnerOutput
 from prfaas.engine.prefix_cache import CacheListener, PrefixCache
 from prfaas.engine.prefix_transfer import PrefixSpan
-from prfaas.engine.scheduler import Scheduler, SchedulerConfig
+from prfaas.engine.scheduler import RequestRefused, Scheduler, SchedulerConfig
 from prfaas.request import Request, RequestKind, SamplingLimits
+
+log = logging.getLogger(__name__)
 
 
 class EngineCore:
@@ -61,7 +64,14 @@ class EngineCore:
     def add_request(self, req: Request) -> None:
         """Queue a request. Raises `RequestRefused` if it can never fit. A decode_only request is
         preallocated at once when there is room (status WAITING_FOR_KV; a PREALLOCATED output
-        follows on the next step), otherwise as soon as room frees up."""
+        follows on the next step), otherwise as soon as room frees up. Token ids outside the
+        backend's vocabulary are refused here, before they could fail a whole batch."""
+        vocab = self.backend.prompt_vocab_size
+        bad = next((t for t in req.prompt_token_ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise RequestRefused(
+                f"request {req.request_id}: token id {bad} outside the vocabulary [0, {vocab})"
+            )
         self.scheduler.add_request(req)
 
     def abort(self, request_id: str) -> bool:
@@ -74,6 +84,13 @@ class EngineCore:
         self.scheduler.release(request_id)
 
     def mark_kv_ready(self, request_id: str, first_token: int) -> None:
+        """The cache arrived; `first_token` came over the wire, so it is checked like a prompt id
+        (an invalid one fails this request, with a FAILED output, instead of the next batch)."""
+        if not 0 <= first_token < self.backend.prompt_vocab_size:
+            self.scheduler.mark_kv_failed(
+                request_id, f"shipped first token {first_token} outside the vocabulary"
+            )
+            return
         self.scheduler.mark_kv_ready(request_id, first_token)
 
     def mark_kv_failed(self, request_id: str, reason: str) -> None:
@@ -84,14 +101,30 @@ class EngineCore:
         return self.scheduler.has_work
 
     def step(self) -> list[RequestOutput]:
+        """One schedule -> execute -> update. One bad request fails alone: a backend reports
+        per-item failures in `RunnerOutput.failed`; when `execute` itself raises, the failure
+        cannot be pinned on one item and the linear states of every request in the step may be
+        half-updated (the recurrent update is not idempotent), so every request of that step
+        fails with the error — never the worker, and never the same batch re-run forever."""
         sched = self.scheduler.schedule()
         if sched.is_empty:
             return self.scheduler.update(sched, RunnerOutput())
         t0 = time.perf_counter()
-        result = self.backend.execute(sched, self.on_layer_done)
+        try:
+            result = self.backend.execute(sched, self.on_layer_done)
+        except Exception as exc:
+            error = f"engine step failed: {type(exc).__name__}: {exc}"
+            log.exception("step %d failed; failing its %d requests", self.num_steps,
+                          len(sched.prefills) + len(sched.decodes))  # fmt: skip
+            ids = [c.request.request_id for c in sched.prefills]
+            ids += [d.request.request_id for d in sched.decodes]
+            result = RunnerOutput(failed=dict.fromkeys(ids, error))
         self.busy_seconds += time.perf_counter() - t0
         self.num_steps += 1
         return self.scheduler.update(sched, result)
+
+    def fail_all(self, error: str) -> list[RequestOutput]:
+        return self.scheduler.fail_all(error)
 
     def _live(self, request_id: str) -> Request:
         req = self.scheduler.get_request(request_id)

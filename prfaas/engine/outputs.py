@@ -66,6 +66,10 @@ class RunnerOutput:
     sampled_token_ids: dict[str, int] = field(default_factory=dict)
     # Seconds the backend spent computing this step (measured, or emulated).
     compute_seconds: float = 0.0
+    # request_id -> why its item failed. The backend reports an item here (instead of raising)
+    # when the failure is its own and left every other item of the step intact; the scheduler
+    # fails those requests alone and applies the rest of the step.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class RequestEvent(enum.Enum):

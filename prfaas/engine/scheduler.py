@@ -174,6 +174,10 @@ class Scheduler:
         for chunk in sched.prefills:
             req = chunk.request
             live = self.requests.get(req.request_id) is req and req.status is RequestStatus.RUNNING
+            if live and req.request_id in result.failed:
+                # Its cache range was not (fully) computed: nothing of this chunk is committed.
+                self._fail(req, result.failed[req.request_id], outputs)
+                live = False
             if chunk.copy_state_from is not None:
                 self.kv.cache.release_slot(chunk.copy_state_from)
             for pos, slot in chunk.checkpoints:
@@ -193,6 +197,9 @@ class Scheduler:
                 self.requests.get(req.request_id) is not req
                 or req.status is not RequestStatus.RUNNING
             ):
+                continue
+            if req.request_id in result.failed:
+                self._fail(req, result.failed[req.request_id], outputs)
                 continue
             req.num_computed_tokens += 1
             outputs.append(self._append_token(req, result.sampled_token_ids[req.request_id]))
@@ -232,6 +239,20 @@ class Scheduler:
         req.status = status
         req.error = error
         del self.requests[req.request_id]
+
+    def _fail(self, req: Request, error: str, outputs: list[RequestOutput]) -> None:
+        self._finish(req, RequestStatus.FAILED, error)
+        outputs.append(RequestOutput(req.request_id, req.status, error=error))
+
+    def fail_all(self, error: str) -> list[RequestOutput]:
+        """Fail every waiting and running request: the last resort when the engine's own
+        bookkeeping raised and no computing request can be trusted. Requests whose memory a
+        transfer still reads or writes (held prefill_only, decode_only waiting for KV) are left to
+        their owners, who abort the transfer before freeing it."""
+        outputs, self._pending = self._pending, []
+        for req in [*self.waiting, *self.running]:
+            self._fail(req, error, outputs)
+        return outputs
 
     def abort(self, request_id: str) -> bool:
         """Free the request at any stage; False if unknown or already gone. A finished-and-held

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 # Byte-level tokenizer ids (prfaas/model/tokenizer.py); the vocabulary is padded to `vocab_size` rows.
-from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID  # noqa: F401 (re-exported)
+from prfaas.model.special_tokens import (  # noqa: F401 (re-exported)
+    BOS_ID,
+    EOS_ID,
+    NUM_TOKENIZER_IDS,
+    PAD_ID,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -20,8 +25,6 @@ if TYPE_CHECKING:
 # Bytes per element of the weight/KV dtypes a config may name. Kept here, not read from torch, so
 # configs (and the router, which only needs context limits) load without importing torch.
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
-
-NUM_TOKENIZER_IDS = 259
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ with a seed gets its own `torch.Generator`, so its samples do not depend on what
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -35,8 +36,10 @@ class SamplingParams:
     stop_sequences: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        # `nan < 0` is False: without the finiteness check a NaN temperature passed and then
+        # failed every batch it was sampled in.
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError("temperature must be a finite number >= 0")
         if not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
         if self.top_k < 0 or self.max_tokens < 1:

@@ -111,10 +111,12 @@ class CommonRpcs(PrefixRpcs):
         self, request: worker_pb2.LoadRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.WorkerLoad:
         rt = self.runtime
-        waiting, running, waiting_kv, usage = await rt.queue_state()
+        # Answered from the compute thread's latest snapshot, never by waiting for a step: a long
+        # step must make this worker look busy to the router, not dead.
+        snap = rt.queue_state()
         budget = int(rt.args.cache_budget_mb * (1 << 20))
         c = rt.counters
-        live, open_transfers, leaks = await rt.leak_report()
+        live, open_transfers, leaks = rt.leak_report()
         return worker_pb2.WorkerLoad(
             num_live_requests=live,
             max_num_seqs=rt.args.max_num_seqs,
@@ -127,11 +129,11 @@ class CommonRpcs(PrefixRpcs):
             worker_id=rt.worker_id,
             cluster=rt.cluster,
             role=self.role,
-            num_waiting=waiting,
-            num_running=running,
-            num_waiting_for_kv=waiting_kv,
+            num_waiting=snap.num_waiting,
+            num_running=snap.num_running,
+            num_waiting_for_kv=snap.num_waiting_for_kv,
             busy_fraction=rt.busy_fraction(),
-            cache_bytes_used=int(usage * budget),
+            cache_bytes_used=int(snap.cache_usage * budget),
             cache_bytes_budget=budget,
             prefill_tokens_per_second=c.prefill_tokens / c.prefill_seconds
             if c.prefill_seconds

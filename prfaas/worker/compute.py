@@ -10,6 +10,11 @@ Lifecycle (one per worker process):
    subscribed to that request id (`subscribe`). Outputs for unsubscribed ids are dropped.
 4. Per-request layer-done callbacks (layer-wise KV streaming) are registered in `layer_hooks` and
    run on the compute thread; they must only hand views to a thread-safe sender.
+5. After every step and every batch of applied calls the thread publishes an `EngineSnapshot`
+   (`snapshot`): load reports read it without waiting for the engine, so a long step makes a
+   worker look busy, never dead.
+6. A step that raises fails the requests it carried (the engine's isolation), never the worker:
+   the loop goes on with the next step instead of re-running the same batch.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, TypeVar
 
 from prfaas.engine.core import EngineCore
 from prfaas.engine.outputs import RequestOutput
+from prfaas.engine.snapshot import EngineSnapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,6 +76,8 @@ class ComputeLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopping = False
+        # Replaced (never mutated) by the compute thread; read from any thread.
+        self.snapshot = EngineSnapshot.of(self.engine)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -120,7 +128,16 @@ class ComputeLoop:
             result, error = fn(self.engine), None
         except Exception as exc:  # handed to the awaiting coroutine, never lost
             result, error = None, exc
+        # Published before the caller resumes, so a load report read after an awaited call
+        # (an abort, a release) already reflects it.
+        self._publish()
         self._loop.call_soon_threadsafe(self._resolve, future, result, error)
+
+    def _publish(self) -> None:
+        try:
+            self.snapshot = EngineSnapshot.of(self.engine)
+        except Exception:  # a report must never stop the compute thread
+            log.exception("engine snapshot failed")
 
     def _run(self) -> None:
         assert self._loop is not None
@@ -148,11 +165,13 @@ class ComputeLoop:
             try:
                 outputs = self.engine.step()
             except Exception:
-                # A failing step must not kill the worker silently: fail loudly in the log and keep
-                # serving (the offending requests are aborted by their owners on deadline).
-                log.exception("engine step failed")
+                # The engine fails the requests of a step whose backend raised; an exception that
+                # still escapes is a scheduler bug. Never re-run the same batch in a hot loop:
+                # fail everything live (owners see a clear error) and keep serving.
+                log.exception("engine step failed outside the backend; failing live requests")
+                outputs = self.engine.fail_all("internal engine error")
                 time.sleep(0.05)
-                continue
+            self._publish()
             if outputs:
                 self._loop.call_soon_threadsafe(self._deliver, outputs)
             if self.engine.num_steps == steps_before and not outputs:

@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from prfaas.engine.snapshot import EngineSnapshot
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
 from prfaas.metrics import TransferMetrics, WorkerMetrics
 from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
+from prfaas.security.kv_tls import receiver_context, sender_context
 from prfaas.worker.cache_events import CacheEventHub
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.options import build_backend, build_engine, kv_secret
@@ -109,15 +111,17 @@ class WorkerRuntime:
         self.hub.bind(loop)
         self.compute.start()
         self.sender = TcpSender(
-            secret=kv_secret(),
+            secret=kv_secret(self.args),
+            ssl_context=sender_context(self.args),
             identity=self.worker_id,
             num_connections=self.args.kv_connections,
             chunk_mib=self.args.kv_chunk_mib,
         )
         if self.receives_kv:
             self.receiver = TcpReceiver(
-                self.args.host, self.args.kv_port, secret=kv_secret(), identity=self.worker_id
-            )
+                self.args.host, self.args.kv_port, secret=kv_secret(self.args),
+                identity=self.worker_id, ssl_context=receiver_context(self.args),
+            )  # fmt: skip
             await self.receiver.start()
         self._telemetry_task = loop.create_task(self._sample_links())
 
@@ -267,18 +271,10 @@ class WorkerRuntime:
         """Tokens/s this worker generated recently."""
         return self._decode.sample(self.counters.decode_tokens)
 
-    async def leak_report(self) -> tuple[int, int, str]:
-        """(live requests, open transfers, report): the report is empty when nothing is held."""
-
-        def check(engine):  # noqa: ANN001, ANN202
-            live = len(engine.scheduler.requests)
-            try:
-                engine.assert_no_leaks()
-            except AssertionError as exc:
-                return live, str(exc) or "engine holds resources"
-            return live, ""
-
-        live, engine_report = await self.compute.call(check)
+    def leak_report(self) -> tuple[int, int, str]:
+        """(live requests, open transfers, report): the report is empty when nothing is held.
+        Reads the compute thread's latest snapshot: never waits for an engine step."""
+        snap = self.compute.snapshot
         transfer_counts: dict[str, int] = {}
         for name, part in (("sender", self.sender), ("receiver", self.receiver)):
             if part is not None:
@@ -287,20 +283,17 @@ class WorkerRuntime:
         # Pooled connections are reused across transfers by design; everything else must be zero.
         held = {k: v for k, v in transfer_counts.items() if v and not k.endswith("connections")}
         open_transfers = sum(v for k, v in transfer_counts.items() if "transfer" in k)
-        parts = [engine_report] if engine_report else []
+        parts = [snap.leak_report] if snap.leak_report else []
         if held:
             parts.append(f"transfer state held: {held}")
         if self.active:
             parts.append(f"{len(self.active)} request tasks alive")
-        return live, open_transfers, "; ".join(parts)
+        return snap.num_live, open_transfers, "; ".join(parts)
 
-    async def queue_state(self) -> tuple[int, int, int, float]:
-        """(waiting, running, waiting_for_kv, cache usage) read on the compute thread."""
-
-        def read(engine):  # noqa: ANN001, ANN202
-            s = engine.scheduler
-            return len(s.waiting), len(s.running), len(s.waiting_for_kv), engine.cache_usage()
-
-        state = await self.compute.call(read)
-        self.worker_metrics.record_step(WorkerStats(self.worker_id, state[1], state[0], state[3]))
-        return state
+    def queue_state(self) -> EngineSnapshot:
+        """The engine's queues and cache usage after its latest step (no wait for the engine)."""
+        snap = self.compute.snapshot
+        self.worker_metrics.record_step(
+            WorkerStats(self.worker_id, snap.num_running, snap.num_waiting, snap.cache_usage)
+        )
+        return snap

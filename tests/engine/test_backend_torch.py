@@ -97,3 +97,22 @@ def test_prefill_only_copy_bytes_decode_only_handoff(model):
     assert d.output_token_ids == plain_greedy(model, prompt, MAX_TOKENS)
     prefill.assert_no_leaks()
     decode.assert_no_leaks()
+
+
+def test_a_request_whose_sampling_raises_fails_alone(model: HybridModel) -> None:
+    """A NaN temperature (past every validation, as a bug elsewhere would let it through) makes
+    sampling raise; only that request fails, its batch mates keep the reference tokens."""
+    engine = make(model)
+    poisoned = SamplingParams(temperature=1.0, max_tokens=MAX_TOKENS, ignore_eos=True)
+    object.__setattr__(poisoned, "temperature", float("nan"))
+    good_prompts = prompts()[1:3]
+    good = [Request(f"good-{i}", p, GREEDY) for i, p in enumerate(good_prompts)]
+    bad = Request("bad", [(i * 3) % 256 for i in range(40)], poisoned)
+    for req in [good[0], bad, good[1]]:
+        engine.add_request(req)
+    while engine.has_work:
+        engine.step()
+    assert bad.status.value == "failed" and "probability tensor" in (bad.error or "")
+    for req, prompt in zip(good, good_prompts, strict=True):
+        assert req.output_token_ids == plain_greedy(model, prompt, MAX_TOKENS)
+    engine.assert_no_leaks()
