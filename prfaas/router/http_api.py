@@ -1,9 +1,11 @@
 """The router's OpenAI-compatible HTTP front end (FastAPI), as a library over a backend.
 
 `create_app` serves `POST /v1/completions`, `POST /v1/chat/completions`, `GET /v1/models`,
-`GET /health` (liveness), `GET /ready` (readiness; 503 while not ready or draining) and
-`GET /metrics`. Per request it:
-1. parses the body (unknown fields ignored; invalid input is 400 in the OpenAI error shape),
+`GET /health` (liveness), `GET /ready` (readiness; 503 while not ready or draining),
+`GET /metrics` and `GET /openapi.json` (the request bodies as FastAPI derives them from
+`openai_protocol.py`). Per request it:
+1. parses the body (unknown fields ignored; invalid input and fields prfaas cannot honour are 400
+   in the OpenAI error shape; the limits are `prfaas/request_limits.py`),
 2. checks the API key, the model name, readiness and the context limit,
 3. tokenizes the prompt and hands a `GenerationRequest` to the backend,
 4. answers with one JSON object, or streams SSE chunks ending in `data: [DONE]`.
@@ -56,7 +58,7 @@ def create_app(
     if metrics is None:
         metrics = RouterMetrics(CollectorRegistry(), model_name)
     builder = RequestBuilder(tokenizer, model_name, backend.max_context)
-    app = FastAPI(title="prfaas", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="prfaas", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     install_error_handlers(app, metrics)
 
     async def on_disconnect(_: Request, exc: Exception) -> Response:

@@ -26,6 +26,10 @@ ERROR_TYPES = {
     503: "ServiceUnavailableError",
 }
 MAX_MESSAGE_CHARS = 2000
+BODY_NOT_AN_OBJECT = "The request body must be a JSON object."
+# Names pydantic puts into an error's location for the member of a union it tried
+# (`prompt: str | list[int]` fails as ("prompt", "str") and ("prompt", "list[int]")).
+_UNION_MEMBER_NAMES = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 
 class APIError(Exception):
@@ -47,12 +51,12 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         error_type = ERROR_TYPES.get(self.status_code, "APIError")
-        message = self.message[:MAX_MESSAGE_CHARS]
+        message = _printable(self.message[:MAX_MESSAGE_CHARS])
         return {
             "error": {
                 "message": message,
                 "type": error_type,
-                "param": self.param,
+                "param": None if self.param is None else _printable(self.param),
                 "code": self.status_code,
             }
         }
@@ -70,13 +74,42 @@ def from_backend_error(exc: BackendError) -> APIError:
     return APIError(500, f"generation failed: {exc}")
 
 
+def _printable(text: str) -> str:
+    """Text that encodes as UTF-8: a client's lone surrogate echoed in a message becomes "?"
+    (the JSON response could not be written otherwise)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str | None:
+    """`("body", "messages", 0, "content", "str")` -> "messages[0].content" (None: the body)."""
+    path = ""
+    for part in loc[1:]:  # loc[0] is "body"
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in part or part in _UNION_MEMBER_NAMES:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or None
+
+
 def _validation_error(exc: RequestValidationError) -> APIError:
-    first = exc.errors()[0] if exc.errors() else {}
-    # The location starts with "body"; the rest is the dotted path of the bad field.
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(loc) or None
-    message = first.get("msg", "invalid request")
-    return APIError(400, f"{param}: {message}" if param else message, param=param)
+    """A pydantic/JSON error as one 400: `param` the field's path, the message what is wrong."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        reason = first.get("ctx", {}).get("error", "invalid syntax")
+        position = first["loc"][-1] if first.get("loc") else "?"
+        return APIError(
+            400, f"The request body is not valid JSON: {reason} (at character {position})."
+        )
+    param = _field_path(tuple(first.get("loc", ())))
+    if param is None and first.get("type") in ("missing", "model_attributes_type"):
+        return APIError(400, BODY_NOT_AN_OBJECT)
+    # A union reports one error per member it tried; say what each would have needed.
+    same_field = [e for e in errors if _field_path(tuple(e.get("loc", ()))) == param]
+    reasons = "; ".join(dict.fromkeys(e.get("msg", "invalid value") for e in same_field))
+    return APIError(400, f"{param}: {reasons}" if param else reasons, param=param)
 
 
 def install_error_handlers(app: FastAPI, metrics: RouterMetrics) -> None:

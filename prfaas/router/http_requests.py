@@ -1,7 +1,11 @@
-"""From a parsed OpenAI body to a checked `GenerationRequest` (all 400/404 input checks here)."""
+"""From a parsed OpenAI body to a checked `GenerationRequest` (all 400/404 input checks here).
+
+The limits themselves live in `prfaas/request_limits.py`, shared with the gRPC entries.
+"""
 
 from __future__ import annotations
 
+from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids, wire_seed
 from prfaas.router.backend_base import GenerationRequest, SamplingSpec
 from prfaas.router.http_errors import APIError
 from prfaas.router.openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
@@ -21,6 +25,25 @@ class RequestBuilder:
             raise APIError(404, f"The model `{body.model}` does not exist.", param="model")
         if body.n != 1:
             raise APIError(400, "Only n=1 is supported.", param="n")
+        unsupported = body.unsupported_field()
+        if unsupported is not None:
+            raise APIError(
+                400,
+                f"`{unsupported}` is not supported by this server; leave it unset.",
+                param=unsupported,
+            )
+
+    def _encode(self, text: str, param: str) -> list[int]:
+        """Tokenize client text; text that is not valid Unicode (a lone surrogate such as
+        "\\ud800", which JSON escapes can carry) is the client's mistake, not a server error."""
+        try:
+            return self.tokenizer.encode(text)
+        except UnicodeEncodeError as exc:
+            raise APIError(
+                400,
+                f"{param} is not valid Unicode: {exc.reason} at character {exc.start}.",
+                param=param,
+            ) from exc
 
     def completion_prompt(self, body: CompletionRequest) -> list[int]:
         """Prompt ids of a completion request: text, a single-element list, or token ids."""
@@ -33,12 +56,13 @@ class RequestBuilder:
                 )
             prompt = prompt[0]
         if isinstance(prompt, str):
-            ids = self.tokenizer.encode(prompt)
+            ids = self._encode(prompt, "prompt")
         else:
             ids = [int(i) for i in prompt]
-            vocab = self.tokenizer.vocab_size
-            if any(not 0 <= i < vocab for i in ids):
-                raise APIError(400, f"Token ids must be in [0, {vocab}).", param="prompt")
+            try:
+                check_token_ids(ids, self.tokenizer.vocab_size, "prompt")
+            except InvalidRequest as exc:
+                raise APIError(400, exc.message, param=exc.param) from exc
         if not ids:
             raise APIError(400, "The prompt is empty.", param="prompt")
         return ids
@@ -50,7 +74,7 @@ class RequestBuilder:
             text = render_chat([(m.role, m.content) for m in body.messages])
         except ValueError as exc:
             raise APIError(400, str(exc), param="messages") from exc
-        return self.tokenizer.encode(text)
+        return self._encode(text, "messages")
 
     def generation_request(
         self,
@@ -74,13 +98,17 @@ class RequestBuilder:
                 f"However, you requested {num_prompt + (max_tokens or 0)} tokens ({asked}).",
                 param="prompt" if room <= 0 else "max_tokens",
             )
-        sampling = SamplingSpec(
-            temperature=1.0 if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            top_k=0 if body.top_k is None or body.top_k < 0 else body.top_k,
-            seed=body.seed,
-            max_tokens=room if max_tokens is None else max_tokens,
-            ignore_eos=body.ignore_eos,
-            stop_token_ids=tuple(body.stop_token_ids or ()),
-        )
+        try:
+            sampling = SamplingSpec(
+                temperature=1.0 if body.temperature is None else body.temperature,
+                top_p=1.0 if body.top_p is None else body.top_p,
+                top_k=0 if body.top_k is None or body.top_k < 0 else body.top_k,
+                seed=None if body.seed is None else wire_seed(body.seed),
+                max_tokens=room if max_tokens is None else max_tokens,
+                ignore_eos=body.ignore_eos,
+                stop_token_ids=tuple(body.stop_token_ids or ()),
+            )
+            check_sampling(sampling, self.tokenizer.vocab_size)
+        except InvalidRequest as exc:
+            raise APIError(400, exc.message, param=exc.param) from exc
         return GenerationRequest(request_id, tuple(prompt_ids), sampling, body.stop_strings)

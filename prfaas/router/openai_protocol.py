@@ -1,24 +1,29 @@
 """OpenAI request bodies (as vLLM accepts them) and the JSON objects prfaas answers with.
 
 Unknown fields are accepted and ignored (`extra="allow"`), because real clients send vLLM
-extensions and fields prfaas does not implement.
+extensions that do not matter. Known fields that would change the output and that prfaas does not
+implement (`UNSUPPORTED_FIELDS`) are declared, so the OpenAPI schema shows them, and refused with a
+400 naming the field unless left at their no-op value. Numeric bounds match the wire
+(`prfaas/request_limits.py`), so nothing that passes here can overflow a proto field.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from prfaas.request_limits import INT32_MAX, INT64_MAX, INT64_MIN, MAX_OPENAI_TEMPERATURE
 from prfaas.router.http_generation import TextFinished
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+WireTokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
+"""A token id as the wire carries it (int32; the vocabulary bound is checked after parsing)."""
 
 
 class OpenAIModel(BaseModel):
     """Base of every request body: unknown fields are kept and never looked at."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class StreamOptions(OpenAIModel):
@@ -32,18 +37,45 @@ class SamplingFields(OpenAIModel):
     """Fields shared by completions and chat completions."""
 
     model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    temperature: float | None = Field(default=None, ge=0.0, le=MAX_OPENAI_TEMPERATURE)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=-1)
+    top_k: int | None = Field(default=None, ge=-1, le=INT32_MAX)
     seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     stop: str | list[str] | None = None
-    stop_token_ids: list[int] | None = None
-    n: int = Field(default=1, ge=1)
+    stop_token_ids: list[WireTokenId] | None = None
+    n: int = Field(default=1, ge=1, le=INT32_MAX)
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False
     user: str | None = None
+    # Not implemented (see UNSUPPORTED_FIELDS): accepted only at their no-op values.
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
+    echo: bool = False
+    best_of: int | None = None
+    suffix: str | None = None
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    min_p: float | None = None
+    min_tokens: int | None = None
+    prompt_logprobs: int | None = None
+    use_beam_search: bool = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def unsupported_field(self) -> str | None:
+        """The first field set to a value prfaas cannot honour (None: every field is served)."""
+        for name, no_ops in UNSUPPORTED_FIELDS.items():
+            value = getattr(self, name)
+            if not any(type(value) is type(ok) and value == ok for ok in no_ops):
+                return name
+        return None
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -61,10 +93,36 @@ class SamplingFields(OpenAIModel):
         return options is not None and options.include_usage and options.continuous_usage_stats
 
 
+UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "echo": (False,),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+    "logit_bias": (None, {}),
+    "presence_penalty": (None, 0.0),
+    "frequency_penalty": (None, 0.0),
+    "repetition_penalty": (None, 1.0),
+    "min_p": (None, 0.0),
+    "min_tokens": (None, 0),
+    "prompt_logprobs": (None,),
+    "use_beam_search": (False,),
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+}
+"""Fields that change the output and that prfaas does not implement -> the values that leave the
+output unchanged (compared with their type: `logprobs: 0` asks for logprobs, `false` does not).
+Logprobs would need the workers to return them through the proto; tools and structured output need
+constrained decoding."""
+
+
 class CompletionRequest(SamplingFields):
     """`POST /v1/completions`; `max_tokens` defaults to 16 as in OpenAI's legacy API."""
 
-    prompt: str | list[int] | list[str] | list[list[int]]
+    prompt: str | list[WireTokenId] | list[str] | list[list[WireTokenId]]
 
 
 class ChatMessage(OpenAIModel):
