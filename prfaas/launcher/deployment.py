@@ -4,7 +4,10 @@ Start order: (network namespaces,) link relays, workers (PrfaaS prefill workers,
 router; each group is waited for before the next (gRPC health or an open port for workers, HTTP
 /ready for the router). All processes share a freshly generated KV-transfer secret. `stop()` (also
 run on any failure during start) terminates every child, then removes the namespaces; children die
-with the launcher even if it is killed (supervisor.py).
+with the launcher even if it is killed (supervisor.py). `start(supervise=True)` (what `prfaas up`
+does) then restarts any child that dies, on the same argv and ports; the router rebuilds its
+registry from the topology and polls restarted workers back to healthy. Each relay serves its
+control port (`link_control` in the topology; `endpoints().relay_controls`) for cut/stall/down.
 
 With `netns=True` the PrfaaS cluster runs in one namespace and the PD cluster plus the router in
 another, joined by one shaped veth (netns.py); the router's HTTP/gRPC ports and the workers'
@@ -16,13 +19,16 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
 from prfaas.launcher.probes import grpc_ready, http_ready
+from prfaas.launcher.relay_control import relay_answers
+from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
 from prfaas.launcher.topology import Topology, WorkerAddress
+from prfaas.security.deployment_secrets import DeploymentSecrets
 
 START_TIMEOUT_S = 180.0
 
@@ -49,6 +55,8 @@ class Endpoints:
     http: str
     metrics: list[str]
     router_grpc: str
+    # Relay process name -> its control port (`cut`, `stall on|off`, `down`/`up`; relay_control.py).
+    relay_controls: dict[str, str] = field(default_factory=dict)
 
 
 class Deployment:
@@ -60,12 +68,20 @@ class Deployment:
         *,
         metrics_base_port: int = 0,
         netns: bool = False,
+        tls: bool = False,
+        api_key_file: Path | None = None,
     ) -> None:
         # Where the topology came from (messages only); children read the effective copy.
         self.source_path = topology_path
         log_dir.mkdir(parents=True, exist_ok=True)
         self.supervisor = Supervisor(log_dir)
         self.secret = secrets.token_hex(16)
+        # Secure by default: a per-deployment gRPC token (or, with `tls`, a dev CA and one
+        # certificate per process) and the KV secret, in a private directory; children get paths.
+        self.secrets = DeploymentSecrets.create(
+            [w.worker_id for w in topo.workers()], tls=tls, api_key_file=api_key_file,
+            kv_secret=self.secret,
+        )  # fmt: skip
         self.metrics_base_port = metrics_base_port
         self.public = topo
         self.netns: NetnsLink | None = None
@@ -126,16 +142,16 @@ class Deployment:
         """Relays' /metrics ports follow the workers' (metrics_base_port + 1 .. + num_workers)."""
         return self.metrics_base_port + len(self.topo.workers()) + 1 + index
 
+    def _relayed(self) -> list[WorkerAddress]:
+        """The PD workers a relay fronts, in the order `specs()` starts their relays (every PD
+        worker: roles change at run time, and prefix exports reach PD-P too)."""
+        if self.topo.link.mode != "relay":
+            return []
+        return [w for w in self.topo.workers() if w.kind == "pd" and w.kv_via_link != w.kv_direct]
+
     def _relay_hosts(self) -> list[str]:
         """Listen hosts of the relays `specs()` starts, in order."""
-        t = self.topo
-        if t.link.mode != "relay":
-            return []
-        return [
-            w.kv_via_link.rsplit(":", 1)[0]
-            for w in t.workers()
-            if w.kind == "pd" and w.kv_via_link != w.kv_direct
-        ]
+        return [w.kv_via_link.rsplit(":", 1)[0] for w in self._relayed()]
 
     def _placement(self, kind: str) -> tuple[tuple[str, ...], str | None]:
         """(command prefix, namespace) of a process of this kind ("prefill" = PrfaaS cluster)."""
@@ -147,34 +163,39 @@ class Deployment:
     def specs(self) -> list[list[ProcessSpec]]:
         """Process groups in start order; every group is ready before the next starts."""
         t = self.topo
-        env = {"PRFAAS_KV_SECRET": self.secret, "OMP_WAIT_POLICY": "PASSIVE"}
+        env = {"OMP_WAIT_POLICY": "PASSIVE"}  # secrets travel as file paths, not environment
         workers = t.workers()
         relays = []
-        if t.link.mode == "relay":
-            # In netns mode tbf on the veth caps the rate; the relay only adds the delay.
-            rate_mbit = t.link.rate_gbps * 1000 if self.netns is None else 0
-            prefix, _ = self._placement("pd")
-            for w in workers:
-                # Every PD worker: roles change at run time, and prefix exports reach PD-P too.
-                if w.kind == "pd" and w.kv_via_link != w.kv_direct:
-                    argv = self._cli(
-                        "link", "--listen", w.kv_via_link, "--target", w.kv_direct,
-                        "--delay-ms", str(t.link.delay_ms), "--jitter-ms", str(t.link.jitter_ms),
-                        "--rate-mbit", str(rate_mbit),
-                    )  # fmt: skip
-                    if self.metrics_base_port:
-                        port = self._relay_metrics_port(len(relays))
-                        argv += ["--metrics-port", str(port)]
-                    relays.append(ProcessSpec(f"link-{w.worker_id}", argv, env, prefix=prefix))
+        # In netns mode tbf on the veth caps the rate; the relay only adds the delay.
+        rate_mbit = t.link.rate_gbps * 1000 if self.netns is None else 0
+        prefix, _ = self._placement("pd")
+        for w in self._relayed():
+            argv = self._cli(
+                "link", "--listen", w.kv_via_link, "--target", w.kv_direct,
+                "--delay-ms", str(t.link.delay_ms), "--jitter-ms", str(t.link.jitter_ms),
+                "--rate-mbit", str(rate_mbit), "--control", w.link_control,
+            )  # fmt: skip
+            if self.metrics_base_port:
+                argv += ["--metrics-port", str(self._relay_metrics_port(len(relays)))]
+            # Ready once its control port answers (bound after the listen port); in netns mode
+            # the host cannot reach the namespace's address, so no probe (as before).
+            ready = None
+            if self.netns is None:
+                ready = lambda address=w.link_control: relay_answers(address)  # noqa: E731
+            relays.append(ProcessSpec(self.relay_name(w), argv, env, ready=ready, prefix=prefix))
         worker_specs = []
         for index, w in enumerate(workers):
             kind = "prefill-worker" if w.kind == "prefill" else "pd-worker"
             prefix, ns = self._placement(w.kind)
-            if ns is None:
+            tls_probe = self.secrets.worker_probe(w.grpc, w.worker_id)
+            if ns is None and tls_probe is not None:
+                ready = tls_probe  # the plain probe cannot reach an mTLS port
+            elif ns is None:
                 ready = lambda address=w.grpc: grpc_ready(address)  # noqa: E731
             else:
                 ready = lambda ns=ns, address=w.grpc: _port_open_in_ns(ns, address)  # noqa: E731
-            argv = self._cli(kind, *self._worker_args(w, index + 1))
+            argv = self._cli(kind, *self._worker_args(w, index + 1),
+                             *self.secrets.worker_args(w.worker_id))  # fmt: skip
             worker_specs.append(ProcessSpec(w.worker_id, argv, env, ready=ready, prefix=prefix))
         prefix, _ = self._placement("pd")
         router = ProcessSpec(
@@ -193,10 +214,12 @@ class Deployment:
                 str(t.router_grpc_port),
                 "--threshold",
                 str(t.threshold_tokens),
+                *self.secrets.router_args(),
             ),  # fmt: skip
             env,
             ready=lambda: http_ready(f"http://127.0.0.1:{t.http_port}/ready"),
             prefix=prefix,
+            clean_exit_ends=True,
         )
         return [relays, worker_specs, [router]]
 
@@ -215,10 +238,26 @@ class Deployment:
             for k, host in enumerate(self._relay_hosts()):
                 port = self._relay_metrics_port(k)
                 fwd.add(port, self.netns.ns_pd, host, port)
+        for w in self._relayed():
+            host, port = w.link_control.rsplit(":", 1)
+            fwd.add(int(port), self.netns.ns_pd, host, int(port))
         fwd.start()
         self.forwarder = fwd
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> Endpoints:
+    @staticmethod
+    def relay_name(w: WorkerAddress) -> str:
+        """The supervisor's name for the relay in front of PD worker `w`."""
+        return f"link-{w.worker_id}"
+
+    def start(
+        self,
+        timeout_s: float = START_TIMEOUT_S,
+        *,
+        supervise: bool = False,
+        restart_policy: RestartPolicy | None = None,
+    ) -> Endpoints:
+        """Start every group in order; with `supervise`, then restart children that die
+        (supervisor.py) until `stop()` or until the supervisor ends the deployment."""
         try:
             if self.netns is not None:
                 self.netns.up()
@@ -233,6 +272,8 @@ class Deployment:
                 children = [self.supervisor.start(spec) for spec in group]
                 for child in children:
                     self.supervisor.wait_ready(child, timeout_s)
+            if supervise:
+                self.supervisor.watch(restart_policy)
         except BaseException:
             self.stop()
             raise
@@ -252,10 +293,18 @@ class Deployment:
                 f"http://{'127.0.0.1' if self.netns else h}:{self._relay_metrics_port(k)}/metrics"
                 for k, h in enumerate(self._relay_hosts())
             ]
-        return Endpoints(f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}")
+        controls = {
+            self.relay_name(w): f"{'127.0.0.1' if self.netns else w.link_control.rsplit(':', 1)[0]}"
+            f":{w.link_control.rsplit(':', 1)[1]}"
+            for w in self._relayed()
+        }
+        return Endpoints(
+            f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}", controls
+        )
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        self.secrets.remove()
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder = None

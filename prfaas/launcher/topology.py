@@ -42,6 +42,8 @@ class WorkerAddress:
     grpc: str
     kv_direct: str = ""
     kv_via_link: str = ""
+    # The relay's control port (cut/stall/down, link_relay.py) when a relay fronts `kv_via_link`.
+    link_control: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Topology:
     pd_grpc_base_port: int = 28200
     pd_kv_base_port: int = 28300
     link_base_port: int = 28400
+    # Relay i's control port is this + i; 0: link_base_port + 50 (inside the usual port blocks).
+    link_control_base_port: int = 0
     cache_budget_mb: int = 512
     block_size: int = 256
     kv_connections: int = 4
@@ -105,9 +109,12 @@ class Topology:
         for i, role in enumerate(self.pd_roles):
             host, off = (self.pd_hosts[i], 0) if self.pd_hosts else (self.host, i)
             kv = f"{host}:{self.pd_kv_base_port + off}"
-            via = kv
+            via = control = kv
             if self.link.mode == "relay":
-                via = f"{self.link_host or self.host}:{self.link_base_port + i}"
+                relay_host = self.link_host or self.host
+                via = f"{relay_host}:{self.link_base_port + i}"
+                control_base = self.link_control_base_port or self.link_base_port + 50
+                control = f"{relay_host}:{control_base + i}"
             out.append(
                 WorkerAddress(
                     f"pd-{i}",
@@ -117,6 +124,7 @@ class Topology:
                     f"{host}:{self.pd_grpc_base_port + off}",
                     kv_direct=kv,
                     kv_via_link=via,
+                    link_control=control if via != kv else "",
                 )
             )
         return out
@@ -178,6 +186,7 @@ class Topology:
                 "delay_ms": self.link.delay_ms,
                 "jitter_ms": self.link.jitter_ms,
                 "host": self.link_host,
+                "control_base_port": self.link_control_base_port,
             },
             "prfaas": {
                 "cluster": self.prfaas_cluster,
@@ -229,7 +238,7 @@ _SECTIONS = {
         "threshold_tokens",
         "long_control_seconds",
     },
-    "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host"},
+    "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host", "control_base_port"},
     "prfaas": {"cluster", "workers", "grpc_base_port", "kv_base_port", "hosts", "bind_host"},
     "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
     "worker": {"cache_budget_mb", "block_size", "kv_connections", "max_num_seqs"},
@@ -291,6 +300,7 @@ def load_topology(path: str | Path | None = None) -> Topology:
         pd_grpc_base_port=int(pd.get("grpc_base_port", base.pd_grpc_base_port)),
         pd_kv_base_port=int(pd.get("kv_base_port", base.pd_kv_base_port)),
         link_base_port=int(pd.get("link_base_port", base.link_base_port)),
+        link_control_base_port=int(lk.get("control_base_port", base.link_control_base_port)),
         cache_budget_mb=int(w.get("cache_budget_mb", base.cache_budget_mb)),
         block_size=int(w.get("block_size", base.block_size)),
         kv_connections=int(w.get("kv_connections", base.kv_connections)),

@@ -1,4 +1,15 @@
-"""`prfaas up [TOPOLOGY]`: start a whole deployment, print its endpoints, stop it on Ctrl-C."""
+"""`prfaas up [TOPOLOGY]`: start a whole deployment, keep it healing, stop it on Ctrl-C.
+
+Lifecycle:
+  1. start the processes group by group (deployment.py); Ctrl-C or SIGTERM meanwhile stops what
+     was started and exits 130;
+  2. print the endpoints (HTTP, router gRPC, metrics, each relay's control port);
+  3. supervise: a child that dies is restarted with backoff and rejoins (supervisor.py); the rest
+     keep serving meanwhile;
+  4. what ends the deployment: the operator's SIGINT/SIGTERM (exit 0), the router exiting on its
+     own with status 0, or a child crash-looping (exit 1, with the reason and its log tail);
+     every child is then stopped and the restart count of each is printed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,8 @@ import threading
 from pathlib import Path
 
 from prfaas.launcher.deployment import Deployment
+from prfaas.launcher.restart_policy import RestartPolicy
+from prfaas.launcher.supervisor import StartInterrupted
 from prfaas.launcher.topology import (
     BACKENDS,
     DEFAULT_TOPOLOGY,
@@ -19,6 +32,13 @@ from prfaas.launcher.topology import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Secure by default: every child gets a per-deployment gRPC token (or certificates) by file.
+    parser.add_argument(
+        "--tls", action="store_true", help="mutual TLS on gRPC and the KV channel (dev CA)"
+    )
+    parser.add_argument(
+        "--api-key-file", help="API keys for /v1/* and Router.Generate (one per line, mode 0600)"
+    )
     parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY), help="topology TOML")
     parser.add_argument("--backend", choices=BACKENDS, help="override the topology's backend")
     parser.add_argument("--policy", choices=POLICIES, help="override the topology's policy")
@@ -29,6 +49,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="place the two datacenters in network namespaces joined by a shaped veth (root)",
     )
+    defaults = RestartPolicy()
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=defaults.crash_loop_restarts,
+        help="restarts of one process within --restart-window before giving up (crash loop)",
+    )
+    parser.add_argument(
+        "--restart-window",
+        type=float,
+        default=defaults.crash_loop_window_s,
+        help="seconds over which --max-restarts is counted",
+    )
+
+
+def _print_endpoints(deployment: Deployment, log_dir: str) -> None:
+    endpoints = deployment.endpoints()
+    print(f"  OpenAI endpoint: {endpoints.http}", flush=True)
+    print(f"  router gRPC:     {endpoints.router_grpc}", flush=True)
+    for url in endpoints.metrics:
+        print(f"  metrics:         {url}", flush=True)
+    for name, address in endpoints.relay_controls.items():
+        print(f"  relay control:   {address}  ({name}: cut | stall on|off | down | up)", flush=True)
+    print(f"  logs:            {log_dir}  (Ctrl-C stops everything)", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,34 +82,43 @@ def run(args: argparse.Namespace) -> int:
     except TopologyError as exc:
         print(f"prfaas up: {exc}", file=sys.stderr)
         return 2
+    api_key_file = Path(args.api_key_file) if args.api_key_file else None
     deployment = Deployment(
-        topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns
-    )
+        topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns,
+        tls=args.tls, api_key_file=api_key_file,
+    )  # fmt: skip
+    supervisor = deployment.supervisor
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        supervisor.request_stop()  # interrupts a start in progress
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     print(
         f"prfaas up: starting {topo.name} ({topo.backend} backend, policy {topo.policy})",
         flush=True,
     )
+    policy = RestartPolicy(
+        crash_loop_restarts=args.max_restarts, crash_loop_window_s=args.restart_window
+    )
     try:
-        endpoints = deployment.start()
+        deployment.start(supervise=True, restart_policy=policy)
+    except StartInterrupted:
+        print("prfaas up: interrupted while starting; stopped", file=sys.stderr)
+        return 130
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"prfaas up: deployment failed to start: {exc}", file=sys.stderr)
         return 1
-    print(f"  OpenAI endpoint: {endpoints.http}", flush=True)
-    print(f"  router gRPC:     {endpoints.router_grpc}", flush=True)
-    for url in endpoints.metrics:
-        print(f"  metrics:         {url}", flush=True)
-    print(f"  logs:            {args.log_dir}  (Ctrl-C stops everything)", flush=True)
+    _print_endpoints(deployment, args.log_dir)
     try:
         while not stop.wait(0.5):
-            dead = deployment.supervisor.first_exited()
-            if dead is not None:
-                print(f"prfaas up: {dead.spec.name} exited; stopping", file=sys.stderr)
-                print(deployment.supervisor.log_tail(dead), file=sys.stderr)
-                return 1
+            if supervisor.ended.is_set():
+                print(f"prfaas up: {supervisor.end_reason}", file=sys.stderr, flush=True)
+                return 0 if supervisor.ended_cleanly else 1
     finally:
+        restarts = ", ".join(f"{name} {n}" for name, n in supervisor.summary().items())
         deployment.stop()
-        print("prfaas up: stopped", flush=True)
+        print(f"prfaas up: stopped (restarts: {restarts})", flush=True)
     return 0
