@@ -152,10 +152,11 @@ async def serve(
     from prfaas.router.http_api import create_app
 
     proc = build(topo, model_name, _max_context(topo), max_inflight)
-    app = create_app(proc.dispatcher, _TokenizerAdapter(), api_key=api_key, metrics=proc.metrics)
+    tokenizer = _TokenizerAdapter()
+    app = create_app(proc.dispatcher, tokenizer, api_key=api_key, metrics=proc.metrics)
     grpc_server = grpc.aio.server()
     router_pb2_grpc.add_RouterServicer_to_server(
-        RouterService(proc.dispatcher, proc.registry), grpc_server
+        RouterService(proc.dispatcher, proc.registry, vocab_size=tokenizer.vocab_size), grpc_server
     )
     grpc_server.add_insecure_port(f"{topo.host}:{topo.router_grpc_port}")
     config = uvicorn.Config(app, host=topo.host, port=topo.http_port, lifespan="off",

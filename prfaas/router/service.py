@@ -2,8 +2,11 @@
 
 `Generate` streams a `RouteDecision` before the first token (a second one if the request was
 re-routed before any token), then `TokenChunk`s and one `Finished`, or one `WorkerError`
-(code "overloaded", "not_ready", "context_too_long" or "failed"). When the client cancels the
-call, the dispatcher's generator is closed and aborts the request on every worker involved.
+(code "invalid_argument", "overloaded", "not_ready", "context_too_long" or "failed"). A request
+outside `prfaas/request_limits.py` (token ids outside the vocabulary, non-finite or out-of-range
+sampling values) is refused with "invalid_argument" before any worker sees it. When the client
+cancels the call, the dispatcher's generator is closed and aborts the request on every worker
+involved.
 `RegisterWorker` adds the worker to the registry (replacing one with the same id).
 """
 
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from prfaas._proto.prfaas.v1 import common_pb2, router_pb2, router_pb2_grpc, worker_pb2
+from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids
 from prfaas.router.backend_base import (
     BackendError,
     ContextTooLong,
@@ -55,14 +59,26 @@ def _error_event(code: str, message: str) -> router_pb2.RouterGenerateEvent:
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
-    def __init__(self, dispatcher: Dispatcher, registry: WorkerRegistry) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, registry: WorkerRegistry, *, vocab_size: int
+    ) -> None:
+        """`vocab_size`: prompt and stop ids must be in [0, vocab_size) (the tokenizer's ids)."""
         self.dispatcher = dispatcher
         self.registry = registry
+        self.vocab_size = vocab_size
 
     async def Generate(
         self, request: router_pb2.RouterGenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[router_pb2.RouterGenerateEvent]:
         sampling = from_sampling_params(request.sampling)
+        try:
+            if not request.prompt_ids:
+                raise InvalidRequest("prompt_ids", "The prompt is empty.")
+            check_token_ids(request.prompt_ids, self.vocab_size, "prompt_ids")
+            check_sampling(sampling, self.vocab_size)
+        except InvalidRequest as exc:
+            yield _error_event("invalid_argument", exc.message)
+            return
         limit = self.dispatcher.max_context
         if len(request.prompt_ids) + sampling.max_tokens > limit:
             yield _error_event("context_too_long", str(ContextTooLong(limit)))

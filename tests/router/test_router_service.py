@@ -21,10 +21,13 @@ from prfaas.router.main import _TokenizerAdapter
 from prfaas.router.policy import Role
 from prfaas.router.service import RouterService
 
+VOCAB = 259  # the byte tokenizer's ids: 256 bytes, BOS, EOS, PAD
+
 
 async def start_router_grpc(c) -> tuple[grpc.aio.Server, router_pb2_grpc.RouterStub]:
     server = grpc.aio.server()
-    router_pb2_grpc.add_RouterServicer_to_server(RouterService(c.dispatcher, c.registry), server)
+    service = RouterService(c.dispatcher, c.registry, vocab_size=VOCAB)
+    router_pb2_grpc.add_RouterServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -36,7 +39,7 @@ async def test_grpc_generate_streams_decision_then_tokens() -> None:
     server, stub = await start_router_grpc(c)
     try:
         req = router_pb2.RouterGenerateRequest(
-            request_id="g1", prompt_ids=list(range(300)),
+            request_id="g1", prompt_ids=[i % VOCAB for i in range(300)],
             sampling=common_pb2.SamplingParams(max_tokens=3),
         )  # fmt: skip
         events = [e async for e in stub.Generate(req, timeout=10)]
@@ -56,6 +59,50 @@ async def test_grpc_generate_streams_decision_then_tokens() -> None:
         )
         (err,) = [e async for e in stub.Generate(too_long, timeout=10)]
         assert err.error.code == "context_too_long"
+    finally:
+        await server.stop(0)
+        await c.close()
+
+
+@pytest.mark.parametrize(
+    "prompt, sampling, refused",
+    [
+        ([1, 70000], {}, "prompt_ids[1] = 70000"),
+        ([-3, 1], {}, "prompt_ids[0] = -3"),
+        ([], {}, "empty"),
+        ([1, 2], {"temperature": float("nan")}, "temperature"),
+        ([1, 2], {"temperature": float("inf")}, "temperature"),
+        ([1, 2], {"top_p": float("nan")}, "top_p"),
+        ([1, 2], {"top_k": -7}, "top_k"),
+        ([1, 2], {"max_tokens": -1}, "max_tokens"),
+        ([1, 2], {"stop_token_ids": [common_pb2.TokenIds(ids=[VOCAB])]}, "stop_token_ids"),
+    ],
+    ids=[
+        "id-70000",
+        "id-minus-3",
+        "empty",
+        "temp-nan",
+        "temp-inf",
+        "top_p-nan",
+        "top_k",
+        "max-tok",
+        "stop-id",
+    ],
+)
+async def test_grpc_generate_refuses_invalid_requests_before_any_worker(
+    prompt: list[int], sampling: dict, refused: str
+) -> None:
+    c = await start_cluster(threshold=64)
+    server, stub = await start_router_grpc(c)
+    try:
+        req = router_pb2.RouterGenerateRequest(
+            request_id="bad", prompt_ids=prompt, sampling=common_pb2.SamplingParams(**sampling)
+        )
+        (event,) = [e async for e in stub.Generate(req, timeout=10)]
+        assert event.error.code == "invalid_argument"
+        assert refused in event.error.message
+        workers = [*c.pd, *c.prfaas]
+        assert [w.generate_requests + w.prefill_requests for w in workers] == [[]] * len(workers)
     finally:
         await server.stop(0)
         await c.close()
