@@ -41,6 +41,7 @@ from prfaas.router.backend_base import (
 )
 from prfaas.router.control import LongTermController, ShortTermController
 from prfaas.router.flows import Attempt, FlowTimeouts, Retry
+from prfaas.router.link_health import LinkHealth
 from prfaas.router.policy import (
     LinkState,
     Role,
@@ -110,8 +111,10 @@ class Dispatcher(GenerationBackend):
         config: DispatchConfig | None = None,
         long: LongTermController | None = None,
         metrics: RouterMetrics | None = None,
+        links: LinkHealth | None = None,
     ) -> None:
         self.registry = registry
+        self.links = links
         self.short = short
         self.long = long
         self.config = config or DispatchConfig()
@@ -183,6 +186,8 @@ class Dispatcher(GenerationBackend):
                     if exc.worker_id:
                         excluded.add(exc.worker_id)
                     force_local = force_local or exc.remote_prefill_failed
+                    if exc.remote_prefill_failed and self.links is not None:
+                        self.links.report_failure(decision.decode_worker, str(exc))
                     self._spawn(self._abort_on(attempt.worker_request_id, attempt.workers))
                 finally:
                     attempt.close()
@@ -217,12 +222,19 @@ class Dispatcher(GenerationBackend):
         link = LinkState(up=True, bandwidth_scarce=self.short.scarce)
         req = RouteRequest(len(request.prompt_token_ids), request.sampling.max_tokens)
         decision = route(req, snaps, match, link, self.short.threshold, rc, self.short.base)
+        if decision.target is Target.PRFAAS and not self._link_usable(decision.decode_worker):
+            # KV cannot reach that decode worker now (link_health.py): place as if PrfaaS were down.
+            link = LinkState(up=False, bandwidth_scarce=self.short.scarce)
+            decision = route(req, snaps, match, link, self.short.threshold, rc, self.short.base)
         if decision.target is None:
             if not any(s.eligible for s in snaps):
                 raise NotReady("no healthy worker can serve this request")
             raise Overloaded(1.0, "no worker has capacity for this request")
         self._record(request.request_id, decision)
         return decision
+
+    def _link_usable(self, decode_worker: str | None) -> bool:
+        return self.links is None or self.links.usable(decode_worker)
 
     def _record(self, rid: str, d: RouteDecision) -> None:
         rc = self.config.routing

@@ -29,6 +29,7 @@ from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.router.control import LongTermController, ShortTermController
 from prfaas.router.control_loops import ControlLoops
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
+from prfaas.router.link_health import LinkHealth
 from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerRegistry, handles_from_topology
@@ -139,7 +140,8 @@ def build(
     config = DispatchConfig(model_name=metrics.model_name, max_context=max_context,
                             routing=routing, link_bytes_per_s=link_bytes,
                             max_inflight=max_inflight)  # fmt: skip
-    dispatcher = Dispatcher(registry, short, config, long, metrics)
+    # Offloads skip a decode worker whose link (relay or receiver) is down, until probed back.
+    dispatcher = Dispatcher(registry, short, config, long, metrics, LinkHealth(registry))
     loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
                          long, metrics, transfer_metrics,
                          long_tick_s=topo.long_control_seconds)  # fmt: skip
@@ -181,6 +183,8 @@ async def serve(
         await proc.loops.stop()
         await proc.registry.stop()
         await proc.dispatcher.close()
+        if proc.dispatcher.links is not None:
+            await proc.dispatcher.links.close()
     return 0
 
 
