@@ -11,7 +11,9 @@ Policies:
                                     if the longer cache sits in the other cluster it is moved
                                     (`cross_cluster_transfer`).
                   An offload falls back to local when the PrfaaS cluster or link is down
-                  (prfaas_unavailable) or every PrfaaS worker's queue is full (prfaas_queue_full).
+                  (prfaas_unavailable) or every PrfaaS worker's queue is full (prfaas_queue_full);
+                  a local request goes to PrfaaS when no local prefill-capable worker is up
+                  (local_prefill_unavailable), rather than being refused.
   homogeneous-pd  no PrfaaS: everything on local PD-P/PD-D or a `mixed` worker (policy_local).
   naive-hetero    every prefill on PrfaaS, every decode local, no length routing (policy_offload).
 
@@ -53,6 +55,8 @@ class Reason(StrEnum):
     """Local although l > base t: the short-term controller raised t (link pressure)."""
     PRFAAS_QUEUE_FULL = "prfaas_queue_full"
     PRFAAS_UNAVAILABLE = "prfaas_unavailable"
+    LOCAL_PREFILL_UNAVAILABLE = "local_prefill_unavailable"
+    """Offloaded although short: no local prefill-capable worker is up, PrfaaS can serve it."""
     POLICY_LOCAL = "policy_local"
     POLICY_OFFLOAD = "policy_offload"
     NO_CAPACITY = "no_capacity"
@@ -267,4 +271,31 @@ def route(
         reason = Reason.PREFIX_HIT
     else:
         reason = Reason.SHORT
-    return _place(req, workers, match, cfg, Target.LOCAL, reason, threshold, local_cache)
+    decision = _place(req, workers, match, cfg, Target.LOCAL, reason, threshold, local_cache)
+    local_prefill = _prefill_cands(workers, local, (Role.PREFILL, Role.MIXED))
+    if (
+        decision.target is None
+        and not local_prefill
+        and _prfaas_blocked(workers, link, cfg) is None
+    ):
+        return _place(
+            req, workers, match, cfg, Target.PRFAAS, Reason.LOCAL_PREFILL_UNAVAILABLE, threshold,
+            remote_cache,
+        )  # fmt: skip
+    return decision
+
+
+def missing_role(workers: Sequence[WorkerSnapshot], cfg: RoutingConfig) -> str | None:
+    """Which role no eligible worker fills for `cfg.policy` ("decode" or "prefill"), or None when
+    the policy can place some request: a local decode-capable worker, and a prefill-capable one
+    locally or, unless the policy is homogeneous-pd, in the PrfaaS cluster."""
+    local = [w for w in workers if w.eligible and w.cluster == cfg.local_cluster]
+    if not any(w.role in (Role.DECODE, Role.MIXED) for w in local):
+        return "decode"
+    if any(w.role in (Role.PREFILL, Role.MIXED) for w in local):
+        return None
+    if cfg.policy != "homogeneous-pd" and _prefill_cands(
+        workers, cfg.prfaas_cluster, (Role.PRFAAS, Role.PREFILL)
+    ):
+        return None
+    return "prefill"

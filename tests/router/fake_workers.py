@@ -46,6 +46,8 @@ class Script:
     prefill_mode: str = "ok"
     """Prefill: "ok", "fail" (UNAVAILABLE) or "stall" (never returns)."""
     load: dict[str, float] = field(default_factory=dict)
+    load_delay_s: float = 0.0
+    """GetLoad answers after this long (a busy worker's slow report)."""
 
 
 class _Base:
@@ -84,6 +86,7 @@ class _Base:
         return worker_pb2.AbortResponse(found=True)
 
     async def GetLoad(self, request: worker_pb2.LoadRequest, context: grpc.aio.ServicerContext):
+        await asyncio.sleep(self.script.load_delay_s)
         return worker_pb2.WorkerLoad(worker_id=self.worker_id, cluster=self.cluster,
                                      role=self.role, **self.script.load)  # fmt: skip
 

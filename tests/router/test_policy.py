@@ -14,6 +14,7 @@ from prfaas.router.policy import (
     RoutingConfig,
     Target,
     WorkerSnapshot,
+    missing_role,
     route,
 )
 from prfaas.router.prefix_index import PrefixMatch
@@ -238,4 +239,32 @@ def test_full_decode_workers_take_no_one() -> None:
     assert route(RouteRequest(800), ws, _hits(), SCARCE, T, RoutingConfig()).decode_worker == "d0"
     full = [replace(w, load=1.0) if w.role is Role.DECODE else w for w in WORKERS]
     d = route(RouteRequest(800), full, _hits(), SCARCE, T, RoutingConfig())
+    assert (d.target, d.reason) == (None, Reason.NO_CAPACITY)
+
+
+@pytest.mark.parametrize(
+    ("policy", "down", "missing"),
+    [
+        ("prfaas", set(), None),
+        ("prfaas", {"p0", "p1"}, None),  # PrfaaS still prefills
+        ("prfaas", {"p0", "p1", "r0", "r1"}, "prefill"),
+        ("prfaas", {"d0", "d1"}, "decode"),
+        ("naive-hetero", {"p0", "p1"}, None),
+        ("homogeneous-pd", {"p0", "p1"}, "prefill"),  # never uses PrfaaS
+    ],
+)
+def test_missing_role(policy: str, down: set[str], missing: str | None) -> None:
+    workers = [replace(w, healthy=w.worker_id not in down) for w in WORKERS]
+    assert missing_role(workers, RoutingConfig(policy=policy)) == missing
+
+
+def test_short_request_offloaded_when_no_local_prefill_is_up() -> None:
+    workers = [replace(w, healthy=w.role is not Role.PREFILL) for w in WORKERS]
+    d = route(RouteRequest(100), workers, _hits(), SCARCE, T, RoutingConfig())
+    assert (d.target, d.reason, d.prefill_worker) == (
+        Target.PRFAAS,
+        Reason.LOCAL_PREFILL_UNAVAILABLE,
+        "r0",
+    )
+    d = route(RouteRequest(100), workers, _hits(), DOWN, T, RoutingConfig())
     assert (d.target, d.reason) == (None, Reason.NO_CAPACITY)
