@@ -44,11 +44,11 @@ from prfaas.router.flows import Attempt, FlowTimeouts, Retry
 from prfaas.router.link_health import LinkHealth
 from prfaas.router.policy import (
     LinkState,
-    Role,
     RouteDecision,
     RouteRequest,
     RoutingConfig,
     Target,
+    missing_role,
     route,
 )
 from prfaas.router.prefix_transfer import move_prefix, prefix_to_move
@@ -132,16 +132,10 @@ class Dispatcher(GenerationBackend):
         return self.config.max_context
 
     def ready(self) -> bool:
-        """The policy's needed workers are healthy: a local decode-capable worker, and a local
-        prefill-capable one (naive-hetero: or a PrfaaS worker)."""
-        snaps = [s for s in self.registry.snapshots() if s.eligible]
-        rc = self.config.routing
-        local = [s for s in snaps if s.cluster == rc.local_cluster]
-        decode = any(s.role in (Role.DECODE, Role.MIXED) for s in local)
-        prefill = any(s.role in (Role.PREFILL, Role.MIXED) for s in local)
-        if rc.policy == "naive-hetero":
-            prefill = prefill or any(s.cluster == rc.prfaas_cluster for s in snaps)
-        return decode and prefill
+        """Some request can be placed: a local decode-capable worker is up, and a prefill-capable
+        one locally or in the PrfaaS cluster (`policy.missing_role`). A down local prefill pool
+        alone does not make the router unready while PrfaaS can prefill."""
+        return missing_role(self.registry.snapshots(), self.config.routing) is None
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         async for item in self.generate_routed(request):
@@ -227,9 +221,11 @@ class Dispatcher(GenerationBackend):
             link = LinkState(up=False, bandwidth_scarce=self.short.scarce)
             decision = route(req, snaps, match, link, self.short.threshold, rc, self.short.base)
         if decision.target is None:
-            if not any(s.eligible for s in snaps):
-                raise NotReady("no healthy worker can serve this request")
-            raise Overloaded(1.0, "no worker has capacity for this request")
+            # 503 when a needed role has no worker at all; 429 when workers exist but are full.
+            missing = missing_role(snaps, rc)
+            if missing is not None:
+                raise NotReady(f"no healthy {missing} worker can serve this request")
+            raise Overloaded(self.config.retry_after_s, "no worker has capacity for this request")
         self._record(request.request_id, decision)
         return decision
 
