@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
 
 
 def free_port() -> int:
@@ -25,9 +29,15 @@ def http_ready(url: str) -> bool:
 def grpc_ready(address: str) -> bool:
     """True when the standard grpc.health.v1 service at `address` reports SERVING."""
     import grpc
+
+    return health_serving(grpc.insecure_channel(address))
+
+
+def health_serving(channel: grpc.Channel) -> bool:
+    """True when the health service behind `channel` reports SERVING; closes `channel`."""
+    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    channel = grpc.insecure_channel(address)
     try:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=1.0

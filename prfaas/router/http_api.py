@@ -14,7 +14,6 @@ A client disconnect at any point aborts the request in the backend.
 
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -39,6 +38,7 @@ from prfaas.router.openai_protocol import (
     usage_json,
 )
 from prfaas.router.openai_text import Tokenizer
+from prfaas.security.api_keys import ApiKeys
 
 CLIENT_CLOSED_REQUEST = 499
 """Status logged for requests whose client disconnected (nginx's convention; never sent)."""
@@ -48,7 +48,7 @@ def create_app(
     backend: GenerationBackend,
     tokenizer: Tokenizer,
     *,
-    api_key: str | None = None,
+    api_key: str | ApiKeys | None = None,
     metrics: RouterMetrics | None = None,
     served_model_name: str | None = None,
 ) -> FastAPI:
@@ -67,12 +67,14 @@ def create_app(
 
     app.add_exception_handler(ClientDisconnected, on_disconnect)
 
+    api_keys = ApiKeys.of(api_key)  # one key, or several revocable ones from a file
+
     def check_api_key(request: Request) -> None:
-        if api_key is None:
+        if api_keys is None:
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), api_key.encode()):
+        if scheme.lower() != "bearer" or not api_keys.accepts(token):
             raise APIError(401, "Invalid or missing API key.")
 
     def check_ready() -> None:

@@ -34,6 +34,16 @@ from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerRegistry, handles_from_topology
 from prfaas.router.service import RouterService
+from prfaas.security import channels, identities
+from prfaas.security.api_keys import ApiKeys
+from prfaas.security.binding import bind_grpc
+from prfaas.security.credentials import GrpcCredentials
+from prfaas.security.interceptor import AuthInterceptor
+from prfaas.security.options import (
+    add_security_arguments,
+    api_keys_from_args,
+    credentials_from_args,
+)
 
 log = logging.getLogger("prfaas.router")
 
@@ -48,12 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, help="OpenAI HTTP port (default: topology)")
     parser.add_argument("--grpc-port", type=int, help="gRPC Router port (default: topology)")
     parser.add_argument("--threshold", type=int, help="initial routing threshold t in tokens")
-    parser.add_argument("--api-key", help="require this bearer token on /v1/*")
+    parser.add_argument(
+        "--api-key",
+        help="require this bearer token on /v1/* (visible in ps: prefer --api-key-file)",
+    )
     parser.add_argument("--model-name", help="served model id (default: prfaas-<preset>)")
     parser.add_argument(
         "--max-inflight", type=int, default=512, help="admitted requests at once (more: 429)"
     )
     parser.add_argument("--log-level", default="INFO")
+    add_security_arguments(parser, router=True)
 
 
 class _TokenizerAdapter:
@@ -149,18 +163,27 @@ def build(
 
 
 async def serve(
-    topo: Topology, api_key: str | None, model_name: str | None, max_inflight: int = 512
+    topo: Topology,
+    api_key: str | ApiKeys | None,
+    model_name: str | None,
+    max_inflight: int = 512,
+    credentials: GrpcCredentials | None = None,
+    insecure: bool = False,
 ) -> int:
+    """`credentials`: the router's gRPC server identity, also the one its channels to workers
+    present (`channels.configure` must have been given them before the registry opens any)."""
     from prfaas.router.http_api import create_app
 
+    api_keys = ApiKeys.of(api_key)
     proc = build(topo, model_name, _max_context(topo), max_inflight)
     tokenizer = _TokenizerAdapter()
-    app = create_app(proc.dispatcher, tokenizer, api_key=api_key, metrics=proc.metrics)
-    grpc_server = grpc.aio.server()
+    app = create_app(proc.dispatcher, tokenizer, api_key=api_keys, metrics=proc.metrics)
+    grpc_server = grpc.aio.server(interceptors=[AuthInterceptor(credentials, api_keys)])
     router_pb2_grpc.add_RouterServicer_to_server(
         RouterService(proc.dispatcher, proc.registry, vocab_size=tokenizer.vocab_size), grpc_server
     )
-    grpc_server.add_insecure_port(f"{topo.host}:{topo.router_grpc_port}")
+    grpc_address = f"{topo.host}:{topo.router_grpc_port}"
+    bind_grpc(grpc_server, grpc_address, credentials, insecure=insecure)
     config = uvicorn.Config(app, host=topo.host, port=topo.http_port, lifespan="off",
                             log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
     http = uvicorn.Server(config)
@@ -169,6 +192,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(http, "should_exit", True))
+    if api_keys is not None:
+        loop.add_signal_handler(signal.SIGHUP, api_keys.reload)  # revoke/add keys, no restart
 
     await proc.registry.start()
     proc.loops.start()
@@ -195,7 +220,10 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy, host=args.host, http_port=args.http_port,
         router_grpc_port=args.grpc_port, threshold_tokens=args.threshold,
     )  # fmt: skip
-    coro = serve(topo, args.api_key, args.model_name, args.max_inflight)
+    credentials = credentials_from_args(args, lambda: identities.ROUTER)
+    channels.configure(credentials)
+    coro = serve(topo, api_keys_from_args(args), args.model_name, args.max_inflight,
+                 credentials, args.insecure)  # fmt: skip
     try:
         import uvloop
     except ImportError:

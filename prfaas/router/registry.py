@@ -27,6 +27,7 @@ from prfaas._proto.prfaas.v1 import router_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.launcher.topology import Topology
 from prfaas.router.policy import Role, WorkerSnapshot
 from prfaas.router.prefix_index import CacheEvent, CacheEventKind, PrefixIndex
+from prfaas.security.channels import open_worker_channel
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class WorkerHandle:
     num_failures: int = 0
     last_seen_s: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    registered_by: str | None = None
+    """Authenticated identity that registered the worker (None: topology or open mode)."""
 
     @property
     def pd(self) -> worker_pb2_grpc.PDWorkerStub:
@@ -160,7 +163,7 @@ class WorkerRegistry:
         old = self.workers.get(handle.worker_id)
         if old is not None:
             self._forget(old)
-        handle.channel = grpc.aio.insecure_channel(handle.grpc_address)
+        handle.channel = open_worker_channel(handle.grpc_address, handle.worker_id)
         self.workers[handle.worker_id] = handle
         self.index.register_worker(handle.worker_id, handle.cluster)
         if self._started:
@@ -169,12 +172,21 @@ class WorkerRegistry:
                  handle.grpc_address)  # fmt: skip
         return handle
 
-    def register(self, req: router_pb2.RegisterWorkerRequest) -> WorkerHandle:
+    def register(
+        self, req: router_pb2.RegisterWorkerRequest, identity: str | None = None
+    ) -> WorkerHandle:
         """`Router.RegisterWorker`: a prefill worker gets role `prfaas`, a PD worker its role.
-        A registered PD worker has one KV address, used by local and PrfaaS senders alike."""
+        A registered PD worker has one KV address, used by local and PrfaaS senders alike.
+        `identity` is the caller's authenticated identity (None: open mode). A worker id that
+        one identity registered is not taken over by another: PermissionError, logged."""
+        old = self.workers.get(req.worker_id)
+        if old is not None and old.registered_by not in (None, identity):
+            log.warning("RegisterWorker %s from %s refused: registered by %s", req.worker_id,
+                        identity, old.registered_by)  # fmt: skip
+            raise PermissionError(f"worker {req.worker_id} belongs to another identity")
         role = Role.PRFAAS if req.kind == "prefill" else Role(req.role or "mixed")
         handle = WorkerHandle(req.worker_id, req.kind, req.cluster, role, req.grpc_address,
-                              req.kv_address, req.kv_address)  # fmt: skip
+                              req.kv_address, req.kv_address, registered_by=identity)  # fmt: skip
         return self.add(handle)
 
     def remove(self, worker_id: str) -> None:

@@ -7,7 +7,9 @@ outside `prfaas/request_limits.py` (token ids outside the vocabulary, non-finite
 sampling values) is refused with "invalid_argument" before any worker sees it. When the client
 cancels the call, the dispatcher's generator is closed and aborts the request on every worker
 involved.
-`RegisterWorker` adds the worker to the registry (replacing one with the same id).
+`RegisterWorker` adds the worker to the registry (replacing one with the same id, unless another
+identity registered it: PERMISSION_DENIED; the interceptor already let only that worker's own
+identity through when credentials are configured).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prfaas.router.backend_base import (
 from prfaas.router.dispatcher import Dispatcher
 from prfaas.router.policy import RouteDecision, Target
 from prfaas.router.registry import WorkerRegistry
+from prfaas.security.interceptor import current_principal
 
 _FINISH = {"stop": common_pb2.FINISH_REASON_STOP, "length": common_pb2.FINISH_REASON_LENGTH}
 
@@ -114,7 +117,9 @@ class RouterService(router_pb2_grpc.RouterServicer):
         if request.kind not in ("prefill", "pd") or not request.worker_id:
             return router_pb2.RegisterWorkerResponse(accepted=False)
         try:
-            self.registry.register(request)
+            self.registry.register(request, current_principal())
+        except PermissionError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except ValueError:
             return router_pb2.RegisterWorkerResponse(accepted=False)
         heartbeat = self.registry.config.poll_interval_s

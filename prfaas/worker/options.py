@@ -9,6 +9,8 @@ from pathlib import Path
 from prfaas.engine.backend_base import ExecutionBackend
 from prfaas.engine.core import EngineCore
 from prfaas.engine.prefix_cache import CacheListener
+from prfaas.security.options import add_security_arguments
+from prfaas.security.secret_files import read_secret
 from prfaas.worker.compute import LayerHooks
 
 CASE_STUDY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "profiles"
@@ -45,10 +47,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
         default=0.0,
         help="nominal KV link rate, for utilization (0: unknown)",
     )
+    add_security_arguments(parser, router=False)
 
 
-def kv_secret() -> bytes:
-    """Shared secret for KV transfer authentication ($PRFAAS_KV_SECRET; a fixed dev default)."""
+def kv_secret(args: argparse.Namespace | None = None) -> bytes:
+    """Shared secret for KV transfer authentication: `--kv-secret-file` (mode 0600); else the
+    deprecated $PRFAAS_KV_SECRET (visible in /proc/PID/environ); else a fixed dev default."""
+    path = getattr(args, "kv_secret_file", None)
+    if path:
+        try:
+            return read_secret(path)
+        except ValueError as exc:
+            raise SystemExit(f"--kv-secret-file: {exc}") from exc
     return os.environ.get(SECRET_ENV, "prfaas-dev-secret").encode()
 
 

@@ -21,6 +21,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from prfaas.metrics import serve as serve_metrics
+from prfaas.security import channels, identities
+from prfaas.security.binding import bind_grpc
+from prfaas.security.interceptor import AuthInterceptor
+from prfaas.security.options import credentials_from_args
 from prfaas.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,7 @@ async def _register(runtime: WorkerRuntime, kind: str, role: str, kv_address: st
     from prfaas._proto.prfaas.v1 import router_pb2, router_pb2_grpc
 
     args = runtime.args
-    async with grpc.aio.insecure_channel(args.router) as channel:
+    async with channels.open_channel(args.router, identities.ROUTER) as channel:
         stub = router_pb2_grpc.RouterStub(channel)
         for attempt in range(30):
             try:
@@ -61,14 +65,19 @@ async def serve_worker(
     role: str,
     kv_address: str = "",
 ) -> None:
-    await runtime.start()
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    # Only the router may call this worker's RPCs (token or mTLS; open on loopback without).
+    credentials = credentials_from_args(runtime.args, lambda: identities.worker(runtime.worker_id))
+    channels.configure(credentials)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(credentials)],
+        options=[("grpc.max_receive_message_length", 64 << 20)],
+    )
     add_servicer(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"{runtime.args.host}:{runtime.args.grpc_port}"
-    if server.add_insecure_port(address) == 0:
-        raise SystemExit(f"cannot bind gRPC port {address}")
+    bind_grpc(server, address, credentials, insecure=runtime.args.insecure)  # before warm-up
+    await runtime.start()
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     if runtime.args.metrics_port:

@@ -9,11 +9,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.launcher.probes import free_port, grpc_ready
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
+from prfaas.security import identities
+from prfaas.security.channels import open_channel
+from prfaas.security.credentials import GrpcCredentials
 
 
 @dataclass
@@ -22,6 +23,8 @@ class WorkerProc:
     grpc_address: str
     kind: str
     kv_port: int = 0
+    credentials: GrpcCredentials | None = None
+    """How to call it as the router (a deployment's `secrets.credentials()`); None: open."""
 
 
 def start_worker(
@@ -112,7 +115,8 @@ async def generate_remote(
 
 async def wait_leak_free(proc: WorkerProc, timeout_s: float = 20.0) -> worker_pb2.WorkerLoad:
     """Poll GetLoad until the worker reports nothing held; return the last load."""
-    async with grpc.aio.insecure_channel(proc.grpc_address) as channel:
+    server = identities.worker(proc.worker_id)
+    async with open_channel(proc.grpc_address, server, proc.credentials) as channel:
         stub_class = (
             worker_pb2_grpc.PDWorkerStub if proc.kind == "pd" else worker_pb2_grpc.PrefillWorkerStub
         )

@@ -167,7 +167,9 @@ def test_client_disconnect_aborts_everywhere(prfaas_deployment: Deployment) -> N
     # it finishing; the window leaves room for a loaded CI box to notice the disconnect.
     deadline = time.monotonic() + 6.0  # one window for all workers together
     for w in prfaas_deployment.topo.workers():
-        proc = WorkerProc(w.worker_id, w.grpc, "prefill" if w.kind == "prefill" else "pd")
+        kind = "prefill" if w.kind == "prefill" else "pd"
+        creds = prfaas_deployment.secrets.credentials()  # the launcher's token, as the router
+        proc = WorkerProc(w.worker_id, w.grpc, kind, credentials=creds)
         remaining = max(0.1, deadline - time.monotonic())
         load = asyncio.run(wait_leak_free(proc, timeout_s=remaining))
         assert load.leak_report == "", f"{w.worker_id}: {load.leak_report}"
