@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prefill-worker": ("prfaas.prefill_worker.main", "run a PrfaaS prefill worker"),
     "pd-worker": ("prfaas.pd_worker.main", "run a local PD worker (mixed, prefill or decode role)"),
     "plan": ("prfaas.planner.cli", "size clusters with the paper's analytical model (Eqs. 1-8)"),
+    "certs": ("prfaas.security.certs_cli", "make a development CA and certificates for a topology"),
     "link": (
         "prfaas.kvtransfer.link_relay",
         "userspace TCP relay emulating a cross-datacenter link",
