@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 from prfaas.launcher.deployment import Deployment
+from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 
 
@@ -44,6 +45,7 @@ def make_topology(**overrides: object) -> Topology:
         "pd_grpc_base_port": _free_range(4),
         "pd_kv_base_port": _free_range(4),
         "link_base_port": _free_range(4),
+        "link_control_base_port": _free_range(4),
         "prfaas_kv_base_port": _free_range(4),
         "threshold_tokens": 256,
     }
@@ -51,9 +53,17 @@ def make_topology(**overrides: object) -> Topology:
     return load_topology(DEFAULT_TOPOLOGY).with_overrides(**base)
 
 
-def start(topo: Topology, log_dir: Path, *, metrics: bool = False) -> Deployment:
+def start(
+    topo: Topology,
+    log_dir: Path,
+    *,
+    metrics: bool = False,
+    supervise: bool = False,
+    restart_policy: RestartPolicy | None = None,
+) -> Deployment:
+    """`supervise`: restart children that die, as `prfaas up` does (launcher/supervisor.py)."""
     deployment = Deployment(
         topo, DEFAULT_TOPOLOGY, log_dir, metrics_base_port=_free_range(8) - 1 if metrics else 0
     )
-    deployment.start()
+    deployment.start(supervise=supervise, restart_policy=restart_policy)
     return deployment
