@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "userspace TCP relay emulating a cross-datacenter link",
     ),
     "experiment": ("prfaas.experiment", "run the paper's case study end to end"),
+    "chaos": ("prfaas.chaos.cli", "seeded, replayable faults under load (--soak: RSS/fd slopes)"),
 }
 
 # `prfaas bench TARGET`
