@@ -21,7 +21,7 @@ from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.request import Request, RequestKind
 from prfaas.worker import generate_flow as flow
 from prfaas.worker.common_rpcs import CommonRpcs
-from prfaas.worker.convert import finish_reason, sampling_from_proto
+from prfaas.worker.convert import finish_reason, inputs_from_proto
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,12 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
             )
             return
         try:
-            sampling = sampling_from_proto(request.sampling)
+            prompt, sampling = inputs_from_proto(
+                request.prompt_ids, request.sampling, rt.backend.prompt_vocab_size
+            )
             req = Request(
                 request.request_id,
-                list(request.prompt_ids),
+                prompt,
                 sampling,
                 kind=RequestKind.DECODE_ONLY if decode_only else RequestKind.FULL,
                 eos_token_id=None if sampling.ignore_eos else rt.eos_token_id,

@@ -14,7 +14,7 @@ import grpc
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.engine.prefix_cache import CacheEventKind
 from prfaas.request import Request, RequestKind
-from prfaas.worker.convert import sampling_from_proto
+from prfaas.worker.convert import inputs_from_proto
 from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
 from prfaas.worker.prefix_rpcs import PrefixRpcs
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
@@ -55,12 +55,14 @@ class CommonRpcs(PrefixRpcs):
             )
         dest = request.destination
         try:
-            sampling = sampling_from_proto(request.sampling)
+            prompt, sampling = inputs_from_proto(
+                request.prompt_ids, request.sampling, rt.backend.prompt_vocab_size
+            )
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         req = Request(
             request.request_id,
-            list(request.prompt_ids),
+            prompt,
             sampling,
             kind=RequestKind.PREFILL_ONLY,
             eos_token_id=rt.eos_token_id,

@@ -2,7 +2,8 @@
 
 Protos in, `prefix_flow` calls out. Each call is tracked under its id like a request (Abort cancels
 it; a role change drains it). Validation before any engine work: same block size on both sides,
-a positive multiple of it as the prefix length, a KV receiver on an importing worker.
+a positive multiple of it as the prefix length, ids in the vocabulary, a KV receiver on an
+importing worker.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2
+from prfaas.request_limits import InvalidRequest, check_token_ids
 from prfaas.worker import prefix_flow as flow
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 
@@ -38,6 +40,10 @@ class PrefixRpcs:
             return f"prefix of {len(token_ids)} tokens is not a positive multiple of {bs}"
         if len(token_ids) >= self.runtime.max_context:
             return f"prefix of {len(token_ids)} tokens exceeds the context limit"
+        try:
+            check_token_ids(token_ids, self.runtime.backend.prompt_vocab_size, "token_ids")
+        except InvalidRequest as exc:
+            return exc.message
         return None
 
     async def ImportPrefix(  # noqa: N802 (gRPC method name)
