@@ -150,7 +150,8 @@ class Supervisor:
         return child
 
     def request_stop(self) -> None:
-        """Interrupt a `wait_ready` in progress (signal handlers call this; it only sets a flag)."""
+        """Interrupt a `wait_ready` in progress and restart nothing more (signal handlers call
+        this; it only sets a flag)."""
         self._stop_requested.set()
 
     def wait_ready(self, child: Child, timeout_s: float) -> None:
@@ -258,7 +259,9 @@ class Supervisor:
         now = time.monotonic()
         for c in list(self.children):
             with self._changed:
-                if self._stopping or self.ended.is_set():
+                # After a stop request (Ctrl-C also reaches the children through the terminal's
+                # process group) deaths are the stop itself: neither restarted nor reported.
+                if self._stopping or self._stop_requested.is_set() or self.ended.is_set():
                     return
                 if c.restart_at is None and not c.alive:
                     self._on_exit(c, now)
