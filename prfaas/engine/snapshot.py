@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from prfaas.engine.core import EngineCore
 
 _MAX_IDS_IN_REPORT = 8
+LEAK_CHECK_PERIOD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -26,26 +27,36 @@ class EngineSnapshot:
     cache_usage: float = 0.0
     """Fraction of the cache byte budget in use (evictable prefix entries included)."""
     leak_report: str = ""
-    """Empty when the engine holds nothing it should not: checked in full only when the engine is
-    idle (no live request); with live requests it names them (held, not leaked)."""
+    """Empty when the engine holds nothing it should not (`EngineCore.leak_report`), checked only
+    when the engine is idle; with live requests it names them (held, not leaked)."""
     num_steps: int = 0
     taken_at: float = field(default_factory=time.monotonic)
+    leak_checked_at: float = 0.0
+    """When the idle leak check last ran; it scans every reference count, so it is rate-limited."""
 
     @classmethod
-    def of(cls, engine: EngineCore) -> EngineSnapshot:
-        """Read `engine` (on the compute thread only: the scheduler is not thread-safe)."""
+    def of(cls, engine: EngineCore, previous: EngineSnapshot | None = None) -> EngineSnapshot:
+        """Read `engine` (on the compute thread only: the scheduler is not thread-safe). The idle
+        leak check (a scan of every reference count) runs when the engine has just gone idle,
+        then at most every `LEAK_CHECK_PERIOD_S` while it stays idle (calls such as prefix
+        imports change it)."""
         s = engine.scheduler
         live = list(s.requests)
+        now = time.monotonic()
+        checked_at = previous.leak_checked_at if previous is not None else 0.0
         if live:
             shown = ", ".join(live[:_MAX_IDS_IN_REPORT])
             more = f" (+{len(live) - _MAX_IDS_IN_REPORT} more)" if len(live) > 8 else ""
             report = f"live requests: {shown}{more}"
+        elif (
+            previous is not None
+            and previous.num_live == 0
+            and now - previous.leak_checked_at < LEAK_CHECK_PERIOD_S
+        ):
+            report = previous.leak_report
         else:
-            try:
-                engine.assert_no_leaks()
-                report = ""
-            except AssertionError as exc:
-                report = str(exc) or "engine holds resources"
+            checked_at = now
+            report = engine.leak_report()
         return cls(
             num_waiting=len(s.waiting),
             num_running=len(s.running),
@@ -54,4 +65,6 @@ class EngineSnapshot:
             cache_usage=engine.cache_usage(),
             leak_report=report,
             num_steps=engine.num_steps,
+            taken_at=now,
+            leak_checked_at=checked_at,
         )

@@ -3,10 +3,15 @@
 Workers enter from the topology file (`from_topology`) or by `Router.RegisterWorker` (`register`).
 Each worker gets one gRPC channel and one monitor task (started by `start()`, owned by the
 registry, cancelled by `remove()`/`stop()`) that every `poll_interval_s`:
-  1. calls the standard Health service and `GetLoad`, each with a `rpc_timeout_s` deadline;
+  1. calls the standard Health service, then `GetLoad`, each with a `rpc_timeout_s` deadline;
   2. on success stores the `WorkerLoad` (the heartbeat) and marks the worker healthy;
-  3. after `max_failures` consecutive failures marks it unhealthy and drops its prefix-index
-     entries (a restarted worker starts cold and re-announces its cache).
+  3. tells *dead* from *slow*. Dead: the port refuses (`UNAVAILABLE`: process or port gone) on
+     `max_failures` consecutive polls, or the worker says NOT_SERVING (shutting down). Slow: a
+     deadline passes but nothing refused — a busy worker keeps its place, counts as loaded for
+     placement (`WorkerHandle.load_stale`), and is taken out only after `unresponsive_s` without a
+     single answer (a stopped process). Workers answer both RPCs without waiting for an engine
+     step, so a long step never looks like death. A dead worker's prefix-index entries are
+     dropped (a restarted worker starts cold and re-announces its cache).
 A second task per worker follows `StreamCacheEvents` into the `PrefixIndex`, reconnecting after
 `reconnect_s` when the stream breaks. `snapshots()` is what the policy sees at decision time.
 Everything runs on the router's event loop; nothing here blocks it.
@@ -49,7 +54,10 @@ class RegistryConfig:
     rpc_timeout_s: float = 2.0
     """Deadline of each heartbeat RPC."""
     max_failures: int = 3
-    """Consecutive failed heartbeats after which a worker counts as dead."""
+    """Consecutive refused heartbeats (port gone) after which a worker counts as dead."""
+    unresponsive_s: float = 15.0
+    """Seconds without any answer (deadlines passing, nothing refused) after which a worker is
+    taken out of placement: a stopped or wedged process, not a busy one."""
     remove_dead: bool = False
     """Forget a dead worker entirely (registered workers) instead of only marking it unhealthy."""
     reconnect_s: float = 0.5
@@ -82,7 +90,11 @@ class WorkerHandle:
     inflight_prefill_tokens: int = 0
     inflight_decodes: int = 0
     num_failures: int = 0
+    """Consecutive heartbeats refused outright (UNAVAILABLE)."""
     last_seen_s: float = 0.0
+    """monotonic time of the last answered heartbeat (0: never)."""
+    load_stale: bool = False
+    """The last heartbeat timed out: the load is old and the worker is treated as busy."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     registered_by: str | None = None
     """Authenticated identity that registered the worker (None: topology or open mode)."""
@@ -120,6 +132,8 @@ class WorkerHandle:
             utilization = self.inflight_decodes / self.max_decodes
         else:
             utilization = 0.0 if load is None else load.busy_fraction
+            if self.load_stale:
+                utilization = 1.0  # too busy to answer in time: last choice, still a choice
         return WorkerSnapshot(
             worker_id=self.worker_id,
             cluster=self.cluster,
@@ -215,13 +229,6 @@ class WorkerRegistry:
             h for h in self.workers.values() if h.healthy and cluster in (None, h.cluster)
         ]  # fmt: skip
 
-    def report_failure(self, worker_id: str) -> None:
-        """A request saw this worker fail: stop routing to it until a heartbeat succeeds."""
-        handle = self.workers.get(worker_id)
-        if handle is not None and handle.healthy:
-            handle.healthy = False
-            log.warning("worker %s marked unhealthy after a request failure", worker_id)
-
     async def start(self) -> None:
         self._started = True
         for handle in self.workers.values():
@@ -258,35 +265,62 @@ class WorkerRegistry:
         ]
 
     async def heartbeat_once(self, handle: WorkerHandle) -> bool:
-        """One health check + `GetLoad`; updates the handle. Returns whether it succeeded."""
+        """One health check + `GetLoad`; updates the handle. Returns whether both answered."""
         timeout = self.config.rpc_timeout_s
         try:
             health = health_pb2_grpc.HealthStub(handle.channel)
             resp = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
             if resp.status != health_pb2.HealthCheckResponse.SERVING:
-                raise RuntimeError(f"health status {resp.status}")
-            handle.load = await handle.prefill.GetLoad(worker_pb2.LoadRequest(), timeout=timeout)
-        except (grpc.aio.AioRpcError, RuntimeError) as exc:
-            handle.num_failures += 1
-            if handle.num_failures >= self.config.max_failures and handle.healthy:
-                handle.healthy = False
-                self.index.remove_worker(handle.worker_id)
-                self.index.register_worker(handle.worker_id, handle.cluster)
-                log.warning("worker %s dead after %d failed heartbeats: %s",
-                            handle.worker_id, handle.num_failures, exc)  # fmt: skip
+                self._mark_dead(handle, f"health status {resp.status}")
+                return False
+            load = await handle.prefill.GetLoad(worker_pb2.LoadRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            self._heartbeat_failed(handle, exc)
             return False
         if not handle.healthy:
             log.info("worker %s healthy", handle.worker_id)
+        handle.load, handle.load_stale = load, False
         handle.healthy, handle.num_failures = True, 0
         handle.last_seen_s = time.monotonic()
-        if handle.load.role and handle.kind == "pd":
-            handle.role = Role(handle.load.role)
+        if load.role and handle.kind == "pd":
+            handle.role = Role(load.role)
         return True
+
+    def _heartbeat_failed(self, handle: WorkerHandle, exc: grpc.aio.AioRpcError) -> None:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            # Refused: nothing listens on the port (or the channel cannot connect). Dead after a
+            # few in a row, so one reconnect hiccup does not drop a worker.
+            handle.num_failures += 1
+            if handle.num_failures >= self.config.max_failures:
+                self._mark_dead(handle, f"{handle.num_failures} heartbeats refused")
+            return
+        if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            # Answering, but not to us: a credentials mismatch, which waiting will not fix.
+            if handle.healthy:
+                log.error("worker %s refuses the router's credentials: %s", handle.worker_id,
+                          exc.details())  # fmt: skip
+            self._mark_dead(handle, f"credentials refused ({exc.code().name})")
+            return
+        # Slow (deadline) or any other answer that is not "gone": busy, not dead.
+        handle.load_stale = True
+        silent_s = time.monotonic() - handle.last_seen_s
+        if handle.last_seen_s and silent_s >= self.config.unresponsive_s:
+            self._mark_dead(handle, f"no answer for {silent_s:.0f} s ({exc.code().name})")
+        else:
+            log.debug("worker %s slow to answer: %s", handle.worker_id, exc.code().name)
+
+    def _mark_dead(self, handle: WorkerHandle, why: str) -> None:
+        if not handle.healthy:
+            return
+        handle.healthy = False
+        self.index.remove_worker(handle.worker_id)
+        self.index.register_worker(handle.worker_id, handle.cluster)
+        log.warning("worker %s out of placement: %s", handle.worker_id, why)
 
     async def _heartbeat(self, handle: WorkerHandle) -> None:
         while True:
             await self.heartbeat_once(handle)
-            dead = handle.num_failures >= self.config.max_failures
+            dead = not handle.healthy and handle.num_failures >= self.config.max_failures
             if dead and self.config.remove_dead:
                 self.remove(handle.worker_id)
                 return

@@ -135,7 +135,7 @@ class ComputeLoop:
 
     def _publish(self) -> None:
         try:
-            self.snapshot = EngineSnapshot.of(self.engine)
+            self.snapshot = EngineSnapshot.of(self.engine, self.snapshot)
         except Exception:  # a report must never stop the compute thread
             log.exception("engine snapshot failed")
 

@@ -93,12 +93,15 @@ async def generate(
     cached = 0
     first_token_at: float | None = None
     try:
+        # Set before the await: a cancellation while the call is queued still lets the add run on
+        # the compute thread, and only the abort queued behind it (finally) frees it again.
+        added = True
         try:
             await compute.call(lambda e: e.add_request(req))
         except ValueError as exc:
+            added = False  # refused (maybe a duplicate id: never abort the other request)
             yield Failed("refused", str(exc))
             return
-        added = True
         if req.kind is RequestKind.DECODE_ONLY:
             assert receiver is not None and source is not None, "decode-only needs a KV source"
             out = await _next_output(outputs, deadline)

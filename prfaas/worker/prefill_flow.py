@@ -106,11 +106,14 @@ async def prefill_and_ship(
         handle = sender.open(destination, transfer_id, wire_layout(layout), rid.encode()[:256])
         shipper = _LayerShipper(compute, rid, layout, n, handle)
         compute.layer_hooks.register(rid, shipper)
+        # Set before the await: a cancellation while the call is queued still lets the add run on
+        # the compute thread, and only the abort queued behind it (finally) frees it again.
+        added = True
         try:
             await compute.call(lambda e: e.add_request(req))
         except ValueError as exc:
+            added = False  # refused (maybe a duplicate id: never abort the other request)
             raise PrefillFailed("refused", str(exc)) from exc
-        added = True
         while True:
             out = await outputs.get()
             if out.finished:
