@@ -86,8 +86,18 @@ def open_channel(
     return grpc.aio.insecure_channel(address, options=opts, interceptors=token_interceptors(creds))
 
 
+# gRPC's default reconnect backoff grows to 120 s: a worker restarted by the supervisor after a
+# few failed polls would then wait minutes to be seen again. Heartbeats already pace the retries.
+WORKER_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 def open_worker_channel(address: str, worker_id: str) -> grpc.aio.Channel:
     """The router's channel to worker `worker_id` (used by the registry)."""
     if _process_credentials is None:
-        return grpc.aio.insecure_channel(address)  # open mode: any worker id is fine
-    return open_channel(address, identities.worker(worker_id))
+        # Open mode: any worker id is fine.
+        return grpc.aio.insecure_channel(address, options=list(WORKER_CHANNEL_OPTIONS))
+    return open_channel(address, identities.worker(worker_id), options=WORKER_CHANNEL_OPTIONS)
