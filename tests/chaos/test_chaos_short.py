@@ -21,7 +21,8 @@ def test_short_chaos_schedule_keeps_every_promise(tmp_path: Path) -> None:
     decode = next(t for t in targets if t.kind == PD_DECODE)
     # The cut hits the relay in front of the decode worker: the link PrfaaS KV crosses.
     menu = [("kill", PRFAAS), ("stop", PD_DECODE), ("cut", f"link-{decode.name}")]
-    workload = WorkloadSpec(rate_rps=2.0, seed=11, output_tokens=16, timeout_s=60.0)
+    # 48 output tokens (~1.2 s of decode each): several requests are in flight when a fault hits.
+    workload = WorkloadSpec(rate_rps=2.0, seed=11, output_tokens=48, timeout_s=60.0)
     schedule = generate(
         11,
         90.0,

@@ -13,6 +13,7 @@ import pytest
 from prfaas.chaos.injector import Injector
 from prfaas.chaos.schedule import RELAY_FAULTS, Fault, Schedule, WorkloadSpec, generate
 from prfaas.chaos.targets import PD_DECODE, PRFAAS, RELAY, ROUTER, Target, targets_of
+from prfaas.cli import main
 from prfaas.launcher.topology import LinkSpec
 from tests.e2e.deployments import make_topology
 
@@ -174,3 +175,23 @@ def test_targets_of_a_topology_without_relays() -> None:
     no_relay = replace(make_topology(), link=LinkSpec(mode="none"))
     assert RELAY not in {t.kind for t in targets_of(no_relay)}
     assert Target("router", ROUTER) in targets_of(no_relay)
+
+
+def test_cli_writes_a_schedule_and_replays_the_same_one(tmp_path: Path) -> None:
+    first, again, replayed = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    argv = ["chaos", "--seed", "7", "--duration", "300", "--dry-run"]
+    assert main([*argv, "--schedule-out", str(first)]) == 0
+    assert main([*argv, "--schedule-out", str(again)]) == 0
+    assert (
+        main(["chaos", "--replay", str(first), "--dry-run", "--schedule-out", str(replayed)]) == 0
+    )
+    assert first.read_text() == again.read_text() == replayed.read_text()
+    schedule = Schedule.load(first)
+    assert schedule.seed == 7 and len(schedule.faults) >= 4
+    soak = tmp_path / "soak.json"
+    assert (
+        main(["chaos", "--soak", "--duration", "1800", "--dry-run", "--schedule-out", str(soak)])
+        == 0
+    )
+    steady = Schedule.load(soak)
+    assert steady.faults == () and steady.workload.rate_rps == 1.0
