@@ -1,7 +1,7 @@
 """Process-wide compute settings: which device, how many torch threads.
 
 Several prfaas processes often share a small machine; each defaults to one torch thread so they do
-not stall each other's OpenMP barriers (see ../shared/reference/hybrid_model.md §4.4).
+not stall each other's OpenMP barriers (see docs/hybrid-model.md §4.4).
 """
 
 from __future__ import annotations

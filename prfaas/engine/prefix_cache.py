@@ -1,4 +1,4 @@
-"""Hybrid prefix cache over a `BlockPool` (paper §3.2, hybrid_model.md §3.3).
+"""Hybrid prefix cache over a `BlockPool` (paper §3.2, docs/hybrid-model.md §3.3).
 
 - Full prompt blocks are keyed by their chained block hash (`prfaas.block_hash`): a prompt matches
   block by block from the start (partial prefix match at block granularity).

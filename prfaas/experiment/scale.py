@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from prfaas.data import case_study_file
 from prfaas.planner import (
     Case,
     DecodeProfile,
@@ -31,9 +32,8 @@ from prfaas.planner import (
 )
 from prfaas.planner.cli import plan_to_json
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "profiles"
-PRFAAS_PROFILE = PROFILE_DIR / "h200_8gpu_prefill.csv"
-PD_PROFILE = PROFILE_DIR / "h20_8gpu_prefill.csv"
+PRFAAS_PROFILE = case_study_file("h200_8gpu_prefill.csv")
+PD_PROFILE = case_study_file("h20_8gpu_prefill.csv")
 PAPER_MU, PAPER_SIGMA, PAPER_MIN = 9.90, 1.00, 128
 MAX_CONTEXT = 131072
 # Case-file deployment name -> router policy.

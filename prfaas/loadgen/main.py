@@ -3,7 +3,7 @@
 Examples:
   prfaas bench serve --workload lognormal --num-requests 50 --rate 0.5 --length-scale 0.02 \\
       --output-tokens 32
-  prfaas bench serve --workload mooncake --trace ../shared/traces/mooncake_conversation_trace.jsonl \\
+  prfaas bench serve --workload mooncake --trace prfaas/data/traces/mooncake_conversation_trace.jsonl \\
       --num-requests 200 --time-scale 0.05 --length-scale 0.05 --output-scale 0.05
   prfaas bench serve --compare --topology deploy/local.toml --backend emulated --rate 1 ...
 """
@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from prfaas.data import trace_file
 from prfaas.loadgen.arrivals import schedule_for
 from prfaas.loadgen.compare import POLICIES, compare_policies, write_comparison
 from prfaas.loadgen.report import format_table, write_results
@@ -30,17 +31,17 @@ from prfaas.loadgen.workloads import (
     mooncake_workload,
 )
 
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+# Conversation traces shipped as package data (prfaas/data/traces, sources and licenses there).
 DEFAULT_TRACES = {
-    "mooncake": TRACES / "mooncake_conversation_trace.jsonl",
-    "azure": TRACES / "azure_llm_inference_2023_conv.csv",
+    "mooncake": trace_file("mooncake_conversation_trace.jsonl"),
+    "azure": trace_file("azure_llm_inference_2023_conv.csv"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("workload")
     w.add_argument("--workload", choices=("lognormal", "mooncake", "azure"), default="lognormal")
-    w.add_argument("--trace", help="trace file (default: ../shared/traces/, conversation traces)")
+    w.add_argument("--trace", help="trace file (default: the shipped conversation trace)")
     w.add_argument("-n", "--num-requests", type=int, default=100, help="requests to send (limit)")
     w.add_argument("--seed", type=int, default=0, help="prompt text and Poisson arrivals")
     w.add_argument("--length-scale", type=float, default=1.0, help="multiply input lengths")

@@ -3,7 +3,7 @@ FLOP/s a plain torch matmul of the model's dominant shapes reaches in the same r
 
 FLOPs are counted analytically (multiply-add = 2): weight matmuls 2·params per token, causal
 attention 4·Hq·head_dim per (query, visible key) pair per full layer, and the chunked GDN's
-per-token matmul work with causal C x C products counted at half (hybrid_model.md §4.3). Decode contexts are built by prefilling one request
+per-token matmul work with causal C x C products counted at half (docs/hybrid-model.md §4.3). Decode contexts are built by prefilling one request
 and copying its KV blocks and state to the others (decode cost does not depend on the content).
 """
 

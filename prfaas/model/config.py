@@ -2,7 +2,7 @@
 
 Layer kinds come from `layer_pattern`, one letter per layer: `G` = Gated DeltaNet (linear attention,
 fixed-size recurrent + conv state), `F` = full attention (GQA + RoPE, per-token KV in paged blocks).
-Presets follow ../shared/reference/hybrid_model.md §4.2.
+Presets follow docs/hybrid-model.md §4.2.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class RMSNorm(nn.Module):
 
 
 class GatedDeltaNet(nn.Module):
-    """Gated DeltaNet mixer (hybrid_model.md §2.1): conv → L2-norm q/k → gated delta rule → gated norm."""
+    """Gated DeltaNet mixer (docs/hybrid-model.md §2.1): conv → L2-norm q/k → gated delta rule → gated norm."""
 
     def __init__(self, c: HybridConfig) -> None:
         super().__init__()

@@ -14,16 +14,22 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from prfaas.data import case_study_file
 from prfaas.planner.case import Case, DeploymentPlan, load_case, plan
 from prfaas.planner.profiles import BITS_PER_BYTE, load_profile_csv
 from prfaas.planner.workload import EmpiricalLengths, uncached_lengths_from_trace
 
-DEFAULT_CASE = "../shared/reference/case_study/case_study.toml"
+# The paper's case study ships with the package, so `prfaas plan` with no argument plans it.
+DEFAULT_CASE = case_study_file()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register `prfaas plan` options."""
-    parser.add_argument("--case", default=DEFAULT_CASE, help="case TOML (case_study.toml format)")
+    parser.add_argument(
+        "--case",
+        default=DEFAULT_CASE,
+        help="case TOML (default: the paper's case study, shipped in prfaas/data)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object and exit")
     parser.add_argument("--out-dir", default="runs/plan", help="where the PNG plots go")
     parser.add_argument("--workload", help="Mooncake JSONL trace replacing the case's lengths")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from prfaas.engine.backend_base import ExecutionBackend
 from prfaas.engine.core import EngineCore
@@ -13,7 +12,6 @@ from prfaas.security.options import add_security_arguments
 from prfaas.security.secret_files import read_secret
 from prfaas.worker.compute import LayerHooks
 
-CASE_STUDY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "profiles"
 SECRET_ENV = "PRFAAS_KV_SECRET"
 
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from engine_helpers import expected_tokens
 
+from prfaas.data import case_study_file
 from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
 from prfaas.engine.core import EngineCore
 from prfaas.model.sampler import SamplingParams
 from prfaas.request import Request, RequestKind, RequestStatus
 
-CASE_STUDY = Path("/work/shared/reference/case_study/h200_8gpu_prefill.csv")
-if not CASE_STUDY.exists():
-    CASE_STUDY = Path(__file__).parents[3] / "shared/reference/case_study/h200_8gpu_prefill.csv"
-pytestmark = pytest.mark.skipif(not CASE_STUDY.exists(), reason="case-study profile not found")
+CASE_STUDY = case_study_file("h200_8gpu_prefill.csv")
 
 TIME_FACTOR = 0.1
 BYTE_FACTOR = 1e-2

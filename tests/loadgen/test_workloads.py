@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prfaas.data import trace_file
 from prfaas.loadgen.workloads import (
     Scaling,
     azure_workload,
@@ -15,8 +16,6 @@ from prfaas.loadgen.workloads import (
     parse_azure_timestamp,
     sample_truncated_lognormal,
 )
-
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
 
 
 def _phi(x: float) -> float:
@@ -92,9 +91,7 @@ def test_mooncake_prompts_share_exactly_the_shared_blocks(tmp_path: Path) -> Non
 
 
 def test_mooncake_real_trace_prefix_sharing_follows_hash_ids() -> None:
-    trace = TRACES / "mooncake_conversation_trace.jsonl"
-    if not trace.exists():
-        pytest.skip("shared traces not present")
+    trace = trace_file("mooncake_conversation_trace.jsonl")
     w = mooncake_workload(trace, limit=120, scaling=Scaling(length_scale=0.05))
     block = 26  # round(512 * 0.05)
     checked = 0
@@ -132,8 +129,7 @@ def test_azure_parsing(tmp_path: Path) -> None:
     assert parse_azure_timestamp("2023-11-16 18:17:04") - parse_azure_timestamp(
         "2023-11-16 18:17:03.5"
     ) == pytest.approx(0.5)
-    real = TRACES / "azure_llm_inference_2023_code.csv"
-    if real.exists():
-        r = azure_workload(real, limit=200, scaling=Scaling(length_scale=0.01))
-        stamps = r.timestamps or []
-        assert len(r.requests) == 200 and stamps[0] == 0.0 and stamps == sorted(stamps)
+    real = trace_file("azure_llm_inference_2023_code.csv")
+    r = azure_workload(real, limit=200, scaling=Scaling(length_scale=0.01))
+    stamps = r.timestamps or []
+    assert len(r.requests) == 200 and stamps[0] == 0.0 and stamps == sorted(stamps)

@@ -8,16 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
+from prfaas.data import case_study_file
 
-CASE = Path("/work/shared/reference/case_study/case_study.toml")
+CASE = case_study_file()
 KEYS = {
     "lambda_max_rps": float, "n_prfaas": int, "n_prefill": int, "n_decode": int,
     "threshold_tokens": (float, type(None)), "offload_fraction": float, "egress_gbps": float,
     "theta_prfaas_rps": float, "theta_pd_prefill_rps": float, "theta_pd_decode_rps": float,
 }  # fmt: skip
-
-pytestmark = pytest.mark.skipif(not CASE.exists(), reason="case study not present")
 
 PROBE = (
     "import sys; from prfaas.cli import main; rc = main(sys.argv[1:]); "
@@ -74,3 +72,13 @@ def test_table_and_plots(tmp_path: Path) -> None:
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == ["prfaas_pd_lambda_vs_np.png", "prfaas_pd_lambda_vs_t.png"]
     assert all((tmp_path / p).stat().st_size > 1000 for p in pngs)
+
+
+def test_no_case_plans_the_shipped_case_study_from_any_directory(tmp_path: Path) -> None:
+    """`prfaas plan` with no --case reads the case study shipped as package data, wherever it runs."""
+    cmd = [sys.executable, "-c", PROBE, "plan", "--json"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(_plan("--json").stdout)

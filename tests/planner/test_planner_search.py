@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from prfaas.data import case_study_file
 from prfaas.planner.case import load_case, plan
 from prfaas.planner.profiles import DecodeProfile, PrefillProfile
 from prfaas.planner.search import ClusterModel, evaluate, optimal_threshold, search
 from prfaas.planner.workload import EmpiricalLengths
 
-CASE = Path("/work/shared/reference/case_study/case_study.toml")
+CASE = case_study_file()
 
 
 def _model(profile: PrefillProfile, decode: DecodeProfile) -> ClusterModel:
@@ -47,8 +46,6 @@ def test_link_squeeze_raises_optimal_threshold(linear_profile, fast_decode) -> N
 
 
 def test_case_study_optimum_is_a_local_maximum() -> None:
-    if not CASE.exists():
-        pytest.skip("case study not present")
     case = load_case(CASE)
     res = plan(case)
     best = res.plans["prfaas_pd"].point

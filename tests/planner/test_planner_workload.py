@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prfaas.data import trace_file
 from prfaas.planner.workload import (
     EmpiricalLengths,
     TruncatedLogNormal,
@@ -68,9 +69,7 @@ def test_uncached_lengths_unbounded_prefix_cache(tmp_path: Path) -> None:
 
 
 def test_real_trace_has_prefix_reuse() -> None:
-    path = Path("/work/shared/traces/mooncake_conversation_trace.jsonl")
-    if not path.exists():
-        pytest.skip("shared traces not present")
+    path = trace_file("mooncake_conversation_trace.jsonl")
     raw = [json.loads(line)["input_length"] for line in path.open()]
     uncached = EmpiricalLengths.from_samples(uncached_lengths_from_trace(path))
     assert uncached.lengths.size == len(raw)

@@ -1,4 +1,4 @@
-"""Chunkwise-parallel gated delta rule for prefill (hybrid_model.md §2.3, WY/UT transform).
+"""Chunkwise-parallel gated delta rule for prefill (docs/hybrid-model.md §2.3, WY/UT transform).
 
 Inside a chunk of C tokens everything is batched matmuls plus one unit-lower-triangular solve; only
 the loop over chunks carrying the state S is sequential. Chunks sit on an *absolute* grid: a run that
@@ -95,7 +95,7 @@ def _slab(
     rhs = rhs.view(H, n, C, d_k + d_v)
     rhs[..., d_k:].mul_(beta)
     torch.mul(k, beta * gamma.exp(), out=rhs[..., :d_k])
-    # Decay D_ij = exp(Γ_i − Γ_j) for j <= i (hybrid_model.md §2.6: never factor it). For j > i the
+    # Decay D_ij = exp(Γ_i − Γ_j) for j <= i (docs/hybrid-model.md §2.6: never factor it). For j > i the
     # difference is >= 0; clamping it to 0 keeps exp finite and the causal mask then zeroes it.
     causal = torch.ones(C, C, dtype=dt, device=dev).tril_()
     decay = (gamma - gamma.transpose(-1, -2)).clamp_(max=0.0).exp_().mul_(causal)  # [H, n, C, C]

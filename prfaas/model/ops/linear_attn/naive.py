@@ -13,7 +13,7 @@ from torch import Tensor
 def recurrent_gated_delta_rule_ref(
     q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor, initial_state: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Run the gated delta rule one token at a time (hybrid_model.md §2.2).
+    """Run the gated delta rule one token at a time (docs/hybrid-model.md §2.2).
 
     q, k: [T, H, d_k] (q already scaled, both L2-normalised by the caller); v: [T, H, d_v];
     beta: [T, H] in (0, 1); g: [T, H] log-decay <= 0; initial_state: [H, d_k, d_v] or None (zeros).

@@ -1,0 +1,32 @@
+"""Files the package ships, found with importlib.resources so an installed prfaas needs nothing
+beside it.
+
+- `case_study/`: the paper's case study (arXiv 2604.15039 §4): `case_study.toml` and the per-instance
+  prefill profiles it names (`h200_8gpu_prefill.csv` from Table 5, `h20_8gpu_prefill.csv`
+  reconstructed). The planner's default case and the emulated backend's default profiles.
+- `traces/`: the workload traces the load generator replays by default and the tests read (sources,
+  licenses and checksums in `traces/README.md`).
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+
+def data_file(*parts: str) -> Path:
+    """Path of a shipped file, e.g. `data_file("traces", "mooncake_conversation_trace.jsonl")`.
+
+    A plain or editable install keeps package data on disk, so the resource is a real path.
+    """
+    return Path(str(files(__name__).joinpath(*parts)))
+
+
+def case_study_file(name: str = "case_study.toml") -> Path:
+    """The paper's case study TOML or one of its profile CSVs."""
+    return data_file("case_study", name)
+
+
+def trace_file(name: str) -> Path:
+    """One of the shipped workload traces (see traces/README.md)."""
+    return data_file("traces", name)
