@@ -4,6 +4,7 @@ beside it.
 - `case_study/`: the paper's case study (arXiv 2604.15039 §4): `case_study.toml` and the per-instance
   prefill profiles it names (`h200_8gpu_prefill.csv` from Table 5, `h20_8gpu_prefill.csv`
   reconstructed). The planner's default case and the emulated backend's default profiles.
+- `topologies/local.toml`: the default topology of `prfaas up` (deploy/local.toml is a link to it).
 - `traces/`: the workload traces the load generator replays by default and the tests read (sources,
   licenses and checksums in `traces/README.md`).
 """
@@ -30,3 +31,8 @@ def case_study_file(name: str = "case_study.toml") -> Path:
 def trace_file(name: str) -> Path:
     """One of the shipped workload traces (see traces/README.md)."""
     return data_file("traces", name)
+
+
+def topology_file(name: str) -> Path:
+    """A shipped topology file (`local.toml`: the default of `prfaas up`)."""
+    return data_file("topologies", name)

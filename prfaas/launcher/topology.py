@@ -11,7 +11,10 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "deploy" / "local.toml"
+from prfaas.data import topology_file
+
+# The default two-datacenter topology ships with the package (deploy/local.toml links to it).
+DEFAULT_TOPOLOGY = topology_file("local.toml")
 BACKENDS = ("torch", "emulated")
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 ROLES = ("mixed", "prefill", "decode")
@@ -247,10 +250,11 @@ _SECTIONS = {
 
 
 def _resolve(topology_path: Path, value: str) -> str:
-    """Profile paths in a topology are relative to the topology file."""
+    """Profile paths in a topology are relative to the topology file (the file a link points to:
+    deploy/local.toml links to the shipped prfaas/data/topologies/local.toml)."""
     if not value:
         return ""
-    return str((topology_path.parent / value).resolve())
+    return str((topology_path.resolve().parent / value).resolve())
 
 
 def load_topology(path: str | Path | None = None) -> Topology:

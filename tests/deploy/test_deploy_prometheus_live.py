@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import REPO, load_module, panel_queries, substitute_grafana_vars
 
-from prfaas.launcher.topology import load_topology
+from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def _topology(tmp_path: Path) -> tuple[Path, int, int]:
         ("pd", "link_base_port"): base + 400,
     }
     lines, section = [], ""
-    for line in (REPO / "deploy" / "local.toml").read_text().splitlines():
+    for line in DEFAULT_TOPOLOGY.read_text().splitlines():
         if line.startswith("["):
             section = line.strip("[] ")
         key = line.split("=", 1)[0].strip()
@@ -97,7 +97,7 @@ def _topology(tmp_path: Path) -> tuple[Path, int, int]:
             line = f"{key} = {values[section, key]}"
         elif section == "emulated" and key.endswith("_profile"):
             relative = line.split("=", 1)[1].split("#")[0].strip().strip('"')
-            line = f'{key} = "{REPO / "deploy" / relative}"'
+            line = f'{key} = "{(DEFAULT_TOPOLOGY.parent / relative).resolve()}"'
         lines.append(line)
     path = tmp_path / "topology.toml"
     path.write_text("\n".join(lines) + "\n")
