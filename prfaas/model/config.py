@@ -62,6 +62,17 @@ class HybridConfig:
     dtype: str = "float32"
     # Seed of the deterministic initialisation.
     seed: int = 0
+    # RMSNorm scale is (norm_offset + weight): 1.0 for Qwen3.5's zero-centred norms (block, final,
+    # q/k norms; the GDN output norm is always plain). 0.0 = the usual weight-only scale.
+    norm_offset: float = 0.0
+    # GDN q/k L2 norm: 0 = x / max(|x|, 1e-12); > 0 = x · rsqrt(|x|² + eps) (fla / Qwen3.5: 1e-6,
+    # which matters for small activations).
+    gdn_qk_norm_eps: float = 0.0
+    # LM head shares the embedding matrix (checkpoint has no lm_head.weight).
+    tie_embeddings: bool = False
+    # True: prfaas's byte-level vocabulary (only bytes and EOS are generable). False: a checkpoint's
+    # own tokenizer, every id < vocab_size is generable and prompts may use any of them.
+    byte_vocab: bool = True
 
     def __post_init__(self) -> None:
         if not self.layer_pattern or set(self.layer_pattern) - {"G", "F"}:
@@ -72,7 +83,7 @@ class HybridConfig:
             raise ValueError("n_q_heads must be a multiple of n_kv_heads")
         if self.rotary_dim % 2 or self.rotary_dim > self.head_dim:
             raise ValueError("rotary_dim must be even and <= head_dim")
-        if self.vocab_size < NUM_TOKENIZER_IDS:
+        if self.byte_vocab and self.vocab_size < NUM_TOKENIZER_IDS:
             raise ValueError(f"vocab_size must be >= {NUM_TOKENIZER_IDS}")
         if self.dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {self.dtype!r}")
@@ -134,7 +145,7 @@ class HybridConfig:
 
     @property
     def num_params(self) -> int:
-        """Parameter count (embedding and head included, untied)."""
+        """Parameter count (embedding and head included; the head once more unless tied)."""
         d = self.d_model
         hv, dv = self.gdn_num_v_heads, self.gdn_head_v_dim
         gdn = (
@@ -156,7 +167,7 @@ class HybridConfig:
         block = 2 * d + 3 * d * self.ffn_dim
         body = len(self.linear_layers) * gdn + len(self.full_layers) * attn
         body += self.num_layers * block + d
-        return body + 2 * self.vocab_size * d
+        return body + (1 if self.tie_embeddings else 2) * self.vocab_size * d
 
     def diff(self, other: HybridConfig) -> dict[str, tuple[object, object]]:
         """Fields that differ: {name: (self value, other value)}."""

@@ -1,7 +1,7 @@
 """The hybrid-attention language model and the two entry points the engine calls.
 
 Block = x + mixer(norm(x)); x + MLP(norm(x)), the mixer chosen by `config.layer_pattern`
-("G" = GatedDeltaNet, "F" = FullAttention). Untied embedding and LM head.
+("G" = GatedDeltaNet, "F" = FullAttention). LM head untied unless `config.tie_embeddings`.
 
 Engine API (cache tensors in `HybridCache`, per-request addresses in `SeqCache`):
 - `prefill(tokens, cache, seq, ...)`: one request, positions seq.num_tokens .. +T, all layers;
@@ -31,11 +31,11 @@ class Block(nn.Module):
     def __init__(self, c: HybridConfig, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self.mixer_norm = RMSNorm(c.d_model, c.rms_eps)
+        self.mixer_norm = RMSNorm(c.d_model, c.rms_eps, c.norm_offset)
         self.mixer: GatedDeltaNet | FullAttention = (
             GatedDeltaNet(c) if kind == "G" else FullAttention(c)
         )
-        self.mlp_norm = RMSNorm(c.d_model, c.rms_eps)
+        self.mlp_norm = RMSNorm(c.d_model, c.rms_eps, c.norm_offset)
         self.mlp = MLP(c)
 
 
@@ -43,20 +43,28 @@ class HybridModel(nn.Module):
     """Embedding → blocks → final norm → LM head. Build with `HybridModel(config, device)`:
     weights are initialised deterministically from `config.seed` (same values on any device)."""
 
-    def __init__(self, config: HybridConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, config: HybridConfig, device: torch.device | str = "cpu", *, initialize: bool = True
+    ) -> None:
+        """`initialize=False` skips the seeded init (the caller loads every weight: a checkpoint)."""
         super().__init__()
         self.config = config
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         self.blocks = nn.ModuleList(Block(c, kind) for kind in c.layer_pattern)
-        self.final_norm = RMSNorm(c.d_model, c.rms_eps)
+        self.final_norm = RMSNorm(c.d_model, c.rms_eps, c.norm_offset)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        # Only byte ids and EOS can be generated; BOS, PAD and vocabulary padding get -inf.
-        mask = torch.full((c.vocab_size,), float("-inf"))
-        mask[:256] = 0.0
-        mask[EOS_ID] = 0.0
+        if c.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        mask = torch.zeros(c.vocab_size)
+        if c.byte_vocab:
+            # Only byte ids and EOS can be generated; BOS, PAD and vocabulary padding get -inf.
+            mask.fill_(float("-inf"))
+            mask[:256] = 0.0
+            mask[EOS_ID] = 0.0
         self.register_buffer("logit_mask", mask, persistent=False)
-        self.init_weights()
+        if initialize:
+            self.init_weights()
         self.to(device=device, dtype=c.torch_dtype)
         self.logit_mask = self.logit_mask.float()
         self.requires_grad_(False)
@@ -74,7 +82,7 @@ class HybridModel(nn.Module):
         for name, p in self.named_parameters():
             leaf = name.rsplit(".", 1)[-1] if "." in name else name
             if name.endswith("norm.weight"):
-                p.fill_(1.0)
+                p.fill_(1.0 - self.get_submodule(name.rsplit(".", 1)[0]).offset)
             elif leaf == "A_log":
                 p.copy_(torch.empty(p.shape).uniform_(1.0, 16.0, generator=gen).log())
             elif leaf == "dt_bias":

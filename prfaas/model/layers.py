@@ -52,17 +52,29 @@ def row_tiled(fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm over the last dim, computed in fp32 and cast back to the input dtype."""
+    """RMSNorm over the last dim, computed in fp32 and cast back to the input dtype.
 
-    def __init__(self, dim: int, eps: float) -> None:
+    Scale = offset + weight: offset 1.0 is the zero-centred form (Qwen3.5 stores weight - 1), added
+    in fp32 so a bf16 checkpoint's small weights keep their precision."""
+
+    def __init__(self, dim: int, eps: float, offset: float = 0.0) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
         self.eps = eps
+        self.offset = offset
 
     def forward(self, x: Tensor) -> Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (xf * self.weight.float()).to(x.dtype)
+        scale = self.weight.float() + self.offset if self.offset else self.weight.float()
+        return (xf * scale).to(x.dtype)
+
+
+def _l2norm(x: Tensor, eps: float) -> Tensor:
+    """L2-normalise the last dim: F.normalize when eps == 0, else fla's x · rsqrt(|x|² + eps)."""
+    if eps == 0:
+        return F.normalize(x, dim=-1)
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
 
 
 class GatedDeltaNet(nn.Module):
@@ -94,8 +106,8 @@ class GatedDeltaNet(nn.Module):
         q = y[:, :nk].reshape(N, c.gdn_num_k_heads, c.gdn_head_k_dim)
         k = y[:, nk : 2 * nk].reshape(N, c.gdn_num_k_heads, c.gdn_head_k_dim)
         v = y[:, 2 * nk :].reshape(N, c.gdn_num_v_heads, c.gdn_head_v_dim)
-        q = F.normalize(q, dim=-1) * c.gdn_head_k_dim**-0.5
-        k = F.normalize(k, dim=-1)
+        q = _l2norm(q, c.gdn_qk_norm_eps) * c.gdn_head_k_dim**-0.5
+        k = _l2norm(k, c.gdn_qk_norm_eps)
         group = c.gdn_num_v_heads // c.gdn_num_k_heads
         if group > 1:
             q = q.repeat_interleave(group, dim=1)
@@ -178,8 +190,8 @@ class FullAttention(nn.Module):
         self.q_proj = nn.Linear(d, q_width, bias=False)
         self.k_proj = nn.Linear(d, c.n_kv_heads * hd, bias=False)
         self.v_proj = nn.Linear(d, c.n_kv_heads * hd, bias=False)
-        self.q_norm = RMSNorm(hd, c.rms_eps)
-        self.k_norm = RMSNorm(hd, c.rms_eps)
+        self.q_norm = RMSNorm(hd, c.rms_eps, c.norm_offset)
+        self.k_norm = RMSNorm(hd, c.rms_eps, c.norm_offset)
         self.o_proj = nn.Linear(c.n_q_heads * hd, d, bias=False)
 
     def _qkv(self, h: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
