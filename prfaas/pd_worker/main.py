@@ -24,12 +24,14 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         runtime = WorkerRuntime(args, receives_kv=True)
         servicer = PDWorkerServicer(runtime, args.role)
+        kv_address = args.kv_advertise or f"{args.host}:{args.kv_port}"
         await serve_worker(
             runtime,
+            servicer,
             lambda server: worker_pb2_grpc.add_PDWorkerServicer_to_server(servicer, server),
             kind="pd",
-            role=args.role,
-            kv_address=args.kv_advertise or f"{args.host}:{args.kv_port}",
+            kv_address=kv_address,
+            kv_link_address=args.kv_link_advertise or kv_address,
         )
 
     return run_async(main)

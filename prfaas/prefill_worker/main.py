@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
         servicer = PrefillWorkerServicer(runtime)
         await serve_worker(
             runtime,
+            servicer,
             lambda server: worker_pb2_grpc.add_PrefillWorkerServicer_to_server(servicer, server),
             kind="prefill",
-            role="prfaas",
             kv_address=(args.kv_advertise or f"{args.host}:{args.kv_port}") if args.kv_port else "",
         )
 

@@ -1,7 +1,8 @@
 """`prfaas router`: the router process (HTTP front end, gRPC `Router`, registry, control loops).
 
 Lifecycle of `run()` (one event loop, uvloop when available):
-  1. load the topology, apply command-line overrides, register its workers;
+  1. load the topology, apply command-line overrides, register its workers (none with
+     `--workers registered`: every worker joins by `RegisterWorker`, e.g. on Kubernetes);
   2. build the prefix index, registry, controllers, dispatcher, HTTP app and gRPC server;
   3. start the registry monitors and control loops, then serve gRPC and HTTP (uvicorn on the
      same loop); `/ready` turns true once the policy's needed workers answer heartbeats;
@@ -65,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", help="served model id (default: prfaas-<preset>)")
     parser.add_argument(
         "--max-inflight", type=int, default=512, help="admitted requests at once (more: 429)"
+    )
+    parser.add_argument(
+        "--workers",
+        choices=("topology", "registered"),
+        default="topology",
+        help="topology: start knowing the topology's workers; registered: start empty, every "
+        "worker joins with RegisterWorker (the topology still gives policy, ports and link)",
     )
     parser.add_argument("--log-level", default="INFO")
     add_security_arguments(parser, router=True)
@@ -138,13 +146,18 @@ class RouterProcess:
 
 
 def build(
-    topo: Topology, model_name: str | None = None, max_context: int = 4096, max_inflight: int = 512
+    topo: Topology,
+    model_name: str | None = None,
+    max_context: int = 4096,
+    max_inflight: int = 512,
+    topology_workers: bool = True,
 ) -> RouterProcess:
-    """Wire the components for `topo` (no I/O; the caller starts them)."""
+    """Wire the components for `topo` (no I/O; the caller starts them). `topology_workers`
+    False: the registry starts empty and workers join by `RegisterWorker`."""
     metrics = RouterMetrics(CollectorRegistry(), model_name or f"prfaas-{topo.model_preset}")
     transfer_metrics = TransferMetrics(metrics.registry)
     registry = WorkerRegistry(PrefixIndex(topo.block_size))
-    for handle in handles_from_topology(topo):
+    for handle in handles_from_topology(topo) if topology_workers else ():
         registry.add(handle)
     short = ShortTermController(float(topo.threshold_tokens))
     long = _long_term(topo)
@@ -169,13 +182,14 @@ async def serve(
     max_inflight: int = 512,
     credentials: GrpcCredentials | None = None,
     insecure: bool = False,
+    topology_workers: bool = True,
 ) -> int:
     """`credentials`: the router's gRPC server identity, also the one its channels to workers
     present (`channels.configure` must have been given them before the registry opens any)."""
     from prfaas.router.http_api import create_app
 
     api_keys = ApiKeys.of(api_key)
-    proc = build(topo, model_name, _max_context(topo), max_inflight)
+    proc = build(topo, model_name, _max_context(topo), max_inflight, topology_workers)
     tokenizer = _TokenizerAdapter()
     app = create_app(proc.dispatcher, tokenizer, api_key=api_keys, metrics=proc.metrics)
     grpc_server = grpc.aio.server(interceptors=[AuthInterceptor(credentials, api_keys)])
@@ -223,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     credentials = credentials_from_args(args, lambda: identities.ROUTER)
     channels.configure(credentials)
     coro = serve(topo, api_keys_from_args(args), args.model_name, args.max_inflight,
-                 credentials, args.insecure)  # fmt: skip
+                 credentials, args.insecure, args.workers == "topology")  # fmt: skip
     try:
         import uvloop
     except ImportError:

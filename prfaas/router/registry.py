@@ -1,6 +1,11 @@
 """Worker registry: who the workers are, where to reach them, and how they are doing.
 
 Workers enter from the topology file (`from_topology`) or by `Router.RegisterWorker` (`register`).
+A registered worker re-registers every few seconds (its keepalive, and how a restarted or added
+router replica learns it): a repeat with the same addresses keeps the existing handle. A registered
+worker that dies or stops serving (NOT_SERVING at the end of its drain) is forgotten entirely — it
+registers again when it comes back; topology workers stay known (the launcher restarts them in
+place).
 Each worker gets one gRPC channel and one monitor task (started by `start()`, owned by the
 registry, cancelled by `remove()`/`stop()`) that every `poll_interval_s`:
   1. calls the standard Health service, then `GetLoad`, each with a `rpc_timeout_s` deadline;
@@ -98,6 +103,10 @@ class WorkerHandle:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     registered_by: str | None = None
     """Authenticated identity that registered the worker (None: topology or open mode)."""
+    self_registered: bool = False
+    """Joined by `RegisterWorker` (not the topology): forgotten when it dies or stops serving."""
+    out_reason: str = ""
+    """Why the worker was last taken out of placement ("": it has not been, or is back)."""
 
     @property
     def pd(self) -> worker_pb2_grpc.PDWorkerStub:
@@ -198,9 +207,18 @@ class WorkerRegistry:
             log.warning("RegisterWorker %s from %s refused: registered by %s", req.worker_id,
                         identity, old.registered_by)  # fmt: skip
             raise PermissionError(f"worker {req.worker_id} belongs to another identity")
+        kv_link = req.kv_link_address or req.kv_address
+        if (
+            old is not None
+            and (old.kind, old.cluster, old.grpc_address)
+            == (req.kind, req.cluster, req.grpc_address)
+            and (old.kv_address, old.kv_link_address) in ((req.kv_address, kv_link), ("", ""))
+        ):
+            return old  # the worker's periodic keepalive (or a topology worker announcing itself)
         role = Role.PRFAAS if req.kind == "prefill" else Role(req.role or "mixed")
         handle = WorkerHandle(req.worker_id, req.kind, req.cluster, role, req.grpc_address,
-                              req.kv_address, req.kv_address, registered_by=identity)  # fmt: skip
+                              req.kv_address, kv_link, registered_by=identity,
+                              self_registered=True)  # fmt: skip
         return self.add(handle)
 
     def remove(self, worker_id: str) -> None:
@@ -279,7 +297,7 @@ class WorkerRegistry:
             return False
         if not handle.healthy:
             log.info("worker %s healthy", handle.worker_id)
-        handle.load, handle.load_stale = load, False
+        handle.load, handle.load_stale, handle.out_reason = load, False, ""
         handle.healthy, handle.num_failures = True, 0
         handle.last_seen_s = time.monotonic()
         if load.role and handle.kind == "pd":
@@ -310,6 +328,7 @@ class WorkerRegistry:
             log.debug("worker %s slow to answer: %s", handle.worker_id, exc.code().name)
 
     def _mark_dead(self, handle: WorkerHandle, why: str) -> None:
+        handle.out_reason = why
         if not handle.healthy:
             return
         handle.healthy = False
@@ -320,8 +339,9 @@ class WorkerRegistry:
     async def _heartbeat(self, handle: WorkerHandle) -> None:
         while True:
             await self.heartbeat_once(handle)
-            dead = not handle.healthy and handle.num_failures >= self.config.max_failures
-            if dead and self.config.remove_dead:
+            refused = handle.num_failures >= self.config.max_failures
+            dead = not handle.healthy and (refused or bool(handle.out_reason))
+            if dead and (self.config.remove_dead or handle.self_registered):
                 self.remove(handle.worker_id)
                 return
             await asyncio.sleep(self.config.poll_interval_s)

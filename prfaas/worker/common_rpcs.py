@@ -34,6 +34,9 @@ class CommonRpcs(PrefixRpcs):
     role: str
     # True while a role change waits for in-flight work: new work is refused.
     draining: bool = False
+    # True once the process was told to stop (serve_worker's drain): reported as draining so
+    # routers place nothing new here, while work that still arrives is served, not refused.
+    stopping: bool = False
 
     def refuse_reason(self, rpc: str) -> str | None:
         """Why this worker will not take a new `rpc` now (draining, wrong role); None: accept."""
@@ -143,7 +146,7 @@ class CommonRpcs(PrefixRpcs):
             decode_tokens_per_second=rt.decode_rate(),
             kv_bytes_sent=c.kv_bytes_sent,
             kv_egress_bytes_per_second=rt.egress_rate(),
-            draining=self.draining,
+            draining=self.draining or self.stopping,
         )
 
     async def StreamCacheEvents(  # noqa: N802

@@ -38,7 +38,32 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
     parser.add_argument("--decode-step-ms", type=float, default=25.0, help="emulated: decode step")
     parser.add_argument("--kv-connections", type=int, default=4, help="TCP connections per peer")
     parser.add_argument("--kv-chunk-mib", type=float, default=4.0, help="KV transfer chunk size")
-    parser.add_argument("--router", default="", help="router gRPC address to register with")
+    parser.add_argument(
+        "--router",
+        default="",
+        help="router gRPC address(es) to register with, comma-separated; a name resolving to "
+        "several addresses (a headless Service) registers with every router replica",
+    )
+    parser.add_argument(
+        "--grpc-advertise", default="", help="gRPC address routers should use (default host:port)"
+    )
+    parser.add_argument(
+        "--kv-link-advertise",
+        default="",
+        help="KV address senders in the other cluster use (default: the KV advertise address)",
+    )
+    parser.add_argument(
+        "--register-interval-s",
+        type=float,
+        default=2.0,
+        help="re-register this often (keepalive; a restarted router relearns the worker)",
+    )
+    parser.add_argument(
+        "--drain-timeout-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, wait this long for in-flight requests before aborting them",
+    )
     parser.add_argument(
         "--link-gbps",
         type=float,

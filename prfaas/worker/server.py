@@ -4,9 +4,12 @@ Lifecycle:
 1. Build the runtime (model/backend, engine thread, KV sender/receiver) and start it.
 2. Start the gRPC server with the worker's servicer and `grpc.health.v1`; health turns SERVING only
    after the runtime started (warm-up done).
-3. Optionally register with the router (`--router`); the router also knows workers from topology.
-4. On SIGTERM/SIGINT: health NOT_SERVING, stop accepting, give in-flight RPCs a grace period,
-   then stop the runtime (aborting what is left, freeing every buffer).
+3. Optionally register with the routers (`--router`, repeated as a keepalive: registration.py);
+   a router started without topology workers learns every worker this way.
+4. On SIGTERM/SIGINT (or a Kubernetes preStop): drain — stop registering, report `draining` so
+   routers place nothing new, finish what is in flight (up to `--drain-timeout-s`) — then health
+   NOT_SERVING (routers forget a registered worker that stops serving), stop accepting, give
+   in-flight RPCs a grace period, and stop the runtime (aborting what is left, freeing buffers).
 """
 
 from __future__ import annotations
@@ -20,50 +23,62 @@ from collections.abc import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from prfaas._proto.prfaas.v1 import router_pb2
 from prfaas.metrics import serve as serve_metrics
 from prfaas.security import channels, identities
 from prfaas.security.binding import bind_grpc
 from prfaas.security.interceptor import AuthInterceptor
 from prfaas.security.options import credentials_from_args
+from prfaas.worker.common_rpcs import CommonRpcs
+from prfaas.worker.registration import RouterRegistration
 from prfaas.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0
 
 
-async def _register(runtime: WorkerRuntime, kind: str, role: str, kv_address: str) -> None:
-    from prfaas._proto.prfaas.v1 import router_pb2, router_pb2_grpc
-
+def _registration_request(
+    runtime: WorkerRuntime, servicer: CommonRpcs, kind: str, kv_address: str, kv_link_address: str
+) -> router_pb2.RegisterWorkerRequest:
     args = runtime.args
-    async with channels.open_channel(args.router, identities.ROUTER) as channel:
-        stub = router_pb2_grpc.RouterStub(channel)
-        for attempt in range(30):
-            try:
-                await stub.RegisterWorker(
-                    router_pb2.RegisterWorkerRequest(
-                        worker_id=runtime.worker_id,
-                        kind=kind,
-                        cluster=runtime.cluster,
-                        grpc_address=f"{args.host}:{args.grpc_port}",
-                        kv_address=kv_address,
-                        role=role,
-                    ),
-                    timeout=2.0,
-                )
-                return
-            except grpc.aio.AioRpcError as exc:
-                log.info("router not reachable yet (%s), retry %d", exc.code().name, attempt)
-                await asyncio.sleep(1.0)
-    log.warning("could not register with router %s", args.router)
+    return router_pb2.RegisterWorkerRequest(
+        worker_id=runtime.worker_id,
+        kind=kind,
+        cluster=runtime.cluster,
+        grpc_address=args.grpc_advertise or f"{args.host}:{args.grpc_port}",
+        kv_address=kv_address,
+        kv_link_address=kv_link_address,
+        role=servicer.role,  # the current role: the planner may have changed it (SetRole)
+    )
+
+
+async def drain(
+    runtime: WorkerRuntime, servicer: CommonRpcs, noticed_s: float, timeout_s: float
+) -> int:
+    """Stop taking new work and let what is here finish: report `draining` (routers stop placing
+    here within one poll), wait at least `noticed_s` for them to notice and until no request is
+    in flight, at most `timeout_s`. Returns how many requests were still in flight (the caller's
+    `runtime.stop()` aborts them; routers retry aborted requests that produced no token)."""
+    servicer.stopping = True
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + timeout_s
+    while loop.time() < deadline and (runtime.active or loop.time() - start < noticed_s):
+        await asyncio.sleep(0.05)
+    if runtime.active:
+        log.warning("drain timed out after %.0f s with %d requests in flight", timeout_s,
+                    len(runtime.active))  # fmt: skip
+    return len(runtime.active)
 
 
 async def serve_worker(
     runtime: WorkerRuntime,
+    servicer: CommonRpcs,
     add_servicer: Callable[[grpc.aio.Server], None],
     *,
     kind: str,
-    role: str,
     kv_address: str = "",
+    kv_link_address: str = "",
 ) -> None:
     # Only the router may call this worker's RPCs (token or mTLS; open on loopback without).
     credentials = credentials_from_args(runtime.args, lambda: identities.worker(runtime.worker_id))
@@ -84,16 +99,33 @@ async def serve_worker(
         serve_metrics(runtime.registry, runtime.args.metrics_port, runtime.args.host)
     log.info("worker %s serving gRPC on %s", runtime.worker_id, address)
     print(f"worker {runtime.worker_id} ready on {address}", flush=True)
+    registration = None
     if runtime.args.router:
-        asyncio.get_running_loop().create_task(_register(runtime, kind, role, kv_address))
+        registration = RouterRegistration(
+            runtime.args.router,
+            lambda: _registration_request(runtime, servicer, kind, kv_address, kv_link_address),
+            runtime.args.register_interval_s,
+        )
+        registration.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if registration is not None:
+        # Drain only for routers that learned us by registration; under `prfaas up` the launcher
+        # owns stopping (it stops the router first and wants a prompt exit).
+        log.info("worker %s draining", runtime.worker_id)
+        await registration.close()
+        # Two of the slowest router's polls: every router has seen `draining` before we wait on.
+        noticed_s = 2 * (registration.heartbeat_s or 0.5)
+        await drain(runtime, servicer, noticed_s, runtime.args.drain_timeout_s)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        await asyncio.sleep(noticed_s)  # routers see NOT_SERVING and forget this worker
+    else:
+        await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("worker %s shutting down", runtime.worker_id)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(GRACE_S)
     await runtime.stop()
 

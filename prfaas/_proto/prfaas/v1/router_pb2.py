@@ -27,7 +27,7 @@ from prfaas._proto.prfaas.v1 import common_pb2 as prfaas_dot_v1_dot_common__pb2
 from prfaas._proto.prfaas.v1 import worker_pb2 as prfaas_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16prfaas/v1/router.proto\x12\tprfaas.v1\x1a\x16prfaas/v1/common.proto\x1a\x16prfaas/v1/worker.proto\"l\n\x15RouterGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprompt_ids\x18\x02 \x03(\x05\x12+\n\x08sampling\x18\x03 \x01(\x0b\x32\x19.prfaas.v1.SamplingParams\"\x8e\x01\n\rRouteDecision\x12\r\n\x05route\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x16\n\x0eprefill_worker\x18\x03 \x01(\t\x12\x15\n\rdecode_worker\x18\x04 \x01(\t\x12\x15\n\rcached_tokens\x18\x05 \x01(\x05\x12\x18\n\x10threshold_tokens\x18\x06 \x01(\x05\"\xc7\x01\n\x13RouterGenerateEvent\x12,\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x18.prfaas.v1.RouteDecisionH\x00\x12\'\n\x06tokens\x18\x02 \x01(\x0b\x32\x15.prfaas.v1.TokenChunkH\x00\x12\'\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x13.prfaas.v1.FinishedH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.prfaas.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x04 \x01(\t\x12\x12\n\nkv_address\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\"E\n\x16RegisterWorkerResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\x32\xaf\x01\n\x06Router\x12N\n\x08Generate\x12 .prfaas.v1.RouterGenerateRequest\x1a\x1e.prfaas.v1.RouterGenerateEvent0\x01\x12U\n\x0eRegisterWorker\x12 .prfaas.v1.RegisterWorkerRequest\x1a!.prfaas.v1.RegisterWorkerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16prfaas/v1/router.proto\x12\tprfaas.v1\x1a\x16prfaas/v1/common.proto\x1a\x16prfaas/v1/worker.proto\"l\n\x15RouterGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nprompt_ids\x18\x02 \x03(\x05\x12+\n\x08sampling\x18\x03 \x01(\x0b\x32\x19.prfaas.v1.SamplingParams\"\x8e\x01\n\rRouteDecision\x12\r\n\x05route\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x16\n\x0eprefill_worker\x18\x03 \x01(\t\x12\x15\n\rdecode_worker\x18\x04 \x01(\t\x12\x15\n\rcached_tokens\x18\x05 \x01(\x05\x12\x18\n\x10threshold_tokens\x18\x06 \x01(\x05\"\xc7\x01\n\x13RouterGenerateEvent\x12,\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x18.prfaas.v1.RouteDecisionH\x00\x12\'\n\x06tokens\x18\x02 \x01(\x0b\x32\x15.prfaas.v1.TokenChunkH\x00\x12\'\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x13.prfaas.v1.FinishedH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.prfaas.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"\x9a\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x04 \x01(\t\x12\x12\n\nkv_address\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x17\n\x0fkv_link_address\x18\x07 \x01(\t\"E\n\x16RegisterWorkerResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\x32\xaf\x01\n\x06Router\x12N\n\x08Generate\x12 .prfaas.v1.RouterGenerateRequest\x1a\x1e.prfaas.v1.RouterGenerateEvent0\x01\x12U\n\x0eRegisterWorker\x12 .prfaas.v1.RegisterWorkerRequest\x1a!.prfaas.v1.RegisterWorkerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTERGENERATEEVENT']._serialized_start=341
   _globals['_ROUTERGENERATEEVENT']._serialized_end=540
   _globals['_REGISTERWORKERREQUEST']._serialized_start=543
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=672
-  _globals['_REGISTERWORKERRESPONSE']._serialized_start=674
-  _globals['_REGISTERWORKERRESPONSE']._serialized_end=743
-  _globals['_ROUTER']._serialized_start=746
-  _globals['_ROUTER']._serialized_end=921
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=697
+  _globals['_REGISTERWORKERRESPONSE']._serialized_start=699
+  _globals['_REGISTERWORKERRESPONSE']._serialized_end=768
+  _globals['_ROUTER']._serialized_start=771
+  _globals['_ROUTER']._serialized_end=946
 # @@protoc_insertion_point(module_scope)

@@ -48,20 +48,22 @@ class RouterGenerateEvent(_message.Message):
     def __init__(self, decision: _Optional[_Union[RouteDecision, _Mapping]] = ..., tokens: _Optional[_Union[_worker_pb2.TokenChunk, _Mapping]] = ..., finished: _Optional[_Union[_worker_pb2.Finished, _Mapping]] = ..., error: _Optional[_Union[_worker_pb2.WorkerError, _Mapping]] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "kind", "cluster", "grpc_address", "kv_address", "role")
+    __slots__ = ("worker_id", "kind", "cluster", "grpc_address", "kv_address", "role", "kv_link_address")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     KV_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    KV_LINK_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     kind: str
     cluster: str
     grpc_address: str
     kv_address: str
     role: str
-    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[str] = ..., cluster: _Optional[str] = ..., grpc_address: _Optional[str] = ..., kv_address: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    kv_link_address: str
+    def __init__(self, worker_id: _Optional[str] = ..., kind: _Optional[str] = ..., cluster: _Optional[str] = ..., grpc_address: _Optional[str] = ..., kv_address: _Optional[str] = ..., role: _Optional[str] = ..., kv_link_address: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkerResponse(_message.Message):
     __slots__ = ("accepted", "heartbeat_seconds")
