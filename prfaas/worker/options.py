@@ -24,6 +24,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
     parser.add_argument("--backend", choices=("torch", "emulated"), default="torch")
     parser.add_argument("--preset", default="small", help="model preset (torch backend)")
     parser.add_argument("--checkpoint", default="", help="safetensors checkpoint (torch backend)")
+    parser.add_argument(
+        "--model",
+        default="",
+        help="Hugging Face checkpoint directory (Qwen3.5 text; torch backend; overrides --preset)",
+    )
+    parser.add_argument(
+        "--model-dtype", default="", help="float32 | bfloat16 (default: the checkpoint's dtype)"
+    )
     parser.add_argument("--device", default="auto", help="cuda | cpu | auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     parser.add_argument("--cache-budget-mb", type=float, default=512.0)
@@ -108,6 +116,13 @@ def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | Non
 
     configure_threads(args.threads)
     device = pick_device(args.device)
+    if getattr(args, "model", ""):
+        from prfaas.model.hf_checkpoint import load_hf_model
+
+        model, info = load_hf_model(args.model, device=device, dtype=args.model_dtype or None)
+        # Further EOS ids of the checkpoint reach the engine as stop ids from the router.
+        eos = info.eos_token_ids[0] if info.eos_token_ids else None
+        return TorchBackend(model, block_size=args.block_size), eos, model.config.max_context
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, device=device)
     else:
