@@ -1,0 +1,81 @@
+"""deploy/kubernetes checked without a cluster: every overlay renders, every object validates
+against the Kubernetes schemas, and the manifests agree with the code (arguments the commands
+accept, ports the processes open, probes on the health endpoints, names the Services give)."""
+
+from __future__ import annotations
+
+import pytest
+
+from prfaas.cli import build_parser
+from tests.deploy.kube_render import OVERLAYS, pods, rendered
+
+KUBERNETES_VERSION = "1.33.0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_kubernetes_schemas(overlay: str) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    objects = rendered(overlay)
+    assert objects
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_argument_is_an_option_the_command_accepts(overlay: str) -> None:
+    for pod in pods(rendered(overlay)):
+        assert pod.argv[0] == "prfaas", pod.name
+        argv = pod.argv[1:]
+        assert "$(" not in " ".join(argv), f"{pod.name}: unexpanded variable in {argv}"
+        try:
+            build_parser(argv).parse_args(argv)  # the real parsers: exits on an unknown option
+        except SystemExit as exc:
+            raise AssertionError(f"{pod.name}: prfaas refuses {argv}") from exc
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ports_and_probes_match_the_processes(overlay: str) -> None:
+    for pod in pods(rendered(overlay)):
+        ports = pod.ports
+        if pod.argv[1] == "router":
+            assert int(pod.option("--http-port")) == ports["http"]
+            assert int(pod.option("--grpc-port")) == ports["grpc"]
+            for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
+                assert pod.container[probe]["httpGet"] == {"path": path, "port": "http"}
+            continue
+        assert int(pod.option("--grpc-port")) == ports["grpc"]
+        assert int(pod.option("--kv-port")) == ports["kv"]
+        assert int(pod.option("--metrics-port")) == ports["metrics"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert pod.container[probe]["grpc"]["port"] == ports["grpc"]  # grpc.health.v1
+        # Advertised addresses name this pod through its own headless Service and ports.
+        service = pod.workload["spec"]["serviceName"]
+        for option, port in (("--grpc-advertise", "grpc"), ("--kv-advertise", "kv")):
+            host, _, number = pod.option(option).rpartition(":")
+            assert host.startswith(f"{pod.name}.{service}.{pod.namespace}.svc."), option
+            assert int(number) == ports[port]
+        timeout = int(pod.option("--drain-timeout-s"))
+        grace = pod.workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > timeout, "the pod would be killed before its drain may end"
+        assert "kill -TERM 1" in " ".join(pod.container["lifecycle"]["preStop"]["exec"]["command"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_select_pods_and_target_their_ports(overlay: str) -> None:
+    objects = rendered(overlay)
+    views = pods(objects)
+    for svc in (o for o in objects if o["kind"] == "Service"):
+        selected = [p for p in views if p.namespace == svc["metadata"]["namespace"]
+                    and svc["spec"]["selector"].items() <= p.labels.items()]  # fmt: skip
+        assert selected, f"Service {svc['metadata']['name']} selects no pod"
+        for port in svc["spec"]["ports"]:
+            assert all(port["targetPort"] in p.ports for p in selected), port
+
+
+def test_gpu_overlays_ask_for_gpus_and_cuda() -> None:
+    for overlay in ("pd-cluster-gpu", "prfaas-cluster-gpu"):
+        for pod in pods(rendered(overlay)):
+            if pod.argv[1] == "router":
+                continue
+            assert pod.container["resources"]["limits"]["nvidia.com/gpu"] == 1
+            assert pod.option("--device") == "cuda"
