@@ -9,7 +9,7 @@ from prfaas.request_limits import InvalidRequest, check_sampling, check_token_id
 from prfaas.router.backend_base import GenerationRequest, SamplingSpec
 from prfaas.router.http_errors import APIError
 from prfaas.router.openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
-from prfaas.router.openai_text import Tokenizer, render_chat
+from prfaas.router.openai_text import Tokenizer, content_text, render_chat
 
 
 class RequestBuilder:
@@ -19,6 +19,13 @@ class RequestBuilder:
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.max_context = max_context
+
+    def _extra_eos(self, body: SamplingFields) -> tuple[int, ...]:
+        """EOS ids beyond the primary one (a checkpoint's generation_config may name several,
+        e.g. <|im_end|> and <|endoftext|>): sent as stop ids, as the worker knows only the first."""
+        if body.ignore_eos:
+            return ()
+        return tuple(getattr(self.tokenizer, "eos_token_ids", ())[1:])
 
     def _check_common(self, body: SamplingFields) -> None:
         if body.model is not None and body.model != self.model_name:
@@ -70,8 +77,15 @@ class RequestBuilder:
     def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
         """Prompt ids of a chat request, rendered with the plain chat template."""
         self._check_common(body)
+        # A checkpoint's tokenizer brings its own chat template (prfaas/model/hf_tokenizer.py).
+        render = getattr(self.tokenizer, "render_chat", None)
         try:
-            text = render_chat([(m.role, m.content) for m in body.messages])
+            if render is not None:
+                text = render(
+                    [{"role": m.role, "content": content_text(m.content)} for m in body.messages]
+                )
+            else:
+                text = render_chat([(m.role, m.content) for m in body.messages])
         except ValueError as exc:
             raise APIError(400, str(exc), param="messages") from exc
         return self._encode(text, "messages")
@@ -106,7 +120,7 @@ class RequestBuilder:
                 seed=None if body.seed is None else wire_seed(body.seed),
                 max_tokens=room if max_tokens is None else max_tokens,
                 ignore_eos=body.ignore_eos,
-                stop_token_ids=tuple(body.stop_token_ids or ()),
+                stop_token_ids=tuple(body.stop_token_ids or ()) + self._extra_eos(body),
             )
             check_sampling(sampling, self.tokenizer.vocab_size)
         except InvalidRequest as exc:

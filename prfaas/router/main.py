@@ -31,6 +31,7 @@ from prfaas.router.control import LongTermController, ShortTermController
 from prfaas.router.control_loops import ControlLoops
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
 from prfaas.router.link_health import LinkHealth
+from prfaas.router.openai_text import Tokenizer
 from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerRegistry, handles_from_topology
@@ -64,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require this bearer token on /v1/* (visible in ps: prefer --api-key-file)",
     )
     parser.add_argument("--model-name", help="served model id (default: prfaas-<preset>)")
+    parser.add_argument(
+        "--model",
+        help="Hugging Face checkpoint directory the workers serve: its tokenizer, chat template, "
+        "EOS ids, name and context length (default: the topology's `model`, else the preset)",
+    )
     parser.add_argument(
         "--max-inflight", type=int, default=512, help="admitted requests at once (more: 429)"
     )
@@ -115,6 +121,19 @@ def _max_context(topo: Topology) -> int:
     from prfaas.model.config import get_preset
 
     return get_preset(topo.model_preset).max_context
+
+
+def _served_model(topo: Topology, model_dir: str | None) -> tuple[Tokenizer, str | None, int]:
+    """(tokenizer, default model name, context limit): a checkpoint directory's own, or the byte
+    tokenizer and the preset's."""
+    model_dir = model_dir or getattr(topo, "model", "")
+    if not model_dir:
+        return _TokenizerAdapter(), None, _max_context(topo)
+    from prfaas.model.hf_config import read_hf_model_info
+    from prfaas.model.hf_tokenizer import HFTokenizer
+
+    info = read_hf_model_info(model_dir)
+    return HFTokenizer(model_dir, info.config.vocab_size), info.name, info.max_context
 
 
 def _long_term(topo: Topology) -> LongTermController | None:
@@ -183,14 +202,15 @@ async def serve(
     credentials: GrpcCredentials | None = None,
     insecure: bool = False,
     topology_workers: bool = True,
+    model_dir: str | None = None,
 ) -> int:
     """`credentials`: the router's gRPC server identity, also the one its channels to workers
     present (`channels.configure` must have been given them before the registry opens any)."""
     from prfaas.router.http_api import create_app
 
     api_keys = ApiKeys.of(api_key)
-    proc = build(topo, model_name, _max_context(topo), max_inflight, topology_workers)
-    tokenizer = _TokenizerAdapter()
+    tokenizer, checkpoint_name, max_context = _served_model(topo, model_dir)
+    proc = build(topo, model_name or checkpoint_name, max_context, max_inflight, topology_workers)
     app = create_app(proc.dispatcher, tokenizer, api_key=api_keys, metrics=proc.metrics)
     grpc_server = grpc.aio.server(interceptors=[AuthInterceptor(credentials, api_keys)])
     router_pb2_grpc.add_RouterServicer_to_server(
@@ -237,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
     credentials = credentials_from_args(args, lambda: identities.ROUTER)
     channels.configure(credentials)
     coro = serve(topo, api_keys_from_args(args), args.model_name, args.max_inflight,
-                 credentials, args.insecure, args.workers == "topology")  # fmt: skip
+                 credentials, args.insecure, args.workers == "topology",
+                 args.model)  # fmt: skip
     try:
         import uvloop
     except ImportError:

@@ -45,7 +45,7 @@ class Tokenizer(Protocol):
         ...
 
 
-def _content_text(content: str | Sequence[object] | None) -> str:
+def content_text(content: str | Sequence[object] | None) -> str:
     """Message content as text: a string, or the `text` of each `{"type": "text"}` part."""
     if content is None:
         return ""
@@ -68,7 +68,7 @@ def render_chat(messages: Sequence[tuple[str, str | Sequence[object] | None]]) -
     the template is ordinary text and identical messages always render to identical prompts
     (which keeps multi-turn conversations prefix-cacheable).
     """
-    lines = [f"<|{role}|>\n{_content_text(content)}\n" for role, content in messages]
+    lines = [f"<|{role}|>\n{content_text(content)}\n" for role, content in messages]
     return "".join(lines) + "<|assistant|>\n"
 
 
