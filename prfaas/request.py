@@ -15,21 +15,8 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
-
-class SamplingLimits(Protocol):
-    """The fields of `prfaas.model.sampler.SamplingParams` that the engine itself reads. A
-    protocol, not an import, so the scheduler side stays free of torch (emulated workers)."""
-
-    @property
-    def max_tokens(self) -> int: ...
-    @property
-    def ignore_eos(self) -> bool: ...
-    @property
-    def stop_token_ids(self) -> tuple[int, ...]: ...
-    @property
-    def stop_sequences(self) -> tuple[tuple[int, ...], ...]: ...
+from prfaas.sampling import FinishReason, SamplingParams, check_stop
 
 
 class RequestKind(enum.Enum):
@@ -66,12 +53,17 @@ _FINISHED = frozenset(
     }
 )
 
+_FINISHED_BY = {
+    FinishReason.STOP: RequestStatus.FINISHED_STOPPED,
+    FinishReason.LENGTH: RequestStatus.FINISHED_LENGTH,
+}
+
 
 @dataclass(eq=False)
 class Request:
     request_id: str
     prompt_token_ids: list[int]
-    sampling_params: SamplingLimits
+    sampling_params: SamplingParams
     kind: RequestKind = RequestKind.FULL
     # None: never stop on EOS (the emulated backend has no EOS).
     eos_token_id: int | None = None
@@ -134,23 +126,12 @@ class Request:
         return self.status.is_finished
 
     def stop_status(self) -> RequestStatus | None:
-        """The finished status the output so far implies, or None to keep going. Same rules as
-        `prfaas.model.sampler.check_stop` (a test keeps them in agreement)."""
-        out = self.output_token_ids
-        if not out:
+        """The finished status the output so far implies, or None to keep going
+        (`prfaas.sampling.check_stop`, the one stop rule)."""
+        reason = check_stop(self.output_token_ids, self.sampling_params, self.eos_token_id)
+        if reason is None:
             return None
-        params = self.sampling_params
-        last = out[-1]
-        if not params.ignore_eos and self.eos_token_id is not None and last == self.eos_token_id:
-            return RequestStatus.FINISHED_STOPPED
-        if last in params.stop_token_ids:
-            return RequestStatus.FINISHED_STOPPED
-        for stop in params.stop_sequences:
-            if stop and tuple(out[-len(stop) :]) == tuple(stop):
-                return RequestStatus.FINISHED_STOPPED
-        if self.num_output_tokens >= params.max_tokens:
-            return RequestStatus.FINISHED_LENGTH
-        return None
+        return _FINISHED_BY[reason]
 
     def check_invariants(self) -> None:
         assert self.num_prompt_tokens == len(self.prompt_token_ids)

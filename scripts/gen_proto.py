@@ -39,7 +39,9 @@ def generate(out_dir: Path) -> None:
     for path in out_dir.rglob("*.py*"):
         text = path.read_text()
         # protoc emits absolute imports (`from prfaas.v1 import x_pb2`); make them package-relative.
-        text = re.sub(r"^from prfaas\.v1 import", "from prfaas._proto.prfaas.v1 import", text, flags=re.M)
+        text = re.sub(
+            r"^from prfaas\.v1 import", "from prfaas._proto.prfaas.v1 import", text, flags=re.M
+        )
         path.write_text(HEADER + text)
     for pkg in [out_dir / "prfaas", out_dir / "prfaas" / "v1"]:
         (pkg / "__init__.py").write_text(HEADER)
@@ -63,7 +65,9 @@ def main() -> int:
             generate(Path(tmp))
             fresh, current = snapshot(Path(tmp)), snapshot(OUT)
         if fresh != current:
-            stale = sorted(set(fresh) ^ set(current) | {k for k in fresh if fresh.get(k) != current.get(k)})
+            stale = sorted(
+                set(fresh) ^ set(current) | {k for k in fresh if fresh.get(k) != current.get(k)}
+            )
             print(f"prfaas/_proto is stale ({', '.join(stale)}); run `make proto`", file=sys.stderr)
             return 1
         print("prfaas/_proto is up to date")

@@ -22,7 +22,9 @@ def test_shared_prefix_shares_hashes_until_divergence() -> None:
 
 
 def test_same_block_under_different_parent_differs() -> None:
-    assert block_hashes([1, 2, 3, 4, 5, 6, 7, 8], 4)[1] != block_hashes([0, 0, 0, 0, 5, 6, 7, 8], 4)[1]
+    assert (
+        block_hashes([1, 2, 3, 4, 5, 6, 7, 8], 4)[1] != block_hashes([0, 0, 0, 0, 5, 6, 7, 8], 4)[1]
+    )
 
 
 def test_stable_value_across_processes() -> None:

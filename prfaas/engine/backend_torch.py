@@ -25,8 +25,9 @@ from prfaas.engine.outputs import PrefillChunk, RunnerOutput, SchedulerOutput
 from prfaas.model import layout
 from prfaas.model.cache import HybridCache, LinearStates, SeqCache
 from prfaas.model.hybrid import HybridModel
-from prfaas.model.sampler import SamplingParams, make_generator, sample_one
+from prfaas.model.sampler import make_generator, sample_one
 from prfaas.request import Request
+from prfaas.sampling import SamplingParams
 
 
 class TorchBackend(ExecutionBackend):

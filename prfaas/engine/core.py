@@ -18,7 +18,8 @@ from prfaas.engine.outputs import RequestOutput, RunnerOutput
 from prfaas.engine.prefix_cache import CacheListener, PrefixCache
 from prfaas.engine.prefix_transfer import PrefixSpan
 from prfaas.engine.scheduler import RequestRefused, Scheduler, SchedulerConfig
-from prfaas.request import Request, RequestKind, SamplingLimits
+from prfaas.request import Request, RequestKind
+from prfaas.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class EngineCore:
 def generate(
     engine: EngineCore,
     prompts: Sequence[Sequence[int]],
-    params: SamplingLimits,
+    params: SamplingParams,
     *,
     eos_token_id: int | None = None,
     id_prefix: str = "gen",

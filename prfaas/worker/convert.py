@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from prfaas._proto.prfaas.v1 import common_pb2
 from prfaas.engine.backend_base import BufferSpec
 from prfaas.kvtransfer.wire import LayerLayout
-from prfaas.model.sampler import SamplingParams
 from prfaas.request import RequestStatus
 from prfaas.request_limits import (
     GREEDY_TEMPERATURE,
@@ -15,6 +14,7 @@ from prfaas.request_limits import (
     check_sampling,
     check_token_ids,
 )
+from prfaas.sampling import SamplingParams
 
 
 def inputs_from_proto(

@@ -20,7 +20,7 @@ from prfaas.engine.backend_torch import TorchBackend
 from prfaas.engine.core import EngineCore, generate
 from prfaas.model.config import get_preset
 from prfaas.model.hybrid import HybridModel
-from prfaas.model.sampler import SamplingParams
+from prfaas.sampling import SamplingParams
 from tests.e2e.processes import (
     free_port,
     generate_local,

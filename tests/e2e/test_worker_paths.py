@@ -19,7 +19,7 @@ from prfaas.engine.backend_torch import TorchBackend
 from prfaas.engine.core import EngineCore, generate
 from prfaas.model.config import get_preset
 from prfaas.model.hybrid import HybridModel
-from prfaas.model.sampler import SamplingParams
+from prfaas.sampling import SamplingParams
 from tests.e2e.processes import (
     generate_local,
     generate_remote,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prfaas.engine.backend_base import NullBackend, hash_next_token
 from prfaas.engine.core import EngineCore
 from prfaas.engine.prefix_cache import CacheEvent
-from prfaas.model.sampler import SamplingParams
 from prfaas.request import Request, RequestKind
+from prfaas.sampling import SamplingParams
 
 BLOCK = 64
 # NullBackend costs: a block is 64 * 16 = 1024 B, a state slot 1024 B, so budgets count entries.

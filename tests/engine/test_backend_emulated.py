@@ -10,8 +10,8 @@ from engine_helpers import expected_tokens
 from prfaas.data import case_study_file
 from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
 from prfaas.engine.core import EngineCore
-from prfaas.model.sampler import SamplingParams
 from prfaas.request import Request, RequestKind, RequestStatus
+from prfaas.sampling import SamplingParams
 
 CASE_STUDY = case_study_file("h200_8gpu_prefill.csv")
 

@@ -8,8 +8,8 @@ import torch
 from prfaas.engine.backend_torch import TorchBackend
 from prfaas.engine.core import EngineCore, generate
 from prfaas.model import EOS_ID, HybridCache, HybridModel, SeqCache, get_preset
-from prfaas.model.sampler import SamplingParams
 from prfaas.request import Request, RequestKind
+from prfaas.sampling import SamplingParams
 
 BLOCK = 64
 MAX_TOKENS = 6

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from prfaas.block_hash import block_hashes
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.prefix_cache import CacheEventKind, PrefixCache
-from prfaas.model.sampler import SamplingParams, check_stop
 from prfaas.request import Request, RequestStatus
+from prfaas.sampling import SamplingParams, check_stop
 
 
 def test_shared_prefix_hits_and_gives_same_tokens():

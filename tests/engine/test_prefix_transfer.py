@@ -10,7 +10,7 @@ from prfaas.engine.core import EngineCore, generate
 from prfaas.engine.prefix_cache import CacheEvent, CacheEventKind
 from prfaas.engine.prefix_transfer import PrefixUnavailable
 from prfaas.model import HybridModel, get_preset
-from prfaas.model.sampler import SamplingParams
+from prfaas.sampling import SamplingParams
 
 PROMPT = [(i * 5 + 3) % 256 for i in range(200)]
 PREFIX = PROMPT[: 3 * BLOCK]

@@ -7,8 +7,8 @@ from engine_helpers import BLOCK, expected_tokens, make_engine, make_req, run_un
 
 from prfaas.engine.core import generate
 from prfaas.engine.scheduler import RequestRefused
-from prfaas.model.sampler import SamplingParams
 from prfaas.request import RequestStatus
+from prfaas.sampling import SamplingParams
 
 
 def test_generate_many_prompts(engine):

@@ -8,7 +8,8 @@ from model_helpers import finite, make_cache, new_seq, prompt
 
 from prfaas.model import HybridModel, SeqCache
 from prfaas.model.layout import install_request, pack_request
-from prfaas.model.sampler import SamplingParams, make_generator, sample_one
+from prfaas.model.sampler import make_generator, sample_one
+from prfaas.sampling import SamplingParams
 
 N, STEPS = 100, 6
 

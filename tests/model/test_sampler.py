@@ -6,14 +6,8 @@ import pytest
 import torch
 
 from prfaas.model import EOS_ID
-from prfaas.model.sampler import (
-    FinishReason,
-    SamplingParams,
-    check_stop,
-    make_generator,
-    sample,
-    sample_one,
-)
+from prfaas.model.sampler import make_generator, sample, sample_one
+from prfaas.sampling import FinishReason, SamplingParams, check_stop
 
 LOGITS = torch.tensor([0.0, 3.0, 2.5, 1.0, -1.0, 2.9])
 
@@ -54,12 +48,12 @@ def test_batch_sampling_uses_each_requests_generator() -> None:
 
 def test_stop_conditions() -> None:
     p = SamplingParams(max_tokens=3, stop_token_ids=(7,), stop_sequences=((4, 5),))
-    assert check_stop([1], p) is None
-    assert check_stop([1, EOS_ID], p) is FinishReason.STOP
-    assert check_stop([1, EOS_ID], SamplingParams(ignore_eos=True)) is None
-    assert check_stop([7], p) is FinishReason.STOP
-    assert check_stop([4, 5], p) is FinishReason.STOP
-    assert check_stop([1, 2, 3], p) is FinishReason.LENGTH
+    assert check_stop([1], p, EOS_ID) is None
+    assert check_stop([1, EOS_ID], p, EOS_ID) is FinishReason.STOP
+    assert check_stop([1, EOS_ID], SamplingParams(ignore_eos=True), EOS_ID) is None
+    assert check_stop([7], p, EOS_ID) is FinishReason.STOP
+    assert check_stop([4, 5], p, EOS_ID) is FinishReason.STOP
+    assert check_stop([1, 2, 3], p, EOS_ID) is FinishReason.LENGTH
 
 
 def test_invalid_params_rejected() -> None:

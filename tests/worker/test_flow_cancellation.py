@@ -10,6 +10,7 @@ The flows run on a real ComputeLoop over the emulated backend and the loopback K
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -18,8 +19,8 @@ import pytest
 from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
 from prfaas.engine.core import EngineCore
 from prfaas.kvtransfer.loopback import LoopbackNetwork, LoopbackReceiver, LoopbackSender
-from prfaas.model.sampler import SamplingParams
 from prfaas.request import Request, RequestKind
+from prfaas.sampling import SamplingParams
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.generate_flow import Admitted, Finished, KvSourceSpec, generate
 from prfaas.worker.prefill_flow import prefill_and_ship
@@ -119,10 +120,8 @@ async def test_cancel_prefill_and_ship_at_every_await() -> None:
             assert isinstance(first, Admitted)
             preq = Request(f"p{k}", list(PROMPT), PARAMS, kind=RequestKind.PREFILL_ONLY)
             flow = _CancelAt(prefill_and_ship(prefill, sender, preq, receiver.address, f"t{k}"), k)
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await flow
-            except asyncio.CancelledError:
-                pass
             rest = await _drain(events)
             if not flow.reached:
                 assert isinstance(rest[-1], Finished), rest
