@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import cast
 
 import torch
 
@@ -27,7 +26,6 @@ from prfaas.model.cache import HybridCache, LinearStates, SeqCache
 from prfaas.model.hybrid import HybridModel
 from prfaas.model.sampler import make_generator, sample_one
 from prfaas.request import Request
-from prfaas.sampling import SamplingParams
 
 
 class TorchBackend(ExecutionBackend):
@@ -55,7 +53,7 @@ class TorchBackend(ExecutionBackend):
         return self.cache
 
     def _sample(self, req: Request, logits: torch.Tensor) -> int:
-        params = cast(SamplingParams, req.sampling_params)
+        params = req.sampling_params
         if req not in self._generators:
             self._generators[req] = make_generator(params, self.model.device)
         return sample_one(logits, params, self._generators[req])

@@ -6,6 +6,7 @@ burst of load from other processes on the box hits every method alike. Needs roo
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ def _iperf(ns_a: str, ns_b: str, seconds: int) -> float:
     return json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"] / 8
 
 
-def _in_ns_a(kind: str, mib: int, a) -> float:  # type: ignore[no-untyped-def]
+def _in_ns_a(kind: str, mib: int, a: argparse.Namespace) -> float:
     """Bytes/s of `ours` or `sendall`, sent from namespace a by a child of the bench module."""
     cmd = ["ip", "netns", "exec", "pxb-a", sys.executable, "-m", "prfaas.kvtransfer.bench",
            "--scenario", f"_netns_{kind}", "--netns-mib", str(mib),
@@ -42,7 +43,7 @@ def _in_ns_a(kind: str, mib: int, a) -> float:  # type: ignore[no-untyped-def]
     return json.loads(out)["bytes_per_s"]
 
 
-def scenario_netns(a) -> dict:  # type: ignore[no-untyped-def]
+def scenario_netns(a: argparse.Namespace) -> dict:
     if os.geteuid() != 0 or not shutil.which("iperf3"):
         return {"skipped": "needs root and iperf3"}
     env = {**os.environ, "PRFAAS_NS_PREFIX": "pxb"}
@@ -73,7 +74,7 @@ def scenario_netns(a) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
-def netns_child(a) -> dict:  # type: ignore[no-untyped-def]
+def netns_child(a: argparse.Namespace) -> dict:
     from prfaas.kvtransfer.bench import baseline_sendall, run_ours
 
     total = a.netns_mib * MIB

@@ -12,6 +12,7 @@ are reported too.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -59,7 +60,7 @@ async def _trials(
     return t
 
 
-def scenario_overlap(a) -> dict:  # type: ignore[no-untyped-def]
+def scenario_overlap(a: argparse.Namespace) -> dict:
     from prfaas.kvtransfer.bench import _peer
 
     layers, nbytes, reps = 32, 4 * MIB, a.overlap_trials

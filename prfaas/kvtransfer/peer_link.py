@@ -16,6 +16,8 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from prfaas.kvtransfer import wire
 from prfaas.kvtransfer.base import Peer, PeerLost, TransferError, TransferRefused
@@ -60,7 +62,7 @@ class PeerLink:
         self._tasks: set[asyncio.Task[None]] = set()
         self._spawn(self._connect())
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)

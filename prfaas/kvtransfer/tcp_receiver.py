@@ -12,6 +12,8 @@ import logging
 import socket
 import ssl
 import weakref
+from collections.abc import Coroutine
+from typing import Any
 
 from prfaas.kvtransfer import wire
 from prfaas.kvtransfer.base import KVReceiver, PeerLost, TransferRefused, TransferState
@@ -158,7 +160,7 @@ class TcpReceiver(KVReceiver):
         self._handles.pop(tid, None)
         self._owner.pop(tid, None)
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -157,7 +157,7 @@ def frame(kind: Kind, meta: bytes) -> bytes:
     return HEADER.pack(MAGIC, VERSION, int(kind), len(meta)) + meta
 
 
-def parse_header(data: bytes | memoryview) -> tuple[Kind, int]:
+def parse_header(data: bytes | bytearray | memoryview) -> tuple[Kind, int]:
     """Validate an 8-byte header; return (kind, meta_len)."""
     magic, version, kind, meta_len = HEADER.unpack(data)
     if magic != MAGIC:
@@ -189,7 +189,7 @@ def _blob(value: bytes) -> bytes:
 class _Reader:
     """Bounds-checked cursor over one frame's metadata."""
 
-    def __init__(self, data: bytes | memoryview) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
         self.data = memoryview(data)
         self.pos = 0
 
@@ -264,7 +264,7 @@ def encode_tid(kind: Kind, tid: str) -> bytes:
     return frame(kind, _str(tid, MAX_TID))
 
 
-def decode(kind: Kind, meta: bytes | memoryview) -> object:
+def decode(kind: Kind, meta: bytes | bytearray | memoryview) -> object:
     """Decode metadata of `kind`; raises WireError on anything malformed or over a cap."""
     r = _Reader(meta)
     out: object

@@ -70,7 +70,7 @@ def export_hf_tokenizer_json(path: str | Path) -> Path:
     vocab = {alias[b]: b for b in range(256)}
     vocab.update({name: i for i, name in SPECIAL_TOKENS.items()})
     byte_level = {"add_prefix_space": False, "trim_offsets": False, "use_regex": False}
-    spec = {
+    spec: dict[str, object] = {
         "version": "1.0",
         "truncation": None,
         "padding": None,

@@ -8,6 +8,7 @@ stages saturate together) and it leaves the most headroom before prefill binds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,8 +161,8 @@ def optimal_threshold(
 def search(
     model: ClusterModel,
     lengths: LengthDistribution,
-    thresholds: np.ndarray | None = None,
-    n_p_values: list[int] | None = None,
+    thresholds: np.ndarray | Sequence[float] | None = None,
+    n_p_values: Sequence[int] | None = None,
 ) -> tuple[OperatingPoint, Grid]:
     """Exhaustive 2-D grid search over t and N_p (N_d >= 1); returns the best point and the grid."""
     grid_t = default_thresholds(lengths) if thresholds is None else np.asarray(thresholds, float)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     ca = certs.new_authority(days=args.days)
     certs.write_authority(ca, out)
-    hosts = {identities.ROUTER: (topo.host,)}
+    hosts: dict[str, tuple[str, ...]] = {identities.ROUTER: (topo.host,)}
     for w in topo.workers():
         hosts[identities.worker(w.worker_id)] = (w.grpc.rsplit(":", 1)[0],)
     for name in args.client:

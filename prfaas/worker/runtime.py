@@ -278,7 +278,7 @@ class WorkerRuntime:
         transfer_counts: dict[str, int] = {}
         for name, part in (("sender", self.sender), ("receiver", self.receiver)):
             if part is not None:
-                for key, value in part.leak_check().items():  # type: ignore[attr-defined]
+                for key, value in part.leak_check().items():
                     transfer_counts[f"{name}.{key}"] = value
         # Pooled connections are reused across transfers by design; everything else must be zero.
         held = {k: v for k, v in transfer_counts.items() if v and not k.endswith("connections")}

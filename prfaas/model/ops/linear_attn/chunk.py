@@ -14,6 +14,8 @@ result does not depend on which slab (or which prefill split) it was computed in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -30,7 +32,7 @@ def chunk_gated_delta_rule(
     *,
     chunk_size: int = 64,
     start_pos: int = 0,
-    checkpoint_positions: list[int] = (),
+    checkpoint_positions: Sequence[int] = (),
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
     """Gated delta rule over T tokens at absolute positions [start_pos, start_pos+T).
 

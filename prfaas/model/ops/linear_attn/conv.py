@@ -7,12 +7,14 @@ left-zero-padded prefill would. The SiLU is applied by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 
 def causal_conv_prefill(
-    x: Tensor, weight: Tensor, state: Tensor, checkpoint_positions: list[int] = ()
+    x: Tensor, weight: Tensor, state: Tensor, checkpoint_positions: Sequence[int] = ()
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
     """Convolve a run of T tokens that follows `state`.
 
