@@ -126,7 +126,9 @@ class Deployment:
         args += ["--max-num-seqs", str(t.max_num_seqs)]
         if self.metrics_base_port:
             args += ["--metrics-port", str(self.metrics_base_port + index)]
-        if t.backend == "torch":
+        if t.backend == "torch" and t.model:
+            args += ["--model", t.model]
+        elif t.backend == "torch":
             args += ["--preset", t.model_preset]
         else:
             profile = t.emulated_profile_prfaas if w.kind == "prefill" else t.emulated_profile_pd
@@ -214,6 +216,7 @@ class Deployment:
                 str(t.router_grpc_port),
                 "--threshold",
                 str(t.threshold_tokens),
+                *(["--model", t.model] if t.model else []),
                 *self.secrets.router_args(),
             ),  # fmt: skip
             env,

@@ -55,6 +55,9 @@ class Topology:
     backend: str = "torch"
     policy: str = "prfaas"
     model_preset: str = "small"
+    # Hugging Face checkpoint directory (Qwen3.5 text) every torch worker and the router serve;
+    # empty: the embedded `model_preset` (needs no download).
+    model: str = ""
     torch_threads: int = 1
     host: str = "127.0.0.1"
     http_port: int = 8000
@@ -174,6 +177,7 @@ class Topology:
                 "backend": self.backend,
                 "policy": self.policy,
                 "model_preset": self.model_preset,
+                "model": self.model,
                 "torch_threads": self.torch_threads,
                 "host": self.host,
             },
@@ -233,7 +237,7 @@ class Topology:
 
 
 _SECTIONS = {
-    "deployment": {"name", "backend", "policy", "model_preset", "torch_threads", "host"},
+    "deployment": {"name", "backend", "policy", "model_preset", "model", "torch_threads", "host"},
     "router": {
         "http_port",
         "grpc_port",
@@ -283,6 +287,8 @@ def load_topology(path: str | Path | None = None) -> Topology:
         backend=d.get("backend", base.backend),
         policy=d.get("policy", base.policy),
         model_preset=d.get("model_preset", base.model_preset),
+        # Relative to the topology file, like the profiles.
+        model=_resolve(path, str(d.get("model", base.model))),
         torch_threads=int(d.get("torch_threads", base.torch_threads)),
         host=d.get("host", base.host),
         http_port=int(r.get("http_port", base.http_port)),

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY), help="topology TOML")
     parser.add_argument("--backend", choices=BACKENDS, help="override the topology's backend")
     parser.add_argument("--policy", choices=POLICIES, help="override the topology's policy")
+    parser.add_argument(
+        "--model", help="serve this Hugging Face checkpoint directory (Qwen3.5 text) everywhere"
+    )
     parser.add_argument("--log-dir", default="runs/up/logs", help="one log file per process")
     parser.add_argument("--metrics-base-port", type=int, default=9400, help="worker /metrics ports")
     parser.add_argument(
@@ -78,7 +81,10 @@ def _print_endpoints(deployment: Deployment, log_dir: str) -> None:
 def run(args: argparse.Namespace) -> int:
     path = Path(args.topology)
     try:
-        topo = load_topology(path).with_overrides(backend=args.backend, policy=args.policy)
+        model = str(Path(args.model).resolve()) if args.model else None
+        topo = load_topology(path).with_overrides(
+            backend=args.backend, policy=args.policy, model=model
+        )
     except TopologyError as exc:
         print(f"prfaas up: {exc}", file=sys.stderr)
         return 2
