@@ -5,19 +5,17 @@ Lets a dozen workers run on a 2-core machine in the paper's regime (issue 4 item
   layer-done events spread over the prefill; a chunk [s, e) of a request costs
   P(e) - P(s), plus P(0) (the fixed per-request overhead) on the request's first chunk;
   a decode step takes decode_step_seconds * time_factor;
-- bytes: profile.kv_bytes(N) = state + N * per_token (fitted), scaled by byte_factor, held in
+- bytes: profile.bytes(N) = state + N * per_token (fitted), scaled by byte_factor, held in
   bytearrays laid out like the model's cache (per full layer: blocks of per-token bytes; per linear
   layer: one state buffer per slot), so the worker really sends them over TCP;
 - tokens: `hash_next_token` of the sequence, identical on every path (local, remote, prefix hit).
 Written bytes are a function of the tokens, so a transfer's digest means something.
+The profile is the planner's `PrefillProfile` (one type, one interpolation for both).
 """
 
 from __future__ import annotations
 
-import csv
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import xxhash
@@ -30,49 +28,8 @@ from prfaas.engine.backend_base import (
     hash_next_token,
 )
 from prfaas.engine.outputs import PrefillChunk, RunnerOutput, SchedulerOutput
+from prfaas.planner.profiles import PrefillProfile
 from prfaas.request import Request
-
-
-@dataclass(frozen=True)
-class PrefillProfile:
-    """Rows of (input_tokens, prefill_seconds, kv_bytes), increasing; linear in between and
-    linearly extrapolated from the end segments outside."""
-
-    input_tokens: tuple[int, ...]
-    prefill_seconds: tuple[float, ...]
-    kv_bytes: tuple[int, ...]
-
-    @classmethod
-    def from_csv(cls, path: str | Path) -> PrefillProfile:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        return cls(
-            tuple(int(r["input_tokens"]) for r in rows),
-            tuple(float(r["prefill_seconds"]) for r in rows),
-            tuple(int(r["kv_bytes"]) for r in rows),
-        )
-
-    def _interp(self, n: float, ys: tuple[float, ...] | tuple[int, ...]) -> float:
-        xs = self.input_tokens
-        i = int(np.clip(np.searchsorted(xs, n) - 1, 0, len(xs) - 2))
-        return ys[i] + (ys[i + 1] - ys[i]) * (n - xs[i]) / (xs[i + 1] - xs[i])
-
-    def seconds(self, num_tokens: float) -> float:
-        return self._interp(num_tokens, self.prefill_seconds)
-
-    def bytes(self, num_tokens: float) -> float:
-        return self._interp(num_tokens, self.kv_bytes)
-
-    @property
-    def kv_bytes_per_token(self) -> float:
-        """Slope of kv_bytes over the whole table (the full-attention KV of one token)."""
-        xs, ys = self.input_tokens, self.kv_bytes
-        return (ys[-1] - ys[0]) / (xs[-1] - xs[0])
-
-    @property
-    def state_bytes(self) -> float:
-        """Intercept: the length-independent linear state of one request."""
-        return self.kv_bytes[0] - self.kv_bytes_per_token * self.input_tokens[0]
 
 
 class EmulatedBackend(ExecutionBackend):

@@ -80,9 +80,8 @@ def scaled_profile(path: Path, scale: Scale) -> PrefillProfile:
     """The CSV profile as the emulated backend runs it: seconds × time_factor, and KV bytes as the
     backend really lays them out (state + per-token KV, each rounded per layer)."""
     from prfaas.engine.backend_emulated import EmulatedBackend
-    from prfaas.engine.backend_emulated import PrefillProfile as EmuProfile
 
-    emu = EmuProfile.from_csv(path)
+    emu = PrefillProfile.from_csv(path)
     backend = EmulatedBackend(
         emu, time_factor=scale.time_factor, byte_factor=scale.byte_factor,
         block_size=scale.block_size,

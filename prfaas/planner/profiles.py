@@ -4,6 +4,9 @@ A profile is measured on one instance (P GPUs, e.g. 8) and read from a CSV with 
 `input_tokens,prefill_seconds,kv_bytes` (the case study's format). Between rows the model
 interpolates linearly; outside the measured range it extrapolates from the two end rows, so a
 threshold just past the last row still gets a finite, monotone estimate.
+
+`PrefillProfile` is the one profile type: the planner evaluates it over arrays, the emulated
+backend (`prfaas.engine.backend_emulated`) reads scalars from the same interpolation.
 """
 
 from __future__ import annotations
@@ -46,6 +49,30 @@ class PrefillProfile:
     def s_kv(self, length: float | np.ndarray) -> np.ndarray:
         """Bytes of KVCache produced by a prefill of `length` tokens (Table 4's S_kv)."""
         return _interp(length, self.input_tokens, self.kv_bytes)
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> PrefillProfile:
+        """Read a `input_tokens,prefill_seconds,kv_bytes` CSV (see `load_profile_csv`)."""
+        return load_profile_csv(path)
+
+    def seconds(self, length: float) -> float:
+        """Scalar T_prefill(length): what the emulated backend sleeps for a prefill."""
+        return float(self.t_prefill(length))
+
+    def bytes(self, length: float) -> float:
+        """Scalar S_kv(length)."""
+        return float(self.s_kv(length))
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """Slope of kv_bytes over the whole table (the full-attention KV of one token)."""
+        xs, ys = self.input_tokens, self.kv_bytes
+        return float((ys[-1] - ys[0]) / (xs[-1] - xs[0]))
+
+    @property
+    def state_bytes(self) -> float:
+        """Intercept: the length-independent linear state of one request."""
+        return float(self.kv_bytes[0] - self.kv_bytes_per_token * self.input_tokens[0])
 
     def phi_kv_gbps(self, length: float | np.ndarray) -> np.ndarray:
         """Eq. 1: per-instance KV throughput S_kv(l) / T_prefill(l), in decimal Gbps."""

@@ -96,7 +96,8 @@ def kv_secret(args: argparse.Namespace | None = None) -> bytes:
 def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | None, int]:
     """Returns (backend, eos_token_id, max_context)."""
     if args.backend == "emulated":
-        from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
+        from prfaas.engine.backend_emulated import EmulatedBackend
+        from prfaas.planner.profiles import PrefillProfile
 
         if not args.profile:
             raise SystemExit("--backend emulated needs --profile CSV")

@@ -8,8 +8,9 @@ import pytest
 from engine_helpers import expected_tokens
 
 from prfaas.data import case_study_file
-from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
+from prfaas.engine.backend_emulated import EmulatedBackend
 from prfaas.engine.core import EngineCore
+from prfaas.planner.profiles import PrefillProfile
 from prfaas.request import Request, RequestKind, RequestStatus
 from prfaas.sampling import SamplingParams
 

@@ -14,11 +14,13 @@ import contextlib
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+import numpy as np
 import pytest
 
-from prfaas.engine.backend_emulated import EmulatedBackend, PrefillProfile
+from prfaas.engine.backend_emulated import EmulatedBackend
 from prfaas.engine.core import EngineCore
 from prfaas.kvtransfer.loopback import LoopbackNetwork, LoopbackReceiver, LoopbackSender
+from prfaas.planner.profiles import PrefillProfile
 from prfaas.request import Request, RequestKind
 from prfaas.sampling import SamplingParams
 from prfaas.worker.compute import ComputeLoop
@@ -26,7 +28,9 @@ from prfaas.worker.generate_flow import Admitted, Finished, KvSourceSpec, genera
 from prfaas.worker.prefill_flow import prefill_and_ship
 
 BLOCK = 16
-PROFILE = PrefillProfile((1, 1_000_000), (1e-6, 1e-3), (64, 64_000_000))
+PROFILE = PrefillProfile(
+    "linear", np.array([1.0, 1e6]), np.array([1e-6, 1e-3]), np.array([64.0, 64e6])
+)
 PROMPT = [(i * 7 + 1) % 256 for i in range(3 * BLOCK + 5)]
 PARAMS = SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True)
 MAX_SUSPENSIONS = 400
