@@ -155,7 +155,11 @@ def judge(
     hung = [
         {"index": r.index, "start_s": round(r.start_s, 2), "e2e_s": r.e2e_s, "error": r.error}
         for r in records
-        if cause_of(r) == "timeout" or r.e2e_s is None or r.e2e_s > bound
+        # An error answer (a status, an SSE error) ended the request: failed, not hung; those are
+        # judged by the explained/silent checks. No answer and no error means it never ended.
+        if cause_of(r) == "timeout"
+        or (r.e2e_s is None and not r.error)
+        or (r.e2e_s is not None and r.e2e_s > bound)
     ]
     silent = [f for f in failures if f["silent"]]
     unexplained = [f for f in failures if f["fault"] is None]

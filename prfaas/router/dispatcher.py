@@ -221,8 +221,10 @@ class Dispatcher(GenerationBackend):
             link = LinkState(up=False, bandwidth_scarce=self.short.scarce)
             decision = route(req, snaps, match, link, self.short.threshold, rc, self.short.base)
         if decision.target is None:
-            # 503 when a needed role has no worker at all; 429 when workers exist but are full.
-            missing = missing_role(snaps, rc)
+            # 503 when a needed role has no worker at all; 429 when workers exist but are full,
+            # or when the ones left after failed attempts (excluded here) are all it had: a retry
+            # that runs out of workers is overload, not a missing role.
+            missing = missing_role(self.registry.snapshots(), rc)
             if missing is not None:
                 raise NotReady(f"no healthy {missing} worker can serve this request")
             raise Overloaded(self.config.retry_after_s, "no worker has capacity for this request")

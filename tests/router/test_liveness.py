@@ -15,7 +15,7 @@ import pytest
 from fake_workers import start_cluster
 from test_dispatch_routing import run
 
-from prfaas.router.backend_base import NotReady
+from prfaas.router.backend_base import NotReady, Overloaded
 from prfaas.router.policy import Reason, Target
 from prfaas.router.registry import RegistryConfig
 
@@ -102,5 +102,19 @@ async def test_no_decode_worker_is_not_ready() -> None:
         assert not c.dispatcher.ready()
         with pytest.raises(NotReady, match="no healthy decode worker"):
             await run(c, list(range(200)))
+    finally:
+        await c.close()
+
+
+async def test_running_out_of_workers_on_retries_is_overload_not_missing_role() -> None:
+    """Failed attempts exclude their workers; when none is left the answer is 429 (overload),
+    not 503 "no healthy prefill worker" — every role still has a healthy worker."""
+    c = await start_cluster(registry_config=FAST, threshold=64)
+    try:
+        c.worker("prfaas-0").script.prefill_mode = "fail"
+        c.worker("pd-0").script.prefill_mode = "fail"
+        with pytest.raises(Overloaded):
+            await run(c, list(range(200)))
+        assert c.dispatcher.ready()
     finally:
         await c.close()
