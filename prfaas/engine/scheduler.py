@@ -6,6 +6,10 @@ Life of a request here (queues named as in the code):
 2. Admission (in `schedule`, FIFO): take the prefix hit, the remaining blocks and a live state slot.
    full / prefill_only -> `running`; decode_only -> `waiting_for_kv` (status WAITING_FOR_KV), where
    it holds its destination blocks until `mark_kv_ready(first_token)` or `mark_kv_failed`.
+   Seats (max_num_seqs, BS_max) count the running batch only: a decode_only request takes one
+   when its KV has arrived, not while its prefill still waits in another worker's queue (its
+   preallocation is bounded by memory alone). KV that arrives while every seat is taken waits in
+   `kv_ready` (first token already emitted) and takes the next free seat before any new prefill.
 3. Each step: every decoding request gets one token first, then prefill chunks fill the remaining
    token budget, so a long prompt never stalls running decodes. Chunk ends are block aligned (or
    the prompt end), so linear-state checkpoints land on block boundaries.
@@ -66,6 +70,8 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.waiting_for_kv: dict[str, Request] = {}
         self.running: list[Request] = []
+        # KV arrived, first token emitted, every seat taken: decodes when a seat frees.
+        self.kv_ready: deque[Request] = deque()
         self.held: dict[str, Request] = {}
         self._pending: list[RequestOutput] = []
         self._step_id = 0
@@ -89,10 +95,10 @@ class Scheduler:
 
     def _admit_decode_only(self) -> None:
         # Preallocation does not wait behind prefills: its memory is what lets a transfer start.
+        # It takes no seat: a request whose prefill is still queued elsewhere does not decode, and
+        # counting it against BS_max filled the seats with queued prefills (issue 12).
         for req in [r for r in self.waiting if r.kind is RequestKind.DECODE_ONLY]:
-            # A preallocated request becomes a running decode the moment its cache arrives, so it
-            # counts against max_num_seqs (BS_max) already.
-            if self._num_seqs >= self.config.max_num_seqs or self.kv.allocate(req) is None:
+            if self.kv.allocate(req) is None:
                 return
             self.waiting.remove(req)
             req.status = RequestStatus.WAITING_FOR_KV
@@ -103,17 +109,23 @@ class Scheduler:
 
     @property
     def _num_seqs(self) -> int:
-        """Requests holding a decode seat: running, or preallocated and waiting for their KV."""
-        return len(self.running) + len(self.waiting_for_kv)
+        """Requests holding a seat: the running batch."""
+        return len(self.running)
+
+    def _seat_kv_ready(self) -> None:
+        """Requests whose KV arrived take free seats first (FIFO), before any new prefill."""
+        while self.kv_ready and self._num_seqs < self.config.max_num_seqs:
+            self.running.append(self.kv_ready.popleft())
 
     @property
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self._pending)
+        return bool(self.waiting or self.running or self.kv_ready or self._pending)
 
     def schedule(self) -> SchedulerOutput:
         self._step_id += 1
         out = SchedulerOutput(self._step_id)
         self._admit_decode_only()
+        self._seat_kv_ready()
         budget = self.config.max_num_batched_tokens
         for req in self.running:
             if req.is_prefill_done and budget > 0:
@@ -231,6 +243,8 @@ class Scheduler:
         """Move a live request out of every queue and free its cache."""
         if req in self.running:
             self.running.remove(req)
+        elif req in self.kv_ready:
+            self.kv_ready.remove(req)
         elif req in self.waiting:
             self.waiting.remove(req)
         self.waiting_for_kv.pop(req.request_id, None)
@@ -250,7 +264,7 @@ class Scheduler:
         transfer still reads or writes (held prefill_only, decode_only waiting for KV) are left to
         their owners, who abort the transfer before freeing it."""
         outputs, self._pending = self._pending, []
-        for req in [*self.waiting, *self.running]:
+        for req in [*self.waiting, *self.running, *self.kv_ready]:
             self._fail(req, error, outputs)
         return outputs
 
@@ -275,11 +289,15 @@ class Scheduler:
         self._finish(req, req.status)
 
     def mark_kv_ready(self, request_id: str, first_token: int) -> None:
-        """The transfer wrote the whole prompt's cache; decoding starts after `first_token`."""
+        """The transfer wrote the whole prompt's cache; decoding starts after `first_token`
+        (at once with a free seat, else in `kv_ready` until one frees)."""
         req = self.waiting_for_kv.pop(request_id)
         req.num_computed_tokens = req.num_prompt_tokens
         req.status = RequestStatus.RUNNING
-        self.running.append(req)
+        if self._num_seqs < self.config.max_num_seqs:
+            self.running.append(req)
+        else:
+            self.kv_ready.append(req)
         self._pending.append(self._append_token(req, first_token))
 
     def mark_kv_failed(self, request_id: str, reason: str) -> None:
@@ -295,6 +313,7 @@ class Scheduler:
         queued = (
             list(self.waiting)
             + self.running
+            + list(self.kv_ready)
             + list(self.waiting_for_kv.values())
             + list(self.held.values())
         )

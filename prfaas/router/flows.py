@@ -112,13 +112,22 @@ class Attempt:
         self.decode.inflight_decodes += decode
 
     def _prefill_over(self) -> None:
+        """The KV is complete at the decode worker (first token): the prefill leaves the prefill
+        worker's queue and the request takes its decode seat, as the engine seats it (a seat is
+        not held while the prefill still waits in a queue)."""
         if self._prefill_counted:
             self._prefill_counted = False
             self._count(-1, 0)
+            self.decode.pending_decodes -= 1
+            self._decode_counted = True
+            self._count(0, 1)
 
     def close(self) -> None:
         """Cancel every call of this attempt (idempotent; the workers abort on cancellation)."""
-        self._prefill_over()
+        if self._prefill_counted:
+            self._prefill_counted = False
+            self._count(-1, 0)
+            self.decode.pending_decodes -= 1
         if self._decode_counted:
             self._decode_counted = False
             self._count(0, -1)
@@ -142,8 +151,9 @@ class Attempt:
                 deadline_seconds=self.prefill_deadline_s + self.timeouts.admit_s,
             ))  # fmt: skip
         self.workers = [self.decode] + ([self.prefill] if self.two_worker else [])
-        self._count(1, 1)
-        self._prefill_counted = self._decode_counted = True
+        self._count(1, 0)
+        self.decode.pending_decodes += 1
+        self._prefill_counted = True
         self._call = self.decode.pd.Generate(gen)
         admitted = await self._next_event(self.timeouts.admit_s, "admission")
         if admitted.WhichOneof("event") != "admitted":

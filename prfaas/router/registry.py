@@ -89,11 +89,14 @@ class WorkerHandle:
     load: worker_pb2.WorkerLoad | None = None
     # This router's own in-flight work on the worker, updated at once by the dispatcher's
     # attempts (heartbeats lag by a poll interval, and placing on stale counts herds requests
-    # onto one worker): requests whose prefill runs or waits here, their uncached tokens, and
-    # requests decoding here.
+    # onto one worker): requests whose prefill runs or waits here, their uncached tokens,
+    # requests decoding here (a seat, taken once their KV is complete here: the first token),
+    # and requests placed to decode here whose prefill is not done yet (no seat: they spread
+    # placement, and the prefill queue bound, not the seats, limits them).
     inflight_prefills: int = 0
     inflight_prefill_tokens: int = 0
     inflight_decodes: int = 0
+    pending_decodes: int = 0
     num_failures: int = 0
     """Consecutive heartbeats refused outright (UNAVAILABLE)."""
     last_seen_s: float = 0.0
@@ -136,6 +139,8 @@ class WorkerHandle:
         if load is not None and self.role in (Role.PRFAAS, Role.PREFILL):
             queue += load.num_running
         queue = max(queue, self.inflight_prefills)
+        if self.role is Role.DECODE:
+            queue = max(queue, self.pending_decodes)
         if self.role in (Role.DECODE, Role.MIXED):
             # Decode placement: the running batch against the worker's cap (Eq. 5's BS_max).
             utilization = self.inflight_decodes / self.max_decodes

@@ -87,25 +87,44 @@ def test_abort_of_held_prefill_only_releases(engine):
     assert req.status is RequestStatus.FINISHED_STOPPED
 
 
-def test_decode_seats_are_capped_by_max_num_seqs_including_waiting_for_kv():
-    """BS_max holds on a decode worker: a preallocated request takes a seat before its KV
-    arrives, so more decode_only requests than max_num_seqs wait instead of overfilling."""
+def test_decode_seats_are_taken_when_kv_arrives_not_while_prefill_waits():
+    """BS_max counts the running batch: more decode_only requests than max_num_seqs preallocate
+    (memory allows) while their prefills wait elsewhere; KV that arrives with every seat taken
+    emits its first token, waits in kv_ready, and decodes once a seat frees."""
     eng = make_engine(max_num_seqs=2, enable_prefix_cache=False)
     reqs = [make_req(f"d{i}", 50, max_tokens=3, kind=RequestKind.DECODE_ONLY) for i in range(3)]
     for req in reqs:
         eng.add_request(req)
     eng.step()
-    assert [r.status for r in reqs] == [
-        RequestStatus.WAITING_FOR_KV,
-        RequestStatus.WAITING_FOR_KV,
-        RequestStatus.WAITING,
-    ]
-    eng.mark_kv_ready("d0", 7)
-    eng.mark_kv_ready("d1", 7)
-    run_until_idle(eng)
-    # Seats freed: the third is preallocated, then decodes to completion.
-    assert reqs[2].status is RequestStatus.WAITING_FOR_KV
-    eng.mark_kv_ready("d2", 7)
-    run_until_idle(eng)
+    assert [r.status for r in reqs] == [RequestStatus.WAITING_FOR_KV] * 3
+    for req in reqs:
+        eng.mark_kv_ready(req.request_id, 7)
+    s = eng.scheduler
+    assert [r.request_id for r in s.running] == ["d0", "d1"]
+    assert [r.request_id for r in s.kv_ready] == ["d2"]
+    assert reqs[2].output_token_ids == [7]
+    s.check_invariants()
+    # Never more than max_num_seqs decoding in one step.
+    while eng.has_work:
+        eng.step()
+        assert len(s.running) <= 2
     assert all(r.status is RequestStatus.FINISHED_LENGTH for r in reqs)
+    assert all(len(r.output_token_ids) == 3 for r in reqs)
+    eng.assert_no_leaks()
+
+
+def test_kv_ready_request_aborted_or_failed_frees_everything():
+    eng = make_engine(max_num_seqs=1, enable_prefix_cache=False)
+    reqs = [make_req(f"d{i}", 50, max_tokens=5, kind=RequestKind.DECODE_ONLY) for i in range(3)]
+    for req in reqs:
+        eng.add_request(req)
+    eng.step()
+    for req in reqs:
+        eng.mark_kv_ready(req.request_id, 7)
+    assert [r.request_id for r in eng.scheduler.kv_ready] == ["d1", "d2"]
+    assert eng.abort("d1")
+    assert reqs[1].status is RequestStatus.FINISHED_ABORTED
+    eng.scheduler.fail_all("boom")
+    assert [reqs[0].status, reqs[2].status] == [RequestStatus.FAILED] * 2
+    assert not eng.scheduler.kv_ready and not eng.scheduler.running
     eng.assert_no_leaks()
