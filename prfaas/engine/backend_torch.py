@@ -44,8 +44,16 @@ class TorchBackend(ExecutionBackend):
         self.cache: HybridCache | None = None
 
     def allocate(self, num_blocks: int, num_slots: int) -> None:
+        # Zero-filled, so every page of the cache budget is committed now: no page faults on the
+        # serving path the first time a block is written, and the process's memory is flat from
+        # the start (a soak's RSS slope then shows leaks, not the cache filling up).
         self.cache = HybridCache(
-            self.config, num_blocks, num_slots, block_size=self.block_size, device=self.model.device
+            self.config,
+            num_blocks,
+            num_slots,
+            block_size=self.block_size,
+            device=self.model.device,
+            fill=0.0,
         )
 
     def _cache(self) -> HybridCache:
