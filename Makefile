@@ -10,11 +10,13 @@ TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || ec
 
 setup: $(STAMP)
 
+# pip's own progress (one line per package, a bar per download) so the first run is never silent.
 $(STAMP): pyproject.toml
+	@echo "setup: creating $(VENV) and installing prfaas with its dependencies (first run only)"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install "$(TORCH_PIN)"
+	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,109 @@
+"""The demo's report pieces on known inputs: metric snapshots to the request's path, the two lines
+under the table, and the titled plot (the live run is `make demo`; its time is in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prfaas.demo import probe
+from prfaas.demo.one_request import OneRequest
+from prfaas.demo.plot import policy_bars, policy_figure
+from prfaas.demo.policies import PolicyRun
+from prfaas.loadgen.client import RequestRecord
+from prfaas.loadgen.compare import Comparison
+from prfaas.loadgen.results import Results
+
+ROUTER_TEXT = """# TYPE prfaas_routing_decisions_total counter
+prfaas_routing_decisions_total{policy="prfaas",route="offload",reason="offloaded"} 3.0
+"""
+WORKER_TEXT = """# TYPE prfaas_prefill_computed_tokens_total counter
+prfaas_prefill_computed_tokens_total{cluster="prfaas",worker="prfaas-0"} 2048.0
+# TYPE prfaas_kv_transfer_sent_bytes_total counter
+prfaas_kv_transfer_sent_bytes_total{link="pd-1"} 1500000.0
+"""
+
+
+def test_changes_keep_only_what_moved_per_process() -> None:
+    before = {"router": probe._totals(ROUTER_TEXT.replace("3.0", "2.0")), "pd-0": {}}
+    after = {
+        "router": probe._totals(ROUTER_TEXT),
+        "pd-0": {},
+        "prfaas-0": probe._totals(WORKER_TEXT),
+    }
+    moved = probe.changes(before, after)
+    assert moved["router"] == {"routing:offload/offloaded": 1.0}
+    assert "pd-0" not in moved
+    assert moved["prfaas-0"][probe.PREFILL_TOKENS] == 2048.0
+    assert moved["prfaas-0"][probe.KV_SENT] == 1_500_000.0
+
+
+def test_one_request_lines_name_route_workers_and_timing() -> None:
+    record = RequestRecord(0, 0.0, ttft_s=0.25, e2e_s=0.5, itl_s=[0.02, 0.03], prompt_tokens=2048,
+                           completion_tokens=16, status=200)  # fmt: skip
+    moved = {
+        "router": {"routing:offload/offloaded": 1.0},
+        "prfaas-0": {probe.PREFILL_TOKENS: 2047.0, probe.KV_SENT: 2e6, probe.KV_SEND_SECONDS: 0.1},
+        "pd-1": {probe.DECODE_TOKENS: 16.0, probe.KV_RECEIVED: 2e6},
+    }
+    text = "\n".join(OneRequest(record, 512, moved).lines())
+    assert "2048-token prompt > t = 512 -> offload/offloaded" in text
+    assert "prefill: prfaas-0 computed 2047 tokens" in text
+    assert "KV: prfaas-0 sent 2.00 MB in 100 ms" in text
+    assert "decode: pd-1 generated 16 tokens" in text
+    assert "first token after 250 ms" in text
+
+
+def _results(policy: str, ttfts: list[float], spacing_s: float, route: str) -> Results:
+    records = [
+        RequestRecord(
+            i,
+            i * spacing_s,
+            start_s=i * spacing_s,
+            ttft_s=t,
+            e2e_s=t + 0.1,
+            prompt_tokens=100,
+            completion_tokens=4,
+            status=200,
+        )  # fmt: skip
+        for i, t in enumerate(ttfts)
+    ]
+    return Results({"policy": policy}, records, [], {route: float(len(ttfts))})
+
+
+def _run() -> PolicyRun:
+    runs = {
+        "prfaas": _results("prfaas", [0.5] * 10, 0.25, "prfaas/offload/offloaded"),
+        "homogeneous-pd": _results(
+            "homogeneous-pd",
+            [float(i) for i in range(10)],
+            0.5,
+            "homogeneous-pd/local/policy_local",
+        ),  # fmt: skip
+        "naive-hetero": _results("naive-hetero", [0.8] * 10, 0.25, "naive-hetero/offload/x"),
+    }
+    prediction = {"policies": {
+        "prfaas": {"lambda_max_rps": 8.9, "threshold_tokens": 22784.0},
+        "homogeneous-pd": {"lambda_max_rps": 2.3, "threshold_tokens": None},
+        "naive-hetero": {"lambda_max_rps": 6.3, "threshold_tokens": None},
+    }}  # fmt: skip
+    return PolicyRun(Comparison(runs, {}), prediction, 4.0)
+
+
+def test_explanation_states_capacity_threshold_and_measured_numbers() -> None:
+    first, second = _run().explanation()
+    assert "(2.3 req/s planned) is below the offered 4.0 req/s" in first
+    assert "TTFT P90 8.10 s" in first
+    assert "t = 22784 tokens (100% of requests)" in second
+
+
+def test_policy_plot_is_titled_and_labelled(tmp_path: Path) -> None:
+    run = _run()
+    summaries = {n: r.summary for n, r in run.comparison.runs.items()}
+    fig = policy_figure(summaries, run.rate_rps)
+    assert fig._suptitle is not None and "4.0 req/s offered" in fig._suptitle.get_text()
+    left, right = fig.axes
+    assert left.get_ylabel() == "completed requests / s" and right.get_ylabel() == "seconds"
+    assert [t.get_text() for t in left.get_xticklabels()] == list(summaries)
+    heights = [bar.get_height() for bar in right.patches]
+    assert heights == [summaries[n].ttft_p90_s for n in summaries]
+    assert policy_bars(summaries, run.rate_rps, tmp_path / "p.png").stat().st_size > 10_000
