@@ -27,6 +27,7 @@ from prfaas.security.kv_tls import receiver_context, sender_context
 from prfaas.worker.cache_events import CacheEventHub
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.options import build_backend, build_engine, kv_secret
+from prfaas.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,6 +111,7 @@ class WorkerRuntime:
         loop = asyncio.get_running_loop()
         self.hub.bind(loop)
         self.compute.start()
+        await warm_up(self.compute, self.block_size)
         self.sender = TcpSender(
             secret=kv_secret(self.args),
             ssl_context=sender_context(self.args),
