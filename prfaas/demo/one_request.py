@@ -42,12 +42,14 @@ class OneRequest:
         for name, moved in self.moved.items():
             if moved.get(probe.PREFILL_TOKENS):
                 out.append(f"  prefill: {name} computed {moved[probe.PREFILL_TOKENS]:.0f} tokens")
+            elif moved.get(probe.KV_SENT):
+                out.append(f"  prefill: {name} (the worker whose KV left for the decoder)")
         for name, moved in self.moved.items():
             if moved.get(probe.KV_SENT):
                 out.append(
-                    f"  KV: {name} sent {moved[probe.KV_SENT] / 1e6:.2f} MB in "
-                    f"{moved.get(probe.KV_SEND_SECONDS, 0.0) * 1000:.0f} ms "
-                    "(layer by layer, over the emulated cross-datacenter link)"
+                    f"  KV: {name} sent {moved[probe.KV_SENT] / 1e6:.2f} MB, streamed layer by "
+                    f"layer over {moved.get(probe.KV_SEND_SECONDS, 0.0) * 1000:.0f} ms while the "
+                    "prefill ran, across the emulated cross-datacenter link"
                 )
         for name, moved in self.moved.items():
             if moved.get(probe.DECODE_TOKENS):
@@ -62,14 +64,6 @@ class OneRequest:
         return out
 
 
-def metrics_by_process(deployment: Deployment, urls: list[str]) -> dict[str, str]:
-    """`Deployment.endpoints().metrics` named: the router's, then one per worker (PrfaaS workers
-    first, topology order), then one per relay."""
-    names = ["router", *(w.worker_id for w in deployment.topo.workers())]
-    names += [deployment.relay_name(w) for w in deployment._relayed()]
-    return dict(zip(names, urls, strict=False))
-
-
 def run_one_request(
     topo: Topology, topology_path: Path, log_dir: Path, prompt_tokens: int, output_tokens: int
 ) -> OneRequest:
@@ -77,7 +71,7 @@ def run_one_request(
     deployment = Deployment(topo, topology_path, log_dir, metrics_base_port=topo.http_port + 1400)
     endpoints = deployment.start()
     try:
-        named = metrics_by_process(deployment, endpoints.metrics)
+        named = dict(zip(endpoints.metrics_processes, endpoints.metrics, strict=True))
         prompts = PromptFactory(seed=3)
         spec = RequestSpec(0, prompts.unique(0, prompts.text_tokens(prompt_tokens)),
                            prompt_tokens, output_tokens)  # fmt: skip

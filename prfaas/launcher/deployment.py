@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
+from prfaas.launcher.port_check import Listener, busy_ports
 from prfaas.launcher.probes import grpc_ready, http_ready
 from prfaas.launcher.relay_control import relay_answers
 from prfaas.launcher.restart_policy import RestartPolicy
@@ -50,6 +51,15 @@ def _port(address: str) -> str:
     return address.rsplit(":", 1)[1]
 
 
+def _split(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+class PortsInUse(RuntimeError):
+    """A port the deployment needs is taken; raised by `start()` before any child starts."""
+
+
 @dataclass(frozen=True)
 class Endpoints:
     http: str
@@ -57,6 +67,8 @@ class Endpoints:
     router_grpc: str
     # Relay process name -> its control port (`cut`, `stall on|off`, `down`/`up`; relay_control.py).
     relay_controls: dict[str, str] = field(default_factory=dict)
+    # The process name of each `metrics` URL (same order).
+    metrics_processes: list[str] = field(default_factory=list)
 
 
 class Deployment:
@@ -252,6 +264,28 @@ class Deployment:
         """The supervisor's name for the relay in front of PD worker `w`."""
         return f"link-{w.worker_id}"
 
+    def listeners(self) -> list[Listener]:
+        """Every address the children will bind on this host (port_check.py checks them)."""
+        t = self.topo
+        out = [Listener("router", "HTTP", t.host, t.http_port),
+               Listener("router", "gRPC", t.host, t.router_grpc_port)]  # fmt: skip
+        for index, w in enumerate(t.workers()):
+            out.append(Listener(w.worker_id, "gRPC", *_split(w.grpc)))
+            out.append(Listener(w.worker_id, "KV receiver", *_split(w.kv_direct)))
+            if self.metrics_base_port:
+                host = _split(w.grpc)[0]
+                out.append(
+                    Listener(w.worker_id, "metrics", host, self.metrics_base_port + index + 1)
+                )
+        for k, w in enumerate(self._relayed()):
+            name = self.relay_name(w)
+            out.append(Listener(name, "listen", *_split(w.kv_via_link)))
+            out.append(Listener(name, "control", *_split(w.link_control)))
+            if self.metrics_base_port:
+                host = _split(w.kv_via_link)[0]
+                out.append(Listener(name, "metrics", host, self._relay_metrics_port(k)))
+        return out
+
     def start(
         self,
         timeout_s: float = START_TIMEOUT_S,
@@ -261,6 +295,12 @@ class Deployment:
     ) -> Endpoints:
         """Start every group in order; with `supervise`, then restart children that die
         (supervisor.py) until `stop()` or until the supervisor ends the deployment."""
+        if self.netns is None:
+            busy = busy_ports(self.listeners())
+            if busy:
+                # Before any process starts: nothing to stop, and the cause is the first line.
+                self.secrets.remove()
+                raise PortsInUse("; ".join(b.message() for b in busy))
         try:
             if self.netns is not None:
                 self.netns.up()
@@ -302,8 +342,14 @@ class Deployment:
             for w in self._relayed()
         }
         return Endpoints(
-            f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}", controls
-        )
+            f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}", controls,
+            self.metrics_names()[: len(metrics)],
+        )  # fmt: skip
+
+    def metrics_names(self) -> list[str]:
+        """The process behind each `endpoints().metrics` URL, in the same order."""
+        names = ["router", *(w.worker_id for w in self.topo.workers())]
+        return names + [self.relay_name(w) for w in self._relayed()]
 
     def stop(self) -> None:
         self.supervisor.stop_all()

@@ -69,10 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _print_endpoints(deployment: Deployment, log_dir: str) -> None:
     endpoints = deployment.endpoints()
-    print(f"  OpenAI endpoint: {endpoints.http}", flush=True)
+    print(f"  OpenAI endpoint: {endpoints.http}  (router)", flush=True)
     print(f"  router gRPC:     {endpoints.router_grpc}", flush=True)
-    for url in endpoints.metrics:
-        print(f"  metrics:         {url}", flush=True)
+    for name, url in zip(endpoints.metrics_processes, endpoints.metrics, strict=True):
+        print(f"  metrics:         {url}  ({name})", flush=True)
     for name, address in endpoints.relay_controls.items():
         print(f"  relay control:   {address}  ({name}: cut | stall on|off | down | up)", flush=True)
     print(f"  logs:            {log_dir}  (Ctrl-C stops everything)", flush=True)

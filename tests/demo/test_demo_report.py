@@ -48,7 +48,7 @@ def test_one_request_lines_name_route_workers_and_timing() -> None:
     text = "\n".join(OneRequest(record, 512, moved).lines())
     assert "2048-token prompt > t = 512 -> offload/offloaded" in text
     assert "prefill: prfaas-0 computed 2047 tokens" in text
-    assert "KV: prfaas-0 sent 2.00 MB in 100 ms" in text
+    assert "KV: prfaas-0 sent 2.00 MB, streamed layer by layer over 100 ms" in text
     assert "decode: pd-1 generated 16 tokens" in text
     assert "first token after 250 ms" in text
 
