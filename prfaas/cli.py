@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib import metadata
+
+from prfaas.cli_env import apply_env_defaults
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
         "prfaas.demo",
-        "bring up the local two-datacenter deployment and serve a short workload",
+        "the paper's point here: one offloaded request, then the policies at saturation",
     ),
     "up": ("prfaas.launcher.up", "start a whole deployment from a topology file"),
     "router": ("prfaas.router.main", "run the router (gRPC + OpenAI-style HTTP)"),
@@ -39,19 +42,49 @@ BENCH_TARGETS: dict[str, tuple[str, str]] = {
 }
 
 
-def _add_lazy(sub: argparse._SubParsersAction, name: str, module: str, help_text: str) -> None:
+# What `prfaas --help` shows a user (the module docstring above is for developers).
+USER_HELP = """\
+prfaas serves a hybrid-attention language model across two datacenters: long prompts are
+prefilled in a remote compute-dense PrfaaS cluster and their KV cache streams to the local
+prefill/decode cluster, which decodes; short prompts stay local.
+
+Start here:
+  prfaas demo                 the paper's point on this machine in a few minutes
+  prfaas up                   a whole local deployment (OpenAI endpoint on :8000); Ctrl-C stops it
+  prfaas bench serve          load against a running deployment
+  prfaas plan                 size clusters with the paper's analytical model
+
+Every option can also be set by an environment variable PRFAAS_<COMMAND>_<OPTION>, e.g.
+PRFAAS_UP_LOG_DIR=/tmp/logs; `prfaas COMMAND --help` names each one.
+"""
+
+
+def _version() -> str:
+    try:
+        return f"prfaas {metadata.version('prfaas')}"
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "prfaas (not installed)"
+
+
+def _add_lazy(
+    sub: argparse._SubParsersAction, name: str, module: str, help_text: str, command: str
+) -> None:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(_module=module)
     importlib.import_module(module).add_arguments(parser)
+    apply_env_defaults(parser, command)
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prfaas", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="prfaas", description=USER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     wanted = argv[0] if argv else None
     for name, (module, help_text) in COMMANDS.items():
         if name == wanted:
-            _add_lazy(sub, name, module, help_text)
+            _add_lazy(sub, name, module, help_text, name)
         else:
             sub.add_parser(name, help=help_text)
     bench = sub.add_parser("bench", help="benchmarks (model, transfer, workers, serve)")
@@ -59,7 +92,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     bench_wanted = argv[1] if wanted == "bench" and len(argv) > 1 else None
     for name, (module, help_text) in BENCH_TARGETS.items():
         if name == bench_wanted:
-            _add_lazy(bench_sub, name, module, help_text)
+            _add_lazy(bench_sub, name, module, help_text, f"bench {name}")
         else:
             bench_sub.add_parser(name, help=help_text)
     return parser
@@ -67,8 +100,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command installs its own handling (imports, parsing) or in one that has
+        # none: one line, no traceback. Commands that start processes stop them in `finally`.
+        print(f"prfaas {argv[0] if argv else ''}: interrupted".replace("  ", " "), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
