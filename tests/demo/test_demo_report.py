@@ -91,9 +91,10 @@ def _run() -> PolicyRun:
 
 def test_explanation_states_capacity_threshold_and_measured_numbers() -> None:
     first, second = _run().explanation()
-    assert "(2.3 req/s planned) is below the offered 4.0 req/s" in first
-    assert "TTFT P90 8.10 s" in first
-    assert "t = 22784 tokens (100% of requests)" in second
+    assert first.startswith("At 4.0 req/s both baselines saturate")
+    assert "(planned 2.3 req/s, TTFT P90 8.10 s)" in first
+    assert "(planned 6.3, TTFT P90 0.80 s)" in first
+    assert "prfaas (planned 8.9)" in second and "t = 22784 tokens (100% of requests;" in second
 
 
 def test_policy_plot_is_titled_and_labelled(tmp_path: Path) -> None:
