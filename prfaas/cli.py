@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "userspace TCP relay emulating a cross-datacenter link",
     ),
     "experiment": ("prfaas.experiment", "run the paper's case study end to end"),
+    "sim": ("prfaas.sim", "discrete-event simulation running the router's own decision code"),
     "chaos": ("prfaas.chaos.cli", "seeded, replayable faults under load (--soak: RSS/fd slopes)"),
 }
 

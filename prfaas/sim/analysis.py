@@ -1,0 +1,50 @@
+"""Simulated requests as the loadgen's `Results`, so `prfaas.experiment.sweep.analyze` computes
+every number (throughput estimator, TTFT, TPOT, completion ratio, offload fraction) exactly as it
+does for a measured run; plus egress over one-second windows (mean and P99) for projections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from prfaas.loadgen import Results
+from prfaas.loadgen.client import RequestRecord
+from prfaas.loadgen.scrape import EgressSample
+from prfaas.sim.simulation import SimResult
+
+
+def _record(req: Any, record_itl: bool) -> RequestRecord:
+    rec = RequestRecord(req.index, req.arrival_s, req.arrival_s, input_tokens=req.input_tokens,
+                        output_tokens=req.output_tokens, prompt_tokens=req.input_tokens)  # fmt: skip
+    if req.error is not None or req.finish_s is None:
+        rec.status = 429 if req.error else 0
+        rec.error = req.error or "did not finish in the simulated time"
+        return rec
+    rec.status = 200
+    rec.ttft_s = req.first_token_s - req.arrival_s
+    rec.e2e_s = req.finish_s - req.arrival_s
+    rec.completion_tokens = req.output_tokens
+    rec.cached_tokens = req.cached_tokens
+    if record_itl and req.output_tokens > 1:
+        first = req.decode_join_s - req.first_token_s + req.step_s
+        rec.itl_s = [first] + [req.step_s] * (req.output_tokens - 2)
+    return rec
+
+
+def to_results(result: SimResult, label: str = "sim") -> Results:
+    itl = result.config.record_itl
+    records = [_record(r, itl) for r in result.requests]
+    egress = [EgressSample(s["t_s"], s["egress_sent_bytes"]) for s in result.timeline]
+    config = {"label": label, "simulated": True, **result.stats}
+    return Results(config, records, egress, dict(result.routing))
+
+
+def egress_windows(result: SimResult) -> dict[str, float | None]:
+    """PrfaaS egress per one-second tick while requests were in flight: mean, P99, max (B/s)."""
+    rates = [s["egress_bytes_per_s"] for s in result.timeline if s["inflight"] > 0]
+    if not rates:
+        return {"mean": None, "p99": None, "max": None}
+    arr = np.asarray(rates)
+    return {"mean": float(arr.mean()), "p99": float(np.percentile(arr, 99)),
+            "max": float(arr.max())}  # fmt: skip

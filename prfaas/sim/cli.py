@@ -1,0 +1,220 @@
+"""`prfaas sim`: the simulator from the command line.
+
+Two modes:
+- `--experiment`: the inputs of `prfaas experiment` (same scale flags, policies, rate points, the
+  same requests per point, the link-cut run on prfaas) in simulation; writes the same
+  experiment.json / experiment.md / throughput.png / fluctuation.png to --out-dir, in seconds.
+- default: one deployment (the case study's split × `--instances-factor`) under one workload
+  (`--workload lognormal|mooncake|azure`, `--rate` or the trace's timestamps) and a link schedule
+  for `--duration` simulated seconds; writes sim.json (the analyzed point, egress windows,
+  timeline, events/s, memory) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from prfaas.experiment import report
+from prfaas.experiment.cli import QUICK
+from prfaas.experiment.fluctuation import _phases
+from prfaas.experiment.scale import Scale, predict
+from prfaas.experiment.sweep import Criterion, analyze, workload_for
+from prfaas.loadgen.workloads import Scaling
+from prfaas.sim import workload as sim_workload
+from prfaas.sim.analysis import egress_windows, to_results
+from prfaas.sim.experiment_inputs import experiment_config
+from prfaas.sim.link import LinkChange
+from prfaas.sim.schedule import parse_link_schedule
+from prfaas.sim.simulation import SimConfig, SimResult, Simulation
+
+POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--out-dir", default="runs/sim")
+    a("--seed", type=int, default=0)
+    a("--experiment", action="store_true", help="simulate `prfaas experiment`'s inputs")
+    a("--quick", action="store_true", help="with --experiment: its --quick scale")
+    a("--policies", default=",".join(POLICIES))
+    a("--time-factor", type=float)
+    a("--byte-factor", type=float)
+    a("--link-gbps", type=float)
+    a("--output-tokens", type=int)
+    a("--decode-step-ms", type=float)
+    a("--duration", type=float, help="seconds of arrivals (experiment default 75, else 3600)")
+    a("--multipliers", default="0.9,1.05,1.25")
+    a("--common-factor", type=float, default=0.8)
+    a("--no-fluctuation", action="store_true")
+    a("--fluct-rate-factor", type=float, default=0.9)
+    a("--fluct-duration", type=float)
+    a("--fluct-cut-fraction", type=float, default=0.25)
+    # single-deployment mode
+    a("--policy", default="prfaas")
+    a("--instances-factor", type=int, default=1, help="× every instance count and the link")
+    a("--rate", type=float, help="Poisson req/s (default: 0.9 × the planner's Λ_max)")
+    a("--workload", default="lognormal", choices=("lognormal", "mooncake", "azure"))
+    a("--trace", help="trace file for mooncake/azure")
+    a("--limit", type=int, help="first N trace rows")
+    a("--length-scale", type=float, default=1.0)
+    a("--time-scale", type=float, default=1.0, help="trace clock × this (without --rate)")
+    a("--link-schedule", default="", help="AT:FRACTION[:RTT_MS[:LOSS]],... (schedule.py)")
+    a("--loss", type=float, default=0.0, help="segment loss rate of the line")
+    a("--long-tick", type=float, help="run the long-term controller every this many seconds")
+    a("--no-progress", action="store_true")
+
+
+def _scale(args: argparse.Namespace) -> Scale:
+    base = QUICK if args.quick else Scale()
+    changes = {"time_factor": args.time_factor, "byte_factor": args.byte_factor,
+               "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
+               "decode_step_ms": args.decode_step_ms}  # fmt: skip
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def simulate_point(cfg: SimConfig, rate: float, duration: float, scale: Scale, seed: int,
+                   progress: bool = False) -> tuple[dict[str, Any], SimResult]:  # fmt: skip
+    """One `prfaas experiment` rate point: the same requests (workload_for), simulated."""
+    wl, schedule = workload_for(rate, duration, scale, seed)
+    result = Simulation(cfg, seed).run(sim_workload.from_workload(wl, schedule),
+                                       progress=progress, label=f"{cfg.policy}@{rate:.2f} ")  # fmt: skip
+    point = analyze(to_results(result), rate, scale, Criterion())
+    point["seed"] = seed
+    point["sim_stats"] = {k: v for k, v in result.stats.items() if k != "prefill_busy_s"}
+    return point, result
+
+
+def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Scale,
+                 quick: bool) -> dict[str, Any]:  # fmt: skip
+    total = args.fluct_duration or (6.0 if quick else 180.0)
+    rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
+    rate = 0.5 * rate if quick else rate
+    cut_at, cut_for = total / 3, total / 3
+    sched = (LinkChange(cut_at, args.fluct_cut_fraction), LinkChange(cut_at + cut_for, 1.0))
+    cfg = experiment_config("prfaas", prediction, scale, link_schedule=sched)
+    point, result = simulate_point(cfg, rate, total, scale, 777)
+    requests = [{"send_s": r.arrival_s,
+                 "ttft_s": None if r.first_token_s is None else r.first_token_s - r.arrival_s,
+                 "ok": r.error is None, "input_tokens": r.input_tokens}
+                for r in result.requests]  # fmt: skip
+    events = [{"t_s": e["t_s"], "event": "cut" if e["capacity_fraction"] < 1 else "restore",
+               "gbps": scale.link_gbps * e["capacity_fraction"], "ok": True}
+              for e in result.link_events]  # fmt: skip
+    return {
+        "rate_rps": rate, "duration_s": total, "cut_at_s": cut_at, "cut_for_s": cut_for,
+        "link_gbps": scale.link_gbps, "cut_gbps": scale.link_gbps * args.fluct_cut_fraction,
+        "events": events, "samples": result.timeline, "requests": requests,
+        "failed": point["failed"], "summary": {k: v for k, v in point.items() if k != "routing"},
+        "phases": _phases(requests, cut_at, cut_for),
+    }  # fmt: skip
+
+
+def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
+    scale = _scale(args)
+    duration = args.duration or (4.0 if args.quick else 75.0)
+    mults = [] if args.quick else [float(x) for x in args.multipliers.split(",") if x]
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    _, prediction = predict(scale)
+    lams = {p: prediction["policies"][p]["lambda_max_rps"] for p in policies}
+    common = args.common_factor * min(lams.values())
+    doc: dict[str, Any] = {
+        "command": "prfaas sim " + " ".join(sys.argv[2:]),
+        "simulated": True,
+        "scale": scale.to_json(),
+        "network": "simulated link",
+        "criterion": {**Criterion().__dict__, "decode_step_s": scale.decode_step_s},
+        "duration_per_point_s": duration,
+        "common_rate_rps": common,
+        "prediction": prediction,
+        "points": {},
+    }
+    for i, policy in enumerate(policies):
+        cfg = experiment_config(policy, prediction, scale)
+        rates = sorted({round(common, 3), *(round(m * lams[policy], 3) for m in mults)})
+        points = []
+        for j, rate in enumerate(rates):
+            point, _ = simulate_point(cfg, rate, duration, scale, 100 * i + j + 1)
+            points.append(point)
+            print(f"  {policy} @ {rate:.3f}/s: throughput {point['throughput_rps']}, TTFT mean "
+                  f"{point['ttft_mean_s']}, offload {point['offload_fraction']}", flush=True)  # fmt: skip
+        doc["points"][policy] = points
+    if "prfaas" in policies and not args.no_fluctuation:
+        doc["fluctuation"] = _fluctuation(args, prediction, scale, args.quick)
+    doc["measured"] = {p: report.summarize_policy(pts, common) for p, pts in doc["points"].items()}
+    if "prfaas" in doc["measured"] and len(doc["measured"]) == 3:
+        doc["ratios"] = report.ratios(doc["measured"], doc["prediction"])
+    return doc
+
+
+def _requests(args: argparse.Namespace, scale: Scale, rate: float, duration: float) -> tuple:
+    scaling = Scaling(length_scale=args.length_scale, output_tokens=scale.output_tokens,
+                      max_input_tokens=scale.max_input_tokens)  # fmt: skip
+    if args.workload == "lognormal":
+        n = max(2, round(rate * duration))
+        return sim_workload.lognormal(n, rate, max_tokens=scale.max_input_tokens,
+                                      scaling=scaling, seed=args.seed), None  # fmt: skip
+    if not args.trace:
+        raise SystemExit(f"--workload {args.workload} needs --trace")
+    scaling = replace(scaling, output_tokens=None)
+    kw = {"limit": args.limit, "scaling": scaling, "rate": args.rate,
+          "time_scale": args.time_scale, "seed": args.seed}  # fmt: skip
+    if args.workload == "mooncake":
+        return sim_workload.mooncake(args.trace, **kw)
+    return sim_workload.azure(args.trace, **kw), None
+
+
+def run_single(args: argparse.Namespace) -> dict[str, Any]:
+    scale = _scale(args)
+    duration = args.duration or 3600.0
+    _, prediction = predict(scale)
+    lam = prediction["policies"][args.policy]["lambda_max_rps"]
+    rate = args.rate or 0.9 * lam * args.instances_factor
+    cfg = experiment_config(args.policy, prediction, scale,
+                            instances_factor=args.instances_factor,
+                            link_schedule=parse_link_schedule(args.link_schedule), loss=args.loss)  # fmt: skip
+    requests, block = _requests(args, scale, rate, duration)
+    if block is not None:
+        cfg = replace(cfg, block_size=block)
+    cfg = replace(cfg, long_tick_s=args.long_tick, record_itl=len(requests) < 20000)
+    result = Simulation(cfg, args.seed).run(requests, progress=not args.no_progress,
+                                            until_s=None)  # fmt: skip
+    point = analyze(to_results(result), rate, scale, Criterion())
+    return {
+        "command": "prfaas sim " + " ".join(sys.argv[2:]),
+        "policy": args.policy, "instances": result.stats["instances"], "offered_rps": rate,
+        "planner_lambda_max_rps": lam * args.instances_factor,
+        "point": point, "egress_windows_bytes_per_s": egress_windows(result),
+        "stats": result.stats, "timeline": result.timeline, "link_events": result.link_events,
+        "long_decisions": result.long_decisions,
+    }  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.experiment:
+        doc = run_experiment(args)
+        doc["wall_s"] = time.perf_counter() - started
+        paths = report.write(doc, out)
+        print(paths["markdown"].read_text())
+        print(json.dumps({k: str(v) for k, v in paths.items()}))
+        return 0
+    doc = run_single(args)
+    doc["wall_s"] = time.perf_counter() - started
+    (out / "sim.json").write_text(json.dumps(doc, indent=1, default=str))
+    p, s, e = doc["point"], doc["stats"], doc["egress_windows_bytes_per_s"]
+    print(f"{doc['policy']}: {doc['instances']} instances, offered {doc['offered_rps']:.2f} req/s "
+          f"(planner Λ_max {doc['planner_lambda_max_rps']:.2f}); throughput {p['throughput_rps']}, "
+          f"TTFT mean/P90 {p['ttft_mean_s']}/{p['ttft_p90_s']} s, offload {p['offload_fraction']}, "
+          f"failed {p['failed']}; egress mean/P99 {e['mean']}/{e['p99']} B/s; "
+          f"{s['events']} events in {s['wall_s']:.1f} s ({s['events_per_s']:.0f}/s), "
+          f"peak RSS {s['peak_rss_bytes'] / 2**20:.0f} MiB")  # fmt: skip
+    print(json.dumps({"json": str(out / "sim.json")}))
+    return 0

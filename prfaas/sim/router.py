@@ -1,0 +1,95 @@
+"""The router's decision code, driven by the simulator: nothing here decides a placement.
+
+`route()`, `PrefixIndex`, `ShortTermController` and `LongTermController` are imported from
+`prfaas.router` and called exactly as the dispatcher and control loops call them (module-level
+names below are those objects, checked by `tests/sim/test_router_identity.py`). This module only
+gathers their inputs from simulated state: snapshots (`candidates.py`), the prefix match, the
+link regime, and once per tick the telemetry the control loops would read from heartbeats.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prfaas.router.control import (
+    LinkTelemetry,
+    LongTermController,
+    LongTermDecision,
+    ShortTermController,
+    ShortTermDecision,
+)
+from prfaas.router.policy import (
+    LinkState,
+    Role,
+    RouteDecision,
+    RouteRequest,
+    RoutingConfig,
+    route,
+)
+from prfaas.router.prefix_index import PrefixIndex, PrefixMatch
+from prfaas.sim.candidates import CandidateView
+from prfaas.sim.link import Link
+from prfaas.sim.request import SimRequest
+
+EMPTY_MATCH = PrefixMatch()
+
+
+class SimRouter:
+    def __init__(
+        self,
+        config: RoutingConfig,
+        index: PrefixIndex,
+        short: ShortTermController,
+        view: CandidateView,
+        link: Link | None,
+        configured_link_bytes_per_s: float,
+        long: LongTermController | None = None,
+    ) -> None:
+        self.config, self.index, self.short, self.long = config, index, short, long
+        self.view, self.link = view, link
+        self.configured_link_bytes_per_s = configured_link_bytes_per_s
+        self._egress_seen = 0.0
+
+    def decide(self, req: SimRequest) -> RouteDecision:
+        """Dispatcher._route: match, snapshots, link regime, `route()` (again with the link down
+        when an offload's KV could not reach its decode worker)."""
+        match = self.index.match(req.block_hashes) if req.block_hashes else EMPTY_MATCH
+        snaps = self.view.for_request(match, req.input_tokens + req.output_tokens)
+        up = self.link is None or self.link.up
+        link = LinkState(up=up, bandwidth_scarce=self.short.scarce)
+        rreq = RouteRequest(req.input_tokens, req.output_tokens)
+        return route(rreq, snaps, match, link, self.short.threshold, self.config, self.short.base)
+
+    def telemetry(self, tick_s: float) -> LinkTelemetry:
+        """ControlLoops.telemetry over the simulated PrfaaS workers and link."""
+        prfaas = [
+            i for i in self.view.instances.values() if i.cluster == self.config.prfaas_cluster
+        ]
+        depth = sum(i.queue_depth for i in prfaas) / len(prfaas) if prfaas else 0.0
+        egress = backlog = loss = 0.0
+        if self.link is not None:
+            sent = self.link.bytes_sent
+            egress = (sent - self._egress_seen) / tick_s
+            self._egress_seen = sent
+            backlog = self.link.backlog_bytes
+            loss = self.link.tcp.loss if self.link.active_transfers else 0.0
+        return LinkTelemetry(egress, self.configured_link_bytes_per_s, depth, loss, backlog)
+
+    def short_tick(self, tick_s: float) -> tuple[LinkTelemetry, ShortTermDecision]:
+        tel = self.telemetry(tick_s)
+        return tel, self.short.update(tel)
+
+    def observe(self, now: float, decision: RouteDecision) -> None:
+        if self.long is not None:
+            self.long.observe_request(now, decision.incremental_tokens)
+
+    def long_tick(self, now: float) -> LongTermDecision | None:
+        """ControlLoops.long_tick without calibration (the simulated speed is the profile's)."""
+        if self.long is None:
+            return None
+        decision = self.long.step(now, self.view.all(), self.config.local_cluster)
+        if not math.isnan(decision.threshold):
+            self.short.set_base(decision.threshold)
+        for action in decision.actions:
+            self.view.instances[action.worker_id].set_role(Role(action.to_role))
+        return decision

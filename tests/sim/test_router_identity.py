@@ -1,0 +1,39 @@
+"""The simulator runs the router's own decision code: the objects it calls are the router's."""
+
+from __future__ import annotations
+
+import prfaas.router.control as control
+import prfaas.router.policy as policy
+import prfaas.router.prefix_index as prefix_index
+import prfaas.sim.cache as sim_cache
+import prfaas.sim.router as sim_router
+import prfaas.sim.simulation as simulation
+from prfaas.engine.prefix_cache import PrefixCache
+
+
+def test_route_and_controllers_are_the_router_objects() -> None:
+    assert sim_router.route is policy.route
+    assert sim_router.PrefixIndex is prefix_index.PrefixIndex
+    assert simulation.ShortTermController is control.ShortTermController
+    assert simulation.LongTermController is control.LongTermController
+    assert sim_cache.PrefixCache is PrefixCache
+
+
+def test_a_simulation_calls_route_for_every_request(monkeypatch) -> None:  # noqa: ANN001
+    from tests.sim.helpers import small_sim
+
+    calls = []
+    real = policy.route
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim_router, "route", spy)
+    sim, requests = small_sim(n=30)
+    result = sim.run(requests)
+    assert len(calls) == 30
+    assert [c.num_prompt_tokens for c in calls] == [r.input_tokens for r in result.requests]
+    # Its controllers are live router objects, and their state is what the timeline shows.
+    assert isinstance(sim.router.short, control.ShortTermController)
+    assert result.timeline[-1]["threshold_tokens"] == sim.router.short.threshold
