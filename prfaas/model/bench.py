@@ -1,5 +1,7 @@
-"""`prfaas bench model`: prefill and decode throughput of the hybrid model, as fractions of the
-FLOP/s a plain torch matmul of the model's dominant shapes reaches in the same run.
+"""`prfaas bench model`: prefill and decode throughput of the hybrid model. Prefill as a fraction of
+the FLOP/s a plain torch matmul of the model's dominant shapes reaches in the same run; decode as a
+fraction of the read bandwidth (a torch sum over 256 MiB) measured in the same run, from the bytes
+a step must read (weights, each request's KV and linear state; `decode_bytes`).
 
 FLOPs are counted analytically (multiply-add = 2): weight matmuls 2·params per token, causal
 attention 4·Hq·head_dim per (query, visible key) pair per full layer, and the chunked GDN's
@@ -12,13 +14,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import time
 
 import torch
 
 from prfaas.model.cache import HybridCache, SeqCache
-from prfaas.model.config import HybridConfig, get_preset
+from prfaas.model.config import DTYPE_BYTES, HybridConfig, get_preset
 from prfaas.model.hybrid import HybridModel
+from prfaas.model.ops import native
+from prfaas.model.ops.native.loader import DISABLE_ENV
 from prfaas.runtime import configure_threads, pick_device
 
 
@@ -28,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if available)")
     parser.add_argument("--quick", action="store_true", help="short prompts (smoke test)")
+    parser.add_argument(
+        "--decode-contexts", default="4096,16384", help="comma-separated decode contexts"
+    )
+    parser.add_argument(
+        "--compare-torch",
+        action="store_true",
+        help="also time decode with the native CPU kernels off (the torch path), same run",
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -72,6 +85,26 @@ def decode_flops(c: HybridConfig, batch: int, context: int) -> float:
     gdn = 6 * c.gdn_head_k_dim * c.gdn_head_v_dim * c.gdn_num_v_heads * len(c.linear_layers)
     head = 2 * c.vocab_size * c.d_model
     return batch * (_weight_flops_per_token(c) + attn + gdn + head)
+
+
+def decode_bytes(c: HybridConfig, batch: int, context: int) -> dict[str, int]:
+    """Bytes one decode step must read at least: every matmul weight once (the embedding lookup
+    reads B rows; the LM head reads its matrix), each request's KV of `context` + 1 tokens, and
+    each request's linear state (recurrent + conv)."""
+    dtype_bytes = DTYPE_BYTES[c.dtype]
+    weights = (c.num_params - c.vocab_size * c.d_model) * dtype_bytes
+    if c.tie_embeddings:  # the head is the embedding: counted once, as the head
+        weights += c.vocab_size * c.d_model * dtype_bytes
+    kv = batch * (context + 1) * c.kv_bytes_per_token
+    state = batch * c.state_bytes_per_request
+    return {"weights": weights, "kv": kv, "state": state, "total": weights + kv + state}
+
+
+def read_bandwidth(device: torch.device, nbytes: int = 256 * 2**20) -> float:
+    """Bytes/s of a plain torch sum over `nbytes` of filled fp32 (far larger than the caches):
+    the memory roofline the decode steps are compared with, measured in the same run."""
+    x = torch.randn(nbytes // 4, device=device)
+    return nbytes / _best_time(lambda: x.sum(), device, repeats=5)
 
 
 def matmul_ceiling(c: HybridConfig, device: torch.device, rows: int = 4096) -> dict[str, object]:
@@ -143,11 +176,26 @@ def _decode_cases(
             if i:  # the first step is a warm-up
                 times.append(time.perf_counter() - t0)
         step = sorted(times)[len(times) // 2]
+        need = decode_bytes(c, B, context)
         out.append({
             "batch": B, "context": context, "step_ms": step * 1e3, "tokens_per_s": B / step,
             "flops_per_s": decode_flops(c, B, context) / step,
+            "bytes_read": need, "read_bytes_per_s": need["total"] / step,
         })  # fmt: skip
     return out
+
+
+def _with_native(enabled: bool, fn):
+    """fn() with the native decode kernels on or off (PRFAAS_NATIVE_KERNELS), restored after."""
+    saved = os.environ.get(DISABLE_ENV)
+    os.environ[DISABLE_ENV] = "1" if enabled else "0"
+    try:
+        return fn()
+    finally:
+        if saved is None:
+            os.environ.pop(DISABLE_ENV)
+        else:
+            os.environ[DISABLE_ENV] = saved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,40 +203,66 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     config = get_preset(args.preset)
     model = HybridModel(config, device=device)
+    load_start = os.getloadavg()
     prompt_lengths = [256, 1024] if args.quick else [1024, 4096, 16384]
-    context = 512 if args.quick else 4096
+    contexts = [512] if args.quick else [int(x) for x in args.decode_contexts.split(",")]
+    steps = 4 if args.quick else 8
+    bandwidth_start = read_bandwidth(device)
     ceiling = matmul_ceiling(config, device)
     prefill = [_prefill_case(model, T, device) for T in prompt_lengths]
-    decode = _decode_cases(model, [1, 8, 32], context, 4 if args.quick else 8, device)
+    decode, decode_torch = [], []
+    for ctx in contexts:
+        decode += _decode_cases(model, [1, 8, 32], ctx, steps, device)
+        if args.compare_torch:
+            decode_torch += _with_native(
+                False, lambda ctx=ctx: _decode_cases(model, [1, 8, 32], ctx, steps, device)
+            )
     ceiling_end = matmul_ceiling(config, device)["flops_per_s"]
+    bandwidth_end = read_bandwidth(device)
     peak = max(ceiling["flops_per_s"], ceiling_end)
-    for row in prefill + decode:
+    bandwidth = max(bandwidth_start, bandwidth_end)
+    for row in prefill + decode + decode_torch:
         row["fraction_of_ceiling"] = row["flops_per_s"] / peak
+    for row in decode + decode_torch:
+        row["fraction_of_read_bandwidth"] = row["read_bytes_per_s"] / bandwidth
+    for fast, slow in zip(decode, decode_torch, strict=False):
+        fast["speedup_vs_torch_path"] = slow["step_ms"] / fast["step_ms"]
     result = {
         "preset": args.preset,
         "device": str(device),
         "threads": threads,
         "torch": torch.__version__,
+        "native_decode_kernels": native.usable(torch.zeros(1, device=device)),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_average_start_end": [load_start[0], os.getloadavg()[0]],
         "params": config.num_params,
         "kv_bytes_per_token": config.kv_bytes_per_token,
         "state_bytes_per_request": config.state_bytes_per_request,
         "matmul_ceiling_flops_per_s": peak,
         "matmul_ceiling_start_end": [ceiling["flops_per_s"], ceiling_end],
         "ceiling_shapes_mkn": ceiling["shapes_mkn"],
+        "read_bandwidth_bytes_per_s": bandwidth,
+        "read_bandwidth_start_end": [bandwidth_start, bandwidth_end],
         "prefill": prefill,
         "decode": decode,
+        "decode_torch_path": decode_torch,
     }
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{args.preset} on {device}, {threads} thread(s); ceiling {peak / 1e9:.1f} GFLOP/s")
+        print(
+            f"{args.preset} on {device}, {threads} thread(s); ceiling {peak / 1e9:.1f} GFLOP/s, "
+            f"read bandwidth {bandwidth / 1e9:.1f} GB/s; load {load_start[0]:.1f}"
+        )
         for r in prefill:
             print(
-                f"prefill {r['tokens']:>6}: {r['tokens_per_s']:8.0f} tok/s  {r['fraction_of_ceiling']:.2f} of ceiling"
+                f"prefill {r['tokens']:>6}: {r['tokens_per_s']:8.0f} tok/s  "
+                f"{r['fraction_of_ceiling']:.2f} of ceiling"
             )
         for r in decode:
             print(
-                f"decode B={r['batch']:>2} @{r['context']}: {r['step_ms']:7.1f} ms/step  {r['tokens_per_s']:7.0f} tok/s"
+                f"decode B={r['batch']:>2} @{r['context']}: {r['step_ms']:7.1f} ms/step  "
+                f"{r['tokens_per_s']:7.0f} tok/s  reads {r['bytes_read']['total'] / 1e6:6.1f} MB  "
+                f"{r['fraction_of_read_bandwidth']:.2f} of read bandwidth"
             )
     return 0

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from prfaas.model.cache import HybridCache, LinearStates, SeqCache
 from prfaas.model.config import EOS_ID, HybridConfig
+from prfaas.model.decode_batch import DecodeBatch
 from prfaas.model.layers import MLP, FullAttention, GatedDeltaNet, RMSNorm, row_tiled
 
 
@@ -199,21 +200,17 @@ class HybridModel(nn.Module):
         for s in seqs:
             if s.num_tokens == 0:
                 cache.zero_state(s.state_slot)
-        slots = torch.tensor([s.state_slot for s in seqs], dtype=torch.long, device=cache.device)
-        positions = [s.num_tokens for s in seqs]
-        tables = [s.block_table for s in seqs]
+        batch = DecodeBatch.build(
+            seqs, cache.block_size, cache.device, has_kv=bool(self.config.full_layers)
+        )
         x = self.embed(tokens.to(self.device))
         for idx, block in enumerate(self.blocks):
             h = block.mixer_norm(x)
             i = cache.ordinal(idx)
             if block.kind == "G":
-                out, rec, conv = block.mixer.decode(
-                    h, cache.recurrent[i][slots], cache.conv[i][slots]
-                )
-                cache.recurrent[i][slots] = rec
-                cache.conv[i][slots] = conv
+                out = block.mixer.decode(h, cache.recurrent[i], cache.conv[i], batch.slots)
             else:
-                out = block.mixer.decode(h, cache.kv[i], tables, positions)
+                out = block.mixer.decode(h, cache.kv[i], batch)
             x = x + out
             x = x + block.mlp(block.mlp_norm(x))
         return self._logits(x)

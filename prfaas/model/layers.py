@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prfaas.model.config import HybridConfig
+from prfaas.model.decode_batch import DecodeBatch
+from prfaas.model.ops import native
 from prfaas.model.ops.attention import (
     causal_attention_ref,
     paged_decode_attention,
@@ -164,12 +166,24 @@ class GatedDeltaNet(nn.Module):
             a = b
         return out, rec, conv, ckpts
 
-    def decode(self, h: Tensor, rec: Tensor, conv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """h [B, d]; rec [B, H_v, d_k, d_v]; conv [B, conv_dim, K-1]. Returns (out, rec', conv')."""
+    def decode(self, h: Tensor, rec_cache: Tensor, conv_cache: Tensor, slots: Tensor) -> Tensor:
+        """h [B, d]; rec_cache [num_slots, H_v, d_k, d_v] and conv_cache [num_slots, conv_dim, K-1]
+        are this layer's whole state tensors, request b in row slots[b]; both are updated in place.
+        Returns out [B, d]. fp32 CPU states take the native kernel (one pass over each state, no
+        gather/scatter copies); elsewhere the torch step on gathered rows."""
+        conv = conv_cache.index_select(0, slots)
         y, new_conv = causal_conv_update(self.in_qkv(h).float(), self.conv_weight.float(), conv)
+        conv_cache.index_copy_(0, slots, new_conv)
         q, k, v, beta, g = self._core_inputs(y, h)
-        o, new_rec = recurrent_gated_delta_rule_step(q, k, v, beta, g, rec)
-        return self._output(o, h), new_rec, new_conv
+        if native.usable(q, rec_cache):
+            o = native.gdn_decode_step_native(
+                q.contiguous(), k.contiguous(), v.contiguous(), beta, g, rec_cache, slots
+            )
+        else:
+            rec = rec_cache.index_select(0, slots)
+            o, new_rec = recurrent_gated_delta_rule_step(q, k, v, beta, g, rec)
+            rec_cache.index_copy_(0, slots, new_rec)
+        return self._output(o, h)
 
     def reference(self, h: Tensor) -> Tensor:
         """Oracle: a whole sequence from the empty state with the token-by-token definitions."""
@@ -228,14 +242,18 @@ class FullAttention(nn.Module):
             return row_tiled(self._output, o)
         return row_tiled(self._output, o, gate)
 
-    def decode(
-        self, h: Tensor, kv: Tensor, block_tables: list[list[int]], positions: list[int]
-    ) -> Tensor:
-        """h [B, d]; token b at positions[b]. Writes each K/V into the cache, attends. Returns [B, d]."""
-        q, k, v, gate = self._qkv(h, torch.tensor(positions, device=h.device))
-        for b, pos in enumerate(positions):
-            write_kv(kv, block_tables[b], pos, k[b : b + 1], v[b : b + 1])
-        o = paged_decode_attention(q, kv, block_tables, [p + 1 for p in positions])
+    def decode(self, h: Tensor, kv: Tensor, batch: DecodeBatch) -> Tensor:
+        """h [B, d]; token b at batch.positions[b]. Writes every new K/V into the cache with one
+        indexed copy, then attends (native kernel for fp32 CPU caches). Returns [B, d]."""
+        q, k, v, gate = self._qkv(h, batch.positions)
+        # kv viewed as [num_blocks * block_size, 2, Hkv, hd]; kv_rows addresses each new token.
+        kv.view(-1, *kv.shape[2:]).index_copy_(0, batch.kv_rows, torch.stack([k, v], dim=1))
+        if native.usable(q, kv):
+            o = native.paged_decode_attention_native(
+                q.contiguous(), kv, batch.tables, batch.lengths
+            )
+        else:
+            o = paged_decode_attention(q, kv, batch.table_lists, batch.length_list)
         return self._output(o, gate)
 
     def reference(self, h: Tensor) -> Tensor:

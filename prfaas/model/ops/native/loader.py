@@ -1,0 +1,91 @@
+"""Builds decode_kernels.c into a shared library on first use and loads it with ctypes.
+
+No build step at install time and no torch headers: the file is plain C, compiled by the system's
+`cc` in about a second into a per-user temp directory keyed by the source and flags, so workers on
+the same host share one build. Where no compiler exists (or PRFAAS_NATIVE_KERNELS=0), `library()`
+returns None and callers use the torch paths. -march=native is safe because the build is per host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from importlib import resources
+from pathlib import Path
+
+DISABLE_ENV = "PRFAAS_NATIVE_KERNELS"
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC", "-shared"]
+
+_lock = threading.Lock()
+_loaded: ctypes.CDLL | None = None
+_tried = False
+_error: str | None = None
+
+_i64, _f32, _ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+_SIGNATURES: dict[str, list[type]] = {
+    "exp_nonpositive_f32": [_ptr, _ptr, _i64],
+    # q, kv, tables, table_stride, lengths, B, Hq, Hkv, d, block_size, scale, out
+    "paged_decode_attention_f32": [_ptr, _ptr, _ptr, _i64, _ptr] + [_i64] * 5 + [_f32, _ptr],
+    # q, k, v, beta, g, state, slots, B, H, dk, dv, out
+    "gdn_decode_step_f32": [_ptr] * 7 + [_i64] * 4 + [_ptr],
+}
+
+
+def _source() -> bytes:
+    return resources.files("prfaas.model.ops.native").joinpath("decode_kernels.c").read_bytes()
+
+
+def _build(src: bytes) -> Path:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc/gcc) on PATH")
+    key = hashlib.sha256(src + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
+    out_dir = Path(tempfile.gettempdir()) / f"prfaas-native-{os.getuid()}"
+    out_dir.mkdir(mode=0o700, exist_ok=True)
+    target = out_dir / f"decode_kernels-{key}.so"
+    if target.exists():
+        return target
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        c_file = Path(tmp) / "decode_kernels.c"
+        c_file.write_bytes(src)
+        so_tmp = Path(tmp) / "out.so"
+        subprocess.run(
+            [compiler, *FLAGS, str(c_file), "-o", str(so_tmp), "-lm"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        os.replace(so_tmp, target)  # atomic: concurrent builders all end with a whole file
+    return target
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (disabled, or the build failed: see `load_error()`)."""
+    global _loaded, _tried, _error
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return None
+    if _tried:
+        return _loaded
+    with _lock:
+        if not _tried:
+            try:
+                lib = ctypes.CDLL(str(_build(_source())))
+                for name, argtypes in _SIGNATURES.items():
+                    fn = getattr(lib, name)
+                    fn.argtypes = argtypes
+                    fn.restype = ctypes.c_int if name != "exp_nonpositive_f32" else None
+                _loaded = lib
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                _error = f"{type(exc).__name__}: {exc}"
+            _tried = True
+    return _loaded
+
+
+def load_error() -> str | None:
+    """Why `library()` is None after a failed build (None when it loaded or was disabled)."""
+    return _error
