@@ -17,6 +17,7 @@ from pathlib import Path
 from prfaas.data import trace_file
 from prfaas.loadgen.arrivals import schedule_for
 from prfaas.loadgen.compare import POLICIES, compare_policies, write_comparison
+from prfaas.loadgen.preflight import PreflightError, check_fits, probe_target
 from prfaas.loadgen.report import format_table, write_results
 from prfaas.loadgen.runner import LoadConfig, run_load, warm_up
 from prfaas.loadgen.workloads import (
@@ -152,10 +153,22 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(comparison.routing_table())
     else:
+        try:
+            check_fits(workload, probe_target(args.url), args.length_scale)
+        except PreflightError as exc:
+            print(f"prfaas bench serve: {exc}", file=sys.stderr)
+            return 2
         warm_up(args.url, args.warmup, config)
         results = run_load(args.url, workload, schedule, config)
         results.config["arrivals"] = arrivals
         paths = write_results(results, args.out_dir, args.name)
         print(format_table({args.name: results.summary}))
+        summary = results.summary
+        if summary.failed:
+            print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+            errors = ", ".join(f"HTTP {k}: {v}" for k, v in summary.errors.items())
+            print(f"prfaas bench serve: {summary.failed} of {summary.requests} requests failed "
+                  f"({errors}); see {paths['json']}", file=sys.stderr)  # fmt: skip
+            return 1
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0
