@@ -20,6 +20,7 @@ def ttft_cdf(runs: dict[str, Results], path: str | Path) -> Path:
         ttft = np.sort([r.ttft_s for r in results.records if r.ok and r.ttft_s is not None])
         if ttft.size:
             ax.step(ttft, np.arange(1, ttft.size + 1) / ttft.size, where="post", label=name)
+    ax.set_title("Time to first token, CDF (successful requests)")
     ax.set_xlabel("TTFT (s)")
     ax.set_ylabel("fraction of requests")
     ax.set_ylim(0, 1.02)
@@ -52,9 +53,11 @@ def timeline(runs: dict[str, Results], path: str | Path, bin_s: float = 1.0) -> 
             dt = np.diff(ts)
             mbps = np.divide(np.diff(sent), dt, out=np.zeros_like(dt), where=dt > 0) / 1e6
             axes[1].step(ts[1:], mbps, where="pre", label=name)
+    axes[0].set_title(f"Completed requests per second ({bin_s:g} s bins)")
     axes[0].set_ylabel("completions/s")
     axes[0].legend()
     if with_egress:
+        axes[1].set_title("KV bytes sent across the datacenter link")
         axes[1].set_ylabel("KV egress (MB/s)")
         axes[1].legend()
     axes[-1].set_xlabel("time since start (s)")
