@@ -51,6 +51,7 @@ from prfaas.router.policy import (
     missing_role,
     route,
 )
+from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
 from prfaas.router.prefix_transfer import move_prefix, prefix_to_move
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
 
@@ -92,6 +93,10 @@ class DispatchConfig:
     """Admission cap: requests in flight at once; one more is refused with 429 + Retry-After."""
     retry_after_s: float = 1.0
     """What a refused client is told to wait before retrying."""
+    max_prefill_wait_s: float = 30.0
+    """Budget of a request's wait in a prefill queue: a request whose chosen prefill worker is
+    predicted (`prefill_estimate`) to start it later is refused up front with 429 and a
+    Retry-After of the excess, instead of queueing to fail or time out later."""
 
 
 @dataclass
@@ -228,8 +233,23 @@ class Dispatcher(GenerationBackend):
             if missing is not None:
                 raise NotReady(f"no healthy {missing} worker can serve this request")
             raise Overloaded(self.config.retry_after_s, "no worker has capacity for this request")
+        self._check_prefill_wait(decision)
         self._record(request.request_id, decision)
         return decision
+
+    def _check_prefill_wait(self, d: RouteDecision) -> None:
+        """Bounded prefill queues: 429 + Retry-After when the wait would exceed its budget."""
+        prefill = self.registry.get(d.prefill_worker or "")
+        if prefill is None:
+            return
+        cfg = self.config
+        wait = predicted_wait_s(prefill, cfg.default_prefill_tokens_per_s)
+        if wait > cfg.max_prefill_wait_s:
+            raise Overloaded(
+                max(cfg.retry_after_s, wait - cfg.max_prefill_wait_s),
+                f"prefill queue on {prefill.worker_id}: predicted wait {wait:.1f}s exceeds "
+                f"the {cfg.max_prefill_wait_s:.1f}s budget",
+            )
 
     def _link_usable(self, decode_worker: str | None) -> bool:
         return self.links is None or self.links.usable(decode_worker)
@@ -282,18 +302,22 @@ class Dispatcher(GenerationBackend):
         decode = self.registry.get(d.decode_worker or "")
         if prefill is None or decode is None:
             return None
+        # incremental_tokens is the attempt's share of the worker's queue accounting (it was
+        # never set before, so queued tokens always read 0 and deadlines ignored the queue).
         return Attempt(request, prefill, decode, self.config.timeouts,
                        self.prefill_deadline(prefill, d), cached,
-                       worker_request_id)  # fmt: skip
+                       worker_request_id, incremental_tokens=d.incremental_tokens)  # fmt: skip
 
     def prefill_deadline(self, prefill: WorkerHandle, d: RouteDecision) -> float:
-        """Seconds the prefill call may take: queue + compute at the measured speed, plus the
-        expected KV bytes over the bandwidth left on the link, times a headroom factor."""
+        """Seconds the prefill call may take: the predicted wait + compute (the queue ahead of it
+        on that worker at its learned drain rate, `prefill_estimate`), plus the expected KV bytes
+        over the bandwidth left on the link, times a headroom factor. For a prefill inside the PD
+        cluster this is only a check period (`flows.Attempt.prefill_limit_s`)."""
         cfg = self.config
-        load = prefill.load
-        tps = (load.prefill_tokens_per_second if load else 0.0) or cfg.default_prefill_tokens_per_s
         # Everything this router already queued on the worker runs first (FCFS), then this one.
-        compute_s = (prefill.inflight_prefill_tokens + max(d.incremental_tokens, 1)) / tps
+        compute_s = predicted_prefill_s(
+            prefill, d.incremental_tokens, cfg.default_prefill_tokens_per_s
+        )
         if prefill.kind == "prefill":
             bandwidth = cfg.link_bytes_per_s * max(1.0 - self.short.utilization, 0.1)
         else:
@@ -310,6 +334,12 @@ class Dispatcher(GenerationBackend):
     def _learn(self, attempt: Attempt) -> None:
         """Refine the KV bytes-per-token estimate from a completed transfer (EWMA)."""
         res = attempt.prefill_result
+        drained = attempt.queued_ahead_tokens + attempt.incremental_tokens
+        worker_s = res.queue_seconds + res.prefill_seconds if res is not None else 0.0
+        # The worker's own queue + compute seconds leave the link out; else time to first token.
+        seconds = worker_s if worker_s > 0 else attempt.first_token_after_s
+        if seconds is not None:
+            observe_drain(attempt.prefill, drained, seconds)
         if res is not None and res.bytes_sent > 0 and res.num_prompt_tokens > 0:
             sample = res.bytes_sent / res.num_prompt_tokens
             self.kv_bytes_per_token = 0.8 * self.kv_bytes_per_token + 0.2 * sample

@@ -8,7 +8,10 @@ Two-worker flow (PrfaaS -> PD-D offload, or PD-P -> PD-D inside the local cluste
   2. start `P.Prefill(destination=D's KV address as P reaches it)` with the prefill deadline;
   3. relay D's events while watching the prefill call; the first token arrives through D.
 Every wait has a deadline: the prefill deadline until the first token, then `token_timeout_s`
-between events. A failure before any token was yielded raises `Retry` (the dispatcher re-routes);
+between events. A prefill inside the PD cluster (no link that can stall) is not given up on while
+its worker stays healthy: its deadline is a check, re-armed while the registry still sees the
+worker alive, up to `FlowTimeouts.local_prefill_max_s` — a queue longer than predicted must not
+re-queue a whole prefill elsewhere (a dead worker is caught by the registry instead). A failure before any token was yielded raises `Retry` (the dispatcher re-routes);
 after a token it raises `BackendError`. The caller owns the `Attempt` and calls `close()` in a
 `finally`, which cancels both calls; Abort RPCs are the dispatcher's job.
 """
@@ -56,6 +59,9 @@ class FlowTimeouts:
     """Longest gap between two events once the first token arrived (or after a local admit)."""
     finish_grace_s: float = 0.5
     """How long a finished request waits for its prefill call's result (for statistics)."""
+    local_prefill_max_s: float = 600.0
+    """Longest wait for the first token of a prefill inside the PD cluster whose worker stays
+    healthy (its predicted deadline is only re-checked until then)."""
 
 
 def to_sampling_params(s: SamplingSpec) -> common_pb2.SamplingParams:
@@ -89,6 +95,11 @@ class Attempt:
     """Uncached prompt tokens the prefill worker computes (its queue accounting)."""
     num_tokens_sent: int = 0
     prefill_result: worker_pb2.PrefillResult | None = None
+    queued_ahead_tokens: int = 0
+    """Uncached tokens this router had queued on the prefill worker when this attempt joined."""
+    started_s: float = 0.0
+    first_token_after_s: float | None = None
+    """Seconds from the start of the attempt to its first token (None: none yet)."""
     _call: grpc.aio.UnaryStreamCall | None = None
     _prefill_task: asyncio.Task[worker_pb2.PrefillResult] | None = None
     _read: asyncio.Task[object] | None = None
@@ -111,11 +122,24 @@ class Attempt:
         self.prefill.inflight_prefill_tokens += prefill * self.incremental_tokens
         self.decode.inflight_decodes += decode
 
+    @property
+    def local_prefill(self) -> bool:
+        """The prefill runs inside the PD cluster (PD-P or the mixed worker itself)."""
+        return self.prefill.kind != "prefill"
+
+    @property
+    def prefill_limit_s(self) -> float:
+        """The hard limit on the prefill call (and on D's wait for the KV)."""
+        if self.local_prefill:
+            return max(self.prefill_deadline_s, self.timeouts.local_prefill_max_s)
+        return self.prefill_deadline_s
+
     def _prefill_over(self) -> None:
         """The KV is complete at the decode worker (first token): the prefill leaves the prefill
         worker's queue and the request takes its decode seat, as the engine seats it (a seat is
         not held while the prefill still waits in a queue)."""
         if self._prefill_counted:
+            self.first_token_after_s = asyncio.get_running_loop().time() - self.started_s
             self._prefill_counted = False
             self._count(-1, 0)
             self.decode.pending_decodes -= 1
@@ -148,9 +172,11 @@ class Attempt:
         if self.two_worker:
             gen.kv_source.CopyFrom(worker_pb2.KvSource(
                 transfer_id=transfer_id, sender_id=self.prefill.worker_id,
-                deadline_seconds=self.prefill_deadline_s + self.timeouts.admit_s,
+                deadline_seconds=self.prefill_limit_s + self.timeouts.admit_s,
             ))  # fmt: skip
         self.workers = [self.decode] + ([self.prefill] if self.two_worker else [])
+        self.started_s = asyncio.get_running_loop().time()
+        self.queued_ahead_tokens = self.prefill.inflight_prefill_tokens
         self._count(1, 0)
         self.decode.pending_decodes += 1
         self._prefill_counted = True
@@ -171,12 +197,14 @@ class Attempt:
             request_id=gen.request_id, prompt_ids=gen.prompt_ids, sampling=gen.sampling,
             destination=worker_pb2.KvDestination(host=host, port=port, transfer_id=transfer_id),
         )  # fmt: skip
-        call = self.prefill.prefill.Prefill(preq, timeout=self.prefill_deadline_s)
+        call = self.prefill.prefill.Prefill(preq, timeout=self.prefill_limit_s)
         self._prefill_task = asyncio.ensure_future(call)
 
     async def _relay(self, cached: int) -> AsyncIterator[TokenChunk | GenerationFinished]:
         while True:
-            waiting_prefill = self._prefill_task is not None and self.num_tokens_sent == 0
+            waiting_prefill = self.num_tokens_sent == 0 and (
+                self._prefill_task is not None or self.local_prefill
+            )
             timeout = self.timeouts.token_s
             if waiting_prefill:
                 timeout += self.prefill_deadline_s
@@ -237,8 +265,16 @@ class Attempt:
             done, _ = await asyncio.wait(watch, timeout=max(deadline - loop.time(), 0),
                                          return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
             if not done:
+                if what == "tokens" and self._local_prefill_alive():
+                    deadline = loop.time() + timeout  # late, not lost: check again
+                    continue
+                # A local prefill whose worker the registry took out is the culprit, not D.
+                dead_prefill = self.local_prefill and not self.prefill.healthy
+                culprit = (
+                    self.prefill if dead_prefill and self.num_tokens_sent == 0 else self.decode
+                )
                 self._lost(f"no {what} from {self.decode.worker_id} within {timeout:.1f}s",
-                           self.decode, stalled=True)  # fmt: skip
+                           culprit, stalled=True)  # fmt: skip
             if self._prefill_task in done:
                 self._check_prefill()
             if self._read in done:
@@ -251,6 +287,15 @@ class Attempt:
         if event is grpc.aio.EOF:
             self._lost(f"{self.decode.worker_id} closed the stream without finishing", self.decode)
         return event  # type: ignore[return-value]
+
+    def _local_prefill_alive(self) -> bool:
+        """Still waiting for the first token of a prefill inside the PD cluster whose workers
+        the registry sees alive, within `local_prefill_max_s`: keep waiting."""
+        if self.num_tokens_sent > 0 or not self.local_prefill:
+            return False
+        waited = asyncio.get_running_loop().time() - self.started_s
+        alive = self.prefill.healthy and self.decode.healthy
+        return alive and waited < self.timeouts.local_prefill_max_s
 
     def _check_prefill(self) -> None:
         task = self._prefill_task

@@ -97,6 +97,9 @@ class WorkerHandle:
     inflight_prefill_tokens: int = 0
     inflight_decodes: int = 0
     pending_decodes: int = 0
+    drain_tokens_per_s: float = 0.0
+    """Rate at which this worker drained the prefills this router queued on it (learned by
+    `prefill_estimate.observe_drain`; 0 until a first sample)."""
     num_failures: int = 0
     """Consecutive heartbeats refused outright (UNAVAILABLE)."""
     last_seen_s: float = 0.0

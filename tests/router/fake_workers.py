@@ -45,6 +45,8 @@ class Script:
     """Generate: abort the stream with UNAVAILABLE after this many tokens."""
     prefill_mode: str = "ok"
     """Prefill: "ok", "fail" (UNAVAILABLE) or "stall" (never returns)."""
+    prefill_delay_s: float = 0.0
+    """Prefill: seconds spent (queue + compute) before the KV is delivered."""
     load: dict[str, float] = field(default_factory=dict)
     load_delay_s: float = 0.0
     """GetLoad answers after this long (a busy worker's slow report)."""
@@ -70,6 +72,7 @@ class _Base:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted prefill failure")
         if self.script.prefill_mode == "stall":
             await asyncio.sleep(3600)
+        await asyncio.sleep(self.script.prefill_delay_s)
         dest = request.destination
         waiting = self.hub.receivers.get(f"{dest.host}:{dest.port}", {}).pop(dest.transfer_id, None)
         if waiting is None:

@@ -1,5 +1,7 @@
 """Capacity accounting of the dispatcher over fake gRPC workers: decode seats are taken when the
-KV is complete at the decode worker (not while the prefill waits in a queue)."""
+KV is complete at the decode worker (not while the prefill waits in a queue); prefill queues are
+bounded by a wait budget (429 + Retry-After up front); a slow local prefill is waited for while its
+worker is healthy instead of being re-queued elsewhere."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import pytest
 from fake_workers import FakeCluster, start_cluster
 
 from prfaas.router.backend_base import GenerationRequest, Overloaded, SamplingSpec
+from prfaas.router.flows import FlowTimeouts
+from prfaas.router.policy import RouteDecision
+from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
+from prfaas.router.registry import RegistryConfig, WorkerHandle
 
 
 async def run(c: FakeCluster, prompt: list[int], max_tokens: int = 4) -> list[int]:
@@ -40,6 +46,8 @@ async def test_queued_prefills_hold_no_decode_seat() -> None:
         decode = c.registry.get("pd-1")
         # Three requests placed on a one-seat decode worker: none holds its seat yet.
         assert (decode.inflight_decodes, decode.pending_decodes) == (0, 3)
+        # The prefill worker's queue accounting holds the three requests' uncached tokens.
+        assert c.registry.get("pd-0").inflight_prefill_tokens == 60
         assert decode.snapshot().load == 0.0 and decode.snapshot().queue_depth >= 3
         for task in queued:
             task.cancel()
@@ -65,3 +73,89 @@ async def test_decode_seat_taken_at_first_token_and_full_worker_refuses() -> Non
         assert len(await run(c, list(range(20)))) == 4
     finally:
         await c.close()
+
+
+async def test_prefill_queue_past_its_wait_budget_is_refused_with_retry_after() -> None:
+    """Default speed 1000 tokens/s (nothing measured yet): 1000-token prompts queue 1 s each."""
+    c = await start_cluster(policy="homogeneous-pd", num_prfaas=0, max_prefill_wait_s=1.5)
+    try:
+        c.worker("pd-0").script.prefill_mode = "stall"
+        queued = [asyncio.ensure_future(run(c, list(range(i, i + 1000)))) for i in range(2)]
+        while len(c.worker("pd-0").prefill_requests) < 2:
+            await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded, match="predicted wait 2.0s exceeds") as refused:
+            await run(c, list(range(1000)))
+        assert refused.value.retry_after_s == pytest.approx(1.0)
+        # Nothing was sent anywhere for the refused request.
+        assert len(c.worker("pd-0").prefill_requests) == 2
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        c.worker("pd-0").script.prefill_mode = "ok"
+        assert len(await run(c, list(range(1000)))) == 4
+    finally:
+        await c.close()
+
+
+async def test_slow_local_prefill_is_waited_for_not_requeued() -> None:
+    """A PD-P prefill that takes 5x its predicted deadline while PD-P stays healthy completes in
+    its first attempt (no retry, the prefill computed once)."""
+    c = await start_cluster(
+        policy="homogeneous-pd", num_prfaas=0, prefill_slack_s=0.1,
+        local_prefill_deadline_factor=1.0, timeouts=FlowTimeouts(admit_s=5, token_s=0.1),
+    )  # fmt: skip
+    try:
+        c.worker("pd-0").script.prefill_delay_s = 1.0
+        req = GenerationRequest("slow", tuple(range(20)), SamplingSpec(max_tokens=4))
+        decisions, tokens = [], []
+        async for item in c.dispatcher.generate_routed(req):
+            if isinstance(item, RouteDecision):
+                decisions.append(item)
+            else:
+                tokens.extend(getattr(item, "token_ids", ()))
+        assert len(decisions) == 1 and len(tokens) == 4
+        assert len(c.worker("pd-0").prefill_requests) == 1
+        # The drain rate was learned from this attempt: 20 tokens in about a second.
+        assert 10 < c.registry.get("pd-0").drain_tokens_per_s < 25
+    finally:
+        await c.close()
+
+
+async def test_dead_local_prefill_worker_is_still_given_up() -> None:
+    """The re-armed check stops as soon as the registry sees the prefill worker gone."""
+    c = await start_cluster(
+        pd_roles=("prefill", "prefill", "decode"), policy="homogeneous-pd", num_prfaas=0,
+        prefill_slack_s=0.1, local_prefill_deadline_factor=1.0,
+        timeouts=FlowTimeouts(admit_s=5, token_s=0.1),
+        registry_config=RegistryConfig(poll_interval_s=0.05, rpc_timeout_s=0.1, unresponsive_s=0.3),
+    )  # fmt: skip
+    try:
+        for w in ("pd-0", "pd-1"):
+            c.worker(w).script.prefill_mode = "stall"
+        task = asyncio.ensure_future(run(c, list(range(20))))
+        while not any(c.worker(w).prefill_requests for w in ("pd-0", "pd-1")):
+            await asyncio.sleep(0.01)
+        stalled = next(w for w in ("pd-0", "pd-1") if c.worker(w).prefill_requests)
+        other = "pd-1" if stalled == "pd-0" else "pd-0"
+        c.worker(other).script.prefill_mode = "ok"
+        await asyncio.sleep(0.5)  # several check periods: still waiting on a healthy worker
+        assert not task.done() and not c.worker(other).prefill_requests
+        c.worker(stalled).script.load_delay_s = 60  # wedged: silent past unresponsive_s
+        assert len(await asyncio.wait_for(task, 5)) == 4
+        assert len(c.worker(other).prefill_requests) == 1
+    finally:
+        await c.close()
+
+
+def test_drain_rate_prediction_learns_from_completed_attempts() -> None:
+    w = WorkerHandle("p", "pd", "pd", role=None, grpc_address="")  # type: ignore[arg-type]
+    assert predicted_prefill_s(w, 500, default_tokens_per_s=1000) == pytest.approx(0.5)
+    w.inflight_prefill_tokens = 3000
+    assert predicted_wait_s(w, 1000) == pytest.approx(3.0)
+    observe_drain(w, 2000, 4.0)  # the worker really drains 500 tokens/s
+    assert predicted_wait_s(w, 1000) == pytest.approx(6.0)
+    observe_drain(w, 1000, 1.0)  # one fast sample moves the rate only part of the way
+    assert 500 < w.drain_tokens_per_s < 1000
+    observe_drain(w, 0, 1.0)
+    observe_drain(w, 100, 0.0)
+    assert 500 < w.drain_tokens_per_s < 1000

@@ -1,0 +1,48 @@
+"""How long a prefill will wait and compute on one worker: the router's prediction, and its learning.
+
+A worker drains its prefill queue FCFS. The router knows the uncached tokens it queued there
+(`WorkerHandle.inflight_prefill_tokens`) and learns the rate at which that worker drains them
+(`WorkerHandle.drain_tokens_per_s`): each finished attempt reports the tokens that were ahead of
+it plus its own, over the seconds they took (the worker's queue + prefill seconds when it reports
+them, else the wall time to the first token). Until a sample exists the worker's own measured
+prefill speed is used, then a configured default. The dispatcher uses the prediction twice: to
+refuse up front (429 + Retry-After) a request that would wait past its budget, and to size the
+deadline of a remote prefill call. Owned by the dispatcher; runs on the router's event loop.
+"""
+
+from __future__ import annotations
+
+from prfaas.router.registry import WorkerHandle
+
+DRAIN_EWMA_WEIGHT = 0.3
+"""Weight of the newest drain-rate sample (a few requests settle it, one outlier does not)."""
+
+
+def prefill_speed(worker: WorkerHandle, default_tokens_per_s: float) -> float:
+    """Uncached prompt tokens per second the worker gets through its queue."""
+    if worker.drain_tokens_per_s > 0:
+        return worker.drain_tokens_per_s
+    reported = worker.load.prefill_tokens_per_second if worker.load is not None else 0.0
+    return reported or default_tokens_per_s
+
+
+def predicted_wait_s(worker: WorkerHandle, default_tokens_per_s: float) -> float:
+    """Seconds a prefill placed now waits before it starts: the queue ahead at the drain rate."""
+    return worker.inflight_prefill_tokens / prefill_speed(worker, default_tokens_per_s)
+
+
+def predicted_prefill_s(worker: WorkerHandle, tokens: int, default_tokens_per_s: float) -> float:
+    """Seconds until a prefill of `tokens` uncached tokens placed now is done: wait + compute."""
+    ahead = worker.inflight_prefill_tokens + max(tokens, 1)
+    return ahead / prefill_speed(worker, default_tokens_per_s)
+
+
+def observe_drain(worker: WorkerHandle, tokens: int, seconds: float) -> None:
+    """`tokens` (ahead of an attempt, plus its own) were drained in `seconds`: fold the rate in."""
+    if tokens <= 0 or seconds <= 0:
+        return
+    sample = tokens / seconds
+    if worker.drain_tokens_per_s <= 0:
+        worker.drain_tokens_per_s = sample
+    else:
+        worker.drain_tokens_per_s += DRAIN_EWMA_WEIGHT * (sample - worker.drain_tokens_per_s)
