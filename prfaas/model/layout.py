@@ -39,14 +39,15 @@ def _bytes_view(t: Tensor) -> memoryview:
     return memoryview(t.view(-1).view(torch.uint8).numpy()).cast("B")
 
 
-def layer_segments(
+def layer_tensors(
     cache: HybridCache,
     layer_idx: int,
     seq: SeqCache,
     start_token: int = 0,
     end_token: int | None = None,
-) -> list[memoryview]:
-    """Byte views of model layer `layer_idx` for one request (see the module docstring).
+) -> list[Tensor]:
+    """The contiguous cache slices (any device) whose bytes, in order, are the layer's logical
+    buffer (see the module docstring); `layer_segments` is their byte views on CPU.
 
     For a full layer, tokens [start_token, end_token) (default: seq.num_tokens) must lie in blocks
     of seq.block_table. Linear layers ignore the token range: their state is one fixed-size buffer.
@@ -54,7 +55,7 @@ def layer_segments(
     i = cache.ordinal(layer_idx)
     if not cache.is_full(layer_idx):
         slot = seq.state_slot
-        return [_bytes_view(cache.recurrent[i][slot]), _bytes_view(cache.conv[i][slot])]
+        return [cache.recurrent[i][slot], cache.conv[i][slot]]
     end = seq.num_tokens if end_token is None else end_token
     if not 0 <= start_token <= end:
         raise ValueError(f"bad token range [{start_token}, {end})")
@@ -68,9 +69,74 @@ def layer_segments(
         off = t % bs
         n = min(bs - off, end - t)
         # [n, 2, Hkv, hd]: contiguous because the token axis is the block's outermost axis
-        out.append(_bytes_view(kv[seq.block_table[t // bs], off : off + n]))
+        out.append(kv[seq.block_table[t // bs], off : off + n])
         t += n
     return out
+
+
+def layer_segments(
+    cache: HybridCache,
+    layer_idx: int,
+    seq: SeqCache,
+    start_token: int = 0,
+    end_token: int | None = None,
+) -> list[memoryview]:
+    """Writable byte views (CPU caches) of `layer_tensors`: what a sender reads and a receiver
+    `recv_into`s."""
+    return [_bytes_view(t) for t in layer_tensors(cache, layer_idx, seq, start_token, end_token)]
+
+
+def stage_layer(
+    cache: HybridCache,
+    layer_idx: int,
+    seq: SeqCache,
+    start: int = 0,
+    end: int | None = None,
+    out: Tensor | None = None,
+) -> Tensor:
+    """A device cache's layer buffer copied into host memory, for a sender to ship as bytes.
+
+    Returns uint8 [nbytes] on the host: `out[:nbytes]` when given (reuse a pinned staging buffer),
+    else a new buffer, pinned when the cache is on CUDA so the copies are DMA. Waits for the copies.
+    """
+    parts = [
+        t.reshape(-1).view(torch.uint8) for t in layer_tensors(cache, layer_idx, seq, start, end)
+    ]
+    nbytes = sum(p.numel() for p in parts)
+    if out is None:
+        out = torch.empty(nbytes, dtype=torch.uint8, pin_memory=cache.device.type == "cuda")
+    if out.device.type != "cpu" or out.dtype != torch.uint8 or out.numel() < nbytes:
+        raise ValueError(f"staging buffer must be host uint8 of >= {nbytes} bytes")
+    off = 0
+    for p in parts:
+        out[off : off + p.numel()].copy_(p, non_blocking=True)
+        off += p.numel()
+    if cache.device.type == "cuda":
+        torch.cuda.current_stream(cache.device).synchronize()
+    return out[:nbytes]
+
+
+def install_staged(
+    cache: HybridCache,
+    layer_idx: int,
+    seq: SeqCache,
+    data: Tensor,
+    start: int = 0,
+    end: int | None = None,
+) -> None:
+    """Copy a received layer buffer (host uint8, pinned for DMA) into a cache on any device."""
+    parts = [
+        t.reshape(-1).view(torch.uint8) for t in layer_tensors(cache, layer_idx, seq, start, end)
+    ]
+    total = sum(p.numel() for p in parts)
+    if data.numel() != total or data.dtype != torch.uint8:
+        raise ValueError(f"layer {layer_idx}: got {data.numel()} bytes, layout needs {total}")
+    off = 0
+    for p in parts:
+        p.copy_(data[off : off + p.numel()], non_blocking=True)
+        off += p.numel()
+    if cache.device.type == "cuda":
+        torch.cuda.current_stream(cache.device).synchronize()
 
 
 def transfer_layout(config: HybridConfig, num_tokens: int) -> list[LayerBufferSpec]:
