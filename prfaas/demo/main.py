@@ -28,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-factor",
         type=float,
-        default=1.15,
-        help="offered load as a multiple of naive-hetero's planned capacity (the larger baseline)",
+        default=1.6,
+        help="offered load as a multiple of homogeneous PD's planned capacity",
     )
-    parser.add_argument("--duration", type=float, default=12.0, help="seconds of arrivals/policy")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals/policy")
     parser.add_argument("--port-base", type=int, default=25000, help="ports of the emulated part")
     parser.add_argument("--skip-model", action="store_true", help="only the policy comparison")
 
@@ -64,7 +64,7 @@ def _policies(args: argparse.Namespace, out: Path) -> bool:
         f"[2/2] The three policies on emulated heterogeneous clusters (PrfaaS: "
         f"{DEMO_SCALE.n_prfaas} H200-profile worker; PD: {DEMO_SCALE.n_pd} H20-profile workers; "
         f"paper's log-normal prompt lengths), {args.duration:g} s of Poisson arrivals each at "
-        f"{args.rate_factor:g}x naive-hetero's planned capacity.",
+        f"{args.rate_factor:g}x homogeneous PD's planned capacity.",
         flush=True,
     )
     run = run_policies(

@@ -91,9 +91,9 @@ def _run() -> PolicyRun:
 
 def test_explanation_states_capacity_threshold_and_measured_numbers() -> None:
     first, second = _run().explanation()
-    assert first.startswith("At 4.0 req/s both baselines saturate")
-    assert "(planned 2.3 req/s, TTFT P90 8.10 s)" in first
-    assert "(planned 6.3, TTFT P90 0.80 s)" in first
+    assert first.startswith("At 4.0 req/s homogeneous-pd")
+    assert "(planned 2.3 req/s), saturates: TTFT P90 8.10 s" in first
+    assert "(planned 6.3), is not yet saturated: TTFT P90 0.80 s" in first
     assert "prfaas (planned 8.9)" in second and "t = 22784 tokens (100% of requests;" in second
 
 
