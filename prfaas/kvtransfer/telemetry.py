@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 
 # struct tcp_info (linux/tcp.h), first 104 bytes: 8 u8 fields then 24 u32 fields.
 _TCP_INFO = struct.Struct("=8B24I")
+# Then (kernels >= 4.9): u64 pacing_rate, max_pacing_rate, bytes_acked, bytes_received; u32
+# segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out; u64 delivery_rate.
+_TCP_INFO_RATE = struct.Struct("=4Q6IQ")
+_RATE_OFFSET = _TCP_INFO.size
+_BYTES_ACKED, _DELIVERY_RATE = 2, 10
+_APP_LIMITED_BIT = 0x01  # low bit of the 8th u8: tcpi_delivery_rate_app_limited
 _RTO, _SND_MSS, _UNACKED, _LOST, _RETRANS = 0, 2, 4, 6, 7
 _RTT, _RTTVAR, _SND_SSTHRESH, _SND_CWND, _TOTAL_RETRANS = 15, 16, 17, 18, 23
 
@@ -31,6 +37,11 @@ class TcpInfo:
     unacked: int
     lost: int
     total_retrans: int
+    delivery_rate_bytes_per_s: int = 0
+    """Kernel's latest delivery-rate sample (0 on kernels without it)."""
+    delivery_rate_app_limited: bool = False
+    """That sample was taken while the sender had too little data to fill the path."""
+    bytes_acked: int = 0
 
 
 def parse_tcp_info(raw: bytes) -> TcpInfo:
@@ -39,6 +50,11 @@ def parse_tcp_info(raw: bytes) -> TcpInfo:
         raise ValueError(f"tcp_info of {len(raw)} bytes, need {_TCP_INFO.size}")
     f = _TCP_INFO.unpack_from(raw)
     u8, u32 = f[:8], f[8:]
+    rate = (
+        _TCP_INFO_RATE.unpack_from(raw, _RATE_OFFSET)
+        if len(raw) >= _RATE_OFFSET + _TCP_INFO_RATE.size
+        else None
+    )
     return TcpInfo(
         state=u8[0],
         retransmits=u8[2],
@@ -50,13 +66,17 @@ def parse_tcp_info(raw: bytes) -> TcpInfo:
         unacked=u32[_UNACKED],
         lost=u32[_LOST],
         total_retrans=u32[_TOTAL_RETRANS],
+        delivery_rate_bytes_per_s=rate[_DELIVERY_RATE] if rate else 0,
+        delivery_rate_app_limited=bool(u8[7] & _APP_LIMITED_BIT),
+        bytes_acked=rate[_BYTES_ACKED] if rate else 0,
     )
 
 
 def sample_tcp_info(sock: socket.socket) -> TcpInfo | None:
     """TCP_INFO of a connected socket, or None where unsupported or closed."""
     try:
-        return parse_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size))
+        size = _RATE_OFFSET + _TCP_INFO_RATE.size
+        return parse_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size))
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -130,3 +150,21 @@ class PeerStats:
             recent_latencies_s=tuple(self.latencies),
             tcp=tuple(sample_tcp_info(s) for s in socks),
         )
+
+
+def link_delivery_rate(peers: list[PeerSnapshot], bytes_seen: dict[str, int]) -> float:
+    """The link's measured delivery rate (bytes/s) at this sample, from the kernel's per-connection
+    delivery_rate: a lower bound on its capacity (the router's estimator takes it as such).
+    Connections with data unacknowledged right now share the path at the same instant, so their
+    rates add up; when none is in flight, the best rate of a peer that sent since `bytes_seen`
+    (the previous sample's bytes_sent per peer) is the latest evidence. Peers idle since then
+    carry stale samples and count for nothing. 0.0 when no peer sent."""
+    concurrent = 0.0
+    latest = 0.0
+    for peer in peers:
+        if peer.bytes_sent <= bytes_seen.get(peer.peer, 0):
+            continue
+        infos = [t for t in peer.tcp if t is not None]
+        concurrent += sum(t.delivery_rate_bytes_per_s for t in infos if t.unacked > 0)
+        latest = max([latest, *(t.delivery_rate_bytes_per_s for t in infos)])
+    return concurrent or latest

@@ -66,6 +66,13 @@ class TransferMetrics:
             link,
             registry=registry,
         )
+        self.capacity = Gauge(
+            "prfaas_link_capacity_bytes_per_second",
+            "Link capacity the router's short-term control uses: measured (delivery rate, or "
+            "egress while a backlog waits), the configured rate until measured.",
+            link,
+            registry=registry,
+        )
         self.rtt = Gauge(
             "prfaas_link_rtt_seconds",
             "Smoothed TCP round-trip time of the link.",

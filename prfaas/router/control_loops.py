@@ -1,7 +1,8 @@
 """The router's two control loops, feeding the controllers from the registry's heartbeats.
 
 Short loop (every `short_tick_s`, `short_tick()`): PrfaaS egress = sum of the PrfaaS workers'
-`kv_egress_bytes_per_s`, link capacity from the topology's link rate, mean PrfaaS queue depth
+`kv_egress_bytes_per_s`, link capacity *measured* (`control.link_capacity`: their delivery rates
+and egress under backlog; the topology's link rate is only the prior), mean PrfaaS queue depth
 -> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
 exports the threshold and the link utilization and goodput.
 Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
@@ -20,6 +21,8 @@ import time
 
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.router.control import (
+    CapacitySample,
+    LinkCapacityEstimator,
     LinkTelemetry,
     LongTermController,
     LongTermDecision,
@@ -51,6 +54,7 @@ class ControlLoops:
     ) -> None:
         self.registry, self.short, self.long = registry, short, long
         self.link_bytes_per_s = link_bytes_per_s
+        self.capacity = LinkCapacityEstimator(link_bytes_per_s)
         self.prfaas_cluster, self.local_cluster = prfaas_cluster, local_cluster
         self.metrics, self.transfer_metrics = metrics, transfer_metrics
         self.short_tick_s, self.long_tick_s = short_tick_s, long_tick_s
@@ -63,7 +67,9 @@ class ControlLoops:
         egress = sum(h.load.kv_egress_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
         depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
         backlog = sum(h.load.kv_queued_bytes for h in prfaas)  # type: ignore[union-attr]
-        return LinkTelemetry(egress, self.link_bytes_per_s, depth, self._loss_rate(prfaas), backlog)
+        delivery = sum(h.load.kv_delivery_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
+        capacity = self.capacity.update(CapacitySample(egress, backlog, delivery))
+        return LinkTelemetry(egress, capacity, depth, self._loss_rate(prfaas), backlog)
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick
@@ -81,13 +87,15 @@ class ControlLoops:
         tel = self.telemetry()
         decision = self.short.update(tel)
         if decision.reason != "hold":
-            log.info("short-term: t_eff=%.0f scarce=%s u=%.2f (%s)", decision.threshold,
-                     decision.bandwidth_scarce, decision.utilization, decision.reason)  # fmt: skip
+            log.info("short-term: t_eff=%.0f scarce=%s u=%.2f capacity=%.3g B/s (%s) (%s)",
+                     decision.threshold, decision.bandwidth_scarce, decision.utilization,
+                     tel.capacity_bytes_per_s, self.capacity.source, decision.reason)  # fmt: skip
         if self.metrics is not None:
             self.metrics.threshold.set(decision.threshold)
         if self.transfer_metrics is not None:
             self.transfer_metrics.goodput.labels(LINK_LABEL).set(tel.egress_bytes_per_s)
             self.transfer_metrics.utilization.labels(LINK_LABEL).set(decision.utilization)
+            self.transfer_metrics.capacity.labels(LINK_LABEL).set(tel.capacity_bytes_per_s)
         return decision
 
     def instance_counts(self) -> dict[tuple[str, str], int]:

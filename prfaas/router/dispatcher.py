@@ -69,7 +69,8 @@ class DispatchConfig:
     abort_timeout_s: float = 2.0
     """Deadline of each `Abort` RPC."""
     link_bytes_per_s: float = 125e6
-    """Capacity of the PrfaaS -> PD link (topology link rate)."""
+    """Configured capacity of the PrfaaS -> PD link (topology link rate): the prior until the
+    short-term controller has a measured one."""
     local_bytes_per_s: float = 1.25e9
     """Bandwidth assumed inside the PD cluster (PD-P -> PD-D)."""
     prefill_slack_s: float = 5.0
@@ -282,7 +283,7 @@ class Dispatcher(GenerationBackend):
         tokens = prefix_to_move(request.prompt_token_ids, d.cached_tokens, bs)
         timeout = cfg.prefix_transfer_slack_s + cfg.prefill_deadline_factor * len(
             tokens
-        ) * self.kv_bytes_per_token / max(cfg.link_bytes_per_s, 1.0)
+        ) * self.kv_bytes_per_token / max(self.link_capacity, 1.0)
         move = await move_prefix(target, holder, tokens, bs, timeout, wrid)
         self._record_move(wrid, move.outcome, move.num_tokens,
                           f"{holder.worker_id} -> {target.worker_id} {move.detail}")  # fmt: skip
@@ -319,7 +320,7 @@ class Dispatcher(GenerationBackend):
             prefill, d.incremental_tokens, cfg.default_prefill_tokens_per_s
         )
         if prefill.kind == "prefill":
-            bandwidth = cfg.link_bytes_per_s * max(1.0 - self.short.utilization, 0.1)
+            bandwidth = self.link_capacity * max(1.0 - self.short.utilization, 0.1)
         else:
             bandwidth = cfg.local_bytes_per_s
         num_tokens = d.cached_tokens + d.incremental_tokens
@@ -330,6 +331,11 @@ class Dispatcher(GenerationBackend):
             else cfg.local_prefill_deadline_factor
         )
         return cfg.prefill_slack_s + factor * (compute_s + transfer_s)
+
+    @property
+    def link_capacity(self) -> float:
+        """The link's measured capacity (short-term controller), the configured rate until then."""
+        return self.short.capacity_bytes_per_s or self.config.link_bytes_per_s
 
     def _learn(self, attempt: Attempt) -> None:
         """Refine the KV bytes-per-token estimate from a completed transfer (EWMA)."""

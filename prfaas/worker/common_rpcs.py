@@ -146,6 +146,7 @@ class CommonRpcs(PrefixRpcs):
             decode_tokens_per_second=rt.decode_rate(),
             kv_bytes_sent=c.kv_bytes_sent,
             kv_egress_bytes_per_second=rt.egress_rate(),
+            kv_delivery_bytes_per_second=rt.kv_delivery_bytes_per_s,
             draining=self.draining or self.stopping,
         )
 

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from prfaas.engine.snapshot import EngineSnapshot
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
+from prfaas.kvtransfer.telemetry import link_delivery_rate
 from prfaas.metrics import TransferMetrics, WorkerMetrics
 from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
 from prfaas.security.kv_tls import receiver_context, sender_context
@@ -100,6 +101,8 @@ class WorkerRuntime:
         self.kv_segments_sent = 0
         self.kv_segments_retransmitted = 0
         self.kv_rtt_seconds = 0.0
+        # Kernel delivery rate of the KV connections sending at the latest sample (bytes/s).
+        self.kv_delivery_bytes_per_s = 0.0
         self._bytes_seen: dict[str, int] = {}
         self._telemetry_task: asyncio.Task[None] | None = None
 
@@ -134,7 +137,9 @@ class WorkerRuntime:
         while True:
             await asyncio.sleep(period_s)
             assert self.sender is not None
-            for peer in self.sender.snapshot():
+            peers = self.sender.snapshot()
+            self.kv_delivery_bytes_per_s = link_delivery_rate(peers, self._bytes_seen)
+            for peer in peers:
                 infos = [t for t in peer.tcp if t is not None]
                 rtt = sum(t.rtt_us for t in infos) / len(infos) / 1e6 if infos else 0.0
                 retrans = sum(t.total_retrans for t in infos)

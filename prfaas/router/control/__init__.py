@@ -2,6 +2,11 @@
 telemetry every tick; `long_term` periodically re-plans t and N_p/N_d from rolling statistics and
 emits role changes. Both return decisions as data; the router applies, logs and exports them."""
 
+from prfaas.router.control.link_capacity import (
+    CapacitySample,
+    LinkCapacityConfig,
+    LinkCapacityEstimator,
+)
 from prfaas.router.control.long_term import (
     LongTermConfig,
     LongTermController,
@@ -16,6 +21,9 @@ from prfaas.router.control.short_term import (
 )
 
 __all__ = [
+    "CapacitySample",
+    "LinkCapacityConfig",
+    "LinkCapacityEstimator",
     "LinkTelemetry",
     "LongTermConfig",
     "LongTermController",

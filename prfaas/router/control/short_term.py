@@ -102,6 +102,8 @@ class ShortTermController:
         self.threshold = base_threshold
         self.scarce = True
         self.utilization = 0.0
+        self.capacity_bytes_per_s = 0.0
+        """The link capacity of the latest tick (measured; 0 before the first tick)."""
         self._calm_streak = 0
         self._cooldown = 0
 
@@ -112,6 +114,7 @@ class ShortTermController:
 
     def update(self, tel: LinkTelemetry) -> ShortTermDecision:
         cfg = self.config
+        self.capacity_bytes_per_s = tel.capacity_bytes_per_s
         sample = tel.egress_bytes_per_s / max(tel.capacity_bytes_per_s, 1e-9)
         self.utilization = cfg.ewma_alpha * sample + (1 - cfg.ewma_alpha) * self.utilization
         u = self.utilization

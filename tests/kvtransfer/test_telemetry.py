@@ -1,0 +1,61 @@
+"""TCP_INFO delivery rate: read from a real kernel socket, and combined over a sender's peers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from prfaas.kvtransfer.telemetry import (
+    PeerSnapshot,
+    TcpInfo,
+    link_delivery_rate,
+    sample_tcp_info,
+)
+
+
+def test_kernel_reports_delivery_rate_and_acked_bytes_of_a_sending_socket() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def drain() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while chunk := conn.recv(1 << 20):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    payload = bytes(8 << 20)
+    with socket.create_connection(server.getsockname()) as sock:
+        sock.sendall(payload)
+        info = sample_tcp_info(sock)
+        sock.shutdown(socket.SHUT_WR)
+        reader.join(10)
+    server.close()
+    assert len(received) == len(payload)
+    assert info is not None
+    assert info.delivery_rate_bytes_per_s > 0
+    assert 0 < info.bytes_acked <= len(payload)
+
+
+def _info(rate: int, unacked: int) -> TcpInfo:
+    return TcpInfo(1, 0, 100, 10, 10, 10, 1448, unacked, 0, 0, delivery_rate_bytes_per_s=rate)
+
+
+def _peer(name: str, sent: int, *infos: TcpInfo) -> PeerSnapshot:
+    return PeerSnapshot(name, len(infos), 0.0, sent, 0, 0, 0, 0, 0, (), infos)
+
+
+def test_link_delivery_rate_adds_concurrent_connections_and_ignores_idle_peers() -> None:
+    seen = {"a": 100, "b": 100, "idle": 500}
+    peers = [
+        _peer("a", 200, _info(30, unacked=5), _info(20, unacked=3), _info(90, unacked=0)),
+        _peer("b", 300, _info(40, unacked=2)),
+        _peer("idle", 500, _info(1000, unacked=0)),  # stale sample of a peer that sent nothing
+    ]
+    # In flight at once: 30 + 20 + 40 share the path; a finished connection's 90 is not added.
+    assert link_delivery_rate(peers, seen) == 90
+    # Nothing in flight: the best recent sample of a peer that sent this period.
+    quiet = [_peer("a", 200, _info(30, 0), _info(70, 0)), _peer("idle", 500, _info(1000, 0))]
+    assert link_delivery_rate(quiet, seen) == 70
+    assert link_delivery_rate([_peer("idle", 500, _info(1000, 4))], seen) == 0.0
