@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SimRequest:
     index: int
     arrival_s: float
@@ -29,4 +29,3 @@ class SimRequest:
     kv_bytes: float = 0.0
     offloaded: bool = False
     error: str | None = None
-    extra: dict[str, float] = field(default_factory=dict)
