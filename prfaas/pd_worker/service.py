@@ -20,6 +20,7 @@ import grpc
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.request import Request, RequestKind
 from prfaas.worker import generate_flow as flow
+from prfaas.worker import spans
 from prfaas.worker.common_rpcs import CommonRpcs
 from prfaas.worker.convert import finish_reason, inputs_from_proto
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
@@ -27,6 +28,15 @@ from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 log = logging.getLogger(__name__)
 ROLES = ("mixed", "prefill", "decode")
 DRAIN_TIMEOUT_S = 120.0
+
+
+# Stage events of the `generate` span (prfaas/worker/spans.py), by flow event.
+_SPAN_EVENT = {
+    flow.Admitted: "admitted",
+    flow.KvReceived: "kv_complete",
+    flow.Tokens: "first_token",
+    flow.Finished: "finished",
+}
 
 
 def _error(code: str, message: str) -> worker_pb2.GenerateEvent:
@@ -89,8 +99,13 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
             src = request.kv_source
             source = flow.KvSourceSpec(src.transfer_id, src.sender_id, src.deadline_seconds or 60.0)
         events = flow.generate(rt.compute, req, receiver=rt.receiver, source=source)
+        span = spans.start_span("generate", context, rt.worker_id, request.request_id)
+        first_token = True
         try:
             async for event in rt.stream_abortable(request.request_id, events):
+                if not isinstance(event, flow.Tokens) or first_token:
+                    span.add_event(_SPAN_EVENT.get(type(event), "error"))
+                    first_token = first_token and not isinstance(event, flow.Tokens)
                 if isinstance(event, flow.Admitted):
                     yield worker_pb2.GenerateEvent(
                         admitted=worker_pb2.Admitted(num_cached_tokens=event.num_cached_tokens)
@@ -128,6 +143,8 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
             yield _error("duplicate", str(exc))
         except RequestAborted:
             yield _error("aborted", f"request {request.request_id} was aborted")
+        finally:
+            span.end()
 
     async def SetRole(  # noqa: N802
         self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext

@@ -29,6 +29,7 @@ import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.metrics import RouterMetrics
+from prfaas.metrics.stages import StageMetrics
 from prfaas.router.backend_base import (
     BackendError,
     GenerationBackend,
@@ -54,6 +55,7 @@ from prfaas.router.policy import (
 from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
 from prfaas.router.prefix_transfer import move_prefix, prefix_to_move
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
+from prfaas.router.timeline import RequestTimeline
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class Dispatcher(GenerationBackend):
         self.long = long
         self.config = config or DispatchConfig()
         self.metrics = metrics
+        self.stages = StageMetrics(metrics.registry) if metrics is not None else None
         self.kv_bytes_per_token = self.config.default_kv_bytes_per_token
         self._inflight: dict[str, _Inflight] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -159,12 +162,15 @@ class Dispatcher(GenerationBackend):
                 f"{len(self._inflight)} requests in flight (limit {self.config.max_inflight})",
             )
         inflight = self._inflight.setdefault(rid, _Inflight())
+        timeline = RequestTimeline(rid, len(request.prompt_token_ids), self.stages)
         excluded: set[str] = set()
         force_local = False
         done = False
+        error: str | None = "cancelled"
         try:
             for num_attempt in range(self.config.max_attempts):
                 decision = self._route(request, excluded, force_local)
+                timeline.routed(decision, num_attempt)
                 yield decision
                 wrid = f"{rid}.{num_attempt}"
                 cached = await self._move_cache(request, decision, wrid)
@@ -174,13 +180,20 @@ class Dispatcher(GenerationBackend):
                     continue
                 inflight.attempt = attempt
                 inflight.holders += [(w, attempt.worker_request_id) for w in attempt.participants]
+                timeline.attempt_started(attempt)
+                failure: str | None = "cancelled"
                 try:
                     async for item in attempt.run():
+                        if isinstance(item, TokenChunk):
+                            timeline.token()
+                        else:
+                            timeline.finished(attempt, item.finish_reason)
                         yield item
-                    done = True
+                    done, failure, error = True, None, None
                     self._learn(attempt)
                     return
                 except Retry as exc:
+                    failure = str(exc)
                     log.warning("request %s attempt %d failed, retrying: %s",
                                 rid, num_attempt + 1, exc)  # fmt: skip
                     if exc.worker_id:
@@ -189,10 +202,18 @@ class Dispatcher(GenerationBackend):
                     if exc.remote_prefill_failed and self.links is not None:
                         self.links.report_failure(decision.decode_worker, str(exc))
                     self._spawn(self._abort_on(attempt.worker_request_id, attempt.workers))
+                except Exception as exc:
+                    failure = f"{type(exc).__name__}: {exc}"
+                    raise
                 finally:
                     attempt.close()
+                    timeline.attempt_over(attempt, failure)
             raise BackendError(f"request {rid} failed after {self.config.max_attempts} attempts")
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
+            timeline.end(error)
             self._inflight.pop(rid, None)
             if not done:
                 for worker, worker_rid in inflight.holders:

@@ -98,8 +98,12 @@ class Attempt:
     queued_ahead_tokens: int = 0
     """Uncached tokens this router had queued on the prefill worker when this attempt joined."""
     started_s: float = 0.0
+    admitted_after_s: float | None = None
+    """Seconds from the start of the attempt to the decode worker's `Admitted`."""
     first_token_after_s: float | None = None
     """Seconds from the start of the attempt to its first token (None: none yet)."""
+    trace_metadata: tuple[tuple[str, str], ...] = ()
+    """The attempt span's trace context, sent to both workers (prfaas/tracing.py)."""
     _call: grpc.aio.UnaryStreamCall | None = None
     _prefill_task: asyncio.Task[worker_pb2.PrefillResult] | None = None
     _read: asyncio.Task[object] | None = None
@@ -180,10 +184,11 @@ class Attempt:
         self._count(1, 0)
         self.decode.pending_decodes += 1
         self._prefill_counted = True
-        self._call = self.decode.pd.Generate(gen)
+        self._call = self.decode.pd.Generate(gen, metadata=self.trace_metadata)
         admitted = await self._next_event(self.timeouts.admit_s, "admission")
         if admitted.WhichOneof("event") != "admitted":
             self._fail_event(admitted)
+        self.admitted_after_s = asyncio.get_running_loop().time() - self.started_s
         cached = admitted.admitted.num_cached_tokens
         if self.two_worker:
             cached = self.cached_tokens_hint
@@ -197,7 +202,9 @@ class Attempt:
             request_id=gen.request_id, prompt_ids=gen.prompt_ids, sampling=gen.sampling,
             destination=worker_pb2.KvDestination(host=host, port=port, transfer_id=transfer_id),
         )  # fmt: skip
-        call = self.prefill.prefill.Prefill(preq, timeout=self.prefill_limit_s)
+        call = self.prefill.prefill.Prefill(
+            preq, timeout=self.prefill_limit_s, metadata=self.trace_metadata
+        )
         self._prefill_task = asyncio.ensure_future(call)
 
     async def _relay(self, cached: int) -> AsyncIterator[TokenChunk | GenerationFinished]:

@@ -24,6 +24,7 @@ import grpc
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from prfaas import tracing
 from prfaas._proto.prfaas.v1 import router_pb2_grpc
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
 from prfaas.metrics import RouterMetrics, TransferMetrics
@@ -207,6 +208,8 @@ async def serve(
     """`credentials`: the router's gRPC server identity, also the one its channels to workers
     present (`channels.configure` must have been given them before the registry opens any)."""
     from prfaas.router.http_api import create_app
+
+    tracing.configure("prfaas-router")  # spans only when the environment asks (prfaas/tracing.py)
 
     api_keys = ApiKeys.of(api_key)
     tokenizer, checkpoint_name, max_context = _served_model(topo, model_dir)

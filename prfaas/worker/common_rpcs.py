@@ -7,6 +7,7 @@ A mixin over a `WorkerRuntime`; the only module besides the services that touche
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -18,6 +19,7 @@ from prfaas.worker.convert import inputs_from_proto
 from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
 from prfaas.worker.prefix_rpcs import PrefixRpcs
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
+from prfaas.worker.spans import record_prefill
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class CommonRpcs(PrefixRpcs):
         self, request: worker_pb2.PrefillRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.PrefillResult:
         rt = self.runtime
+        arrived = time.monotonic()
         refusal = self.refuse_reason("Prefill")
         if refusal:
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
@@ -83,7 +86,9 @@ class CommonRpcs(PrefixRpcs):
         except PrefillFailed as exc:
             rt.transfer_metrics.record_failure(f"{dest.host}:{dest.port}", exc.code)
             log.warning("prefill %s failed: %s", request.request_id, exc)
+            record_prefill(context, rt.worker_id, request.request_id, arrived, None, str(exc))
             await context.abort(grpc.StatusCode.ABORTED, f"{exc.code}: {exc}")
+        record_prefill(context, rt.worker_id, request.request_id, arrived, report)
         rt.counters.prefill_tokens += report.num_prompt_tokens - report.num_cached_tokens
         rt.counters.prefill_seconds += report.prefill_seconds
         rt.worker_metrics.record_prefix_lookup(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from prfaas import tracing
 from prfaas._proto.prfaas.v1 import router_pb2
 from prfaas.metrics import serve as serve_metrics
 from prfaas.security import channels, identities
@@ -80,6 +81,8 @@ async def serve_worker(
     kv_address: str = "",
     kv_link_address: str = "",
 ) -> None:
+    # Spans only when the environment asks for them (prfaas/tracing.py).
+    tracing.configure(f"prfaas-worker-{runtime.worker_id}")
     # Only the router may call this worker's RPCs (token or mTLS; open on loopback without).
     credentials = credentials_from_args(runtime.args, lambda: identities.worker(runtime.worker_id))
     channels.configure(credentials)

@@ -59,6 +59,8 @@ class _Base:
         self.generate_requests: list[worker_pb2.GenerateRequest] = []
         self.prefill_requests: list[worker_pb2.PrefillRequest] = []
         self.aborted: list[str] = []
+        self.call_metadata: list[dict[str, str]] = []
+        """Invocation metadata of each Generate / Prefill call (trace context)."""
         self.cache_events: asyncio.Queue[worker_pb2.CacheEventBatch] = asyncio.Queue()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -68,6 +70,7 @@ class _Base:
 
     async def Prefill(self, request: worker_pb2.PrefillRequest, context: grpc.aio.ServicerContext):
         self.prefill_requests.append(request)
+        self.call_metadata.append(dict(context.invocation_metadata() or ()))
         if self.script.prefill_mode == "fail":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted prefill failure")
         if self.script.prefill_mode == "stall":
@@ -121,6 +124,7 @@ class FakePDWorker(_Base, worker_pb2_grpc.PDWorkerServicer):
         self, request: worker_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ):
         self.generate_requests.append(request)
+        self.call_metadata.append(dict(context.invocation_metadata() or ()))
         script = self.script
         first: int | None = None
         if request.HasField("kv_source"):
