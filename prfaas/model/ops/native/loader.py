@@ -17,6 +17,7 @@ import tempfile
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 DISABLE_ENV = "PRFAAS_NATIVE_KERNELS"
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fPIC", "-shared"]
@@ -27,7 +28,8 @@ _tried = False
 _error: str | None = None
 
 _i64, _f32, _ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
-_SIGNATURES: dict[str, list[type]] = {
+# ctypes argtypes per symbol (elements: ctypes simple types; mypy cannot join the concatenations).
+_SIGNATURES: dict[str, list[Any]] = {
     "exp_nonpositive_f32": [_ptr, _ptr, _i64],
     # q, kv, tables, table_stride, lengths, B, Hq, Hkv, d, block_size, scale, out
     "paged_decode_attention_f32": [_ptr, _ptr, _ptr, _i64, _ptr] + [_i64] * 5 + [_f32, _ptr],
