@@ -86,7 +86,10 @@ class ReceiveHandle:
         if [list(map(tuple, layer)) for layer in layout] != [
             list(map(tuple, la)) for la in self.layout
         ]:
-            raise TransferRefused(f"layout of {self.transfer_id} differs from the expected one")
+            raise TransferRefused(
+                f"layout of {self.transfer_id} differs from the expected one: "
+                + _first_difference(layout, self.layout)
+            )
         self.opened = True
         self.metadata = metadata
         self.state = TransferState.TRANSFERRING
@@ -188,3 +191,20 @@ class ReceiveHandle:
             raise self.error
         assert self.trailer is not None
         return self.trailer
+
+
+def _first_difference(got: list[LayerLayout], expected: list[LayerLayout]) -> str:
+    """Names the first differing buffer, so a refused stream says why (e.g. a sender shipping an
+    encoded dtype such as "kvq1:fp8:g64:bfloat16" to a receiver that expects "bfloat16")."""
+    if len(got) != len(expected):
+        return f"sender declares {len(got)} layers, receiver expects {len(expected)}"
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        if len(g) != len(e):
+            return f"layer {i}: sender declares {len(g)} buffers, receiver expects {len(e)}"
+        for gb, eb in zip(g, e, strict=True):
+            if tuple(gb) != tuple(eb):
+                return (
+                    f"layer {i}: sender declares {gb[0]} as {gb[1]} ({gb[2]} bytes), "
+                    f"receiver expects {eb[0]} as {eb[1]} ({eb[2]} bytes)"
+                )
+    return "no difference found"  # pragma: no cover - called only when the layouts differ

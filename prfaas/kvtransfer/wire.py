@@ -1,4 +1,5 @@
-"""KV transfer wire format, version 1 (also written down in docs/kv-wire-format.md).
+"""KV transfer wire format, version 1 (also written down in docs/kv-wire-format.md, with the
+buffer encodings a layout may declare: layout revision 2, `kvq1:` dtypes).
 
 Every frame is an 8-byte header followed by `meta_len` bytes of kind-specific metadata; a CHUNK
 frame is then followed by `length` payload bytes (declared in its metadata). All integers are

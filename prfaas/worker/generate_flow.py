@@ -82,8 +82,11 @@ async def generate(
     receiver: KVReceiver | None = None,
     source: KvSourceSpec | None = None,
     timeout_s: float = 600.0,
+    kv_compression: str = "none",
 ) -> AsyncIterator[GenerateEvent]:
-    """Drive one request to completion, yielding events. Frees everything on exit."""
+    """Drive one request to completion, yielding events. Frees everything on exit.
+    `kv_compression` (fp8, int8) expects the full-attention KV encoded on the line and decodes it
+    into the cache once the transfer is done (prfaas/worker/kv_compression.py)."""
     rid = req.request_id
     arrived = time.monotonic()
     deadline = arrived + timeout_s
@@ -112,10 +115,17 @@ async def generate(
             layout, dest = await compute.call(
                 lambda e: (e.transfer_layout(rid), e.receive_segments(rid))
             )
+            decoder = None
+            on_wire, wire_dest = layout, dest
+            if kv_compression != "none":
+                from prfaas.worker.kv_compression import KvDecoder  # torch: only when compressing
+
+                decoder = KvDecoder(kv_compression, layout, req.num_prompt_tokens, dest)
+                on_wire, wire_dest = decoder.wire_layout, decoder.wire_dest
             handle = receiver.expect(
                 source.transfer_id,
-                wire_layout(layout),
-                dest,
+                wire_layout(on_wire),
+                wire_dest,
                 source.deadline_seconds,
                 sender_identity=source.sender_id or None,
             )
@@ -130,9 +140,11 @@ async def generate(
                 finished = True
                 yield Failed("kv_transfer_failed", reason)
                 return
+            if decoder is not None:
+                await compute.call(lambda e: decoder.install())
             cached = handoff.num_cached_tokens
             await compute.call(lambda e: e.mark_kv_ready(rid, handoff.first_token))
-            yield KvReceived(sum(spec.nbytes for spec in layout), time.monotonic() - expected_at)
+            yield KvReceived(sum(spec.nbytes for spec in on_wire), time.monotonic() - expected_at)
         else:
             yield Admitted()
         completion = 0

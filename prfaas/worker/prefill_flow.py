@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prfaas.engine.backend_base import BufferSpec
 from prfaas.kvtransfer.base import KVSender, TransferError
@@ -26,6 +27,9 @@ from prfaas.request import Request, RequestStatus
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.convert import wire_layout
 from prfaas.worker.handoff import Handoff
+
+if TYPE_CHECKING:
+    from prfaas.worker.kv_compression import KvEncoder
 
 
 class PrefillFailed(Exception):
@@ -58,10 +62,18 @@ class _LayerShipper:
     """Runs on the compute thread: turns layer-done events into sender.add calls."""
 
     def __init__(
-        self, compute: ComputeLoop, request_id: str, layout: list[BufferSpec], n: int, handle
-    ) -> None:  # noqa: ANN001
+        self,
+        compute: ComputeLoop,
+        request_id: str,
+        layout: list[BufferSpec],
+        n: int,
+        handle,  # noqa: ANN001
+        encoder: KvEncoder | None = None,
+    ) -> None:
         self.compute, self.request_id, self.layout, self.n = compute, request_id, layout, n
         self.handle = handle
+        # KV compression on: KV token ranges are encoded (and kept alive) by the encoder.
+        self.encoder = encoder
         # Tokens of each full-attention layer already handed to the sender.
         self.shipped = [0] * len(layout)
         self.first_layer_done_at: float | None = None
@@ -75,9 +87,13 @@ class _LayerShipper:
             begin = self.shipped[layer]
             if end <= begin:
                 return
-            per_token = spec.nbytes // self.n
             segments = engine.layer_segments(self.request_id, layer, begin, end)
-            self.handle.add_threadsafe(layer, segments, begin * per_token)
+            if self.encoder is not None:
+                encoded, offset = self.encoder.encode(layer, segments, begin)
+                self.handle.add_threadsafe(layer, [encoded], offset)
+            else:
+                per_token = spec.nbytes // self.n
+                self.handle.add_threadsafe(layer, segments, begin * per_token)
             self.shipped[layer] = end
         elif end == self.n:
             self.handle.add_threadsafe(
@@ -93,9 +109,11 @@ async def prefill_and_ship(
     transfer_id: str,
     *,
     transfer_timeout_s: float = 120.0,
+    kv_compression: str = "none",
 ) -> PrefillReport:
     """Run `req` (kind prefill_only) and ship its cache; raises PrefillFailed. Always frees the
-    request's cache and the transfer before returning, also when cancelled."""
+    request's cache and the transfer before returning, also when cancelled. `kv_compression`
+    (fp8, int8; prfaas/worker/kv_compression.py) ships the full-attention KV encoded."""
     rid, n = req.request_id, req.num_prompt_tokens
     arrived = time.monotonic()
     outputs = compute.subscribe(rid)
@@ -103,8 +121,15 @@ async def prefill_and_ship(
     added = False
     try:
         layout = await compute.call(lambda e: e.backend.transfer_layout(req))
-        handle = sender.open(destination, transfer_id, wire_layout(layout), rid.encode()[:256])
-        shipper = _LayerShipper(compute, rid, layout, n, handle)
+        encoder = None
+        on_wire = layout
+        if kv_compression != "none":
+            from prfaas.worker.kv_compression import KvEncoder  # torch: only when compressing
+
+            encoder = KvEncoder(kv_compression, layout, n)
+            on_wire = encoder.wire_layout
+        handle = sender.open(destination, transfer_id, wire_layout(on_wire), rid.encode()[:256])
+        shipper = _LayerShipper(compute, rid, layout, n, handle, encoder)
         compute.layer_hooks.register(rid, shipper)
         # Set before the await: a cancellation while the call is queued still lets the add run on
         # the compute thread, and only the abort queued behind it (finally) frees it again.
@@ -139,7 +164,7 @@ async def prefill_and_ship(
             prefill_seconds=computed_at - started,
             transfer_seconds=done_at - started,
             exposed_transfer_seconds=done_at - computed_at,
-            bytes_sent=sum(s.nbytes for s in layout),
+            bytes_sent=sum(s.nbytes for s in on_wire),
         )
     except TransferError as exc:
         raise PrefillFailed("kv_transfer_failed", str(exc)) from exc
