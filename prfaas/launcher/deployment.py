@@ -82,6 +82,7 @@ class Deployment:
         netns: bool = False,
         tls: bool = False,
         api_key_file: Path | None = None,
+        generate_api_key: bool = False,
     ) -> None:
         # Where the topology came from (messages only); children read the effective copy.
         self.source_path = topology_path
@@ -89,10 +90,11 @@ class Deployment:
         self.supervisor = Supervisor(log_dir)
         self.secret = secrets.token_hex(16)
         # Secure by default: a per-deployment gRPC token (or, with `tls`, a dev CA and one
-        # certificate per process) and the KV secret, in a private directory; children get paths.
+        # certificate per process; the router's also serves HTTPS) and the KV secret, in a private
+        # directory; children get paths. `generate_api_key`: a fresh API key there too.
         self.secrets = DeploymentSecrets.create(
             [w.worker_id for w in topo.workers()], tls=tls, api_key_file=api_key_file,
-            kv_secret=self.secret,
+            kv_secret=self.secret, generate_api_key=generate_api_key, router_hosts=(topo.host,),
         )  # fmt: skip
         self.metrics_base_port = metrics_base_port
         self.public = topo
@@ -136,6 +138,8 @@ class Deployment:
         args += ["--cache-budget-mb", str(t.cache_budget_mb), "--block-size", str(t.block_size)]
         args += ["--kv-connections", str(t.kv_connections), "--link-gbps", str(t.link.rate_gbps)]
         args += ["--max-num-seqs", str(t.max_num_seqs)]
+        if t.kv_compression != "none":
+            args += ["--kv-compression", t.kv_compression]
         if self.metrics_base_port:
             args += ["--metrics-port", str(self.metrics_base_port + index)]
         if t.backend == "torch" and t.model:
@@ -212,6 +216,8 @@ class Deployment:
                              *self.secrets.worker_args(w.worker_id))  # fmt: skip
             worker_specs.append(ProcessSpec(w.worker_id, argv, env, ready=ready, prefix=prefix))
         prefix, _ = self._placement("pd")
+        scheme, ca_file = self.secrets.http_scheme, self.secrets.ca_file
+        ca = str(ca_file) if ca_file else None  # HTTPS under `tls`: verified against the dev CA
         router = ProcessSpec(
             "router",
             self._cli(
@@ -232,7 +238,7 @@ class Deployment:
                 *self.secrets.router_args(),
             ),  # fmt: skip
             env,
-            ready=lambda: http_ready(f"http://127.0.0.1:{t.http_port}/ready"),
+            ready=lambda: http_ready(f"{scheme}://127.0.0.1:{t.http_port}/ready", ca),
             prefix=prefix,
             clean_exit_ends=True,
         )
@@ -326,7 +332,8 @@ class Deployment:
         """Addresses as seen from this host (forwarded to loopback in netns mode)."""
         t = self.topo
         host = "127.0.0.1" if self.netns is not None else t.host
-        metrics = [f"http://{host}:{t.http_port}/metrics"]
+        scheme = self.secrets.http_scheme  # the router's HTTP port serves TLS under `tls`
+        metrics = [f"{scheme}://{host}:{t.http_port}/metrics"]
         if self.metrics_base_port:
             metrics += [
                 f"http://{host if self.netns else w.grpc.rsplit(':', 1)[0]}:{self.metrics_base_port + i + 1}/metrics"
@@ -342,7 +349,7 @@ class Deployment:
             for w in self._relayed()
         }
         return Endpoints(
-            f"http://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}", controls,
+            f"{scheme}://{host}:{t.http_port}/v1", metrics, f"{host}:{t.router_grpc_port}", controls,
             self.metrics_names()[: len(metrics)],
         )  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_ready(url: str) -> bool:
-    """True when GET `url` answers 200 (the router's /ready)."""
+def http_ready(url: str, ca_file: str | None = None) -> bool:
+    """True when GET `url` answers 200 (the router's /ready); an https `url` is verified against
+    `ca_file` (the deployment CA) when given."""
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as reply:
+        with urllib.request.urlopen(url, timeout=1.0, context=context) as reply:
             return reply.status == 200
     except OSError:
         return False

@@ -34,10 +34,18 @@ from prfaas.launcher.topology import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Secure by default: every child gets a per-deployment gRPC token (or certificates) by file.
     parser.add_argument(
-        "--tls", action="store_true", help="mutual TLS on gRPC and the KV channel (dev CA)"
+        "--tls",
+        action="store_true",
+        help="mutual TLS on gRPC and the KV channel, HTTPS on the router (dev CA)",
     )
     parser.add_argument(
         "--api-key-file", help="API keys for /v1/* and Router.Generate (one per line, mode 0600)"
+    )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="--tls plus HTTPS on the router and a generated API key (unless --api-key-file), "
+        "written to a 0600 file whose path is printed",
     )
     parser.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY), help="topology TOML")
     parser.add_argument("--backend", choices=BACKENDS, help="override the topology's backend")
@@ -75,6 +83,11 @@ def _print_endpoints(deployment: Deployment, log_dir: str) -> None:
         print(f"  metrics:         {url}  ({name})", flush=True)
     for name, address in endpoints.relay_controls.items():
         print(f"  relay control:   {address}  ({name}: cut | stall on|off | down | up)", flush=True)
+    secrets = deployment.secrets
+    if secrets.ca_file is not None:
+        print(f"  trust (CA):      {secrets.ca_file}  (curl --cacert)", flush=True)
+    if secrets.api_key_file is not None:
+        print(f"  API key file:    {secrets.api_key_file}  (Authorization: Bearer)", flush=True)
     print(f"  logs:            {log_dir}  (Ctrl-C stops everything)", flush=True)
 
 
@@ -91,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     api_key_file = Path(args.api_key_file) if args.api_key_file else None
     deployment = Deployment(
         topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns,
-        tls=args.tls, api_key_file=api_key_file,
+        tls=args.tls or args.secure, api_key_file=api_key_file, generate_api_key=args.secure,
     )  # fmt: skip
     supervisor = deployment.supervisor
     stop = threading.Event()

@@ -41,6 +41,7 @@ from prfaas.security import channels, identities
 from prfaas.security.api_keys import ApiKeys
 from prfaas.security.binding import bind_grpc
 from prfaas.security.credentials import GrpcCredentials
+from prfaas.security.https import HttpsFiles, https_from_args
 from prfaas.security.interceptor import AuthInterceptor
 from prfaas.security.options import (
     add_security_arguments,
@@ -204,9 +205,11 @@ async def serve(
     insecure: bool = False,
     topology_workers: bool = True,
     model_dir: str | None = None,
+    https: HttpsFiles | None = None,
 ) -> int:
     """`credentials`: the router's gRPC server identity, also the one its channels to workers
-    present (`channels.configure` must have been given them before the registry opens any)."""
+    present (`channels.configure` must have been given them before the registry opens any).
+    `https`: serve the HTTP port (`/v1/*`, `/metrics`, `/ready`) over TLS with these files."""
     from prfaas.router.http_api import create_app
 
     tracing.configure("prfaas-router")  # spans only when the environment asks (prfaas/tracing.py)
@@ -222,7 +225,8 @@ async def serve(
     grpc_address = f"{topo.host}:{topo.router_grpc_port}"
     bind_grpc(grpc_server, grpc_address, credentials, insecure=insecure)
     config = uvicorn.Config(app, host=topo.host, port=topo.http_port, lifespan="off",
-                            log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
+                            log_level="warning", timeout_graceful_shutdown=5,
+                            **(https.uvicorn_options() if https else {}))  # fmt: skip
     http = uvicorn.Server(config)
     # The router owns SIGTERM/SIGINT (uvicorn would otherwise re-raise them after serving).
     http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
@@ -235,8 +239,9 @@ async def serve(
     await proc.registry.start()
     proc.loops.start()
     await grpc_server.start()
-    log.info("router: policy=%s http://%s:%d grpc %s:%d, %d workers", topo.policy, topo.host,
-             topo.http_port, topo.host, topo.router_grpc_port, len(proc.registry.workers))  # fmt: skip
+    log.info("router: policy=%s %s://%s:%d grpc %s:%d, %d workers", topo.policy,
+             "https" if https else "http", topo.host, topo.http_port, topo.host,
+             topo.router_grpc_port, len(proc.registry.workers))  # fmt: skip
     try:
         await http.serve()
     finally:
@@ -261,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     channels.configure(credentials)
     coro = serve(topo, api_keys_from_args(args), args.model_name, args.max_inflight,
                  credentials, args.insecure, args.workers == "topology",
-                 args.model)  # fmt: skip
+                 args.model, https_from_args(args))  # fmt: skip
     try:
         import uvloop
     except ImportError:

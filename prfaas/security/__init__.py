@@ -8,5 +8,6 @@
 - `interceptor`: the server-side check of every RPC; `channels`: the client side.
 - `binding`: bind a gRPC port securely, refusing non-loopback binds without credentials.
 - `api_keys`: the user-facing API keys of `/v1/*` and `Router.Generate`.
+- `https`: TLS on the router's HTTP port (`--https-cert/--https-key`).
 See docs/security.md for the threat model.
 """

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from prfaas.security.api_keys import ApiKeys
 from prfaas.security.credentials import GrpcCredentials, load_credentials
+from prfaas.security.https import add_https_arguments
 from prfaas.security.secret_files import InsecureSecretFile
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def add_security_arguments(parser: argparse.ArgumentParser, *, router: bool) -> 
             "--api-key-file",
             help="API keys for /v1/* and Router.Generate, one per line (re-read on change/SIGHUP)",
         )
+        add_https_arguments(g)
     else:
         g.add_argument("--kv-secret-file", help="KV-transfer HMAC secret (file, mode 0600)")
         g.add_argument(

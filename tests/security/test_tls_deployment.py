@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ssl
 from collections.abc import Iterator
 
 import grpc
@@ -60,7 +61,8 @@ def pd1(dep: Deployment) -> str:
 def completion_ok(dep: Deployment) -> bool:
     body = {"model": "prfaas-tiny", "prompt": "The quick brown fox " * 30, "max_tokens": 4,
             "temperature": 0, "ignore_eos": True}  # fmt: skip
-    reply = httpx.post(dep.endpoints().http + "/completions", json=body, timeout=60)
+    ca = ssl.create_default_context(cafile=str(dep.secrets.ca_file))  # HTTPS under --tls
+    reply = httpx.post(dep.endpoints().http + "/completions", json=body, timeout=60, verify=ca)
     return reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 4
 
 
