@@ -80,6 +80,8 @@ class Topology:
     cache_budget_mb: int = 512
     block_size: int = 256
     kv_connections: int = 4
+    # Full-attention KV on the line: none | fp8 | int8 (prfaas/worker/kv_compression.py).
+    kv_compression: str = "none"
     emulated_profile_prfaas: str = ""
     emulated_profile_pd: str = ""
     emulated_time_factor: float = 0.1
@@ -145,6 +147,14 @@ class Topology:
             (self.prfaas_workers >= 0, "prfaas.workers must be >= 0"),
             (self.block_size % 64 == 0, "worker.block_size must be a multiple of 64"),
             (self.link.rate_gbps > 0, "link.rate_gbps must be positive"),
+            (
+                self.kv_compression in ("none", "fp8", "int8"),
+                "worker.kv_compression must be none, fp8 or int8",
+            ),
+            (
+                self.kv_compression == "none" or self.backend == "torch",
+                "worker.kv_compression needs deployment.backend = torch",
+            ),
             (
                 not self.prfaas_hosts or len(self.prfaas_hosts) == self.prfaas_workers,
                 "prfaas.hosts needs one entry per PrfaaS worker",
@@ -215,6 +225,7 @@ class Topology:
                 "cache_budget_mb": self.cache_budget_mb,
                 "block_size": self.block_size,
                 "kv_connections": self.kv_connections,
+                "kv_compression": self.kv_compression,
                 "max_num_seqs": self.max_num_seqs,
             },
             "emulated": {
@@ -248,7 +259,7 @@ _SECTIONS = {
     "link": {"mode", "rate_gbps", "delay_ms", "jitter_ms", "host", "control_base_port"},
     "prfaas": {"cluster", "workers", "grpc_base_port", "kv_base_port", "hosts", "bind_host"},
     "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
-    "worker": {"cache_budget_mb", "block_size", "kv_connections", "max_num_seqs"},
+    "worker": {"cache_budget_mb", "block_size", "kv_connections", "kv_compression", "max_num_seqs"},
     "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor", "decode_step_ms"},
 }
 
@@ -314,6 +325,7 @@ def load_topology(path: str | Path | None = None) -> Topology:
         cache_budget_mb=int(w.get("cache_budget_mb", base.cache_budget_mb)),
         block_size=int(w.get("block_size", base.block_size)),
         kv_connections=int(w.get("kv_connections", base.kv_connections)),
+        kv_compression=str(w.get("kv_compression", base.kv_compression)),
         emulated_profile_prfaas=_resolve(path, em.get("prfaas_profile", "")),
         emulated_profile_pd=_resolve(path, em.get("pd_profile", "")),
         emulated_time_factor=float(em.get("time_factor", base.emulated_time_factor)),

@@ -98,7 +98,13 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
         if decode_only:
             src = request.kv_source
             source = flow.KvSourceSpec(src.transfer_id, src.sender_id, src.deadline_seconds or 60.0)
-        events = flow.generate(rt.compute, req, receiver=rt.receiver, source=source)
+        events = flow.generate(
+            rt.compute,
+            req,
+            receiver=rt.receiver,
+            source=source,
+            kv_compression=getattr(rt.args, "kv_compression", "none"),
+        )
         span = spans.start_span("generate", context, rt.worker_id, request.request_id)
         first_token = True
         try:

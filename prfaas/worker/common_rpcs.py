@@ -75,7 +75,12 @@ class CommonRpcs(PrefixRpcs):
         )
         assert rt.sender is not None
         flow = prefill_and_ship(
-            rt.compute, rt.sender, req, (dest.host, dest.port), dest.transfer_id
+            rt.compute,
+            rt.sender,
+            req,
+            (dest.host, dest.port),
+            dest.transfer_id,
+            kv_compression=getattr(rt.args, "kv_compression", "none"),
         )
         try:
             report = await rt.run_abortable(request.request_id, flow)

@@ -47,6 +47,13 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) 
     parser.add_argument("--kv-connections", type=int, default=4, help="TCP connections per peer")
     parser.add_argument("--kv-chunk-mib", type=float, default=4.0, help="KV transfer chunk size")
     parser.add_argument(
+        "--kv-compression",
+        choices=("none", "fp8", "int8"),
+        default="none",
+        help="full-attention KV on the line: fp8 e4m3 or int8 with per-64-element scales (torch "
+        "backend; every worker of a deployment must agree, see docs/kv-wire-format.md)",
+    )
+    parser.add_argument(
         "--router",
         default="",
         help="router gRPC address(es) to register with, comma-separated; a name resolving to "
@@ -101,6 +108,8 @@ def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | Non
 
         if not args.profile:
             raise SystemExit("--backend emulated needs --profile CSV")
+        if getattr(args, "kv_compression", "none") != "none":
+            raise SystemExit("--kv-compression needs the torch backend (emulated KV is not data)")
         backend = EmulatedBackend(
             PrefillProfile.from_csv(args.profile),
             time_factor=args.time_factor,
