@@ -38,8 +38,8 @@ class EngineSnapshot:
     def of(cls, engine: EngineCore, previous: EngineSnapshot | None = None) -> EngineSnapshot:
         """Read `engine` (on the compute thread only: the scheduler is not thread-safe). The idle
         leak check (a scan of every reference count) runs when the engine has just gone idle,
-        then at most every `LEAK_CHECK_PERIOD_S` while it stays idle (calls such as prefix
-        imports change it)."""
+        whenever the last report named something, and otherwise at most every
+        `LEAK_CHECK_PERIOD_S` while it stays idle and clean."""
         s = engine.scheduler
         live = list(s.requests)
         now = time.monotonic()
@@ -51,9 +51,13 @@ class EngineSnapshot:
         elif (
             previous is not None
             and previous.num_live == 0
+            and previous.leak_report == ""
             and now - previous.leak_checked_at < LEAK_CHECK_PERIOD_S
+            and not engine.scheduler.kv.transfers.held()
         ):
-            report = previous.leak_report
+            # Clean a moment ago and no prefix span open now: skip the reference scan. A report
+            # that named something is re-checked on every publish, so it clears at once.
+            report = ""
         else:
             checked_at = now
             report = engine.leak_report()
