@@ -24,6 +24,7 @@ from prfaas.experiment.fluctuation import run_fluctuation
 from prfaas.experiment.scale import Scale, predict
 from prfaas.experiment.sweep import Criterion, run_point
 from prfaas.loadgen.runner import warm_up
+from prfaas.loadgen.stage_stats import format_stage_table
 
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 QUICK = Scale(time_factor=0.1, output_tokens=4, decode_step_ms=1000.0, n_prfaas=1, n_pd=2,
@@ -151,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
                       f"ratio {point['completion_ratio']}, sustainable {point['sustainable']}, "
                       f"TTFT mean {point['ttft_mean_s']}, load {point['load_average'][0]:.1f}",
                       flush=True)  # fmt: skip
+                if results.stages:
+                    print(format_stage_table(results.stages), flush=True)
             if points:
                 doc["points"][policy] = points
             if policy == "prfaas" and not args.no_fluctuation:

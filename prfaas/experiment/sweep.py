@@ -123,6 +123,7 @@ def run_point(
     results = run_load(running.http, wl, schedule, config)
     point = analyze(results, rate, scale, crit)
     point["seed"] = seed
+    point["stages"] = results.stages
     return point, results
 
 

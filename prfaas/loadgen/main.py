@@ -20,6 +20,7 @@ from prfaas.loadgen.compare import POLICIES, compare_policies, write_comparison
 from prfaas.loadgen.preflight import PreflightError, check_fits, probe_target
 from prfaas.loadgen.report import format_table, write_results
 from prfaas.loadgen.runner import LoadConfig, run_load, warm_up
+from prfaas.loadgen.stage_stats import format_stage_table
 from prfaas.loadgen.workloads import (
     PAPER_MAX_TOKENS,
     PAPER_MIN_TOKENS,
@@ -119,12 +120,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"prfaas bench serve: {exc}", file=sys.stderr)
         return 2
     arrivals = {"rate": rate, "time_scale": args.time_scale, "duration_s": max(schedule, default=0)}
+    # Without --metrics-url the router's own /metrics (beside /v1) still gives routing decisions
+    # and the per-stage table; it has no KV egress, so it is not sampled for that.
+    derived = () if args.metrics_url else (args.url.rstrip("/").removesuffix("/v1") + "/metrics",)
+    egress_urls = None if args.egress_url is None else tuple(args.egress_url)
     config = LoadConfig(
         max_concurrency=args.max_concurrency,
         timeout_s=args.timeout,
         model=args.model,
-        metrics_urls=tuple(args.metrics_url),
-        egress_urls=None if args.egress_url is None else tuple(args.egress_url),
+        metrics_urls=tuple(args.metrics_url) or derived,
+        egress_urls=() if derived and egress_urls is None else egress_urls,
         scrape_interval_s=args.scrape_interval,
         progress=not args.no_progress,
     )
@@ -163,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         results.config["arrivals"] = arrivals
         paths = write_results(results, args.out_dir, args.name)
         print(format_table({args.name: results.summary}))
+        if results.stages:
+            print("\nper stage (router's prfaas_request_stage_seconds, this run):")
+            print(format_stage_table(results.stages))
         summary = results.summary
         if summary.failed:
             print("\nwrote " + ", ".join(str(p) for p in paths.values()))

@@ -110,6 +110,8 @@ class Results:
     egress: list[EgressSample] = field(default_factory=list)
     routing: dict[str, float] = field(default_factory=dict)
     """Routing decisions made during the run ('policy/route/reason' -> count), when known."""
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per request stage during the run: count, mean_s, p90_s (loadgen/stage_stats.py)."""
 
     @property
     def summary(self) -> Summary:
@@ -120,6 +122,7 @@ class Results:
             "config": self.config,
             "summary": asdict(self.summary),
             "routing": self.routing,
+            "stages": self.stages,
             "egress": [asdict(s) for s in self.egress],
             "requests": [r.to_json() for r in self.records],
         }
@@ -131,6 +134,7 @@ class Results:
             [RequestRecord.from_json(r) for r in data["requests"]],
             [EgressSample(**s) for s in data.get("egress", [])],
             data.get("routing", {}),
+            data.get("stages", {}),
         )
 
     def save(self, path: str | Path) -> Path:

@@ -17,7 +17,8 @@ import httpx
 from prfaas.loadgen.client import RequestRecord, send_request
 from prfaas.loadgen.progress import Progress
 from prfaas.loadgen.results import Results
-from prfaas.loadgen.scrape import MetricsSampler, diff_counts, routing_decisions
+from prfaas.loadgen.scrape import MetricsSampler, diff_counts, fetch, routing_decisions
+from prfaas.loadgen.stage_stats import Histograms, stage_histograms, stage_summary
 from prfaas.loadgen.workloads import Workload
 
 
@@ -49,6 +50,7 @@ async def run_load_async(
     egress = config.metrics_urls if config.egress_urls is None else config.egress_urls
     sampler = MetricsSampler(list(egress), config.scrape_interval_s)
     routing_before = await _routing(config)
+    stages_before = await _stages(config)
     limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=config.timeout_s) as client:
 
@@ -84,16 +86,26 @@ async def run_load_async(
             await scraping
     progress.close()
     routing = diff_counts(await _routing(config), routing_before) if config.metrics_urls else {}
+    stages = stage_summary(await _stages(config), stages_before)
     run_config = {
         "url": url,
         "workload": {"name": workload.name, "requests": len(workload.requests), **workload.params},
         "load": asdict(config),
     }
-    return Results(run_config, records, sampler.samples, routing)
+    return Results(run_config, records, sampler.samples, routing, stages)
 
 
 async def _routing(config: LoadConfig) -> dict[str, float]:
     return await routing_decisions(config.metrics_urls[0]) if config.metrics_urls else {}
+
+
+async def _stages(config: LoadConfig) -> Histograms:
+    """The router's stage histograms now ({} without a router metrics URL or an answer)."""
+    if not config.metrics_urls:
+        return {}
+    async with httpx.AsyncClient() as client:
+        text = await fetch(client, config.metrics_urls[0])
+    return stage_histograms(text) if text else {}
 
 
 def run_load(

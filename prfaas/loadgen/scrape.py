@@ -50,7 +50,10 @@ async def routing_decisions(url: str) -> dict[str, float]:
     """The router's routing decisions so far ({} when the endpoint cannot be read)."""
     async with httpx.AsyncClient() as client:
         text = await fetch(client, url)
-    return routing_counts(text) if text else {}
+    try:
+        return routing_counts(text) if text else {}
+    except ValueError:  # not a Prometheus exposition (a server without /metrics)
+        return {}
 
 
 def diff_counts(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
