@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("prfaas.experiment", "run the paper's case study end to end"),
     "sim": ("prfaas.sim", "discrete-event simulation running the router's own decision code"),
     "chaos": ("prfaas.chaos.cli", "seeded, replayable faults under load (--soak: RSS/fd slopes)"),
+    "top": ("prfaas.top.cli", "live view of a running deployment: t, link, offloads, workers"),
 }
 
 # `prfaas bench TARGET`
@@ -53,6 +54,7 @@ Start here:
   prfaas demo                 the paper's point on this machine in a few minutes
   prfaas up                   a whole local deployment (OpenAI endpoint on :8000); Ctrl-C stops it
   prfaas bench serve          load against a running deployment
+  prfaas top                  live view of a running deployment (router's /metrics)
   prfaas plan                 size clusters with the paper's analytical model
 
 Every option can also be set by an environment variable PRFAAS_<COMMAND>_<OPTION>, e.g.

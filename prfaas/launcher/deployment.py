@@ -91,10 +91,14 @@ class Deployment:
         self.secret = secrets.token_hex(16)
         # Secure by default: a per-deployment gRPC token (or, with `tls`, a dev CA and one
         # certificate per process; the router's also serves HTTPS) and the KV secret, in a private
-        # directory; children get paths. `generate_api_key`: a fresh API key there too.
+        # directory; children get paths. `generate_api_key`: a fresh API key there too. The
+        # topology's [security] settings count as if given here (an argument only adds to them).
+        sec = topo.security
+        key_file = api_key_file or (Path(sec.api_key_file) if sec.api_key_file else None)
         self.secrets = DeploymentSecrets.create(
-            [w.worker_id for w in topo.workers()], tls=tls, api_key_file=api_key_file,
-            kv_secret=self.secret, generate_api_key=generate_api_key, router_hosts=(topo.host,),
+            [w.worker_id for w in topo.workers()], tls=tls or sec.tls, api_key_file=key_file,
+            kv_secret=self.secret, generate_api_key=generate_api_key or sec.generate_api_key,
+            router_hosts=(topo.host,), kv_tls=sec.kv_tls,
         )  # fmt: skip
         self.metrics_base_port = metrics_base_port
         self.public = topo

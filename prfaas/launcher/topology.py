@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prfaas.data import topology_file
+from prfaas.launcher import security_settings
+from prfaas.launcher.security_settings import SecuritySpec
 
 # The default two-datacenter topology ships with the package (deploy/local.toml links to it).
 DEFAULT_TOPOLOGY = topology_file("local.toml")
@@ -95,6 +97,8 @@ class Topology:
     link_host: str = ""
     # Address of the PrfaaS datacenter's workers when it differs from `host` (network namespaces).
     prfaas_bind_host: str = ""
+    # [security]: what `prfaas up` turns on (security_settings.py); children get files, not this.
+    security: SecuritySpec = field(default_factory=SecuritySpec)
 
     def workers(self) -> list[WorkerAddress]:
         """Every worker of the deployment, PrfaaS workers first."""
@@ -235,6 +239,7 @@ class Topology:
                 "byte_factor": self.emulated_byte_factor,
                 "decode_step_ms": self.emulated_decode_step_ms,
             },
+            "security": self.security.to_toml(),
         }
         lines = []
         for section, values in sections.items():
@@ -261,6 +266,7 @@ _SECTIONS = {
     "pd": {"cluster", "roles", "grpc_base_port", "kv_base_port", "link_base_port", "hosts"},
     "worker": {"cache_budget_mb", "block_size", "kv_connections", "kv_compression", "max_num_seqs"},
     "emulated": {"prfaas_profile", "pd_profile", "time_factor", "byte_factor", "decode_step_ms"},
+    "security": set(security_settings.KEYS),
 }
 
 
@@ -293,6 +299,10 @@ def load_topology(path: str | Path | None = None) -> Topology:
         raw.get("emulated", {}),
     )
     base = Topology()
+    try:
+        security = SecuritySpec.from_toml(raw.get("security", {}), path)
+    except ValueError as exc:
+        raise TopologyError(f"{path}: {exc}") from exc
     return Topology(
         name=d.get("name", base.name),
         backend=d.get("backend", base.backend),
@@ -336,4 +346,5 @@ def load_topology(path: str | Path | None = None) -> Topology:
         prfaas_bind_host=pf.get("bind_host", ""),
         pd_hosts=tuple(pd.get("hosts", ())),
         link_host=lk.get("host", ""),
+        security=security,
     )

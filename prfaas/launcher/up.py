@@ -95,16 +95,19 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.topology)
     try:
         model = str(Path(args.model).resolve()) if args.model else None
-        topo = load_topology(path).with_overrides(
-            backend=args.backend, policy=args.policy, model=model
+        topo = load_topology(path)
+        # The topology's [security] section, with what the options turn on.
+        security = topo.security.with_options(
+            tls=args.tls, secure=args.secure, api_key_file=args.api_key_file
+        )
+        topo = topo.with_overrides(
+            backend=args.backend, policy=args.policy, model=model, security=security
         )
     except TopologyError as exc:
         print(f"prfaas up: {exc}", file=sys.stderr)
         return 2
-    api_key_file = Path(args.api_key_file) if args.api_key_file else None
     deployment = Deployment(
         topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns,
-        tls=args.tls or args.secure, api_key_file=api_key_file, generate_api_key=args.secure,
     )  # fmt: skip
     supervisor = deployment.supervisor
     stop = threading.Event()

@@ -85,6 +85,19 @@ class RouterMetrics:
             "Current uncached-length threshold t above which prefill is offloaded.",
             registry=registry,
         )
+        self.threshold_changes = Counter(
+            "prfaas_routing_threshold_changes_total",
+            "Changes of the threshold t by cause: raise:egress|backlog|loss|queue, lower:calm and "
+            "base (short-term control), plan (the long-term controller moved its base).",
+            ["reason"],
+            registry=registry,
+        )
+        self.threshold_last_change = Gauge(
+            "prfaas_routing_threshold_last_change_timestamp_seconds",
+            "Unix time of the latest change of t, per cause (the largest is why t is where it is).",
+            ["reason"],
+            registry=registry,
+        )
         self.num_instances = Gauge(
             "prfaas_num_instances",
             "Instances per cluster and role (N_p and N_d of the local PD cluster).",
@@ -134,6 +147,11 @@ class RouterMetrics:
         """Called once per attempted cross-cluster prefix move (see router/prefix_transfer.py)."""
         self.prefix_transfers.labels(outcome).inc()
         self.prefix_transfer_tokens.inc(num_tokens)
+
+    def record_threshold_change(self, reason: str) -> None:
+        """Called by the control loops each time t moves, with the controller's reason."""
+        self.threshold_changes.labels(reason).inc()
+        self.threshold_last_change.labels(reason).set_to_current_time()
 
     def set_control_state(
         self, threshold_tokens: float, num_instances: dict[tuple[str, str], int]

@@ -92,6 +92,8 @@ class ControlLoops:
                      tel.capacity_bytes_per_s, self.capacity.source, decision.reason)  # fmt: skip
         if self.metrics is not None:
             self.metrics.threshold.set(decision.threshold)
+            if decision.reason != "hold":
+                self.metrics.record_threshold_change(decision.reason)
         if self.transfer_metrics is not None:
             self.transfer_metrics.goodput.labels(LINK_LABEL).set(tel.egress_bytes_per_s)
             self.transfer_metrics.utilization.labels(LINK_LABEL).set(decision.utilization)
@@ -145,6 +147,8 @@ class ControlLoops:
                  decision.threshold, decision.n_p, decision.n_d, decision.arrival_rps,
                  [(a.worker_id, a.to_role.value) for a in decision.actions])  # fmt: skip
         if not math.isnan(decision.threshold):
+            if self.metrics is not None and decision.threshold != self.short.base:
+                self.metrics.record_threshold_change("plan")
             self.short.set_base(decision.threshold)
         for action in decision.actions:
             await self.registry.set_role(action.worker_id, Role(action.to_role))

@@ -37,6 +37,7 @@ from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerRegistry, handles_from_topology
 from prfaas.router.service import RouterService
+from prfaas.router.view_metrics import RouterViewCollector
 from prfaas.security import channels, identities
 from prfaas.security.api_keys import ApiKeys
 from prfaas.security.binding import bind_grpc
@@ -181,6 +182,7 @@ def build(
     for handle in handles_from_topology(topo) if topology_workers else ():
         registry.add(handle)
     short = ShortTermController(float(topo.threshold_tokens))
+    metrics.registry.register(RouterViewCollector(registry, short))
     long = _long_term(topo)
     link_bytes = topo.link.rate_gbps * 1e9 / 8
     routing = RoutingConfig(policy=topo.policy, local_cluster=topo.pd_cluster,

@@ -31,6 +31,8 @@ class DeploymentSecrets:
     kv_secret_file: Path
     tls_dir: Path | None = None
     api_key_file: Path | None = None
+    kv_tls: bool = True
+    """With TLS material: encrypt the KV channel too (False: HMAC-authenticated plaintext)."""
 
     @classmethod
     def create(
@@ -42,6 +44,7 @@ class DeploymentSecrets:
         kv_secret: str | None = None,
         generate_api_key: bool = False,
         router_hosts: tuple[str, ...] = (),
+        kv_tls: bool = True,
     ) -> DeploymentSecrets:
         """`router_hosts`: the router's listen hosts, named in its certificate (HTTPS clients
         verify the host they connect to)."""
@@ -60,7 +63,7 @@ class DeploymentSecrets:
                 certs.write_identity(ca, identity, tls_dir)
         if generate_api_key and api_key_file is None:
             api_key_file = write_private(directory / "api.keys", secrets.token_urlsafe(32).encode())
-        return cls(directory, token, kv, tls_dir, api_key_file)
+        return cls(directory, token, kv, tls_dir, api_key_file, kv_tls)
 
     @property
     def ca_file(self) -> Path | None:
@@ -93,7 +96,7 @@ class DeploymentSecrets:
     def worker_args(self, worker_id: str) -> list[str]:
         args = [*self.grpc_args(identities.worker(worker_id))]
         args += ["--kv-secret-file", str(self.kv_secret_file)]
-        return args + (["--kv-tls"] if self.tls_dir is not None else [])
+        return args + (["--kv-tls"] if self.tls_dir is not None and self.kv_tls else [])
 
     def router_args(self) -> list[str]:
         args = self.grpc_args(identities.ROUTER)

@@ -1,0 +1,1 @@
+"""`prfaas top`: a live terminal view of a running deployment (tooling; reads /metrics only)."""
