@@ -41,6 +41,7 @@ BENCH_TARGETS: dict[str, tuple[str, str]] = {
     "transfer": ("prfaas.kvtransfer.bench", "KV transfer goodput and overlap"),
     "workers": ("prfaas.benchmarks.workers", "worker-level prefill/decode/transfer timings"),
     "serve": ("prfaas.loadgen.main", "open-loop load against the HTTP endpoint"),
+    "router": ("prfaas.benchmarks.router_overhead", "the router's own added latency per request"),
 }
 
 
