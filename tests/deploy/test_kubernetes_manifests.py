@@ -40,8 +40,10 @@ def test_ports_and_probes_match_the_processes(overlay: str) -> None:
         if pod.argv[1] == "router":
             assert int(pod.option("--http-port")) == ports["http"]
             assert int(pod.option("--grpc-port")) == ports["grpc"]
+            # The kubelet probes the scheme the router serves (HTTPS with --https-cert).
+            scheme = {"scheme": "HTTPS"} if pod.option("--https-cert") else {}
             for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
-                assert pod.container[probe]["httpGet"] == {"path": path, "port": "http"}
+                assert pod.container[probe]["httpGet"] == {"path": path, "port": "http", **scheme}
             continue
         assert int(pod.option("--grpc-port")) == ports["grpc"]
         assert int(pod.option("--kv-port")) == ports["kv"]
@@ -79,3 +81,20 @@ def test_gpu_overlays_ask_for_gpus_and_cuda() -> None:
                 continue
             assert pod.container["resources"]["limits"]["nvidia.com/gpu"] == 1
             assert pod.option("--device") == "cuda"
+
+
+def test_secure_overlay_serves_https_with_api_keys_from_private_copies() -> None:
+    """pd-cluster-secure: the router's HTTPS key and API keys come from user-provided secrets,
+    copied 0600 by the init container into the directory the router reads them from."""
+    router = next(p for p in pods(rendered("pd-cluster-secure")) if p.argv[1] == "router")
+    spec = router.workload["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    assert secrets["https"] == "prfaas-router-https"
+    assert secrets["api-keys"] == "prfaas-api-keys"
+    copied = {m["name"] for m in spec["initContainers"][0]["volumeMounts"]}
+    assert {"https", "api-keys"} <= copied
+    private = next(
+        m["mountPath"] for m in router.container["volumeMounts"] if m["name"] == "secrets"
+    )
+    for option in ("--https-cert", "--https-key", "--api-key-file"):
+        assert router.option(option).startswith(private + "/"), option
