@@ -27,6 +27,7 @@ from prfaas.loadgen.scrape import KV_SENT, routing_counts, sample_values
 
 THRESHOLD = "prfaas_routing_threshold_tokens"
 UTILIZATION = "prfaas_link_utilization_ratio"
+CAPACITY = "prfaas_link_capacity_bytes_per_second"
 WAITING = "prfaas_num_requests_waiting"
 RETRANSMITS = "prfaas_link_retransmits_total"
 
@@ -58,6 +59,7 @@ class Sampler(threading.Thread):
         gauge = sample_values(text, THRESHOLD) if text else []
         routing = routing_counts(text) if text else {}
         util = sample_values(text, UTILIZATION) if text else []
+        capacity = sample_values(text, CAPACITY) if text else []
         sent = waiting = retrans = 0.0
         for url in self.running.prfaas_metrics:
             body = _get(client, url)
@@ -76,6 +78,8 @@ class Sampler(threading.Thread):
             "decisions": sum(routing.values()),
             "egress_sent_bytes": sent,
             "utilization": max((v for _, v in util), default=None),
+            # The link capacity the short-term controller used (measured; configured until then).
+            "capacity_bytes_per_s": max((v for _, v in capacity), default=None),
             "prfaas_waiting_mean": waiting / n,
             "retransmits": retrans,
         }

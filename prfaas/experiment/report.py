@@ -209,6 +209,11 @@ def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
     axes[1].set_ylabel("offloads / s")
     twin = axes[1].twinx()
     twin.plot(t[1:], egress, color="C2", alpha=0.6, label="egress Mbit/s")
+    cap = [x.get("capacity_bytes_per_s") for x in s]
+    if any(c is not None for c in cap):
+        twin.plot(t, [None if c is None else c * 8 / 1e6 for c in cap], color="C7", ls="--",
+                  label="measured capacity Mbit/s")  # fmt: skip
+        twin.legend(loc="upper right", fontsize=7)
     twin.set_ylabel("PrfaaS egress (Mbit/s)")
     req = [r for r in fl["requests"] if r["ttft_s"] is not None]
     axes[2].plot([r["send_s"] for r in req], [r["ttft_s"] for r in req], ".", ms=4, color="C3")
