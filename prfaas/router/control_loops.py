@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 LINK_LABEL = "prfaas-pd"
 """The `link` label of the router's link gauges."""
 
+TELEMETRY_LOG = (
+    "link telemetry: egress=%.0f backlog=%.0f delivery=%.0f depth=%.2f loss=%.5f"
+    " -> capacity=%.0f u=%.3f t=%.0f %s"
+)
+"""One line per short tick while the link carries or queues anything (or t is raised): the
+controller's raw inputs and outputs, so a run's router.log can be replayed against the law
+(tests/router/test_control_replay.py)."""
+
 
 class ControlLoops:
     def __init__(
@@ -55,6 +63,7 @@ class ControlLoops:
         self.registry, self.short, self.long = registry, short, long
         self.link_bytes_per_s = link_bytes_per_s
         self.capacity = LinkCapacityEstimator(link_bytes_per_s)
+        self.last_sample = CapacitySample(0.0, 0.0)
         self.prfaas_cluster, self.local_cluster = prfaas_cluster, local_cluster
         self.metrics, self.transfer_metrics = metrics, transfer_metrics
         self.short_tick_s, self.long_tick_s = short_tick_s, long_tick_s
@@ -68,7 +77,8 @@ class ControlLoops:
         depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
         backlog = sum(h.load.kv_queued_bytes for h in prfaas)  # type: ignore[union-attr]
         delivery = sum(h.load.kv_delivery_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
-        capacity = self.capacity.update(CapacitySample(egress, backlog, delivery))
+        self.last_sample = CapacitySample(egress, backlog, delivery)
+        capacity = self.capacity.update(self.last_sample)
         return LinkTelemetry(egress, capacity, depth, self._loss_rate(prfaas), backlog)
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
@@ -86,6 +96,12 @@ class ControlLoops:
     def short_tick(self) -> ShortTermDecision:
         tel = self.telemetry()
         decision = self.short.update(tel)
+        raw = self.last_sample
+        if raw.egress_bytes_per_s or raw.backlog_bytes or decision.threshold > self.short.base:
+            log.info(TELEMETRY_LOG, raw.egress_bytes_per_s, raw.backlog_bytes,
+                     raw.delivery_bytes_per_s, tel.prfaas_queue_depth, tel.loss_rate,
+                     tel.capacity_bytes_per_s, decision.utilization, decision.threshold,
+                     decision.reason)  # fmt: skip
         if decision.reason != "hold":
             log.info("short-term: t_eff=%.0f scarce=%s u=%.2f capacity=%.3g B/s (%s) (%s)",
                      decision.threshold, decision.bandwidth_scarce, decision.utilization,
