@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("prfaas.sim", "discrete-event simulation running the router's own decision code"),
     "chaos": ("prfaas.chaos.cli", "seeded, replayable faults under load (--soak: RSS/fd slopes)"),
     "top": ("prfaas.top.cli", "live view of a running deployment: t, link, offloads, workers"),
+    "tokenizer": (
+        "prfaas.model.tokenizer_cli",
+        "export the default model's tokenizer directory (for AutoTokenizer and benchmark clients)",
+    ),
 }
 
 # `prfaas bench TARGET`

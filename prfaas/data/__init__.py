@@ -5,6 +5,8 @@ beside it.
   prefill profiles it names (`h200_8gpu_prefill.csv` from Table 5, `h20_8gpu_prefill.csv`
   reconstructed). The planner's default case and the emulated backend's default profiles.
 - `topologies/local.toml`: the default topology of `prfaas up` (deploy/local.toml is a link to it).
+- `tokenizer/`: the embedded byte-level model's tokenizer as a Hugging Face directory
+  (`prfaas tokenizer export` writes the same files; the router serves them on /v1/tokenizer/).
 - `traces/`: the workload traces the load generator replays by default and the tests read (sources,
   licenses and checksums in `traces/README.md`).
 """
@@ -36,3 +38,12 @@ def trace_file(name: str) -> Path:
 def topology_file(name: str) -> Path:
     """A shipped topology file (`local.toml`: the default of `prfaas up`)."""
     return data_file("topologies", name)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+"""The files of a tokenizer directory that clients load (and the router serves, when present)."""
+
+
+def tokenizer_dir() -> Path:
+    """The shipped tokenizer directory of the embedded byte-level model."""
+    return data_file("tokenizer")

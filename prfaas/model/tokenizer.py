@@ -63,9 +63,28 @@ def _byte_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def export_hf_tokenizer_json(path: str | Path) -> Path:
+def _bos_template() -> dict[str, object]:
+    bos = SPECIAL_TOKENS[BOS_ID]
+    return {
+        "type": "TemplateProcessing",
+        "single": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+        ],
+        "pair": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [BOS_ID], "tokens": [bos]}},
+    }
+
+
+def export_hf_tokenizer_json(path: str | Path, *, add_bos: bool = False) -> Path:
     """Write a `tokenizers`-loadable tokenizer.json with the same ids (a BPE with no merges over
-    the 256 byte aliases, plus the special tokens). Returns the path."""
+    the 256 byte aliases, plus the special tokens). `add_bos`: encoding with special tokens
+    prepends BOS, as the router does to every prompt (what a client counting tokens must see).
+    Returns the path."""
     alias = _byte_to_unicode()
     vocab = {alias[b]: b for b in range(256)}
     vocab.update({name: i for i, name in SPECIAL_TOKENS.items()})
@@ -88,7 +107,7 @@ def export_hf_tokenizer_json(path: str | Path) -> Path:
         ],
         "normalizer": None,
         "pre_tokenizer": {"type": "ByteLevel", **byte_level},
-        "post_processor": None,
+        "post_processor": _bos_template() if add_bos else None,
         "decoder": {"type": "ByteLevel", **byte_level},
         "model": {
             "type": "BPE",

@@ -2,7 +2,8 @@
 
 `create_app` serves `POST /v1/completions`, `POST /v1/chat/completions`, `GET /v1/models`,
 `GET /health` (liveness), `GET /ready` (readiness; 503 while not ready or draining),
-`GET /metrics` and `GET /openapi.json` (the request bodies as FastAPI derives them from
+`GET /metrics`, `GET /v1/tokenizer/<file>` (the served model's tokenizer files) and
+`GET /openapi.json` (the request bodies as FastAPI derives them from
 `openai_protocol.py`). Per request it:
 1. parses the body (unknown fields ignored; invalid input and fields prfaas cannot honour are 400
    in the OpenAI error shape; the limits are `prfaas/request_limits.py`),
@@ -17,12 +18,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
+from prfaas.data import TOKENIZER_FILES
 from prfaas.metrics import RouterMetrics, render
 from prfaas.router.backend_base import BackendError, GenerationBackend, GenerationRequest
 from prfaas.router.http_errors import APIError, from_backend_error, install_error_handlers
@@ -51,9 +54,12 @@ def create_app(
     api_key: str | ApiKeys | None = None,
     metrics: RouterMetrics | None = None,
     served_model_name: str | None = None,
+    tokenizer_dir: Path | None = None,
 ) -> FastAPI:
     """Build the HTTP app. `metrics` defaults to a `RouterMetrics` on a fresh registry;
-    `served_model_name` (default `backend.model_name`) is the id `/v1/models` lists."""
+    `served_model_name` (default `backend.model_name`) is the id `/v1/models` lists;
+    `tokenizer_dir`: the served model's tokenizer directory, whose client files
+    (`prfaas.data.TOKENIZER_FILES`) are served at `GET /v1/tokenizer/<file>`."""
     model_name = served_model_name or backend.model_name
     if metrics is None:
         metrics = RouterMetrics(CollectorRegistry(), model_name)
@@ -108,6 +114,16 @@ def create_app(
             "permission": [],
         }
         return {"object": "list", "data": [card]}
+
+    @app.get("/v1/tokenizer/{name}", dependencies=[Depends(check_api_key)])
+    async def tokenizer_file(name: str) -> Response:
+        """A tokenizer file of the served model, so clients count tokens as the router does."""
+        path = tokenizer_dir / name if tokenizer_dir is not None else None
+        if name not in TOKENIZER_FILES or path is None or not path.is_file():
+            raise APIError(
+                404, f"No tokenizer file {name!r}; served: {', '.join(TOKENIZER_FILES)}."
+            )
+        return Response(path.read_bytes(), media_type="application/json")
 
     @app.post("/v1/completions", dependencies=[Depends(check_api_key)])
     async def completions(body: CompletionRequest, request: Request) -> Response:

@@ -19,6 +19,7 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import uvicorn
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from prfaas import tracing
 from prfaas._proto.prfaas.v1 import router_pb2_grpc
+from prfaas.data import tokenizer_dir
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.router.control import LongTermController, ShortTermController
@@ -139,6 +141,13 @@ def _served_model(topo: Topology, model_dir: str | None) -> tuple[Tokenizer, str
     return HFTokenizer(model_dir, info.config.vocab_size), info.name, info.max_context
 
 
+def _tokenizer_dir(topo: Topology, model_dir: str | None) -> Path:
+    """Where the served model's tokenizer files are: the checkpoint's own directory, or the
+    shipped directory of the byte-level model (`prfaas tokenizer export` writes the same)."""
+    model_dir = model_dir or getattr(topo, "model", "")
+    return Path(model_dir) if model_dir else tokenizer_dir()
+
+
 def _long_term(topo: Topology) -> LongTermController | None:
     """The planner-driven controller, when the topology names prefill profiles to plan with."""
     if not (topo.emulated_profile_pd and topo.emulated_profile_prfaas):
@@ -219,7 +228,8 @@ async def serve(
     api_keys = ApiKeys.of(api_key)
     tokenizer, checkpoint_name, max_context = _served_model(topo, model_dir)
     proc = build(topo, model_name or checkpoint_name, max_context, max_inflight, topology_workers)
-    app = create_app(proc.dispatcher, tokenizer, api_key=api_keys, metrics=proc.metrics)
+    app = create_app(proc.dispatcher, tokenizer, api_key=api_keys, metrics=proc.metrics,
+                     tokenizer_dir=_tokenizer_dir(topo, model_dir))  # fmt: skip
     grpc_server = grpc.aio.server(interceptors=[AuthInterceptor(credentials, api_keys)])
     router_pb2_grpc.add_RouterServicer_to_server(
         RouterService(proc.dispatcher, proc.registry, vocab_size=tokenizer.vocab_size), grpc_server

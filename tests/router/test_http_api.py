@@ -194,3 +194,19 @@ def test_unknown_fields_are_ignored(served: Served) -> None:
     )
     assert out.choices[0].text == "ab"
     assert served.backend.requests[0].sampling.top_k == 5
+
+
+def test_tokenizer_files_are_served(serve, tmp_path) -> None:
+    from prfaas.data import tokenizer_dir
+
+    s = serve(FakeBackend(), tokenizer_dir=tokenizer_dir())
+    got = httpx.get(f"{s.url}/v1/tokenizer/tokenizer.json")
+    assert got.status_code == 200
+    assert got.content == (tokenizer_dir() / "tokenizer.json").read_bytes()
+    config = httpx.get(f"{s.url}/v1/tokenizer/tokenizer_config.json").json()
+    assert config["eos_token"] == "<|eos|>"
+    # Only the client files, never another path under or beside the directory.
+    for name in ("README.md", "..%2Fcase_study%2Fcase_study.toml", "__init__.py"):
+        assert httpx.get(f"{s.url}/v1/tokenizer/{name}").status_code == 404
+    bare = serve(FakeBackend())  # no tokenizer directory known
+    assert httpx.get(f"{bare.url}/v1/tokenizer/tokenizer.json").status_code == 404
