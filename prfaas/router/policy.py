@@ -75,7 +75,10 @@ class WorkerSnapshot:
     queue_depth: int = 0
     """Requests waiting for or in prefill on this worker."""
     load: float = 0.0
-    """Utilisation in [0, 1] (decode: running batch / BS_max)."""
+    """Utilisation in [0, 1] (decode: running batch / BS_max), for ranking."""
+    seats_taken: float | None = None
+    """Decode: running batch / BS_max when `load` also counts requests still to arrive (ranking
+    spreads them; only taken seats fill a worker). None: `load` is the seat count."""
     free_kv_tokens: int = 0
     """Tokens of KV the worker can still allocate (decode side)."""
 
@@ -149,9 +152,9 @@ def _pick_decode(
         for w in workers
         if w.eligible and w.cluster == cluster and w.role in (Role.DECODE, Role.MIXED)
         and w.free_kv_tokens >= need
-        # load = running batch / BS_max: a full decode worker takes no one (the request is
+        # Seats = running batch / BS_max: a full decode worker takes no one (the request is
         # refused with 429 rather than left waiting for a seat past the admission deadline).
-        and w.load < 1.0
+        and (w.load if w.seats_taken is None else w.seats_taken) < 1.0
     ]  # fmt: skip
     return min(
         cands, key=lambda w: (w.load, w.queue_depth, -w.free_kv_tokens, w.worker_id), default=None

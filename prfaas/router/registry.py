@@ -142,11 +142,15 @@ class WorkerHandle:
         if load is not None and self.role in (Role.PRFAAS, Role.PREFILL):
             queue += load.num_running
         queue = max(queue, self.inflight_prefills)
+        seats: float | None = None
         if self.role is Role.DECODE:
             queue = max(queue, self.pending_decodes)
         if self.role in (Role.DECODE, Role.MIXED):
-            # Decode placement: the running batch against the worker's cap (Eq. 5's BS_max).
-            utilization = self.inflight_decodes / self.max_decodes
+            # Decode placement: seats are the running batch against the worker's cap (Eq. 5's
+            # BS_max); ranking also counts the requests placed here whose KV is still to come,
+            # or a burst would herd onto whichever decoder had the fewest running.
+            seats = self.inflight_decodes / self.max_decodes
+            utilization = (self.inflight_decodes + self.pending_decodes) / self.max_decodes
         else:
             utilization = 0.0 if load is None else load.busy_fraction
             if self.load_stale:
@@ -159,6 +163,7 @@ class WorkerHandle:
             draining=self.draining or (load is not None and load.draining),
             queue_depth=queue,
             load=utilization,
+            seats_taken=seats,
             free_kv_tokens=UNLIMITED_KV_TOKENS,
         )
 

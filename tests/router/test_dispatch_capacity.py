@@ -48,11 +48,30 @@ async def test_queued_prefills_hold_no_decode_seat() -> None:
         assert (decode.inflight_decodes, decode.pending_decodes) == (0, 3)
         # The prefill worker's queue accounting holds the three requests' uncached tokens.
         assert c.registry.get("pd-0").inflight_prefill_tokens == 60
-        assert decode.snapshot().load == 0.0 and decode.snapshot().queue_depth >= 3
+        snap = decode.snapshot()
+        assert snap.seats_taken == 0.0 and snap.queue_depth >= 3
         for task in queued:
             task.cancel()
         await asyncio.gather(*queued, return_exceptions=True)
         assert (decode.inflight_decodes, decode.pending_decodes) == (0, 0)
+    finally:
+        await c.close()
+
+
+async def test_requests_waiting_for_prefill_spread_over_decode_workers() -> None:
+    """Pending requests take no seat but count for ranking: a burst does not herd onto the
+    decoder that happens to have the fewest running."""
+    c = await start_cluster(pd_roles=("prefill", "decode", "decode"), policy="homogeneous-pd",
+                            num_prfaas=0)  # fmt: skip
+    try:
+        c.worker("pd-0").script.prefill_mode = "stall"
+        queued = [asyncio.ensure_future(run(c, list(range(i, i + 20)))) for i in range(4)]
+        while len(c.worker("pd-0").prefill_requests) < 4:
+            await asyncio.sleep(0.01)
+        assert [c.registry.get(w).pending_decodes for w in ("pd-1", "pd-2")] == [2, 2]
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
     finally:
         await c.close()
 
