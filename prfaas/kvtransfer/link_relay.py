@@ -21,6 +21,8 @@ import random
 import time
 from collections import deque
 
+from prfaas.log_setup import add_logging_arguments, configure_logging
+
 _EOF = b""
 
 
@@ -233,6 +235,7 @@ def _hostport(value: str) -> tuple[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_logging_arguments(parser)
     parser.add_argument("--listen", type=_hostport, required=True, help="HOST:PORT to accept on")
     parser.add_argument("--target", type=_hostport, required=True, help="HOST:PORT to relay to")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay per direction")
@@ -273,6 +276,8 @@ async def _export_metrics(
 
 
 def run(args: argparse.Namespace) -> int:
+    configure_logging(args)
+
     async def main() -> None:
         relay = LinkRelay(
             args.target,

@@ -83,6 +83,7 @@ class Deployment:
         tls: bool = False,
         api_key_file: Path | None = None,
         generate_api_key: bool = False,
+        child_args: tuple[str, ...] = (),
     ) -> None:
         # Where the topology came from (messages only); children read the effective copy.
         self.source_path = topology_path
@@ -110,6 +111,8 @@ class Deployment:
             )
         self.topo = topo
         self.topology_path = log_dir / "topology.toml"
+        # Options every child takes (prfaas up's --log-level/--log-format), after its own.
+        self.child_args = child_args
 
     def _effective(self) -> Topology:
         """The topology the children see: in netns mode, each cluster on its namespace address;
@@ -125,7 +128,7 @@ class Deployment:
         )
 
     def _cli(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "prfaas.cli", *args]
+        return [sys.executable, "-m", "prfaas.cli", *args, *self.child_args]
 
     def _worker_args(self, w: WorkerAddress, index: int) -> list[str]:
         t = self.topo

@@ -29,6 +29,7 @@ from prfaas.launcher.topology import (
     TopologyError,
     load_topology,
 )
+from prfaas.log_setup import LOG_FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mutual TLS on gRPC and the KV channel, HTTPS on the router (dev CA)",
     )
     parser.add_argument(
-        "--api-key-file", help="API keys for /v1/* and Router.Generate (one per line, mode 0600)"
+        "--api-key-file",
+        help="API keys for /v1/* and Router.Generate (one per line, mode 0600). There is no "
+        "--api-key: a secret on the command line is visible to every user in ps and lands in "
+        "shell history (docs/security.md)",
     )
     parser.add_argument(
         "--secure",
@@ -54,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", help="serve this Hugging Face checkpoint directory (Qwen3.5 text) everywhere"
     )
     parser.add_argument("--log-dir", default="runs/up/logs", help="one log file per process")
+    parser.add_argument(
+        "--log-level", default="INFO", help="every process's log level (DEBUG | INFO | WARNING)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="every process's log lines: text, or json (one object per line, with request_id)",
+    )
     parser.add_argument("--metrics-base-port", type=int, default=9400, help="worker /metrics ports")
     parser.add_argument(
         "--netns",
@@ -108,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     deployment = Deployment(
         topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns,
+        child_args=("--log-level", args.log_level, "--log-format", args.log_format),
     )  # fmt: skip
     supervisor = deployment.supervisor
     stop = threading.Event()

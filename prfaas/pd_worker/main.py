@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
+from prfaas.log_setup import configure_logging
 from prfaas.pd_worker.service import ROLES, PDWorkerServicer
 from prfaas.worker.options import add_common_arguments
 from prfaas.worker.runtime import WorkerRuntime
@@ -21,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    configure_logging(args)
+
     async def main() -> None:
         runtime = WorkerRuntime(args, receives_kv=True)
         servicer = PDWorkerServicer(runtime, args.role)

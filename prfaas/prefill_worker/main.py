@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
+from prfaas.log_setup import configure_logging
 from prfaas.prefill_worker.service import PrefillWorkerServicer
 from prfaas.worker.options import add_common_arguments
 from prfaas.worker.runtime import WorkerRuntime
@@ -31,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    configure_logging(args)
+
     async def main() -> None:
         # A KV receiver only to import cached prefixes (ImportPrefix); prefills never receive.
         runtime = WorkerRuntime(args, receives_kv=args.kv_port > 0)

@@ -29,6 +29,7 @@ from prfaas import tracing
 from prfaas._proto.prfaas.v1 import router_pb2_grpc
 from prfaas.data import tokenizer_dir
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
+from prfaas.log_setup import add_logging_arguments, configure_logging
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.router.control import LongTermController, ShortTermController
 from prfaas.router.control_loops import ControlLoops
@@ -85,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="topology: start knowing the topology's workers; registered: start empty, every "
         "worker joins with RegisterWorker (the topology still gives policy, ports and link)",
     )
-    parser.add_argument("--log-level", default="INFO")
+    add_logging_arguments(parser)
     add_security_arguments(parser, router=True)
 
 
@@ -268,8 +269,7 @@ async def serve(
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    configure_logging(args)
     topo = load_topology(args.topology).with_overrides(
         policy=args.policy, host=args.host, http_port=args.http_port,
         router_grpc_port=args.grpc_port, threshold_tokens=args.threshold,

@@ -8,6 +8,7 @@ import os
 from prfaas.engine.backend_base import ExecutionBackend
 from prfaas.engine.core import EngineCore
 from prfaas.engine.prefix_cache import CacheListener
+from prfaas.log_setup import add_logging_arguments
 from prfaas.security.options import add_security_arguments
 from prfaas.security.secret_files import read_secret
 from prfaas.worker.compute import LayerHooks
@@ -16,6 +17,7 @@ SECRET_ENV = "PRFAAS_KV_SECRET"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+    add_logging_arguments(parser)
     parser.add_argument("--worker-id", required=True, help="unique id, e.g. prfaas-0 or pd-1")
     parser.add_argument("--cluster", default="", help="datacenter / cluster name")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
