@@ -46,6 +46,10 @@ BENCH_TARGETS: dict[str, tuple[str, str]] = {
     "workers": ("prfaas.benchmarks.workers", "worker-level prefill/decode/transfer timings"),
     "serve": ("prfaas.loadgen.main", "open-loop load against the HTTP endpoint"),
     "router": ("prfaas.benchmarks.router_overhead", "the router's own added latency per request"),
+    "router-security": (
+        "prfaas.benchmarks.router_security_cost",
+        "latency mTLS + HTTPS + API key add through the router process, vs plain",
+    ),
 }
 
 

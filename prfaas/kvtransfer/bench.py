@@ -4,7 +4,7 @@ same run. The receiving side always runs in a separate process (`bench_peer`).
 Scenarios: `loopback` (ours vs single-socket sendall), `relay` (20 ms one-way delay through
 `prfaas link`: 1 vs 4 connections), `overlap` (one layer every X ms: exposed time after the last
 layer vs one layer's ship time), `netns` (veth shaped with tbf to 1 and 10 Gbit/s: ours vs iperf3;
-needs root and iperf3).
+needs root and iperf3), `tls` (loopback with mutual TLS vs plain, interleaved; bench_tls.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import uvloop
 from prfaas.kvtransfer.bench_netns import netns_child, scenario_netns
 from prfaas.kvtransfer.bench_overlap import scenario_overlap
 from prfaas.kvtransfer.bench_peer import SECRET
+from prfaas.kvtransfer.bench_tls import scenario_tls
 from prfaas.kvtransfer.tcp_sender import TcpSender
 
 MIB = 1 << 20
@@ -70,8 +72,11 @@ async def ours(
     nbytes: int,
     conns: int,
     chunk_mib: float,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> dict[str, float]:
-    tx = TcpSender(secret=SECRET, num_connections=conns, chunk_mib=chunk_mib)
+    tx = TcpSender(
+        secret=SECRET, num_connections=conns, chunk_mib=chunk_mib, ssl_context=ssl_context
+    )
     src = [bytearray(os.urandom(min(nbytes, MIB))) * max(1, nbytes // MIB) for _ in range(layers)]
     layout = [[("kv", "u8", len(s))] for s in src]
     t0 = time.perf_counter()
@@ -129,14 +134,16 @@ SCENARIOS = {
     "relay": scenario_relay,
     "overlap": scenario_overlap,
     "netns": scenario_netns,
+    "tls": scenario_tls,
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument(
-        "--scenario", action="append", help="loopback, relay, overlap, netns (default: all)"
+        "--scenario", action="append", help="loopback, relay, overlap, netns, tls (default: all)"
     )
+    parser.add_argument("--tls-rounds", type=int, default=5, help="tls: plain/TLS round pairs")
     parser.add_argument("--loopback-mib", type=int, default=256)
     parser.add_argument("--netns-mib", type=int, default=1024, help="netns: MiB at 10 Gbit/s")
     parser.add_argument("--netns-rounds", type=int, default=3)

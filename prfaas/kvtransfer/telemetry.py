@@ -17,7 +17,7 @@ _TCP_INFO = struct.Struct("=8B24I")
 # segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out; u64 delivery_rate.
 _TCP_INFO_RATE = struct.Struct("=4Q6IQ")
 _RATE_OFFSET = _TCP_INFO.size
-_BYTES_ACKED, _DELIVERY_RATE = 2, 10
+_BYTES_ACKED, _NOTSENT_BYTES, _DELIVERY_RATE = 2, 6, 10
 _APP_LIMITED_BIT = 0x01  # low bit of the 8th u8: tcpi_delivery_rate_app_limited
 _RTO, _SND_MSS, _UNACKED, _LOST, _RETRANS = 0, 2, 4, 6, 7
 _RTT, _RTTVAR, _SND_SSTHRESH, _SND_CWND, _TOTAL_RETRANS = 15, 16, 17, 18, 23
@@ -42,6 +42,8 @@ class TcpInfo:
     delivery_rate_app_limited: bool = False
     """That sample was taken while the sender had too little data to fill the path."""
     bytes_acked: int = 0
+    notsent_bytes: int = 0
+    """Bytes written to the socket that the kernel has not sent yet (its share of a backlog)."""
 
 
 def parse_tcp_info(raw: bytes) -> TcpInfo:
@@ -69,6 +71,7 @@ def parse_tcp_info(raw: bytes) -> TcpInfo:
         delivery_rate_bytes_per_s=rate[_DELIVERY_RATE] if rate else 0,
         delivery_rate_app_limited=bool(u8[7] & _APP_LIMITED_BIT),
         bytes_acked=rate[_BYTES_ACKED] if rate else 0,
+        notsent_bytes=rate[_NOTSENT_BYTES] if rate else 0,
     )
 
 

@@ -267,8 +267,13 @@ class WorkerRuntime:
         return sum(peer.bytes_sent for peer in self.sender.snapshot())
 
     def kv_queued_bytes(self) -> int:
+        """KV bytes not on the wire yet: queued in the sender, and written to the sockets but
+        unsent by the kernel (socket buffers hide megabytes of a backlog when the link slows)."""
         assert self.sender is not None
-        return sum(peer.queued_bytes for peer in self.sender.snapshot())
+        return sum(
+            peer.queued_bytes + sum(t.notsent_bytes for t in peer.tcp if t is not None)
+            for peer in self.sender.snapshot()
+        )
 
     def egress_rate(self) -> float:
         """KV bytes/s this worker put on the wire recently."""

@@ -32,6 +32,12 @@ def test_estimate_falls_at_once_under_backlog_and_rises_on_lower_bounds() -> Non
     # One burst measured at 200 MB/s: the link is at least that fast.
     assert est.update(CapacitySample(20e6, 0, 200e6)) == 200e6
     assert est.source == "lower_bound"
+    # A shaper's burst read at line rate counts for at most 4x the configured rate.
+    assert est.update(CapacitySample(20e6, 0, 1.07e9)) == 4 * CONFIGURED
+    # Under a backlog the kernel's delivery rate is the capacity, even below egress into
+    # socket buffers; without a delivery sample, egress is.
+    assert est.update(CapacitySample(30e6, 40 * MIB, 12.5e6)) == 12.5e6
+    assert est.update(CapacitySample(9e6, 40 * MIB, 0.0)) == 9e6
     # Never below 1 % of configured (an idle link sampled under backlog reads ~0).
     assert est.update(CapacitySample(0.0, 10 * MIB, 0.0)) == CONFIGURED * 0.01
 
@@ -88,3 +94,15 @@ def test_link_twice_as_fast_as_configured_is_used() -> None:
     # And a threshold raised earlier falls back to base on the fast link.
     fast.ctl.threshold = 4 * BASE_T
     assert [fast.tick() for _ in range(120)][-1] == BASE_T
+
+
+def test_a_draining_backlog_is_not_pressure() -> None:
+    """The link is busy and a backlog remains, but it shrinks every tick: offered load is
+    already below capacity, so t holds instead of climbing (loss still raises)."""
+    ctl = ShortTermController(BASE_T)
+    for backlog in (40 * MIB, 30 * MIB, 20 * MIB, 10 * MIB):
+        d = ctl.update(LinkTelemetry(10e6, 10e6, backlog_bytes=backlog))
+    assert ctl.threshold == BASE_T * 1.25  # only the first tick (nothing to compare with) raised
+    assert d.reason == "hold"
+    d = ctl.update(LinkTelemetry(10e6, 10e6, backlog_bytes=12 * MIB))  # growing again
+    assert d.reason.startswith("raise")

@@ -4,13 +4,19 @@ The configured link rate is only the prior. Each tick takes the PrfaaS workers' 
 (bytes put on the wire per second), their summed sender backlog (KV bytes not yet on the wire) and
 their summed kernel delivery rate (TCP_INFO `delivery_rate` of the KV connections that were
 sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
-  saturated  (backlog >= `saturated_backlog_s` of current egress, and >= `min_backlog_bytes`):
-             the link, not the offered load, limits egress, so max(egress, delivery rate) *is*
-             the capacity now -> estimate = that sample (falls at once on a cut);
+  saturated  (backlog >= `saturated_backlog_s` of current egress, and >= `min_backlog_bytes`;
+             the workers count bytes unsent in their socket buffers as backlog too):
+             the link, not the offered load, limits egress, so the kernel's delivery rate (or
+             egress, when none was sampled) *is* the capacity now -> estimate = that sample
+             (falls at once on a cut);
   otherwise  egress and delivery rate are lower bounds (the sender may be idle part of the
              time) -> estimate = max(estimate, egress, delivery rate): a link faster than
              configured shows up as soon as one burst measures it, and a restored link as soon
-             as offloads resume after a cut.
+             as offloads resume after a cut. A shaper's token bucket lets a burst through at line
+             rate, and the per-ack delivery rate then reads far above the link (8.6x the 1 Gbit/s
+             tbf link in the fluctuation run), so this evidence is capped at
+             `max_over_configured` x the configured rate; an estimate that is still too high is
+             corrected by the first backlog.
 The estimate never drops below `floor_fraction` of the configured rate (no division by ~0).
 Pure and synchronous; `ControlLoops.telemetry` owns one and calls `update` once per tick.
 """
@@ -28,6 +34,8 @@ class LinkCapacityConfig:
     """Below this the backlog is transient (a layer just handed over), never saturation."""
     floor_fraction: float = 0.01
     """Lowest estimate, as a fraction of the configured rate."""
+    max_over_configured: float = 4.0
+    """Cap of unsaturated (lower-bound) evidence, as a multiple of the configured rate."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,18 @@ class LinkCapacityEstimator:
 
     def update(self, sample: CapacitySample) -> float:
         cfg = self.config
-        measured = max(sample.egress_bytes_per_s, sample.delivery_bytes_per_s)
         backlog_limit = max(
             cfg.min_backlog_bytes, sample.egress_bytes_per_s * cfg.saturated_backlog_s
         )
         if sample.backlog_bytes >= backlog_limit:
-            self.estimate, self.source = measured, "saturated"
-        elif measured > self.estimate:
-            self.estimate, self.source = measured, "lower_bound"
+            saturated = sample.delivery_bytes_per_s or sample.egress_bytes_per_s
+            self.estimate, self.source = saturated, "saturated"
+        else:
+            lower = min(
+                max(sample.egress_bytes_per_s, sample.delivery_bytes_per_s),
+                self.configured * cfg.max_over_configured,
+            )
+            if lower > self.estimate:
+                self.estimate, self.source = lower, "lower_bound"
         self.estimate = max(self.estimate, self.configured * cfg.floor_fraction)
         return self.estimate

@@ -6,7 +6,12 @@ Control law (one `update()` per tick, e.g. every second; constants in `ShortTerm
            many horizons of backlog wait for the link. When the real link is slower than its
            configured capacity (a cut, congestion elsewhere), egress cannot show it — goodput
            just falls — but the backlog grows; b is that signal.
-  press  = u >= u_high  or  b >= 1  or  loss >= loss_high  or  PrfaaS queue depth >= queue_high.
+  press  = u >= u_high  or  b >= 1  or  loss >= loss_high  or  PrfaaS queue depth >= queue_high;
+           except that while the backlog is draining (it fell by more than `drain_fraction`
+           since the last tick) a busy link and a remaining backlog are not pressure: the
+           offered load is already below capacity, and raising t further only pushes long
+           prompts onto the local prefill queues (seen in the fluctuation run: t climbed to
+           347K tokens while a cut link drained).
   calm   = u <= u_low   and b <= backlog_low  and loss <= loss_low  and queue depth <= queue_low.
   press (and no raise in the last raise_cooldown_ticks ticks)
                    -> t_eff = min(t_eff + max(t_eff·(raise_factor-1), min_step_tokens), t_max).
@@ -65,6 +70,8 @@ class ShortTermConfig:
     """Seconds of link capacity the senders' queued KV bytes may hold before it is pressure."""
     backlog_low: float = 0.25
     """Backlog (in horizons) under which the link counts as calm."""
+    drain_fraction: float = 0.05
+    """A backlog that fell by more than this fraction since the last tick is draining."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class ShortTermController:
         """The link capacity of the latest tick (measured; 0 before the first tick)."""
         self._calm_streak = 0
         self._cooldown = 0
+        self._last_backlog = 0.0
 
     def set_base(self, base_threshold: float) -> None:
         """Called by the long-term controller after re-planning; t_eff never goes below it."""
@@ -119,11 +127,13 @@ class ShortTermController:
         self.utilization = cfg.ewma_alpha * sample + (1 - cfg.ewma_alpha) * self.utilization
         u = self.utilization
         backlog = tel.backlog_bytes / max(tel.capacity_bytes_per_s * cfg.backlog_horizon_s, 1e-9)
+        draining = 0 < tel.backlog_bytes < self._last_backlog * (1 - cfg.drain_fraction)
+        self._last_backlog = tel.backlog_bytes
         causes = [
             name
             for name, hit in (
-                ("egress", u >= cfg.u_high),
-                ("backlog", backlog >= 1.0),
+                ("egress", u >= cfg.u_high and not draining),
+                ("backlog", backlog >= 1.0 and not draining),
                 ("loss", tel.loss_rate >= cfg.loss_high),
                 ("queue", tel.prfaas_queue_depth >= cfg.queue_high),
             )
