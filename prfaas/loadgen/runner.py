@@ -35,6 +35,10 @@ class LoadConfig:
     scrape_interval_s: float = 1.0
     progress: bool = True
     label: str = ""
+    clock_origin: float | None = None
+    """perf_counter time that send times and record start times are relative to (None: when
+    sending begins). A caller that times other events on the same axis (the chaos injector) pins
+    it, so a request and a fault line up to the millisecond, whatever set-up precedes sending."""
 
 
 async def run_load_async(
@@ -71,7 +75,7 @@ async def run_load_async(
                 progress.update(done=1, failed=0 if records[i].ok else 1)
 
         stop = asyncio.Event()
-        run_start = time.perf_counter()
+        run_start = time.perf_counter() if config.clock_origin is None else config.clock_origin
         scraping = asyncio.create_task(sampler.run(run_start, stop)) if sampler.urls else None
         tasks = []
         for i in order:
