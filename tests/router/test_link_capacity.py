@@ -25,19 +25,20 @@ def test_estimate_falls_at_once_under_backlog_and_rises_on_lower_bounds() -> Non
     # Unsaturated traffic below the configured rate says nothing about a lower capacity.
     assert est.update(CapacitySample(40e6, 0.2 * MIB, 45e6)) == CONFIGURED
     # A backlog of seconds at 10 MB/s: the link delivers 10 MB/s, whatever was configured.
-    assert est.update(CapacitySample(10e6, 30 * MIB, 11e6)) == 11e6
+    assert est.update(CapacitySample(10e6, 30 * MIB, 11e6)) == 10e6
     assert est.source == "saturated"
     # A transient backlog (under a MiB) is not saturation.
-    assert est.update(CapacitySample(9e6, 0.5 * MIB, 0.0)) == 11e6
+    assert est.update(CapacitySample(9e6, 0.5 * MIB, 0.0)) == 10e6
     # One burst measured at 200 MB/s: the link is at least that fast.
     assert est.update(CapacitySample(20e6, 0, 200e6)) == 200e6
     assert est.source == "lower_bound"
     # A shaper's burst read at line rate counts for at most 4x the configured rate.
     assert est.update(CapacitySample(20e6, 0, 1.07e9)) == 4 * CONFIGURED
-    # Under a backlog the kernel's delivery rate is the capacity, even below egress into
-    # socket buffers; without a delivery sample, egress is.
+    # Under a backlog what gets through is the capacity: the lower of egress (overstated while
+    # socket buffers absorb writes) and the delivery rate (overstated behind a relay).
     assert est.update(CapacitySample(30e6, 40 * MIB, 12.5e6)) == 12.5e6
-    assert est.update(CapacitySample(9e6, 40 * MIB, 0.0)) == 9e6
+    assert est.update(CapacitySample(9e6, 40 * MIB, 6.0e9)) == 9e6
+    assert est.update(CapacitySample(8e6, 40 * MIB, 0.0)) == 8e6
     # Never below 1 % of configured (an idle link sampled under backlog reads ~0).
     assert est.update(CapacitySample(0.0, 10 * MIB, 0.0)) == CONFIGURED * 0.01
 

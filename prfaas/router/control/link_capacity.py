@@ -6,9 +6,12 @@ their summed kernel delivery rate (TCP_INFO `delivery_rate` of the KV connection
 sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
   saturated  (backlog >= `saturated_backlog_s` of current egress, and >= `min_backlog_bytes`;
              the workers count bytes unsent in their socket buffers as backlog too):
-             the link, not the offered load, limits egress, so the kernel's delivery rate (or
-             egress, when none was sampled) *is* the capacity now -> estimate = that sample
-             (falls at once on a cut);
+             the link, not the offered load, limits egress, so what gets through *is* the
+             capacity now -> estimate = the lower of egress and the kernel's delivery rate (each
+             when sampled; falls at once on a cut). Lower, because each can overstate: egress
+             while socket buffers still absorb writes, the delivery rate when the KV connection
+             ends at a relay before the bottleneck (the experiment's `prfaas link` relays: its
+             samples read 1-20 GB/s on a 1 Gbit/s link);
   otherwise  egress and delivery rate are lower bounds (the sender may be idle part of the
              time) -> estimate = max(estimate, egress, delivery rate): a link faster than
              configured shows up as soon as one burst measures it, and a restored link as soon
@@ -61,8 +64,8 @@ class LinkCapacityEstimator:
             cfg.min_backlog_bytes, sample.egress_bytes_per_s * cfg.saturated_backlog_s
         )
         if sample.backlog_bytes >= backlog_limit:
-            saturated = sample.delivery_bytes_per_s or sample.egress_bytes_per_s
-            self.estimate, self.source = saturated, "saturated"
+            seen = [r for r in (sample.egress_bytes_per_s, sample.delivery_bytes_per_s) if r > 0]
+            self.estimate, self.source = min(seen, default=0.0), "saturated"
         else:
             lower = min(
                 max(sample.egress_bytes_per_s, sample.delivery_bytes_per_s),
