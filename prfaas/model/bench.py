@@ -1,4 +1,6 @@
-"""`prfaas bench model`: prefill and decode throughput of the hybrid model. Prefill as a fraction of
+"""`prfaas bench model`: prefill and decode throughput of the hybrid model (a preset, or a Hugging
+Face Qwen3.5 checkpoint directory with `--model DIR`, e.g. one from scripts/make_random_qwen35.py
+with the real 0.8B layer shapes and few layers). Prefill as a fraction of
 the FLOP/s a plain torch matmul of the model's dominant shapes reaches in the same run; decode as a
 fraction of the read bandwidth (a torch sum over 256 MiB) measured in the same run, from the bytes
 a step must read (weights, each request's KV and linear state; `decode_bytes`).
@@ -21,6 +23,7 @@ import torch
 
 from prfaas.model.cache import HybridCache, SeqCache
 from prfaas.model.config import DTYPE_BYTES, HybridConfig, get_preset
+from prfaas.model.hf_checkpoint import load_hf_model
 from prfaas.model.hybrid import HybridModel
 from prfaas.model.ops import native
 from prfaas.model.ops.native.loader import DISABLE_ENV
@@ -29,6 +32,17 @@ from prfaas.runtime import configure_threads, pick_device
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="small", help="tiny | small | large")
+    parser.add_argument(
+        "--model", default=None, help="a Hugging Face Qwen3.5 checkpoint directory (not a preset)"
+    )
+    parser.add_argument(
+        "--dtype", default=None, help="with --model: bfloat16 | float32 (default: the checkpoint's)"
+    )
+    parser.add_argument(
+        "--prompt-lengths",
+        default=None,
+        help="comma-separated prefill lengths (default 1024,4096,16384)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: CUDA if available)")
@@ -129,6 +143,26 @@ def matmul_ceiling(c: HybridConfig, device: torch.device, rows: int = 4096) -> d
     return {"flops_per_s": total_flops / total_time, "shapes_mkn": shapes}
 
 
+def cache_bytes(cache: HybridCache) -> dict[str, float]:
+    """KV bytes per token and linear-state bytes per request as the allocated cache tensors hold
+    them (kv [blocks, block_size, 2, Hkv, hd] per full layer; recurrent and conv per slot), to set
+    beside the figures the model's config reports."""
+    kv = sum(t.numel() * t.element_size() for t in cache.kv)
+    state = sum(t.numel() * t.element_size() for t in cache.recurrent + cache.conv)
+    return {
+        "kv_bytes_per_token": kv / (cache.num_blocks * cache.block_size),
+        "state_bytes_per_request": state / cache.num_slots,
+    }
+
+
+def _load_model(args: argparse.Namespace, device: torch.device) -> tuple[HybridModel, str]:
+    """The preset's model (seeded random weights) or a checkpoint directory's (--model)."""
+    if args.model:
+        model, info = load_hf_model(args.model, device=device, dtype=args.dtype)
+        return model, info.name
+    return HybridModel(get_preset(args.preset), device=device), args.preset
+
+
 def _prefill_case(model: HybridModel, T: int, device: torch.device) -> dict[str, float]:
     c = model.config
     cache = HybridCache(c, -(-T // 256), 1, block_size=256, device=device)
@@ -201,10 +235,13 @@ def _with_native(enabled: bool, fn):
 def run(args: argparse.Namespace) -> int:
     threads = configure_threads(args.threads)
     device = pick_device(args.device)
-    config = get_preset(args.preset)
-    model = HybridModel(config, device=device)
+    model, model_name = _load_model(args, device)
+    config = model.config
+    measured_sizes = cache_bytes(HybridCache(config, 1, 1, device=device))
     load_start = os.getloadavg()
     prompt_lengths = [256, 1024] if args.quick else [1024, 4096, 16384]
+    if args.prompt_lengths:
+        prompt_lengths = [int(x) for x in args.prompt_lengths.split(",")]
     contexts = [512] if args.quick else [int(x) for x in args.decode_contexts.split(",")]
     steps = 4 if args.quick else 8
     bandwidth_start = read_bandwidth(device)
@@ -228,7 +265,10 @@ def run(args: argparse.Namespace) -> int:
     for fast, slow in zip(decode, decode_torch, strict=False):
         fast["speedup_vs_torch_path"] = slow["step_ms"] / fast["step_ms"]
     result = {
-        "preset": args.preset,
+        "preset": None if args.model else args.preset,
+        "model": model_name,
+        "dtype": config.dtype,
+        "layer_pattern": config.layer_pattern,
         "device": str(device),
         "threads": threads,
         "torch": torch.__version__,
@@ -238,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         "params": config.num_params,
         "kv_bytes_per_token": config.kv_bytes_per_token,
         "state_bytes_per_request": config.state_bytes_per_request,
+        "cache_tensor_bytes": measured_sizes,
         "matmul_ceiling_flops_per_s": peak,
         "matmul_ceiling_start_end": [ceiling["flops_per_s"], ceiling_end],
         "ceiling_shapes_mkn": ceiling["shapes_mkn"],
@@ -251,7 +292,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=1))
     else:
         print(
-            f"{args.preset} on {device}, {threads} thread(s); ceiling {peak / 1e9:.1f} GFLOP/s, "
+            f"{model_name} ({config.dtype}, {config.layer_pattern}) on {device}, {threads} "
+            f"thread(s); KV {config.kv_bytes_per_token} B/token, state "
+            f"{config.state_bytes_per_request} B/request; ceiling {peak / 1e9:.1f} GFLOP/s, "
             f"read bandwidth {bandwidth / 1e9:.1f} GB/s; load {load_start[0]:.1f}"
         )
         for r in prefill:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,31 @@ def test_bench_model_quick_json(capsys: pytest.CaptureFixture[str]) -> None:
         assert row["fraction_of_read_bandwidth"] > 0
         assert row["speedup_vs_torch_path"] > 0
     assert [r["batch"] for r in result["decode_torch_path"]] == [1, 8, 32]
+
+
+def test_bench_model_on_a_checkpoint_reports_the_caches_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--model DIR`: a tiny random Qwen3.5 checkpoint loaded as fp32 (`--dtype`); the KV and
+    state sizes the model reports equal the allocated cache tensors' and config.json's shapes."""
+    pytest.importorskip("transformers")
+    from hf_fixtures import make_checkpoint
+
+    root = make_checkpoint(tmp_path / "qwen35-tiny")
+    argv = ["bench", "model", "--model", str(root), "--dtype", "float32", "--json"]
+    argv += ["--device", "cpu", "--prompt-lengths", "128", "--quick"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    hf = json.loads((root / "config.json").read_text())
+    full_layers = hf["layer_types"].count("full_attention")
+    expected_kv = full_layers * 2 * hf["num_key_value_heads"] * hf["head_dim"] * 4  # fp32
+    assert result["model"] == "qwen35-tiny" and result["dtype"] == "float32"
+    assert result["kv_bytes_per_token"] == expected_kv
+    assert result["cache_tensor_bytes"]["kv_bytes_per_token"] == expected_kv
+    measured_state = result["cache_tensor_bytes"]["state_bytes_per_request"]
+    assert result["state_bytes_per_request"] == measured_state > 0
+    assert [r["tokens"] for r in result["prefill"]] == [128]
+    for row in result["prefill"] + result["decode"]:
+        assert row["tokens_per_s"] > 0 and row["fraction_of_ceiling"] > 0
+    for row in result["decode"]:
+        assert row["bytes_read"]["kv"] == row["batch"] * (row["context"] + 1) * expected_kv
