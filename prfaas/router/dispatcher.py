@@ -130,6 +130,7 @@ class Dispatcher(GenerationBackend):
         self.stages = StageMetrics(metrics.registry) if metrics is not None else None
         self.kv_bytes_per_token = self.config.default_kv_bytes_per_token
         self._inflight: dict[str, _Inflight] = {}
+        self._reported_max_context: int | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -138,7 +139,12 @@ class Dispatcher(GenerationBackend):
 
     @property
     def max_context(self) -> int:
-        return self.config.max_context
+        """The workers' context limit (the smallest the healthy ones report; kept while none is
+        healthy), or the configured one before any report (a preset's or config.json's)."""
+        reported = self.registry.reported_max_context()
+        if reported is not None:
+            self._reported_max_context = reported
+        return self._reported_max_context or self.config.max_context
 
     def ready(self) -> bool:
         """Some request can be placed: a local decode-capable worker is up, and a prefill-capable
@@ -254,12 +260,14 @@ class Dispatcher(GenerationBackend):
             missing = missing_role(self.registry.snapshots(), rc)
             if missing is not None:
                 raise NotReady(f"no healthy {missing} worker can serve this request")
+            log.info("request %s refused (429): no worker has capacity (%s)",
+                     request.request_id, decision.reason.value)  # fmt: skip
             raise Overloaded(self.config.retry_after_s, "no worker has capacity for this request")
-        self._check_prefill_wait(decision)
+        self._check_prefill_wait(decision, request.request_id)
         self._record(request.request_id, decision)
         return decision
 
-    def _check_prefill_wait(self, d: RouteDecision) -> None:
+    def _check_prefill_wait(self, d: RouteDecision, rid: str) -> None:
         """Bounded prefill queues: 429 + Retry-After when the wait would exceed its budget."""
         prefill = self.registry.get(d.prefill_worker or "")
         if prefill is None:
@@ -267,6 +275,8 @@ class Dispatcher(GenerationBackend):
         cfg = self.config
         wait = predicted_wait_s(prefill, cfg.default_prefill_tokens_per_s)
         if wait > cfg.max_prefill_wait_s:
+            log.info("request %s refused (429): predicted wait %.1f s on %s (%s, t=%.0f)", rid,
+                     wait, prefill.worker_id, d.reason.value, d.threshold)  # fmt: skip
             raise Overloaded(
                 max(cfg.retry_after_s, wait - cfg.max_prefill_wait_s),
                 f"prefill queue on {prefill.worker_id}: predicted wait {wait:.1f}s exceeds "
