@@ -183,4 +183,6 @@ def _fluctuate(
     fl = run_fluctuation(running, rate, total, scale, cut_at_s=total / 3, cut_for_s=total / 3,
                          cut_fraction=args.fluct_cut_fraction)  # fmt: skip
     print(f"  fluctuation @ {rate:.3f}/s: failed {fl['failed']}, phases {fl['phases']}", flush=True)
+    if fl.get("stages"):
+        print(format_stage_table(fl["stages"]), flush=True)
     return fl

@@ -137,6 +137,7 @@ def run_fluctuation(
         "failed": point["failed"],
         "summary": {k: v for k, v in point.items() if k != "routing"},
         "phases": phases,
+        "stages": results.stages,
         "summary_full": asdict(results.summary),
     }
 
