@@ -24,10 +24,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from prfaas.model.ops.native import kernels as native
+
 GROUP = 64
 SCALE_BYTES = 4
 SCHEMES = ("fp8", "int8")
 QMAX = {"fp8": 448.0, "int8": 127.0}
+CODE_DTYPES = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
+# The value of each of the 256 codes (fp32): the native decode's lookup table.
+CODE_VALUES = {
+    s: torch.arange(256, dtype=torch.uint8).view(d).float() for s, d in CODE_DTYPES.items()
+}
 
 
 def encoded_row_bytes(row_elements: int) -> int:
@@ -56,14 +63,19 @@ def encode_rows(rows: Tensor, scheme: str) -> Tensor:
     return out
 
 
-def decode_rows(encoded: Tensor, out: Tensor, scheme: str) -> None:
-    """encoded: uint8 [n, encoded_row_bytes(E)]; writes the decoded values into out: [n, E]."""
+def decode_rows(encoded: Tensor, out: Tensor, scheme: str, *, allow_native: bool = True) -> None:
+    """encoded: uint8 [n, encoded_row_bytes(E)]; writes the decoded values into out: [n, E].
+    A contiguous fp32 `out` is decoded by the native kernel (one pass, a 256-entry table; the same
+    bits as the torch path, which stays for other dtypes and as its oracle)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown KV compression {scheme!r}")
     n, e = out.shape
     if encoded.shape != (n, encoded_row_bytes(e)) or encoded.dtype != torch.uint8:
         raise ValueError(f"encoded rows {tuple(encoded.shape)} do not fit a [{n}, {e}] destination")
-    code_dtype = torch.float8_e4m3fn if scheme == "fp8" else torch.int8
+    if allow_native and native.usable(out) and out.is_contiguous() and encoded.is_contiguous():
+        native.kv_dequant_rows_native(encoded, CODE_VALUES[scheme], out)
+        return
+    code_dtype = CODE_DTYPES[scheme]
     codes = encoded[:, :e].contiguous().view(code_dtype).float().reshape(n, e // GROUP, GROUP)
     scale = encoded[:, e:].contiguous().view(torch.float32)  # [n, G]
     out.copy_((codes * scale.unsqueeze(2)).reshape(n, e))

@@ -56,3 +56,25 @@ def test_rows_that_do_not_split_into_groups_are_refused() -> None:
         kv_codec.encode_rows(torch.zeros(2, 96), "fp8")
     with pytest.raises(ValueError, match="unknown KV compression"):
         kv_codec.encode_rows(torch.zeros(2, 64), "fp4")
+
+
+@pytest.mark.parametrize("scheme", kv_codec.SCHEMES)
+def test_native_decode_equals_the_torch_path_for_every_code(scheme: str) -> None:
+    from prfaas.model.ops.native.loader import library
+
+    if library() is None:
+        pytest.skip("native kernels unavailable (no compiler, or PRFAAS_NATIVE_KERNELS=0)")
+    g = torch.Generator().manual_seed(1)
+    rows, e = 32, 256
+    encoded = torch.randint(
+        0, 256, (rows, kv_codec.encoded_row_bytes(e)), dtype=torch.uint8, generator=g
+    )
+    codes = torch.arange(256, dtype=torch.uint8).repeat(rows * e // 256).view(rows, e)
+    if scheme == "fp8":  # 0x7f / 0xff are NaN in e4m3fn; the encoder never writes them
+        codes[(codes & 0x7F) == 0x7F] = 0
+    encoded[:, :e] = codes
+    encoded[:, e:] = (torch.rand(rows, e // 64, generator=g) * 10).view(torch.uint8)
+    fast, slow = torch.empty(rows, e), torch.empty(rows, e)
+    kv_codec.decode_rows(encoded, fast, scheme)
+    kv_codec.decode_rows(encoded, slow, scheme, allow_native=False)
+    assert torch.equal(fast, slow)

@@ -190,3 +190,25 @@ int gdn_decode_step_f32(const float *q, const float *k, const float *v, const fl
     free(ks); free(qs); free(u);
     return 0;
 }
+
+/* KV line codec, decode side (prfaas/model/kv_codec.py): each of `rows` encoded rows is `e` code
+ * bytes then e/64 little-endian f32 scales (`row_bytes` = e + 4 * e / 64); element i decodes as
+ * lut[code[i]] * scale[i / 64] into out[rows, e] (fp32). lut[256] holds the fp8 e4m3fn or int8
+ * value of every code, so the result equals torch's code.float() * scale bit for bit. */
+int kv_dequant_rows_f32(const uint8_t *enc, int64_t rows, int64_t e, int64_t row_bytes,
+                        const float *lut, float *out) {
+    if (e % 64) return -1;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *codes = enc + r * row_bytes;
+        const uint8_t *scale_bytes = codes + e;
+        float *o = out + r * e;
+        for (int64_t g = 0; g < e / 64; g++) {
+            float s;
+            memcpy(&s, scale_bytes + 4 * g, 4);
+            const uint8_t *c = codes + 64 * g;
+            float *og = o + 64 * g;
+            for (int64_t i = 0; i < 64; i++) og[i] = lut[c[i]] * s;
+        }
+    }
+    return 0;
+}

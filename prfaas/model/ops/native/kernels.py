@@ -101,3 +101,15 @@ def gdn_decode_step_native(
     if rc:
         raise MemoryError("gdn_decode_step_f32: allocation failed")
     return out
+
+
+def kv_dequant_rows_native(encoded: Tensor, lut: Tensor, out: Tensor) -> None:
+    """kv_codec's decode of uint8 [n, E + E/16] encoded rows into fp32 out [n, E], in C."""
+    n, e = out.shape
+    _check(out, "out", torch.float32)
+    _check(lut, "lut", torch.float32, (256,))
+    _check(encoded, "encoded", torch.uint8, (n, e + 4 * (e // 64)))
+    if _lib().kv_dequant_rows_f32(
+        encoded.data_ptr(), n, e, encoded.shape[1], lut.data_ptr(), out.data_ptr()
+    ):
+        raise ValueError(f"rows of {e} elements are not groups of 64")

@@ -35,6 +35,8 @@ _SIGNATURES: dict[str, list[Any]] = {
     "paged_decode_attention_f32": [_ptr, _ptr, _ptr, _i64, _ptr] + [_i64] * 5 + [_f32, _ptr],
     # q, k, v, beta, g, state, slots, B, H, dk, dv, out
     "gdn_decode_step_f32": [_ptr] * 7 + [_i64] * 4 + [_ptr],
+    # enc, rows, e, row_bytes, lut, out (prfaas/model/kv_codec.py's decode)
+    "kv_dequant_rows_f32": [_ptr, _i64, _i64, _i64, _ptr, _ptr],
 }
 
 
