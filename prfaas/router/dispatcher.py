@@ -130,6 +130,7 @@ class Dispatcher(GenerationBackend):
         self.stages = StageMetrics(metrics.registry) if metrics is not None else None
         self.kv_bytes_per_token = self.config.default_kv_bytes_per_token
         self._inflight: dict[str, _Inflight] = {}
+        self._reported_max_context: int | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -138,7 +139,12 @@ class Dispatcher(GenerationBackend):
 
     @property
     def max_context(self) -> int:
-        return self.config.max_context
+        """The workers' context limit (the smallest the healthy ones report; kept while none is
+        healthy), or the configured one before any report (a preset's or config.json's)."""
+        reported = self.registry.reported_max_context()
+        if reported is not None:
+            self._reported_max_context = reported
+        return self._reported_max_context or self.config.max_context
 
     def ready(self) -> bool:
         """Some request can be placed: a local decode-capable worker is up, and a prefill-capable

@@ -63,7 +63,7 @@ def create_app(
     model_name = served_model_name or backend.model_name
     if metrics is None:
         metrics = RouterMetrics(CollectorRegistry(), model_name)
-    builder = RequestBuilder(tokenizer, model_name, backend.max_context)
+    builder = RequestBuilder(tokenizer, model_name, lambda: backend.max_context)
     app = FastAPI(title="prfaas", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     install_error_handlers(app, metrics)
 

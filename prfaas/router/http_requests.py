@@ -5,6 +5,8 @@ The limits themselves live in `prfaas/request_limits.py`, shared with the gRPC e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids, wire_seed
 from prfaas.router.backend_base import GenerationRequest, SamplingSpec
 from prfaas.router.http_errors import APIError
@@ -15,10 +17,18 @@ from prfaas.router.openai_text import Tokenizer, content_text, render_chat
 class RequestBuilder:
     """Validates request bodies against the served model and turns them into backend requests."""
 
-    def __init__(self, tokenizer: Tokenizer, model_name: str, max_context: int) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, model_name: str, max_context: int | Callable[[], int]
+    ) -> None:
         self.tokenizer = tokenizer
         self.model_name = model_name
-        self.max_context = max_context
+        self._max_context = max_context
+
+    @property
+    def max_context(self) -> int:
+        """Read per request when given as a callable (the router's limit follows the workers')."""
+        limit = self._max_context
+        return limit() if callable(limit) else limit
 
     def _extra_eos(self, body: SamplingFields) -> tuple[int, ...]:
         """EOS ids beyond the primary one (a checkpoint's generation_config may name several,

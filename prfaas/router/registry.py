@@ -260,6 +260,12 @@ class WorkerRegistry:
             h for h in self.workers.values() if h.healthy and cluster in (None, h.cluster)
         ]  # fmt: skip
 
+    def reported_max_context(self) -> int | None:
+        """The smallest context limit (`WorkerLoad.max_context`) the healthy workers report: a
+        request within it fits on whichever worker it is placed. None until one reports."""
+        limits = [h.load.max_context for h in self.healthy() if h.load is not None]
+        return min((n for n in limits if n > 0), default=None)
+
     async def start(self) -> None:
         self._started = True
         for handle in self.workers.values():

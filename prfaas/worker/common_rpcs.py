@@ -135,6 +135,8 @@ class CommonRpcs(PrefixRpcs):
         return worker_pb2.WorkerLoad(
             num_live_requests=live,
             max_num_seqs=rt.args.max_num_seqs,
+            max_context=rt.max_context,
+            model_name=rt.model_name,
             kv_queued_bytes=rt.kv_queued_bytes(),
             kv_segments_sent=rt.kv_segments_sent,
             kv_segments_retransmitted=rt.kv_segments_retransmitted,

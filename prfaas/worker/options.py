@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from prfaas.engine.backend_base import ExecutionBackend
 from prfaas.engine.core import EngineCore
@@ -141,6 +142,14 @@ def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | Non
         model = HybridModel(get_preset(args.preset), device=device)
     model.eval()
     return TorchBackend(model, block_size=args.block_size), EOS_ID, model.config.max_context
+
+
+def served_model_name(args: argparse.Namespace) -> str:
+    """The name this worker reports (`WorkerLoad.model_name`): a checkpoint directory's name, as
+    `HFModelInfo.name` gives it, else prfaas-<preset> (the router's default name)."""
+    if getattr(args, "model", ""):
+        return Path(args.model).resolve().name
+    return f"prfaas-{getattr(args, 'preset', 'small')}"
 
 
 def build_engine(

@@ -27,7 +27,7 @@ from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
 from prfaas.security.kv_tls import receiver_context, sender_context
 from prfaas.worker.cache_events import CacheEventHub
 from prfaas.worker.compute import ComputeLoop
-from prfaas.worker.options import build_backend, build_engine, kv_secret
+from prfaas.worker.options import build_backend, build_engine, kv_secret, served_model_name
 from prfaas.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class WorkerRuntime:
         self.worker_id: str = args.worker_id
         self.cluster: str = args.cluster
         self.backend, self.eos_token_id, self.max_context = build_backend(args)
+        self.model_name = served_model_name(args)
         self.hub = CacheEventHub()
         self.compute = ComputeLoop(
             lambda hooks: build_engine(

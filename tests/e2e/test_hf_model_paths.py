@@ -8,6 +8,7 @@ equal to an in-process engine over the same checkpoint. Run in fp32 (bit-identic
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -101,3 +102,6 @@ def test_greedy_tokens_identical_on_every_path(cluster: dict, checkpoint: Path) 
     for proc in cluster.values():
         load = asyncio.run(wait_leak_free(proc))
         assert load.leak_report == "", f"{proc.worker_id}: {load.leak_report}"
+        # The router's context limit and model name come from these reports.
+        limit = json.loads((checkpoint / "config.json").read_text())["max_position_embeddings"]
+        assert (load.max_context, load.model_name) == (limit, checkpoint.name), proc.worker_id
