@@ -8,6 +8,7 @@ differences are one trial's receive cost."""
 
 from __future__ import annotations
 
+import logging
 import resource
 import socket
 import sys
@@ -51,7 +52,11 @@ def raw(layers: int, tokens: int, elements: int, trials: int) -> None:
 
 
 async def kv(mode: str, layers: int, tokens: int, elements: int, trials: int) -> None:
-    rx = await TcpReceiver("127.0.0.1", 0, secret=SECRET).start()
+    # Generous timeouts: at load 10+ a handshake can wait seconds for a core (a refused or closed
+    # connection then reads as the sender's PeerLost; the log line on stderr says which).
+    rx = await TcpReceiver(
+        "127.0.0.1", 0, secret=SECRET, handshake_timeout_s=60.0, open_grace_s=60.0
+    ).start()
     rb = row_bytes(mode, elements)
     layout = [[(f"L{i:02d}.kv", wire_dtype(mode), tokens * rb)] for i in range(layers)]
     cache = torch.ones(layers, tokens, elements)  # the destination cache, touched
@@ -73,6 +78,7 @@ async def kv(mode: str, layers: int, tokens: int, elements: int, trials: int) ->
 if __name__ == "__main__":
     mode = sys.argv[1]
     layers, tokens, elements, trials = (int(a) for a in sys.argv[2:6])
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     if mode == "raw":
         raw(layers, tokens, elements, trials)
     else:
