@@ -75,8 +75,10 @@ def _best_time(fn, device: torch.device, repeats: int = 3) -> float:
 
 
 def _weight_flops_per_token(c: HybridConfig) -> int:
-    """2 x matmul weights touched per token (embedding lookup and the one-row head excluded)."""
-    return 2 * (c.num_params - 2 * c.vocab_size * c.d_model)
+    """2 x matmul weights touched per token (embedding lookup and the one-row head excluded;
+    `num_params` counts the [V, d] matrix once when the head is tied to the embedding)."""
+    embedding_and_head = (1 if c.tie_embeddings else 2) * c.vocab_size * c.d_model
+    return 2 * (c.num_params - embedding_and_head)
 
 
 def _gdn_flops_per_token(c: HybridConfig) -> int:

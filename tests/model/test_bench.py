@@ -57,3 +57,24 @@ def test_bench_model_on_a_checkpoint_reports_the_caches_sizes(
         assert row["tokens_per_s"] > 0 and row["fraction_of_ceiling"] > 0
     for row in result["decode"]:
         assert row["bytes_read"]["kv"] == row["batch"] * (row["context"] + 1) * expected_kv
+
+
+def test_weight_flops_count_every_non_embedding_parameter_once_with_tied_head(
+    tmp_path: Path,
+) -> None:
+    """FLOPs per token from weights: 2 x every parameter but the [V, d] embedding/head matrix
+    (Qwen3.5's head is tied: `num_params` counts the matrix once, so it is subtracted once)."""
+    pytest.importorskip("transformers")
+    from hf_fixtures import make_checkpoint
+
+    from prfaas.model.bench import _weight_flops_per_token
+    from prfaas.model.hf_checkpoint import load_hf_model
+
+    model, _ = load_hf_model(make_checkpoint(tmp_path / "tied"), dtype="float32")
+    assert model.config.tie_embeddings
+    body = sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if name not in ("embed.weight", "lm_head.weight")
+    )
+    assert _weight_flops_per_token(model.config) == 2 * body
