@@ -114,11 +114,15 @@ async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
             base.append(times["direct"])
             via.append(times["routed"])
             added.append(times["routed"] - times["direct"])
-        route = metrics.registry.get_sample_value(
+        route_sum = metrics.registry.get_sample_value(
             "prfaas_request_stage_seconds_sum", {"stage": "route"}
-        ) / metrics.registry.get_sample_value(
+        )
+        route_count = metrics.registry.get_sample_value(
             "prfaas_request_stage_seconds_count", {"stage": "route"}
-        )  # type: ignore[operator]
+        )
+        if route_sum is None or not route_count:
+            raise RuntimeError("the router recorded no route stage: nothing was routed")
+        route = route_sum / route_count
         return {
             "requests": num_requests,
             "prompt_tokens": prompt_tokens,
