@@ -98,3 +98,21 @@ def test_secure_overlay_serves_https_with_api_keys_from_private_copies() -> None
     )
     for option in ("--https-cert", "--https-key", "--api-key-file"):
         assert router.option(option).startswith(private + "/"), option
+
+
+def test_model_overlays_serve_one_checkpoint_everywhere() -> None:
+    """pd-cluster-model / prfaas-cluster-model: the router and every worker of both clusters get
+    `--model` on the same read-only claim (both clusters must serve the same checkpoint)."""
+    for overlay, kinds in (("pd-cluster-model", {"router", "pd-worker"}),
+                           ("prfaas-cluster-model", {"prefill-worker"})):  # fmt: skip
+        seen = set()
+        for pod in pods(rendered(overlay)):
+            seen.add(pod.argv[1])
+            assert pod.option("--model") == "/models/checkpoint", (overlay, pod.argv[1])
+            spec = pod.workload["spec"]["template"]["spec"]
+            claims = {v["name"]: v["persistentVolumeClaim"] for v in spec["volumes"]
+                      if "persistentVolumeClaim" in v}  # fmt: skip
+            assert claims["model"] == {"claimName": "prfaas-model", "readOnly": True}
+            mounts = {m["name"]: m for m in pod.container["volumeMounts"]}
+            assert mounts["model"]["mountPath"] == "/models" and mounts["model"]["readOnly"]
+        assert seen == kinds, (overlay, seen)
