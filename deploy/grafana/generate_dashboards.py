@@ -3,8 +3,14 @@
 The JSON files are committed so Grafana can provision them as they are; this script is their
 source. After editing a spec, run `python deploy/grafana/generate_dashboards.py`;
 tests/deploy/test_dashboards.py fails when the committed files differ from its output, and checks
-every query against the metrics prfaas/metrics defines. Queries use only `$__rate_interval`
-(Grafana's own variable) so they can also be evaluated directly against Prometheus.
+every query against the metrics prfaas/metrics defines.
+
+Every dashboard has three template variables: `datasource` (a Prometheus datasource, the
+provisioned one by default), `cluster` and `worker` (multi-select, "All" by default, read from the
+`cluster` / `worker` labels of the prfaas_ series). Every selector of a metric that carries those
+labels (FILTER_LABELS) is filtered by them: `{cluster=~"$cluster", worker=~"$worker"}`. Besides
+`$__rate_interval`, queries use only these two variables, whose "All" value is `.*`, so a query
+evaluates directly against Prometheus with `$cluster` and `$worker` replaced by `.*`.
 """
 
 from __future__ import annotations
@@ -15,10 +21,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
-DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+PROVISIONED_DATASOURCE_UID = "prometheus"  # provisioning/datasources/prometheus.yml
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 OFFLOAD = '{route="offload"}'
 RECEIVED = '{direction="received"}'
+
+# Labels each dashboard metric carries that the `cluster` / `worker` variables filter on
+# (prfaas/metrics/worker.py: WorkerMetrics; router.py: prefix hits and instances per cluster).
+# tests/deploy/test_deploy_dashboards.py checks this against the exported metrics.
+_WORKER = ("cluster", "worker")
+FILTER_LABELS: dict[str, tuple[str, ...]] = {
+    "prfaas_num_requests_running": _WORKER,
+    "prfaas_num_requests_waiting": _WORKER,
+    "prfaas_kv_cache_usage_ratio": _WORKER,
+    "prfaas_prefix_cache_queries_total": _WORKER,
+    "prfaas_prefix_cache_hits_total": _WORKER,
+    "prfaas_prefill_computed_tokens_total": _WORKER,
+    "prfaas_decode_tokens_total": _WORKER,
+    "prfaas_router_prefix_hit_tokens_total": ("cluster",),
+    "prfaas_num_instances": ("cluster",),
+}
+_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def sel(metric: str, selector: str = "") -> str:
+    """`metric{...}`: the matchers of `selector` plus the variable filters the metric takes."""
+    base = metric
+    for suffix in _SUFFIXES:
+        if metric.endswith(suffix) and metric[: -len(suffix)] in FILTER_LABELS:
+            base = metric[: -len(suffix)]
+    matchers = [selector.strip("{}")] if selector else []
+    matchers += [f'{label}=~"${label}"' for label in FILTER_LABELS.get(base, ())]
+    return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 
 @dataclass(frozen=True)
@@ -37,7 +72,7 @@ class Panel:
 
 def rate(metric: str, by: str = "", selector: str = "") -> str:
     grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (rate({metric}{selector}[{RI}]))"
+    return f"sum{grouping} (rate({sel(metric, selector)}[{RI}]))"
 
 
 def quantiles(hist: str, by: str = "", label: str = "") -> tuple[Query, ...]:
@@ -46,7 +81,7 @@ def quantiles(hist: str, by: str = "", label: str = "") -> tuple[Query, ...]:
     prefix = f"{label} " if label else ""
     qs = tuple(
         Query(
-            f"histogram_quantile({q}, sum by (le{extra}) (rate({hist}_bucket[{RI}])))",
+            f"histogram_quantile({q}, sum by (le{extra}) (rate({sel(hist + '_bucket')}[{RI}])))",
             f"{prefix}p{int(q * 100)}",
         )
         for q in (0.5, 0.9, 0.99)
@@ -96,19 +131,19 @@ OVERVIEW = [
     ),
     Panel(
         "Requests running",
-        (Query("sum by (cluster, worker) (prfaas_num_requests_running)", "{{worker}}"),),
+        (Query(f"sum by (cluster, worker) ({sel('prfaas_num_requests_running')})", "{{worker}}"),),
         "short",
         "Requests in each worker's running batch.",
     ),
     Panel(
         "Requests waiting",
-        (Query("sum by (cluster, worker) (prfaas_num_requests_waiting)", "{{worker}}"),),
+        (Query(f"sum by (cluster, worker) ({sel('prfaas_num_requests_waiting')})", "{{worker}}"),),
         "short",
         "Requests queued at each worker.",
     ),
     Panel(
         "KV cache usage",
-        (Query("max by (cluster, worker) (prfaas_kv_cache_usage_ratio)", "{{worker}}"),),
+        (Query(f"max by (cluster, worker) ({sel('prfaas_kv_cache_usage_ratio')})", "{{worker}}"),),
         "percentunit",
         "Fraction of each worker's KV blocks in use.",
     ),
@@ -153,7 +188,7 @@ ROUTING = [
     ),
     Panel(
         "Instances (N_p / N_d)",
-        (Query("sum by (cluster, role) (prfaas_num_instances)", "{{cluster}} {{role}}"),),
+        (Query(f"sum by (cluster, role) ({sel('prfaas_num_instances')})", "{{cluster}} {{role}}"),),
         "short",
         "Instances per cluster and role; the local PD cluster's prefill and decode counts are "
         "N_p and N_d, changed by the long-timescale controller.",
@@ -338,6 +373,61 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, object]
     }
 
 
+def _query_variable(name: str, label: str, query: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {
+            "qryType": 1,
+            "query": query,
+            "refId": "PrometheusVariableQueryEditor-VariableQuery",
+        },
+        "refresh": 2,  # on time range change: workers come and go
+        "regex": "",
+        "sort": 1,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+
+
+# `label_values(series, label)` over every prfaas_ series, so a cluster or worker shows up as soon
+# as any of its metrics does; the worker list follows the chosen clusters.
+CLUSTER_QUERY = 'label_values({__name__=~"prfaas_.+"}, cluster)'
+WORKER_QUERY = 'label_values({__name__=~"prfaas_.+", cluster=~"$cluster"}, worker)'
+
+
+def templating() -> dict[str, object]:
+    datasource = {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "regex": "",
+        "refresh": 1,
+        "multi": False,
+        "includeAll": False,
+        "current": {"selected": True, "text": "Prometheus", "value": PROVISIONED_DATASOURCE_UID},
+        "options": [],
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+    return {
+        "list": [
+            datasource,
+            _query_variable("cluster", "Cluster", CLUSTER_QUERY),
+            _query_variable("worker", "Worker", WORKER_QUERY),
+        ]
+    }
+
+
 def dashboard_json(slug: str, title: str, panels: list[Panel]) -> dict[str, object]:
     return {
         "uid": f"prfaas-{slug}",
@@ -349,7 +439,7 @@ def dashboard_json(slug: str, title: str, panels: list[Panel]) -> dict[str, obje
         "refresh": "10s",
         "time": {"from": "now-30m", "to": "now"},
         "timezone": "browser",
-        "templating": {"list": []},
+        "templating": templating(),
         "annotations": {"list": []},
         "links": [
             {
@@ -357,7 +447,7 @@ def dashboard_json(slug: str, title: str, panels: list[Panel]) -> dict[str, obje
                 "tags": ["prfaas"],
                 "asDropdown": True,
                 "title": "prfaas",
-                "includeVars": False,
+                "includeVars": True,
                 "keepTime": True,
             }
         ],

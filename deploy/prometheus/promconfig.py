@@ -119,10 +119,28 @@ COMPOSE_HEADER = (
 _DATACENTERS = {"dc_prfaas": "prfaas", "dc_pd": "pd"}
 
 
+LINK_RELAY_JOB = "link-relay"
+
+
+def link_relay_targets(service_name: str, service: Mapping[str, object]) -> list[ScrapeTarget]:
+    """The relays' /metrics of a compose link service (deploy/compose/link.sh): one relay per
+    LINK_ROUTES entry, the i-th serving on LINK_METRICS_BASE_PORT + i. The link service sits on
+    both datacenter networks, so its targets carry no datacenter label."""
+    env = service.get("environment") or {}
+    if not isinstance(env, Mapping) or "LINK_ROUTES" not in env:
+        return []
+    base = int(str(env.get("LINK_METRICS_BASE_PORT") or 0))
+    if base <= 0:
+        return []
+    routes = str(env["LINK_ROUTES"]).split()
+    return [ScrapeTarget(f"{service_name}:{base + i}") for i in range(len(routes))]
+
+
 def compose_jobs(config: Mapping[str, object]) -> list[ScrapeJob]:
     """Scrape jobs for the prfaas services of a resolved compose file (`docker-compose config`
     parsed into dicts): one job per subcommand, one target per service at its `--metrics-port`
-    (the router: `--http-port`), labelled with the service's datacenter."""
+    (the router: `--http-port`), labelled with the service's datacenter; and one job
+    (`link-relay`) for the link relays' /metrics (`link_relay_targets`)."""
     services = config.get("services", {})
     assert isinstance(services, Mapping)
     grouped: dict[str, list[ScrapeTarget]] = {}
@@ -138,7 +156,11 @@ def compose_jobs(config: Mapping[str, object]) -> list[ScrapeJob]:
         networks = [n for n in (service.get("networks") or {}) if n in _DATACENTERS]
         labels = {"datacenter": _DATACENTERS[networks[0]]} if len(networks) == 1 else {}
         grouped.setdefault(command[0], []).append(ScrapeTarget(f"{service_name}:{port}", labels))
-    order = ["router", "prefill-worker", "pd-worker"]
+    for service_name in sorted(services):
+        targets = link_relay_targets(service_name, services[service_name])
+        if targets:
+            grouped.setdefault(LINK_RELAY_JOB, []).extend(targets)
+    order = ["router", "prefill-worker", "pd-worker", LINK_RELAY_JOB]
     names = sorted(grouped, key=lambda n: (order.index(n) if n in order else len(order), n))
     return [ScrapeJob(name, grouped[name]) for name in names]
 

@@ -183,6 +183,8 @@ class PromRefs:
 
 def substitute_grafana_vars(expr: str, rate_interval: str = RATE_INTERVAL_FOR_EVAL) -> str:
     out = expr.replace("$__rate_interval", rate_interval)
+    # The dashboards' `cluster` / `worker` variables at their "All" value (allValue `.*`).
+    out = out.replace("$cluster", ".*").replace("$worker", ".*")
     assert "$" not in out, f"unsupported Grafana variable in {expr!r}"
     return out
 

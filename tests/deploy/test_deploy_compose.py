@@ -258,15 +258,73 @@ def test_prometheus_scrapes_every_process_without_crossing_the_link(
         for name, svc in services.items()
         if _command(svc)[:1] in (["router"], ["prefill-worker"], ["pd-worker"])
     }
-    assert {t.split(":")[0] for t in targets} == processes
+    assert {t.split(":")[0] for t in targets} == processes | {"link"}
     for target in targets:
         host, port = target.split(":")
+        if host == "link":
+            continue  # the relays: test_prometheus_scrapes_every_link_relay
         cmd = _command(services[host])
         expected = flag(cmd, "--http-port" if cmd[0] == "router" else "--metrics-port")
         assert port == expected, target
         assert service_networks(services["prometheus"]) & service_networks(services[host])
     mount = [v for v in services["prometheus"]["volumes"] if "prometheus.yml" in v]
     assert mount and Path(mount[0].split(":")[0]).resolve() == PROMETHEUS_YML.resolve()
+
+
+def test_prometheus_scrapes_every_link_relay(config: dict[str, Any]) -> None:
+    yaml = pytest.importorskip("yaml")
+    prom = yaml.safe_load(PROMETHEUS_YML.read_text())
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "link-relay"]
+    targets = {t for sc in job["static_configs"] for t in sc["targets"]}
+    services = config["services"]
+    relay_services = {
+        name: svc
+        for name, svc in services.items()
+        if "LINK_ROUTES" in (svc.get("environment") or {}) and "profiles" not in svc
+    }
+    assert relay_services, "no link service runs relays"
+    expected = set()
+    for name, svc in relay_services.items():
+        env = svc["environment"]
+        base = int(env["LINK_METRICS_BASE_PORT"])
+        routes = env["LINK_ROUTES"].split()
+        ports = {base + i for i in range(len(routes))}
+        assert not ports & set(_link_routes(config)), "a metrics port collides with a route"
+        assert {str(p) for p in ports} <= {str(e) for e in svc.get("expose", [])}, name
+        expected |= {f"{name}:{p}" for p in ports}
+        assert service_networks(services["prometheus"]) & service_networks(svc)
+    assert targets == expected
+    # link.sh gives the i-th route's relay --metrics-port LINK_METRICS_BASE_PORT + i.
+    script = (COMPOSE_DIR / "link.sh").read_text()
+    assert '--metrics-port "${metrics_port}"' in script
+    assert "metrics_port=$((metrics_base + i))" in script
+
+
+def test_link_sh_starts_one_relay_per_route_with_its_metrics_port(tmp_path: Path) -> None:
+    # Run link.sh with a stub `prfaas` that records its arguments and exits soon after (not at
+    # once: link.sh stops the other relays as soon as one exits).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    stub = bin_dir / "prfaas"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {log}\nsleep 0.5\n')
+    stub.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "LINK_ROUTES": "50100=a:1 50400=b:2 50401=c:3",
+        "LINK_METRICS_BASE_PORT": "9200",
+    }
+    proc = subprocess.run(
+        ["sh", str(COMPOSE_DIR / "link.sh")], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 1  # a relay exited, so the script stops
+    calls = sorted(log.read_text().splitlines())
+    assert len(calls) == 3
+    ports = {}
+    for call in calls:
+        args = shlex.split(call)
+        ports[flag(args, "--listen")] = flag(args, "--metrics-port")
+    assert ports == {"0.0.0.0:50100": "9200", "0.0.0.0:50400": "9201", "0.0.0.0:50401": "9202"}
 
 
 def test_grafana_mounts_provisioning_and_dashboards(config: dict[str, Any]) -> None:

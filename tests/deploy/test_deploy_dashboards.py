@@ -167,10 +167,15 @@ def test_provisioning_matches_dashboards_and_prometheus() -> None:
     ds = yaml.safe_load((GRAFANA_DIR / "provisioning/datasources/prometheus.yml").read_text())
     (source,) = ds["datasources"]
     assert source["type"] == "prometheus"
-    assert {q.datasource_uid for q in panel_queries()} == {source["uid"]}
+    # Panels use the `datasource` variable, whose default is the provisioned datasource.
+    assert {q.datasource_uid for q in panel_queries()} == {"${datasource}"}
     for path in dashboard_files():
-        for panel in json.loads(path.read_text())["panels"]:
-            assert panel["datasource"]["uid"] == source["uid"], f"{path.name}/{panel['title']}"
+        board = json.loads(path.read_text())
+        (var,) = [v for v in board["templating"]["list"] if v["name"] == "datasource"]
+        assert var["type"] == "datasource" and var["query"] == source["type"]
+        assert var["current"]["value"] == source["uid"], path.name
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] == "${datasource}", f"{path.name}/{panel['title']}"
     prom = yaml.safe_load(PROMETHEUS_YML.read_text())
     assert source["jsonData"]["timeInterval"] == prom["global"]["scrape_interval"]
     assert source["url"] == "http://prometheus:9090"
@@ -178,3 +183,112 @@ def test_provisioning_matches_dashboards_and_prometheus() -> None:
     (provider,) = providers["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"].startswith("/var/lib/grafana/dashboards/")
+
+
+FILTER_VARIABLES = ("cluster", "worker")
+
+
+def _selectors(expr: str, metric: str) -> list[str]:
+    """The matcher text of every selector of `metric` in `expr` ("" for a bare name)."""
+    out = []
+    for m in re.finditer(rf"(?<![\w:]){re.escape(metric)}(?![\w:])(\{{[^}}]*\}})?", expr):
+        out.append((m.group(1) or "{}")[1:-1])
+    return out
+
+
+def test_every_dashboard_has_the_cluster_and_worker_variables() -> None:
+    for path in dashboard_files():
+        board = json.loads(path.read_text())
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert {"datasource", *FILTER_VARIABLES} <= variables.keys(), path.name
+        for name in FILTER_VARIABLES:
+            var = variables[name]
+            where = f"{path.name} ${name}"
+            assert var["type"] == "query", where
+            assert var["datasource"]["uid"] == "${datasource}", where
+            assert var["multi"] and var["includeAll"], f"{where}: multi-select with All"
+            assert var["allValue"] == ".*", f"{where}: All must match every value"
+            assert var["current"]["value"] == ["$__all"], f"{where}: defaults to All"
+            query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+            assert query == var["definition"], where
+            m = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+            assert m and m.group(2) == name, f"{where}: {query}"
+            assert "prfaas_" in m.group(1), f"{where}: values from prfaas_ series"
+        worker_query = variables["worker"]["definition"]
+        assert 'cluster=~"$cluster"' in worker_query, "the worker list follows the chosen clusters"
+        # Variables come before their users: datasource, then cluster, then worker.
+        names = [v["name"] for v in board["templating"]["list"]]
+        assert names.index("datasource") < names.index("cluster") < names.index("worker")
+
+
+def test_every_query_filters_by_the_labels_its_metrics_carry() -> None:
+    exported = exported_samples().labels
+    problems = []
+    filtered = 0
+    for q in panel_queries():
+        for metric in promql_refs(q.expr).metrics:
+            labels = exported.get(metric) or frozenset()
+            wanted = [v for v in FILTER_VARIABLES if v in labels]
+            if not wanted:
+                continue
+            for matchers in _selectors(q.expr, metric):
+                filtered += 1
+                for var in wanted:
+                    if f'{var}=~"${var}"' not in matchers:
+                        problems.append(
+                            f"{q.dashboard} / {q.panel}: {metric}{{{matchers}}} lacks "
+                            f'{var}=~"${var}"'
+                        )
+    assert not problems, "\n".join(problems)
+    assert filtered >= 8, "the dashboards should show per-cluster and per-worker metrics"
+
+
+def test_variables_are_used_only_on_metrics_with_those_labels() -> None:
+    exported = exported_samples().labels
+    for q in panel_queries():
+        for metric, matchers in promql_refs(q.expr).metrics.items():
+            labels = exported.get(metric)
+            for var in FILTER_VARIABLES:
+                if var in matchers and labels is not None:
+                    assert var in labels, f"{q.dashboard} / {q.panel}: {metric} has no {var}"
+
+
+def test_generator_filter_labels_match_the_exported_metrics() -> None:
+    generator = load_module(GRAFANA_DIR / "generate_dashboards.py")
+    exported = exported_samples().labels
+    for metric, labels in generator.FILTER_LABELS.items():
+        names = [n for n in exported if n in (metric, metric + "_total") or n == metric]
+        assert names, f"FILTER_LABELS names {metric}, which prfaas/metrics does not export"
+        carried = {v for v in FILTER_VARIABLES if v in (exported[names[0]] or ())}
+        assert set(labels) == carried, f"{metric}: FILTER_LABELS {labels}, exported {carried}"
+    # Every exported metric with a cluster/worker label that a dashboard uses is in the map.
+    used = {m for q in panel_queries() for m in promql_refs(q.expr).metrics}
+    for name in used:
+        if set(FILTER_VARIABLES) & set(exported.get(name) or ()):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert base in generator.FILTER_LABELS, f"{name} is not in FILTER_LABELS"
+
+
+def test_filtered_queries_parse_with_concrete_variable_values(tmp_path: Path) -> None:
+    # A multi-select of two workers becomes a regex alternation inside the quotes.
+    promtool = require_tool("promtool")
+    exprs = [
+        q.expr.replace("$__rate_interval", "1m")
+        .replace("$cluster", "(pd|prfaas)")
+        .replace("$worker", "(pd-0|prfaas-0)")
+        for q in panel_queries()
+    ]
+    rules = {
+        "groups": [
+            {
+                "name": "filtered",
+                "rules": [
+                    {"record": f"prfaas_dashboard:f{i}", "expr": e} for i, e in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "rules.yml"
+    path.write_text(json.dumps(rules))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
