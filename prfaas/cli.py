@@ -16,7 +16,7 @@ from prfaas.cli_env import apply_env_defaults
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
-        "prfaas.demo",
+        "prfaas.tools.demo",
         "the paper's point here: one offloaded request, then the policies at saturation",
     ),
     "up": ("prfaas.launcher.up", "start a whole deployment from a topology file"),
@@ -26,13 +26,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("prfaas.planner.cli", "size clusters with the paper's analytical model (Eqs. 1-8)"),
     "certs": ("prfaas.security.certs_cli", "make a development CA and certificates for a topology"),
     "link": (
-        "prfaas.kvtransfer.link_relay",
+        "prfaas.link.relay",
         "userspace TCP relay emulating a cross-datacenter link",
     ),
-    "experiment": ("prfaas.experiment", "run the paper's case study end to end"),
-    "sim": ("prfaas.sim", "discrete-event simulation running the router's own decision code"),
-    "chaos": ("prfaas.chaos.cli", "seeded, replayable faults under load (--soak: RSS/fd slopes)"),
-    "top": ("prfaas.top.cli", "live view of a running deployment: t, link, offloads, workers"),
+    "experiment": ("prfaas.tools.experiment", "run the paper's case study end to end"),
+    "sim": ("prfaas.tools.sim", "discrete-event simulation running the router's own decision code"),
+    "chaos": (
+        "prfaas.tools.chaos.cli",
+        "seeded, replayable faults under load (--soak: RSS/fd slopes)",
+    ),
+    "top": (
+        "prfaas.tools.top.cli",
+        "live view of a running deployment: t, link, offloads, workers",
+    ),
     "tokenizer": (
         "prfaas.model.tokenizer_cli",
         "export the default model's tokenizer directory (for AutoTokenizer and benchmark clients)",
@@ -41,13 +47,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # `prfaas bench TARGET`
 BENCH_TARGETS: dict[str, tuple[str, str]] = {
-    "model": ("prfaas.model.bench", "prefill/decode throughput of the hybrid model"),
-    "transfer": ("prfaas.kvtransfer.bench", "KV transfer goodput and overlap"),
-    "workers": ("prfaas.benchmarks.workers", "worker-level prefill/decode/transfer timings"),
-    "serve": ("prfaas.loadgen.main", "open-loop load against the HTTP endpoint"),
-    "router": ("prfaas.benchmarks.router_overhead", "the router's own added latency per request"),
+    "model": ("prfaas.tools.benchmarks.model", "prefill/decode throughput of the hybrid model"),
+    "transfer": ("prfaas.tools.benchmarks.transfer", "KV transfer goodput and overlap"),
+    "workers": ("prfaas.tools.benchmarks.workers", "worker-level prefill/decode/transfer timings"),
+    "serve": ("prfaas.tools.loadgen.main", "open-loop load against the HTTP endpoint"),
+    "router": (
+        "prfaas.tools.benchmarks.router_overhead",
+        "the router's own added latency per request",
+    ),
     "router-security": (
-        "prfaas.benchmarks.router_security_cost",
+        "prfaas.tools.benchmarks.router_security_cost",
         "latency mTLS + HTTPS + API key add through the router process, vs plain",
     ),
 }

@@ -1,4 +1,4 @@
-"""KV transfer over plain TCP: wire format, sender/receiver, in-process loopback, link relay.
+"""KV transfer over plain TCP: wire format, sender/receiver, in-process loopback.
 
 Moves byte buffers (memoryviews) and their declared layout; imports no model code.
 """

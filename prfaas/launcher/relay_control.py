@@ -1,4 +1,4 @@
-"""Client of a link relay's line-based control port (link_relay.py): one command, one reply line.
+"""Client of a link relay's line-based control port (prfaas/link/relay.py): one command, one reply line.
 
 `prfaas up` starts every relay with its control port and prints it; the chaos suite and the tests
 cut, stall or take down the emulated link through here.

@@ -47,7 +47,7 @@ class WorkerAddress:
     grpc: str
     kv_direct: str = ""
     kv_via_link: str = ""
-    # The relay's control port (cut/stall/down, link_relay.py) when a relay fronts `kv_via_link`.
+    # The relay's control port (cut/stall/down, prfaas/link/relay.py) when a relay fronts `kv_via_link`.
     link_control: str = ""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from prfaas.benchmarks.router_overhead import measure
+from prfaas.tools.benchmarks.router_overhead import measure
 
 
 async def test_router_overhead_measures_both_paths() -> None:

@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from prfaas.chaos.resources import FD_FLOOR, RSS_FLOOR_MB, ResourceSampler, count_fds, fit_slope
+from prfaas.tools.chaos.resources import (
+    FD_FLOOR,
+    RSS_FLOOR_MB,
+    ResourceSampler,
+    count_fds,
+    fit_slope,
+)
 
 
 def test_slope_of_an_exact_line() -> None:

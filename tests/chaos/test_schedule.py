@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from prfaas.chaos.injector import Injector
-from prfaas.chaos.schedule import RELAY_FAULTS, Fault, Schedule, WorkloadSpec, generate
-from prfaas.chaos.targets import PD_DECODE, PRFAAS, RELAY, ROUTER, Target, targets_of
 from prfaas.cli import main
 from prfaas.launcher.topology import LinkSpec
+from prfaas.tools.chaos.injector import Injector
+from prfaas.tools.chaos.schedule import RELAY_FAULTS, Fault, Schedule, WorkloadSpec, generate
+from prfaas.tools.chaos.targets import PD_DECODE, PRFAAS, RELAY, ROUTER, Target, targets_of
 from tests.e2e.deployments import make_topology
 
 TARGETS = targets_of(make_topology())

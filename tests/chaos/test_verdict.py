@@ -3,9 +3,9 @@ hung requests, leaks, and throughput recovery."""
 
 from __future__ import annotations
 
-from prfaas.chaos.schedule import Fault, Schedule, WorkloadSpec
-from prfaas.chaos.verdict import cause_of, judge
-from prfaas.loadgen.client import RequestRecord
+from prfaas.tools.chaos.schedule import Fault, Schedule, WorkloadSpec
+from prfaas.tools.chaos.verdict import cause_of, judge
+from prfaas.tools.loadgen.client import RequestRecord
 
 SCHEDULE = Schedule(
     seed=0,

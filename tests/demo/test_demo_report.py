@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prfaas.demo import probe
-from prfaas.demo.one_request import OneRequest
-from prfaas.demo.plot import policy_bars, policy_figure
-from prfaas.demo.policies import PolicyRun
-from prfaas.loadgen.client import RequestRecord
-from prfaas.loadgen.compare import Comparison
-from prfaas.loadgen.results import Results
+from prfaas.tools.demo import probe
+from prfaas.tools.demo.one_request import OneRequest
+from prfaas.tools.demo.plot import policy_bars, policy_figure
+from prfaas.tools.demo.policies import PolicyRun
+from prfaas.tools.loadgen.client import RequestRecord
+from prfaas.tools.loadgen.compare import Comparison
+from prfaas.tools.loadgen.results import Results
 
 ROUTER_TEXT = """# TYPE prfaas_routing_decisions_total counter
 prfaas_routing_decisions_total{policy="prfaas",route="offload",reason="offloaded"} 3.0

@@ -8,8 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
-from prfaas.experiment import add_arguments, run
-from prfaas.experiment.scale import Scale, predict
+from prfaas.tools.experiment import add_arguments, run
+from prfaas.tools.experiment.scale import Scale, predict
 
 
 def test_prediction_matches_the_case_study_at_time_factor_one() -> None:

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from prfaas.kvtransfer.base import PeerLost, TransferError
-from prfaas.kvtransfer.link_relay import LinkRelay
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
+from prfaas.link.relay import LinkRelay
 from tests.kvtransfer.conftest import SECRET, make_layers
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prfaas.loadgen.arrivals import poisson_schedule, schedule_for, trace_schedule
-from prfaas.loadgen.workloads import RequestSpec, Workload
+from prfaas.tools.loadgen.arrivals import poisson_schedule, schedule_for, trace_schedule
+from prfaas.tools.loadgen.workloads import RequestSpec, Workload
 
 
 def test_poisson_rate_and_exponential_gaps() -> None:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from prfaas.loadgen.client import RequestRecord
-from prfaas.loadgen.report import format_table
-from prfaas.loadgen.results import Results, summarize
-from prfaas.loadgen.scrape import EgressSample, diff_counts, routing_counts, sample_values
+from prfaas.tools.loadgen.client import RequestRecord
+from prfaas.tools.loadgen.report import format_table
+from prfaas.tools.loadgen.results import Results, summarize
+from prfaas.tools.loadgen.scrape import EgressSample, diff_counts, routing_counts, sample_values
 
 
 def _ok(i: int, start: float, ttft: float, e2e: float, itl: list[float]) -> RequestRecord:
@@ -95,7 +95,7 @@ def test_prometheus_parsing() -> None:
 def test_progress_lines_when_not_a_terminal() -> None:
     import io
 
-    from prfaas.loadgen.progress import Progress
+    from prfaas.tools.loadgen.progress import Progress
 
     out = io.StringIO()
     bar = Progress(20, "x ", stream=out)

@@ -7,11 +7,11 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from prfaas.loadgen.compare import Target, compare_policies, write_comparison
-from prfaas.loadgen.report import write_results
-from prfaas.loadgen.runner import LoadConfig, run_load_async
-from prfaas.loadgen.workloads import RequestSpec, Scaling, Workload, lognormal_workload
 from prfaas.router.backend_base import Overloaded
+from prfaas.tools.loadgen.compare import Target, compare_policies, write_comparison
+from prfaas.tools.loadgen.report import write_results
+from prfaas.tools.loadgen.runner import LoadConfig, run_load_async
+from prfaas.tools.loadgen.workloads import RequestSpec, Scaling, Workload, lognormal_workload
 from tests.loadgen.conftest import KV_BYTES_PER_PROMPT_TOKEN, CountingBackend, start_counting
 from tests.router.conftest import Served
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from prfaas.loadgen.stage_stats import format_stage_table, stage_histograms, stage_summary
 from prfaas.metrics.stages import StageMetrics
+from prfaas.tools.loadgen.stage_stats import format_stage_table, stage_histograms, stage_summary
 
 
 def test_only_the_runs_observations_count_and_p90_interpolates() -> None:

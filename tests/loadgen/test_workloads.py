@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prfaas.data import trace_file
-from prfaas.loadgen.workloads import (
+from prfaas.tools.loadgen.workloads import (
     Scaling,
     azure_workload,
     lognormal_workload,

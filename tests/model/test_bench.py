@@ -67,8 +67,8 @@ def test_weight_flops_count_every_non_embedding_parameter_once_with_tied_head(
     pytest.importorskip("transformers")
     from hf_fixtures import make_checkpoint
 
-    from prfaas.model.bench import _weight_flops_per_token
     from prfaas.model.hf_checkpoint import load_hf_model
+    from prfaas.tools.benchmarks.model import _weight_flops_per_token
 
     model, _ = load_hf_model(make_checkpoint(tmp_path / "tied"), dtype="float32")
     assert model.config.tie_embeddings

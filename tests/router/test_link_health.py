@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from prfaas.kvtransfer.link_relay import LinkRelay
+from prfaas.link.relay import LinkRelay
 from prfaas.router.link_health import LinkHealth, LinkHealthConfig, probe_link
 from prfaas.router.policy import Role
 from prfaas.router.prefix_index import PrefixIndex

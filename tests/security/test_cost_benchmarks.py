@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from prfaas.benchmarks import router_security_cost
-from prfaas.kvtransfer.bench_tls import scenario_tls
+from prfaas.tools.benchmarks import router_security_cost
+from prfaas.tools.benchmarks.transfer_tls import scenario_tls
 
 
 def test_transfer_tls_scenario_reports_both_modes_and_their_ratio() -> None:

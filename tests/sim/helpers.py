@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from prfaas.experiment.scale import Scale, predict
-from prfaas.sim import workload
-from prfaas.sim.experiment_inputs import experiment_config
-from prfaas.sim.request import SimRequest
-from prfaas.sim.simulation import SimConfig, Simulation
+from prfaas.tools.experiment.scale import Scale, predict
+from prfaas.tools.sim import workload
+from prfaas.tools.sim.experiment_inputs import experiment_config
+from prfaas.tools.sim.request import SimRequest
+from prfaas.tools.sim.simulation import SimConfig, Simulation
 
 SCALE = Scale()
 

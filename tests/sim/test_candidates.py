@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import prfaas.sim.router as sim_router
+import prfaas.tools.sim.router as sim_router
 from prfaas.block_hash import hash_block
 from prfaas.router.policy import route
 from tests.sim.helpers import small_sim

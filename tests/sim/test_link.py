@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from prfaas.sim.clock import EventLoop
-from prfaas.sim.link import Link, LinkChange
-from prfaas.sim.tcp import MSS_BYTES, TcpParams, connection_bytes_per_s, peer_bytes_per_s
+from prfaas.tools.sim.clock import EventLoop
+from prfaas.tools.sim.link import Link, LinkChange
+from prfaas.tools.sim.tcp import MSS_BYTES, TcpParams, connection_bytes_per_s, peer_bytes_per_s
 
 
 def test_window_bound_falls_as_one_over_rtt() -> None:

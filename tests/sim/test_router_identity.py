@@ -5,9 +5,9 @@ from __future__ import annotations
 import prfaas.router.control as control
 import prfaas.router.policy as policy
 import prfaas.router.prefix_index as prefix_index
-import prfaas.sim.cache as sim_cache
-import prfaas.sim.router as sim_router
-import prfaas.sim.simulation as simulation
+import prfaas.tools.sim.cache as sim_cache
+import prfaas.tools.sim.router as sim_router
+import prfaas.tools.sim.simulation as simulation
 from prfaas.engine.prefix_cache import PrefixCache
 
 

@@ -7,8 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from prfaas.sim.cli import add_arguments, run
-from prfaas.sim.link import LinkChange
+from prfaas.tools.sim.cli import add_arguments, run
+from prfaas.tools.sim.link import LinkChange
 from tests.sim.helpers import small_sim
 
 

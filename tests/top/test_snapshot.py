@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prfaas.top.scrape import Scrape, failed_scrape, parse_scrape, quantile
-from prfaas.top.snapshot import build_snapshot
+from prfaas.tools.top.scrape import Scrape, failed_scrape, parse_scrape, quantile
+from prfaas.tools.top.snapshot import build_snapshot
 
 URL = "http://router/metrics"
 

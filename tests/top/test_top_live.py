@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from prfaas.top.poller import TopPoller
-from prfaas.top.render import render
-from prfaas.top.snapshot import TopSnapshot
+from prfaas.tools.top.poller import TopPoller
+from prfaas.tools.top.render import render
+from prfaas.tools.top.snapshot import TopSnapshot
 from tests.e2e.deployments import make_topology, start
 
 

@@ -1,6 +1,6 @@
 """Greedy agreement of KV compression on the line with the uncompressed path (issue 16 item 2).
 
-    python -m prfaas.benchmarks.kv_agreement [--preset small] [--prompts 200] [--tokens 32]
+    python -m prfaas.tools.benchmarks.kv_agreement [--preset small] [--prompts 200] [--tokens 32]
 
 Each prompt is prefilled on one engine and shipped (worker flows, loopback transport) to a
 decode-only request on a second engine, once plain and once per scheme; the greedy tokens of the

@@ -1,6 +1,6 @@
 """The KV line on loopback: our transfer (plain, fp8, int8) against plain sendall, per-process CPU.
 
-    python -m prfaas.benchmarks.kv_line [--trials 7] [--layers 8] [--tokens 4096] [--elements 512]
+    python -m prfaas.tools.benchmarks.kv_line [--trials 7] [--layers 8] [--tokens 4096] [--elements 512]
 
 A float32 KV of LAYERS x TOKENS x ELEMENTS ("Lnn.kv" buffers; the default row is 2 x 4 heads
 x 64) is shipped to a receiver process (kv_line_peer.py) in four modes, trials interleaved
@@ -30,9 +30,9 @@ import time
 import torch
 import uvloop
 
-from prfaas.benchmarks.kv_line_peer import SECRET, row_bytes, wire_dtype
 from prfaas.kvtransfer.tcp_sender import TcpSender
 from prfaas.model import kv_codec
+from prfaas.tools.benchmarks.kv_line_peer import SECRET, row_bytes, wire_dtype
 
 MODES = ("sendall", "none", "fp8", "int8")
 GIB = 1 << 30
@@ -49,7 +49,7 @@ class Peer:
         cmd = [
             sys.executable,
             "-m",
-            "prfaas.benchmarks.kv_line_peer",
+            "prfaas.tools.benchmarks.kv_line_peer",
             "raw" if mode == "sendall" else mode,
             *args,
         ]

@@ -1,4 +1,4 @@
-"""Receiving side of `python -m prfaas.benchmarks.kv_line`, a separate process so its CPU time is
+"""Receiving side of `python -m prfaas.tools.benchmarks.kv_line`, a separate process so its CPU time is
 its own. Usage: kv_line_peer MODE LAYERS TOKENS ROW_ELEMENTS TRIALS (MODE: raw | none | fp8 | int8).
 
 Prints `PORT <n> <cpu>` once listening, then after each trial (the KV received and, for fp8/int8,

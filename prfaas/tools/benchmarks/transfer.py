@@ -1,10 +1,10 @@
 """`prfaas bench transfer`: KV transfer goodput and overlap, each figure against a baseline of the
-same run. The receiving side always runs in a separate process (`bench_peer`).
+same run. The receiving side always runs in a separate process (`transfer_peer`).
 
 Scenarios: `loopback` (ours vs single-socket sendall), `relay` (20 ms one-way delay through
 `prfaas link`: 1 vs 4 connections), `overlap` (one layer every X ms: exposed time after the last
 layer vs one layer's ship time), `netns` (veth shaped with tbf to 1 and 10 Gbit/s: ours vs iperf3;
-needs root and iperf3), `tls` (loopback with mutual TLS vs plain, interleaved; bench_tls.py).
+needs root and iperf3), `tls` (loopback with mutual TLS vs plain, interleaved; transfer_tls.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import time
 
 import uvloop
 
-from prfaas.kvtransfer.bench_netns import netns_child, scenario_netns
-from prfaas.kvtransfer.bench_overlap import scenario_overlap
-from prfaas.kvtransfer.bench_peer import SECRET
-from prfaas.kvtransfer.bench_tls import scenario_tls
 from prfaas.kvtransfer.tcp_sender import TcpSender
+from prfaas.tools.benchmarks.transfer_netns import netns_child, scenario_netns
+from prfaas.tools.benchmarks.transfer_overlap import scenario_overlap
+from prfaas.tools.benchmarks.transfer_peer import SECRET
+from prfaas.tools.benchmarks.transfer_tls import scenario_tls
 
 MIB = 1 << 20
 
@@ -35,7 +35,7 @@ def _peer(
     cmd = [
         sys.executable,
         "-m",
-        "prfaas.kvtransfer.bench_peer",
+        "prfaas.tools.benchmarks.transfer_peer",
         mode,
         host,
         str(layers),

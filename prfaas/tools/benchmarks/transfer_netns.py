@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-NETNS = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "netns")
+NETNS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "deploy", "netns")
 MIB = 1 << 20
 
 
@@ -36,7 +36,7 @@ def _iperf(ns_a: str, ns_b: str, seconds: int) -> float:
 
 def _in_ns_a(kind: str, mib: int, a: argparse.Namespace) -> float:
     """Bytes/s of `ours` or `sendall`, sent from namespace a by a child of the bench module."""
-    cmd = ["ip", "netns", "exec", "pxb-a", sys.executable, "-m", "prfaas.kvtransfer.bench",
+    cmd = ["ip", "netns", "exec", "pxb-a", sys.executable, "-m", "prfaas.tools.benchmarks.transfer",
            "--scenario", f"_netns_{kind}", "--netns-mib", str(mib),
            "--connections", str(a.connections), "--chunk-mib", str(a.chunk_mib)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -75,7 +75,7 @@ def scenario_netns(a: argparse.Namespace) -> dict:
 
 
 def netns_child(a: argparse.Namespace) -> dict:
-    from prfaas.kvtransfer.bench import baseline_sendall, run_ours
+    from prfaas.tools.benchmarks.transfer import baseline_sendall, run_ours
 
     total = a.netns_mib * MIB
     if a.scenario == ["_netns_sendall"]:

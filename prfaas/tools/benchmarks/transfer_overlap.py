@@ -21,8 +21,8 @@ import time
 
 import uvloop
 
-from prfaas.kvtransfer.bench_peer import SECRET
 from prfaas.kvtransfer.tcp_sender import TcpSender
+from prfaas.tools.benchmarks.transfer_peer import SECRET
 
 MIB = 1 << 20
 
@@ -61,7 +61,7 @@ async def _trials(
 
 
 def scenario_overlap(a: argparse.Namespace) -> dict:
-    from prfaas.kvtransfer.bench import _peer
+    from prfaas.tools.benchmarks.transfer import _peer
 
     layers, nbytes, reps = 32, 4 * MIB, a.overlap_trials
     proc, port = _peer("kv", "127.0.0.1", layers, nbytes, repeats=reps)

@@ -1,6 +1,6 @@
 """Receiving side of `prfaas bench transfer`, run as a separate process (optionally in a netns).
 
-    python -m prfaas.kvtransfer.bench_peer kv|raw HOST LAYERS LAYER_BYTES [REPEATS]
+    python -m prfaas.tools.benchmarks.transfer_peer kv|raw HOST LAYERS LAYER_BYTES [REPEATS]
 Prints `PORT <n>` once listening. `kv` expects transfers `bench` (REPEATS=1) or `bench0` ..
 `bench{REPEATS-1}` of LAYERS layers, and one-layer transfers `warm0`, `warm1`, `ship0`.. the sender
 may ship first; once every `bench*` transfer completed it prints one JSON line with the

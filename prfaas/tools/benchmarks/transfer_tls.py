@@ -7,7 +7,7 @@ code), the HMAC handshake on top. Reports each mode's median bytes/s, the TLS/pl
 medians and of each round pair, and the load average before and after. The receiver runs in its
 own process:
 
-    python -m prfaas.kvtransfer.bench_tls peer HOST LAYERS LAYER_BYTES [CERT KEY CA]
+    python -m prfaas.tools.benchmarks.transfer_tls peer HOST LAYERS LAYER_BYTES [CERT KEY CA]
 prints `PORT <n>`, receives transfer `bench`, exits.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import uvloop
 
-from prfaas.kvtransfer.bench_peer import SECRET
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
+from prfaas.tools.benchmarks.transfer_peer import SECRET
 
 MIB = 1 << 20
 LAYERS = 32
@@ -56,11 +56,11 @@ async def _receive(host: str, layers: int, nbytes: int, tls: list[str]) -> None:
 def _one_round(total: int, conns: int, chunk_mib: float, tls: list[str]) -> float:
     """Bytes/s of one `total`-byte transfer to a fresh receiver process (TLS when `tls` names
     the sender's and receiver's files)."""
-    from prfaas.kvtransfer.bench import ours
+    from prfaas.tools.benchmarks.transfer import ours
 
     nbytes = total // LAYERS
     receiver_files = tls[3:] if tls else []
-    cmd = [sys.executable, "-m", "prfaas.kvtransfer.bench_tls", "peer", "127.0.0.1",
+    cmd = [sys.executable, "-m", "prfaas.tools.benchmarks.transfer_tls", "peer", "127.0.0.1",
            str(LAYERS), str(nbytes), *receiver_files]  # fmt: skip
     peer = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:

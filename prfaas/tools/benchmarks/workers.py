@@ -30,9 +30,9 @@ from typing import Any
 import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
-from prfaas.benchmarks import flows, report
-from prfaas.benchmarks.procs import Worker, relay_spec, start_all, worker_spec
 from prfaas.launcher.supervisor import Supervisor
+from prfaas.tools.benchmarks import flows, report
+from prfaas.tools.benchmarks.procs import Worker, relay_spec, start_all, worker_spec
 
 PREFILL_ID = "bench-prefill"
 STREAM_PROMPT_TOKENS = 64
@@ -197,7 +197,7 @@ def _link_goodput(remote: dict[str, Any], s: Setup) -> None:
     """Goodput of the KV link: the same TcpSender (4 connections, 1 MiB chunks) shipping one
     request's full-attention layers to a receiver process over loopback, capped by the relay's
     rate when shaped; then one layer's ship time and the exposed transfer in units of it."""
-    from prfaas.kvtransfer.bench import run_ours
+    from prfaas.tools.benchmarks.transfer import run_ours
 
     measured = run_ours("127.0.0.1", remote["num_full_layers"], remote["layer_bytes"], 4, 1.0)
     goodput = measured["bytes_per_s"]

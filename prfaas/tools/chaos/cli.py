@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from prfaas.chaos.run import RunOptions, run_chaos
-from prfaas.chaos.schedule import Schedule, WorkloadSpec, generate
-from prfaas.chaos.targets import targets_of
 from prfaas.launcher.topology import BACKENDS, DEFAULT_TOPOLOGY, POLICIES, load_topology
+from prfaas.tools.chaos.run import RunOptions, run_chaos
+from prfaas.tools.chaos.schedule import Schedule, WorkloadSpec, generate
+from prfaas.tools.chaos.targets import targets_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

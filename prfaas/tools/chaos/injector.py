@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from prfaas.chaos.schedule import Fault, Schedule
+from prfaas.tools.chaos.schedule import Fault, Schedule
 
 
 class Actuator(Protocol):

@@ -17,18 +17,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from prfaas.chaos.actuator import DeploymentActuator
-from prfaas.chaos.injector import Event, Injector
-from prfaas.chaos.leaks import leak_reports
-from prfaas.chaos.resources import ResourceSampler
-from prfaas.chaos.schedule import Schedule
-from prfaas.chaos.summary import summary_text
-from prfaas.chaos.verdict import judge
-from prfaas.chaos.workload import build_workload
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.topology import Topology
-from prfaas.loadgen.runner import LoadConfig, run_load_async, warm_up
+from prfaas.tools.chaos.actuator import DeploymentActuator
+from prfaas.tools.chaos.injector import Event, Injector
+from prfaas.tools.chaos.leaks import leak_reports
+from prfaas.tools.chaos.resources import ResourceSampler
+from prfaas.tools.chaos.schedule import Schedule
+from prfaas.tools.chaos.summary import summary_text
+from prfaas.tools.chaos.verdict import judge
+from prfaas.tools.chaos.workload import build_workload
+from prfaas.tools.loadgen.runner import LoadConfig, run_load_async, warm_up
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prfaas.chaos.targets import RELAY, Target
+from prfaas.tools.chaos.targets import RELAY, Target
 
 PROCESS_FAULTS = ("kill", "stop", "restart")
 RELAY_FAULTS = ("cut", "stall", "rate", "down")

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from prfaas.chaos.schedule import Fault, Schedule
-from prfaas.loadgen.client import RequestRecord
+from prfaas.tools.chaos.schedule import Fault, Schedule
+from prfaas.tools.loadgen.client import RequestRecord
 
 RECOVERY_FRACTION = 0.9  # throughput back within 10 % of the baseline
 WINDOW_S = 10.0  # goodput window

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from prfaas.chaos.schedule import WorkloadSpec
-from prfaas.loadgen.arrivals import poisson_schedule
-from prfaas.loadgen.workloads import Scaling, Workload, lognormal_workload
+from prfaas.tools.chaos.schedule import WorkloadSpec
+from prfaas.tools.loadgen.arrivals import poisson_schedule
+from prfaas.tools.loadgen.workloads import Scaling, Workload, lognormal_workload
 
 
 def build_workload(spec: WorkloadSpec, duration_s: float) -> tuple[Workload, list[float]]:

@@ -1,6 +1,6 @@
 """`prfaas demo`: the real model path once, then the three policies where homogeneous PD saturates
 (main.py has the outline)."""
 
-from prfaas.demo.main import add_arguments, run
+from prfaas.tools.demo.main import add_arguments, run
 
 __all__ = ["add_arguments", "run"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, TopologyError, load_topology
-from prfaas.loadgen.compare import write_comparison
+from prfaas.tools.loadgen.compare import write_comparison
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _real_model(args: argparse.Namespace, out: Path) -> bool:
-    from prfaas.demo.one_request import run_one_request
+    from prfaas.tools.demo.one_request import run_one_request
 
     topo = load_topology(DEFAULT_TOPOLOGY).with_overrides(backend="torch", policy="prfaas")
     print(
@@ -57,8 +57,8 @@ def _real_model(args: argparse.Namespace, out: Path) -> bool:
 
 
 def _policies(args: argparse.Namespace, out: Path) -> bool:
-    from prfaas.demo.plot import policy_bars
-    from prfaas.demo.policies import DEMO_SCALE, run_policies
+    from prfaas.tools.demo.plot import policy_bars
+    from prfaas.tools.demo.policies import DEMO_SCALE, run_policies
 
     print(
         f"[2/2] The three policies on emulated heterogeneous clusters (PrfaaS: "

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 
-from prfaas.demo import probe
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.topology import Topology
-from prfaas.loadgen.client import RequestRecord, send_request
-from prfaas.loadgen.prompts import PromptFactory
-from prfaas.loadgen.workloads import RequestSpec
+from prfaas.tools.demo import probe
+from prfaas.tools.loadgen.client import RequestRecord, send_request
+from prfaas.tools.loadgen.prompts import PromptFactory
+from prfaas.tools.loadgen.workloads import RequestSpec
 
 
 @dataclass

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from prfaas.loadgen.results import Summary  # noqa: E402
+from prfaas.tools.loadgen.results import Summary  # noqa: E402
 
 COLOURS = {"prfaas": "tab:green", "homogeneous-pd": "tab:red", "naive-hetero": "tab:blue"}
 

@@ -1,7 +1,7 @@
 """Part 2 of the demo: the three routing policies on an emulated heterogeneous pair of clusters,
 at an offered load above what homogeneous PD can prefill.
 
-The clusters are the paper's case study scaled down (prfaas.experiment.scale): a PrfaaS cluster
+The clusters are the paper's case study scaled down (prfaas.tools.experiment.scale): a PrfaaS cluster
 with one worker timed by the H200 prefill profile, a PD cluster with two workers timed by the H20
 profile, the KV sizes of the hybrid model over a 1 Gbit/s relay (the paper's 100 Gbps at ÷100
 bytes). Each policy gets the planner's split and threshold for those inputs (as `prfaas
@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prfaas.experiment.deploy import topology_for
-from prfaas.experiment.scale import Scale, predict
-from prfaas.experiment.sweep import offload_fraction, workload_for
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY
-from prfaas.loadgen.compare import POLICIES, Comparison, DeploymentFactory, Target, compare_policies
-from prfaas.loadgen.runner import LoadConfig
+from prfaas.tools.experiment.deploy import topology_for
+from prfaas.tools.experiment.scale import Scale, predict
+from prfaas.tools.experiment.sweep import offload_fraction, workload_for
+from prfaas.tools.loadgen.compare import (
+    POLICIES,
+    Comparison,
+    DeploymentFactory,
+    Target,
+    compare_policies,
+)
+from prfaas.tools.loadgen.runner import LoadConfig
 
 # One PrfaaS worker and two PD workers (the homogeneous baseline gets the two PD workers); profiled
 # prefill times ×0.1 and 4 output tokens × 100 ms: planned capacities of about 8.9 (prfaas), 6.3
@@ -36,7 +42,7 @@ DEMO_SCALE = Scale(time_factor=0.1, output_tokens=4, decode_step_ms=1000.0, n_pr
 class PolicyRun:
     comparison: Comparison
     prediction: dict[str, Any]
-    """The planner's view of the same inputs (`prfaas.experiment.scale.predict`)."""
+    """The planner's view of the same inputs (`prfaas.tools.experiment.scale.predict`)."""
     rate_rps: float
 
     def capacity(self, policy: str) -> float:

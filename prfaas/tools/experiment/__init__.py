@@ -5,6 +5,6 @@ link re-shaping), sweep (offered-load points and the sustainability criterion), 
 cut mid-run), report (JSON, Markdown, plots), cli (`add_arguments`, `run`).
 """
 
-from prfaas.experiment.cli import add_arguments, run
+from prfaas.tools.experiment.cli import add_arguments, run
 
 __all__ = ["add_arguments", "run"]

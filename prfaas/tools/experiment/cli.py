@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prfaas.experiment import deploy, report
-from prfaas.experiment.fluctuation import run_fluctuation
-from prfaas.experiment.scale import Scale, predict
-from prfaas.experiment.sweep import Criterion, run_point
-from prfaas.loadgen.runner import warm_up
-from prfaas.loadgen.stage_stats import format_stage_table
+from prfaas.tools.experiment import deploy, report
+from prfaas.tools.experiment.fluctuation import run_fluctuation
+from prfaas.tools.experiment.scale import Scale, predict
+from prfaas.tools.experiment.sweep import Criterion, run_point
+from prfaas.tools.loadgen.runner import warm_up
+from prfaas.tools.loadgen.stage_stats import format_stage_table
 
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 QUICK = Scale(time_factor=0.1, output_tokens=4, decode_step_ms=1000.0, n_prfaas=1, n_pd=2,
@@ -80,8 +80,8 @@ def _rates(policy: str, prediction: dict[str, Any], common: float, mults: list[f
 
 def reanalyze(out: Path) -> dict[str, Any]:
     """Re-derive every point from raw/<policy>@<rate>.json with the current criterion."""
-    from prfaas.experiment.sweep import analyze
-    from prfaas.loadgen import Results
+    from prfaas.tools.experiment.sweep import analyze
+    from prfaas.tools.loadgen import Results
 
     doc = json.loads((out / "experiment.json").read_text())
     scale = Scale(**{k: v for k, v in doc["scale"].items() if k in Scale.__dataclass_fields__})

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from prfaas.experiment.scale import PD_PROFILE, PRFAAS_PROFILE, Scale, roles_for
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.netns import NETNS_DIR
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, LinkSpec, Topology, load_topology
+from prfaas.tools.experiment.scale import PD_PROFILE, PRFAAS_PROFILE, Scale, roles_for
 
 LONG_CONTROL_OFF_S = 1e9
 

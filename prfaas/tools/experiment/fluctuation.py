@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 
-from prfaas.experiment.deploy import Running
-from prfaas.experiment.scale import Scale
-from prfaas.experiment.sweep import Criterion, analyze, workload_for
-from prfaas.loadgen import LoadConfig, run_load
-from prfaas.loadgen.scrape import KV_SENT, routing_counts, sample_values
+from prfaas.tools.experiment.deploy import Running
+from prfaas.tools.experiment.scale import Scale
+from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
+from prfaas.tools.loadgen import LoadConfig, run_load
+from prfaas.tools.loadgen.scrape import KV_SENT, routing_counts, sample_values
 
 THRESHOLD = "prfaas_routing_threshold_tokens"
 UTILIZATION = "prfaas_link_utilization_ratio"

@@ -23,7 +23,7 @@ def _mbit(x: float | None) -> str:
 
 
 def summarize_policy(points: list[dict[str, Any]], common_rate: float) -> dict[str, Any]:
-    from prfaas.experiment.sweep import best_sustainable
+    from prfaas.tools.experiment.sweep import best_sustainable
 
     best = best_sustainable(points)
     top = max(points, key=lambda p: p["throughput_rps"] or 0.0, default=None)

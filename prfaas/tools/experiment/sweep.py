@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from prfaas.experiment.deploy import Running
-from prfaas.experiment.scale import PAPER_MIN, PAPER_MU, PAPER_SIGMA, Scale
-from prfaas.loadgen import LoadConfig, Results, lognormal_workload, run_load, schedule_for
-from prfaas.loadgen.workloads import Scaling
+from prfaas.tools.experiment.deploy import Running
+from prfaas.tools.experiment.scale import PAPER_MIN, PAPER_MU, PAPER_SIGMA, Scale
+from prfaas.tools.loadgen import LoadConfig, Results, lognormal_workload, run_load, schedule_for
+from prfaas.tools.loadgen.workloads import Scaling
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prfaas.loadgen.workloads import Workload
+from prfaas.tools.loadgen.workloads import Workload
 
 
 def poisson_schedule(

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from prfaas.loadgen.workloads import RequestSpec
+from prfaas.tools.loadgen.workloads import RequestSpec
 
 
 @dataclass

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from prfaas.loadgen import plots
-from prfaas.loadgen.report import format_table
-from prfaas.loadgen.results import Results
-from prfaas.loadgen.runner import LoadConfig, run_load, warm_up
-from prfaas.loadgen.workloads import Workload
+from prfaas.tools.loadgen import plots
+from prfaas.tools.loadgen.report import format_table
+from prfaas.tools.loadgen.results import Results
+from prfaas.tools.loadgen.runner import LoadConfig, run_load, warm_up
+from prfaas.tools.loadgen.workloads import Workload
 
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 

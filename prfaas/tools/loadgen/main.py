@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 from prfaas.data import trace_file
-from prfaas.loadgen.arrivals import schedule_for
-from prfaas.loadgen.compare import POLICIES, compare_policies, write_comparison
-from prfaas.loadgen.preflight import PreflightError, check_fits, probe_target
-from prfaas.loadgen.report import format_table, write_results
-from prfaas.loadgen.runner import LoadConfig, run_load, warm_up
-from prfaas.loadgen.stage_stats import format_stage_table
-from prfaas.loadgen.workloads import (
+from prfaas.tools.loadgen.arrivals import schedule_for
+from prfaas.tools.loadgen.compare import POLICIES, compare_policies, write_comparison
+from prfaas.tools.loadgen.preflight import PreflightError, check_fits, probe_target
+from prfaas.tools.loadgen.report import format_table, write_results
+from prfaas.tools.loadgen.runner import LoadConfig, run_load, warm_up
+from prfaas.tools.loadgen.stage_stats import format_stage_table
+from prfaas.tools.loadgen.workloads import (
     PAPER_MAX_TOKENS,
     PAPER_MIN_TOKENS,
     PAPER_MU,

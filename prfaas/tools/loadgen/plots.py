@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from prfaas.loadgen.results import Results  # noqa: E402
+from prfaas.tools.loadgen.results import Results  # noqa: E402
 
 
 def ttft_cdf(runs: dict[str, Results], path: str | Path) -> Path:

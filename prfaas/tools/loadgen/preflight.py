@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from prfaas.loadgen.workloads import Workload
+from prfaas.tools.loadgen.workloads import Workload
 
 
 @dataclass(frozen=True)

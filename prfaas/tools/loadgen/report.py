@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prfaas.loadgen import plots
-from prfaas.loadgen.results import Results, Summary
+from prfaas.tools.loadgen import plots
+from prfaas.tools.loadgen.results import Results, Summary
 
 
 def _ms(x: float | None) -> str:

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from prfaas.loadgen.client import RequestRecord
-from prfaas.loadgen.scrape import EgressSample
+from prfaas.tools.loadgen.client import RequestRecord
+from prfaas.tools.loadgen.scrape import EgressSample
 
 
 def _pct(values: list[float], q: float) -> float | None:

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from prfaas.loadgen.client import RequestRecord, send_request
-from prfaas.loadgen.progress import Progress
-from prfaas.loadgen.results import Results
-from prfaas.loadgen.scrape import MetricsSampler, diff_counts, fetch, routing_decisions
-from prfaas.loadgen.stage_stats import Histograms, stage_histograms, stage_summary
-from prfaas.loadgen.workloads import Workload
+from prfaas.tools.loadgen.client import RequestRecord, send_request
+from prfaas.tools.loadgen.progress import Progress
+from prfaas.tools.loadgen.results import Results
+from prfaas.tools.loadgen.scrape import MetricsSampler, diff_counts, fetch, routing_decisions
+from prfaas.tools.loadgen.stage_stats import Histograms, stage_histograms, stage_summary
+from prfaas.tools.loadgen.workloads import Workload
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ def warm_up(url: str, num_requests: int, config: LoadConfig | None = None) -> in
     """Send `num_requests` short requests one at a time (not measured; first-call costs such as
     lazy initialization are paid here). Their prompts share nothing with any workload's. Returns
     how many succeeded."""
-    from prfaas.loadgen.prompts import PromptFactory
-    from prfaas.loadgen.workloads import RequestSpec
+    from prfaas.tools.loadgen.prompts import PromptFactory
+    from prfaas.tools.loadgen.workloads import RequestSpec
 
     if num_requests <= 0:
         return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prfaas.loadgen.prompts import PromptFactory
+from prfaas.tools.loadgen.prompts import PromptFactory
 
 PAPER_MU, PAPER_SIGMA = 9.90, 1.00
 PAPER_MIN_TOKENS, PAPER_MAX_TOKENS = 128, 131072

@@ -6,6 +6,6 @@ Entry points: `SimConfig` + `Simulation.run(requests)` (simulation.py); `experim
 (the `prfaas experiment` deployment, scale.py); the CLI (cli.py).
 """
 
-from prfaas.sim.cli import add_arguments, run
+from prfaas.tools.sim.cli import add_arguments, run
 
 __all__ = ["add_arguments", "run"]

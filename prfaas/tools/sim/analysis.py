@@ -1,4 +1,4 @@
-"""Simulated requests as the loadgen's `Results`, so `prfaas.experiment.sweep.analyze` computes
+"""Simulated requests as the loadgen's `Results`, so `prfaas.tools.experiment.sweep.analyze` computes
 every number (throughput estimator, TTFT, TPOT, completion ratio, offload fraction) exactly as it
 does for a measured run; plus egress over one-second windows (mean and P99) for projections."""
 
@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from prfaas.loadgen import Results
-from prfaas.loadgen.client import RequestRecord
-from prfaas.loadgen.scrape import EgressSample
-from prfaas.sim.simulation import SimResult
+from prfaas.tools.loadgen import Results
+from prfaas.tools.loadgen.client import RequestRecord
+from prfaas.tools.loadgen.scrape import EgressSample
+from prfaas.tools.sim.simulation import SimResult
 
 
 def _record(req: Any, record_itl: bool) -> RequestRecord:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from prfaas.router.policy import WorkerSnapshot
 from prfaas.router.prefix_index import PrefixMatch
-from prfaas.sim.instance import SimInstance
+from prfaas.tools.sim.instance import SimInstance
 
 FULL_LIST_UP_TO = 32
 """Below this many workers `route()` gets all of them (cheap, and obviously the real input)."""

@@ -20,18 +20,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prfaas.experiment import report
-from prfaas.experiment.cli import QUICK
-from prfaas.experiment.fluctuation import _phases
-from prfaas.experiment.scale import Scale, predict
-from prfaas.experiment.sweep import Criterion, analyze, workload_for
-from prfaas.loadgen.workloads import Scaling
-from prfaas.sim import workload as sim_workload
-from prfaas.sim.analysis import egress_windows, to_results
-from prfaas.sim.experiment_inputs import experiment_config
-from prfaas.sim.link import LinkChange
-from prfaas.sim.schedule import parse_link_schedule
-from prfaas.sim.simulation import SimConfig, SimResult, Simulation
+from prfaas.tools.experiment import report
+from prfaas.tools.experiment.cli import QUICK
+from prfaas.tools.experiment.fluctuation import _phases
+from prfaas.tools.experiment.scale import Scale, predict
+from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
+from prfaas.tools.loadgen.workloads import Scaling
+from prfaas.tools.sim import workload as sim_workload
+from prfaas.tools.sim.analysis import egress_windows, to_results
+from prfaas.tools.sim.experiment_inputs import experiment_config
+from prfaas.tools.sim.link import LinkChange
+from prfaas.tools.sim.schedule import parse_link_schedule
+from prfaas.tools.sim.simulation import SimConfig, SimResult, Simulation
 
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 

@@ -16,8 +16,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prfaas.sim.clock import EventLoop
-from prfaas.sim.request import SimRequest
+from prfaas.tools.sim.clock import EventLoop
+from prfaas.tools.sim.request import SimRequest
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The deployment `prfaas experiment` starts for a policy, as a `SimConfig`.
 
-Mirrors `prfaas.experiment.deploy.topology_for` field by field: the planner's split and t, the
+Mirrors `prfaas.tools.experiment.deploy.topology_for` field by field: the planner's split and t, the
 scaled emulated profiles (`scaled_profile`: the bytes the backend really ships), BS_max as
 `max_num_seqs`, decode step × time factor, the 256 MB cache budget, 4 KV connections per peer,
 the link rate and delay (RTT = 2 × delay), the long-term controller off. `instances_factor`
@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from prfaas.experiment.scale import (
+from prfaas.planner.model import gbps_to_bytes_per_s
+from prfaas.router.policy import Role
+from prfaas.tools.experiment.scale import (
     PD_PROFILE,
     PRFAAS_PROFILE,
     Scale,
     roles_for,
     scaled_profile,
 )
-from prfaas.planner.model import gbps_to_bytes_per_s
-from prfaas.router.policy import Role
-from prfaas.sim.decode import DecodeTiming
-from prfaas.sim.link import LinkChange
-from prfaas.sim.simulation import SimConfig
-from prfaas.sim.tcp import TcpParams
+from prfaas.tools.sim.decode import DecodeTiming
+from prfaas.tools.sim.link import LinkChange
+from prfaas.tools.sim.simulation import SimConfig
+from prfaas.tools.sim.tcp import TcpParams
 
 EXPERIMENT_CACHE_BUDGET_MB = 256
 """`topology_for`'s cache_budget_mb."""

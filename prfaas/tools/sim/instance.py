@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prfaas.router.policy import Role, WorkerSnapshot
-from prfaas.sim.decode import DecodeStage
-from prfaas.sim.prefill import PrefillStage
+from prfaas.tools.sim.decode import DecodeStage
+from prfaas.tools.sim.prefill import PrefillStage
 
 PREFILL_ROLES = (Role.PREFILL, Role.PRFAAS, Role.MIXED)
 

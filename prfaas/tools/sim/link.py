@@ -19,8 +19,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from prfaas.sim.clock import EventLoop
-from prfaas.sim.tcp import TcpParams, peer_bytes_per_s
+from prfaas.tools.sim.clock import EventLoop
+from prfaas.tools.sim.tcp import TcpParams, peer_bytes_per_s
 
 _EPS_BYTES = 1e-6
 _EPS_S = 1e-9

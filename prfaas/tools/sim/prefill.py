@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prfaas.sim.cache import InstanceCache
-from prfaas.sim.clock import EventLoop
-from prfaas.sim.profile import ProfileLookup
-from prfaas.sim.request import SimRequest
+from prfaas.tools.sim.cache import InstanceCache
+from prfaas.tools.sim.clock import EventLoop
+from prfaas.tools.sim.profile import ProfileLookup
+from prfaas.tools.sim.request import SimRequest
 
 
 @dataclass(eq=False)

@@ -1,5 +1,5 @@
 """Scalar prefill-time and KV-size lookups from a planner `PrefillProfile` (the emulated backend's
-numbers, already scaled by `prfaas.experiment.scale.scaled_profile`).
+numbers, already scaled by `prfaas.tools.experiment.scale.scaled_profile`).
 
 Same rule as the emulated backend: linear between rows, linearly extrapolated from the end
 segments; a chunk [s, e) costs P(e) - P(s), plus P(0) (the per-request overhead) on a request's

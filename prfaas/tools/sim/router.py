@@ -27,9 +27,9 @@ from prfaas.router.policy import (
     route,
 )
 from prfaas.router.prefix_index import PrefixIndex, PrefixMatch
-from prfaas.sim.candidates import CandidateView
-from prfaas.sim.link import Link
-from prfaas.sim.request import SimRequest
+from prfaas.tools.sim.candidates import CandidateView
+from prfaas.tools.sim.link import Link
+from prfaas.tools.sim.request import SimRequest
 
 EMPTY_MATCH = PrefixMatch()
 

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from prfaas.sim.link import LinkChange
+from prfaas.tools.sim.link import LinkChange
 
 
 def parse_link_schedule(text: str) -> tuple[LinkChange, ...]:

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prfaas.loadgen.progress import Progress
 from prfaas.planner.profiles import DecodeProfile, PrefillProfile
 from prfaas.planner.search import ClusterModel
 from prfaas.router.control import (
@@ -24,17 +23,18 @@ from prfaas.router.control import (
 )
 from prfaas.router.policy import Role, RoutingConfig, Target
 from prfaas.router.prefix_index import PrefixIndex
-from prfaas.sim.cache import InstanceCache
-from prfaas.sim.candidates import CandidateView
-from prfaas.sim.clock import EventLoop
-from prfaas.sim.decode import DecodeStage, DecodeTiming
-from prfaas.sim.instance import SimInstance
-from prfaas.sim.link import Link, LinkChange
-from prfaas.sim.prefill import PrefillJob, PrefillStage
-from prfaas.sim.profile import ProfileLookup
-from prfaas.sim.request import SimRequest
-from prfaas.sim.router import SimRouter
-from prfaas.sim.tcp import TcpParams
+from prfaas.tools.loadgen.progress import Progress
+from prfaas.tools.sim.cache import InstanceCache
+from prfaas.tools.sim.candidates import CandidateView
+from prfaas.tools.sim.clock import EventLoop
+from prfaas.tools.sim.decode import DecodeStage, DecodeTiming
+from prfaas.tools.sim.instance import SimInstance
+from prfaas.tools.sim.link import Link, LinkChange
+from prfaas.tools.sim.prefill import PrefillJob, PrefillStage
+from prfaas.tools.sim.profile import ProfileLookup
+from prfaas.tools.sim.request import SimRequest
+from prfaas.tools.sim.router import SimRouter
+from prfaas.tools.sim.tcp import TcpParams
 
 
 @dataclass(frozen=True)

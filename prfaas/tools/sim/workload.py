@@ -7,7 +7,7 @@ arrival times a `prfaas bench serve` / `prfaas experiment` run would send, witho
 - `mooncake`: a Mooncake JSONL trace; `hash_ids` become the prompt's block-hash chain (equal ids
   at position k mean an equal prefix, as the trace defines them), blocks of 512 × length_scale;
 - `azure`: an Azure LLM inference CSV (no prefix information: every prompt unique).
-Arrivals: Poisson at a rate (`prfaas.loadgen.arrivals.poisson_schedule`) or trace timestamps.
+Arrivals: Poisson at a rate (`prfaas.tools.loadgen.arrivals.poisson_schedule`) or trace timestamps.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from prfaas.block_hash import hash_block
-from prfaas.loadgen.arrivals import poisson_schedule, trace_schedule
-from prfaas.loadgen.workloads import (
+from prfaas.tools.loadgen.arrivals import poisson_schedule, trace_schedule
+from prfaas.tools.loadgen.workloads import (
     MOONCAKE_BLOCK_TOKENS,
     PAPER_MAX_TOKENS,
     PAPER_MIN_TOKENS,
@@ -33,7 +33,7 @@ from prfaas.loadgen.workloads import (
     parse_azure_timestamp,
     sample_truncated_lognormal,
 )
-from prfaas.sim.request import SimRequest
+from prfaas.tools.sim.request import SimRequest
 
 
 def from_workload(workload: Workload, schedule: list[float]) -> list[SimRequest]:

@@ -13,8 +13,8 @@ import time
 from rich.console import Console
 from rich.live import Live
 
-from prfaas.top.poller import TopPoller
-from prfaas.top.render import render
+from prfaas.tools.top.poller import TopPoller
+from prfaas.tools.top.render import render
 
 
 def _named_url(value: str) -> tuple[str, str]:

@@ -11,8 +11,8 @@ import time
 
 import httpx
 
-from prfaas.top.scrape import Scrape, failed_scrape, parse_scrape
-from prfaas.top.snapshot import TopSnapshot, build_snapshot
+from prfaas.tools.top.scrape import Scrape, failed_scrape, parse_scrape
+from prfaas.tools.top.snapshot import TopSnapshot, build_snapshot
 
 
 def metrics_url(router: str) -> str:

@@ -6,7 +6,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from prfaas.top.snapshot import TopSnapshot, WorkerView
+from prfaas.tools.top.snapshot import TopSnapshot, WorkerView
 
 
 def _bytes_per_s(value: float | None) -> str:

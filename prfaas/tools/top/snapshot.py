@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from prfaas.top.scrape import Scrape, bucket_delta, quantile
+from prfaas.tools.top.scrape import Scrape, bucket_delta, quantile
 
 QUANTILES = (0.5, 0.9, 0.99)
 TTFT = "prfaas_time_to_first_token_seconds"
