@@ -1,7 +1,7 @@
 """What a generation request may carry, checked where it enters: one definition for every entry.
 
 Used by the router's HTTP front end (`router/http_requests.py`), the router's gRPC `Generate`
-(`router/service.py`) and the workers' gRPC entries (`worker/convert.py`), so a malformed request
+(`router/service.py`) and the workers' gRPC entries (`worker/wire_inputs.py`), so a malformed request
 is refused at the edge (HTTP 400, gRPC INVALID_ARGUMENT or an "invalid_argument" error event) and
 never reaches an engine step, where one bad row would fail the whole batch.
 

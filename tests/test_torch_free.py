@@ -27,7 +27,7 @@ from prfaas.engine.core import EngineCore
 from prfaas.pd_worker import main as pd_main
 from prfaas.prefill_worker import main as prefill_main  # noqa: F401 (its entry module loads too)
 from prfaas.request import Request
-from prfaas.worker.convert import inputs_from_proto
+from prfaas.worker.wire_inputs import inputs_from_proto
 from prfaas.worker.options import build_backend
 
 parser = argparse.ArgumentParser()

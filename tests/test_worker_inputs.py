@@ -1,4 +1,4 @@
-"""Worker gRPC entries' conversion (prfaas/worker/convert.py): wire -> checked prompt + sampling."""
+"""Worker gRPC entries' conversion (prfaas/worker/wire_inputs.py): wire -> checked prompt + sampling."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from prfaas._proto.prfaas.v1 import common_pb2
 from prfaas.model.sampler import sample_one
 from prfaas.request_limits import InvalidRequest
-from prfaas.worker.convert import inputs_from_proto
+from prfaas.worker.wire_inputs import inputs_from_proto
 
 VOCAB = 512
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import xxhash
 
-from prfaas.engine.backend_base import (
+from prfaas.engine.execution_backend import (
     BufferSpec,
     CacheSpan,
     ExecutionBackend,

@@ -14,7 +14,7 @@ import weakref
 
 import torch
 
-from prfaas.engine.backend_base import (
+from prfaas.engine.execution_backend import (
     BufferSpec,
     CacheSpan,
     ExecutionBackend,

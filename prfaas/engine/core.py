@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from prfaas.engine.backend_base import BufferSpec, ExecutionBackend, LayerDoneCallback
 from prfaas.engine.block_pool import BlockPool
+from prfaas.engine.execution_backend import BufferSpec, ExecutionBackend, LayerDoneCallback
 from prfaas.engine.kv_manager import KVCacheManager
 from prfaas.engine.outputs import RequestOutput, RunnerOutput
 from prfaas.engine.prefix_cache import CacheListener, PrefixCache

@@ -21,9 +21,9 @@ from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.request import Request, RequestKind
 from prfaas.worker import generate_flow as flow
 from prfaas.worker import spans
-from prfaas.worker.common_rpcs import CommonRpcs
-from prfaas.worker.convert import finish_reason, inputs_from_proto
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
+from prfaas.worker.shared_rpcs import CommonRpcs
+from prfaas.worker.wire_inputs import finish_reason, inputs_from_proto
 
 log = logging.getLogger(__name__)
 ROLES = ("mixed", "prefill", "decode")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
-from prfaas.worker.common_rpcs import CommonRpcs
 from prfaas.worker.runtime import WorkerRuntime
+from prfaas.worker.shared_rpcs import CommonRpcs
 
 
 class PrefillWorkerServicer(CommonRpcs, worker_pb2_grpc.PrefillWorkerServicer):

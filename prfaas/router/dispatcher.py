@@ -30,7 +30,9 @@ import grpc
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.metrics import RouterMetrics
 from prfaas.metrics.stages import StageMetrics
-from prfaas.router.backend_base import (
+from prfaas.router.control import LongTermController, ShortTermController
+from prfaas.router.flows import Attempt, FlowTimeouts, Retry
+from prfaas.router.generation_backend import (
     BackendError,
     GenerationBackend,
     GenerationEvent,
@@ -40,8 +42,6 @@ from prfaas.router.backend_base import (
     Overloaded,
     TokenChunk,
 )
-from prfaas.router.control import LongTermController, ShortTermController
-from prfaas.router.flows import Attempt, FlowTimeouts, Retry
 from prfaas.router.link_health import LinkHealth
 from prfaas.router.policy import (
     LinkState,

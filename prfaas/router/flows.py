@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2
-from prfaas.router.backend_base import (
+from prfaas.router.generation_backend import (
     BackendError,
     GenerationFinished,
     GenerationRequest,

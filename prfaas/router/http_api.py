@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from prfaas.data import TOKENIZER_FILES
 from prfaas.metrics import RouterMetrics, render
-from prfaas.router.backend_base import BackendError, GenerationBackend, GenerationRequest
+from prfaas.router.generation_backend import BackendError, GenerationBackend, GenerationRequest
 from prfaas.router.http_errors import APIError, from_backend_error, install_error_handlers
 from prfaas.router.http_generation import TextDelta, TextFinished, TextGeneration
 from prfaas.router.http_requests import RequestBuilder

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from prfaas.metrics import RouterMetrics
-from prfaas.router.backend_base import BackendError, ContextTooLong, NotReady, Overloaded
+from prfaas.router.generation_backend import BackendError, ContextTooLong, NotReady, Overloaded
 
 ERROR_TYPES = {
     400: "BadRequestError",

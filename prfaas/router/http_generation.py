@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import anyio
 
 from prfaas.metrics import RequestStats, RouterMetrics
-from prfaas.router.backend_base import (
+from prfaas.router.generation_backend import (
     BackendError,
     ContextTooLong,
     FinishReason,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids, wire_seed
-from prfaas.router.backend_base import GenerationRequest, SamplingSpec
+from prfaas.router.generation_backend import GenerationRequest, SamplingSpec
 from prfaas.router.http_errors import APIError
 from prfaas.router.openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from prfaas.router.openai_text import Tokenizer, content_text, render_chat

@@ -20,7 +20,8 @@ import grpc
 
 from prfaas._proto.prfaas.v1 import common_pb2, router_pb2, router_pb2_grpc, worker_pb2
 from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids
-from prfaas.router.backend_base import (
+from prfaas.router.dispatcher import Dispatcher
+from prfaas.router.generation_backend import (
     BackendError,
     ContextTooLong,
     GenerationFinished,
@@ -29,7 +30,6 @@ from prfaas.router.backend_base import (
     Overloaded,
     SamplingSpec,
 )
-from prfaas.router.dispatcher import Dispatcher
 from prfaas.router.policy import RouteDecision, Target
 from prfaas.router.registry import WorkerRegistry
 from prfaas.security.interceptor import current_principal

@@ -24,8 +24,8 @@ from prfaas.engine.outputs import RequestEvent, RequestOutput
 from prfaas.kvtransfer.base import KVReceiver, TransferError
 from prfaas.request import Request, RequestKind, RequestStatus
 from prfaas.worker.compute import ComputeLoop
-from prfaas.worker.convert import wire_layout
 from prfaas.worker.handoff import Handoff, HandoffError
+from prfaas.worker.wire_inputs import wire_layout
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from prfaas.engine.backend_base import BufferSpec
+from prfaas.engine.execution_backend import BufferSpec
 from prfaas.model import kv_codec
 
 KV_COMPRESSIONS = ("none", *kv_codec.SCHEMES)

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from prfaas.engine.backend_base import ExecutionBackend
 from prfaas.engine.core import EngineCore
+from prfaas.engine.execution_backend import ExecutionBackend
 from prfaas.engine.prefix_cache import CacheListener
 from prfaas.log_setup import add_logging_arguments
 from prfaas.security.options import add_security_arguments
@@ -121,11 +121,11 @@ def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | Non
             decode_step_seconds=args.decode_step_ms / 1000.0,
         )
         return backend, None, 1 << 20
+    from prfaas.device import configure_threads, pick_device
     from prfaas.engine.backend_torch import TorchBackend
     from prfaas.model.checkpoint import load_checkpoint
     from prfaas.model.config import EOS_ID, get_preset
     from prfaas.model.hybrid import HybridModel
-    from prfaas.runtime import configure_threads, pick_device
 
     configure_threads(args.threads)
     device = pick_device(args.device)

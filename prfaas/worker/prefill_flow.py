@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prfaas.engine.backend_base import BufferSpec
+from prfaas.engine.execution_backend import BufferSpec
 from prfaas.kvtransfer.base import KVSender, TransferError
 from prfaas.request import Request, RequestStatus
 from prfaas.worker.compute import ComputeLoop
-from prfaas.worker.convert import wire_layout
 from prfaas.worker.handoff import Handoff
+from prfaas.worker.wire_inputs import wire_layout
 
 if TYPE_CHECKING:
     from prfaas.worker.kv_compression import KvEncoder
@@ -54,7 +54,7 @@ class PrefillReport:
 
 def _is_token_major(spec: BufferSpec) -> bool:
     # Backends name full-attention buffers "Lnn.kv" (token-major bytes) and linear-layer state
-    # buffers "Lnn.state" (sent whole, once final); see prfaas/engine/backend_base.py.
+    # buffers "Lnn.state" (sent whole, once final); see prfaas/engine/execution_backend.py.
     return spec.name.endswith(".kv")
 
 

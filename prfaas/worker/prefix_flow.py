@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from prfaas.kvtransfer.base import KVReceiver, KVSender, Peer, TransferError
 from prfaas.worker.compute import ComputeLoop
-from prfaas.worker.convert import wire_layout
+from prfaas.worker.wire_inputs import wire_layout
 
 _TRAILER = struct.Struct("<4sHHiQ")
 _MAGIC = b"PFPX"

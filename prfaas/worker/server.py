@@ -30,9 +30,9 @@ from prfaas.security import channels, identities
 from prfaas.security.binding import bind_grpc
 from prfaas.security.interceptor import AuthInterceptor
 from prfaas.security.options import credentials_from_args
-from prfaas.worker.common_rpcs import CommonRpcs
 from prfaas.worker.registration import RouterRegistration
 from prfaas.worker.runtime import WorkerRuntime
+from prfaas.worker.shared_rpcs import CommonRpcs
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prfaas.engine.backend_base import NullBackend, hash_next_token
 from prfaas.engine.core import EngineCore
+from prfaas.engine.execution_backend import NullBackend, hash_next_token
 from prfaas.engine.prefix_cache import CacheEvent
 from prfaas.request import Request, RequestKind
 from prfaas.sampling import SamplingParams

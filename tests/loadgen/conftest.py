@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from prfaas.metrics import TransferMetrics
-from prfaas.router.backend_base import FakeBackend, GenerationEvent, GenerationRequest
+from prfaas.router.generation_backend import FakeBackend, GenerationEvent, GenerationRequest
 from tests.router.conftest import Served, serve_app
 
 KV_BYTES_PER_PROMPT_TOKEN = 1000

@@ -7,7 +7,7 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from prfaas.router.backend_base import Overloaded
+from prfaas.router.generation_backend import Overloaded
 from prfaas.tools.loadgen.compare import Target, compare_policies, write_comparison
 from prfaas.tools.loadgen.report import write_results
 from prfaas.tools.loadgen.runner import LoadConfig, run_load_async

@@ -17,7 +17,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from prfaas.metrics import RouterMetrics
-from prfaas.router.backend_base import FakeBackend
+from prfaas.router.generation_backend import FakeBackend
 from prfaas.router.http_api import create_app
 
 BOS, EOS = 256, 257

@@ -11,8 +11,8 @@ import uuid
 import pytest
 from fake_workers import FakeCluster, start_cluster
 
-from prfaas.router.backend_base import GenerationRequest, Overloaded, SamplingSpec
 from prfaas.router.flows import FlowTimeouts
+from prfaas.router.generation_backend import GenerationRequest, Overloaded, SamplingSpec
 from prfaas.router.policy import RouteDecision
 from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
 from prfaas.router.registry import RegistryConfig, WorkerHandle

@@ -9,7 +9,7 @@ import pytest
 from fake_workers import start_cluster
 from test_dispatch_routing import run
 
-from prfaas.router.backend_base import (
+from prfaas.router.generation_backend import (
     BackendError,
     GenerationRequest,
     SamplingSpec,

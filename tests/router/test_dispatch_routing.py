@@ -6,7 +6,7 @@ import uuid
 
 from fake_workers import FakeCluster, start_cluster
 
-from prfaas.router.backend_base import GenerationFinished, GenerationRequest, SamplingSpec
+from prfaas.router.generation_backend import GenerationFinished, GenerationRequest, SamplingSpec
 from prfaas.router.policy import Reason, RouteDecision, Target
 from prfaas.router.prefix_index import block_hashes
 
@@ -124,7 +124,7 @@ async def test_admission_cap_refuses_with_retry_after() -> None:
 
     import pytest
 
-    from prfaas.router.backend_base import Overloaded
+    from prfaas.router.generation_backend import Overloaded
 
     c = await start_cluster(
         pd_roles=("mixed",), num_prfaas=0, policy="homogeneous-pd", max_inflight=1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from prfaas.router.backend_base import FakeBackend
+from prfaas.router.generation_backend import FakeBackend
 
 if TYPE_CHECKING:
     from conftest import Served

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from prfaas.router.backend_base import ContextTooLong, FakeBackend, Overloaded
+from prfaas.router.generation_backend import ContextTooLong, FakeBackend, Overloaded
 
 if TYPE_CHECKING:
     from conftest import Served

@@ -15,7 +15,7 @@ import pytest
 from fake_workers import start_cluster
 from test_dispatch_routing import run
 
-from prfaas.router.backend_base import NotReady, Overloaded
+from prfaas.router.generation_backend import NotReady, Overloaded
 from prfaas.router.policy import Reason, Target
 from prfaas.router.registry import RegistryConfig
 

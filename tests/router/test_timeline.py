@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prfaas import tracing
 from prfaas.metrics import RouterMetrics
 from prfaas.metrics.stages import StageMetrics
-from prfaas.router.backend_base import GenerationRequest, SamplingSpec
+from prfaas.router.generation_backend import GenerationRequest, SamplingSpec
 
 _EXPORTER = InMemorySpanExporter()
 _ATTACHED: list[InMemorySpanExporter] = []

@@ -19,13 +19,13 @@ import random
 import statistics
 import time
 
+from prfaas.device import configure_threads
 from prfaas.engine.backend_torch import TorchBackend
 from prfaas.engine.core import EngineCore
 from prfaas.kvtransfer.loopback import LoopbackNetwork, LoopbackReceiver, LoopbackSender
 from prfaas.model.config import get_preset
 from prfaas.model.hybrid import HybridModel
 from prfaas.request import Request, RequestKind
-from prfaas.runtime import configure_threads
 from prfaas.sampling import SamplingParams
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.generate_flow import KvSourceSpec, Tokens, generate

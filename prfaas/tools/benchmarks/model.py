@@ -21,13 +21,13 @@ import time
 
 import torch
 
+from prfaas.device import configure_threads, pick_device
 from prfaas.model.cache import HybridCache, SeqCache
 from prfaas.model.config import DTYPE_BYTES, HybridConfig, get_preset
 from prfaas.model.hf_checkpoint import load_hf_model
 from prfaas.model.hybrid import HybridModel
 from prfaas.model.ops import native
 from prfaas.model.ops.native.loader import DISABLE_ENV
-from prfaas.runtime import configure_threads, pick_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,9 +27,9 @@ from prometheus_client import CollectorRegistry
 
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.metrics import RouterMetrics
-from prfaas.router.backend_base import GenerationRequest, SamplingSpec
 from prfaas.router.control import ShortTermController
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
+from prfaas.router.generation_backend import GenerationRequest, SamplingSpec
 from prfaas.router.policy import Role, RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerHandle, WorkerRegistry

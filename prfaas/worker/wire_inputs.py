@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from prfaas._proto.prfaas.v1 import common_pb2
-from prfaas.engine.backend_base import BufferSpec
+from prfaas.engine.execution_backend import BufferSpec
 from prfaas.kvtransfer.wire import LayerLayout
 from prfaas.request import RequestStatus
 from prfaas.request_limits import (

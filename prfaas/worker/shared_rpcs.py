@@ -15,11 +15,11 @@ import grpc
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.engine.prefix_cache import CacheEventKind
 from prfaas.request import Request, RequestKind
-from prfaas.worker.convert import inputs_from_proto
 from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
 from prfaas.worker.prefix_rpcs import PrefixRpcs
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 from prfaas.worker.spans import record_prefill
+from prfaas.worker.wire_inputs import inputs_from_proto
 
 log = logging.getLogger(__name__)
 
