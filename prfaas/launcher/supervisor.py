@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,9 +46,17 @@ except (OSError, AttributeError):
 
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec: ask the kernel to SIGTERM us when the parent
-    (thread) dies."""
+    (thread) dies. Only where `setpriv` is missing: Python code between fork and exec in a process
+    whose other threads run gRPC's poller once aborted a child (SIGABRT, "epoll_wait error: Bad
+    file descriptor") before it could exec."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# util-linux's setpriv sets PR_SET_PDEATHSIG and execs the command (same pid), so no Python code
+# runs in the forked child and subprocess can spawn without a preexec hook.
+_SETPRIV = shutil.which("setpriv")
+_PDEATHSIG_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "TERM", "--") if _SETPRIV else ()
 
 
 def _print_stderr(message: str) -> None:
@@ -135,11 +144,11 @@ class Supervisor:
     def _spawn(self, spec: ProcessSpec, log_path: Path, mode: str) -> subprocess.Popen[bytes]:
         with log_path.open(mode) as log:
             return subprocess.Popen(
-                [*spec.prefix, *spec.argv],
+                [*_PDEATHSIG_PREFIX, *spec.prefix, *spec.argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **spec.env},
-                preexec_fn=_die_with_parent,
+                preexec_fn=None if _PDEATHSIG_PREFIX else _die_with_parent,
             )
 
     def start(self, spec: ProcessSpec) -> Child:
