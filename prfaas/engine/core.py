@@ -194,21 +194,9 @@ class EngineCore:
         self.scheduler.assert_no_leaks()
 
     def leak_report(self) -> str:
-        """What an idle engine still holds that it should not ("" when nothing): the outcome of
-        `assert_no_leaks` without its invariant walk, cheap enough for load reports (a scan of
-        the reference counts in C, no Python loop per block)."""
-        if self.scheduler.requests:
-            return f"live requests: {len(self.scheduler.requests)}"
-        spans = [s.span_id for s in self.scheduler.kv.transfers.held()]
-        if spans:
-            return f"prefix export/import spans held: {spans[:8]}"
-        if any(self.pool.block_refs):
-            return "block references leaked"
-        if any(self.pool.slot_refs):
-            return "slot references leaked"
-        if self.pool.used_bytes != self.prefix_cache.evictable_bytes:
-            return "uncached entries not freed"
-        return ""
+        """What an idle engine still holds that it should not ("" when nothing): the checks of
+        `assert_no_leaks` without its invariant walk, for load reports."""
+        return self.scheduler.leak_report()
 
 
 def generate(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Generator
+from collections.abc import AsyncIterator, Coroutine, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -107,85 +108,90 @@ async def _drain(events) -> list[Any]:  # noqa: ANN001
     return [ev async for ev in events]
 
 
-async def test_cancel_prefill_and_ship_at_every_await() -> None:
+@dataclass
+class Pair:
+    """A prefill and a decode compute loop joined by the loopback KV transport."""
+
+    prefill: ComputeLoop
+    decode: ComputeLoop
+    sender: LoopbackSender
+    receiver: LoopbackReceiver
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
     net = LoopbackNetwork()
-    prefill, decode = make_compute(), make_compute()
-    prefill.start()
-    decode.start()
-    sender, receiver = LoopbackSender(net), LoopbackReceiver(net)
+    p = Pair(make_compute(), make_compute(), LoopbackSender(net), LoopbackReceiver(net))
+    p.prefill.start()
+    p.decode.start()
     try:
-
-        async def run_once(k: int) -> bool:
-            # The decode side expects the transfer (uncancelled), the prefill side is cancelled.
-            dreq = Request(f"d{k}", list(PROMPT), PARAMS, kind=RequestKind.DECODE_ONLY)
-            source = KvSourceSpec(f"t{k}", "", 0.5)
-            events = generate(decode, dreq, receiver=receiver, source=source)
-            first = await anext(events)
-            assert isinstance(first, Admitted)
-            preq = Request(f"p{k}", list(PROMPT), PARAMS, kind=RequestKind.PREFILL_ONLY)
-            flow = _CancelAt(prefill_and_ship(prefill, sender, preq, receiver.address, f"t{k}"), k)
-            with contextlib.suppress(asyncio.CancelledError):
-                await flow
-            rest = await _drain(events)
-            if not flow.reached:
-                assert isinstance(rest[-1], Finished), rest
-            await assert_nothing_held(prefill, sender)
-            await assert_nothing_held(decode, receiver)
-            return flow.reached
-
-        points = await _sweep(run_once)
-        assert points >= 4, f"only {points} suspension points exercised"
+        yield p
     finally:
-        await sender.close()
-        await receiver.close()
-        for compute in (prefill, decode):
+        await p.sender.close()
+        await p.receiver.close()
+        for compute in (p.prefill, p.decode):
+            # The full invariant walk once per test (each run checks the cheap report).
             await compute.call(lambda e: e.assert_no_leaks())
             await compute.stop()
+
+
+async def test_cancel_prefill_and_ship_at_every_await(pair: Pair) -> None:
+    prefill, decode, sender, receiver = pair.prefill, pair.decode, pair.sender, pair.receiver
+
+    async def run_once(k: int) -> bool:
+        # The decode side expects the transfer (uncancelled), the prefill side is cancelled.
+        dreq = Request(f"d{k}", list(PROMPT), PARAMS, kind=RequestKind.DECODE_ONLY)
+        source = KvSourceSpec(f"t{k}", "", 0.5)
+        events = generate(decode, dreq, receiver=receiver, source=source)
+        first = await anext(events)
+        assert isinstance(first, Admitted)
+        preq = Request(f"p{k}", list(PROMPT), PARAMS, kind=RequestKind.PREFILL_ONLY)
+        flow = _CancelAt(prefill_and_ship(prefill, sender, preq, receiver.address, f"t{k}"), k)
+        with contextlib.suppress(asyncio.CancelledError):
+            await flow
+        rest = await _drain(events)
+        if not flow.reached:
+            assert isinstance(rest[-1], Finished), rest
+        await assert_nothing_held(prefill, sender)
+        await assert_nothing_held(decode, receiver)
+        return flow.reached
+
+    points = await _sweep(run_once)
+    assert points >= 4, f"only {points} suspension points exercised"
 
 
 @pytest.mark.parametrize("kind", [RequestKind.FULL, RequestKind.DECODE_ONLY])
-async def test_cancel_generate_at_every_await(kind: RequestKind) -> None:
-    net = LoopbackNetwork()
-    prefill, decode = make_compute(), make_compute()
-    prefill.start()
-    decode.start()
-    sender, receiver = LoopbackSender(net), LoopbackReceiver(net)
-    try:
+async def test_cancel_generate_at_every_await(kind: RequestKind, pair: Pair) -> None:
+    prefill, decode, sender, receiver = pair.prefill, pair.decode, pair.sender, pair.receiver
 
-        async def run_once(k: int) -> bool:
-            dreq = Request(f"g{k}", list(PROMPT), PARAMS, kind=kind)
-            remote = kind is RequestKind.DECODE_ONLY
-            source = KvSourceSpec(f"t{k}", "", 0.5) if remote else None
-            events = generate(decode, dreq, receiver=receiver, source=source)
-            ship: asyncio.Task[Any] | None = None
+    async def run_once(k: int) -> bool:
+        dreq = Request(f"g{k}", list(PROMPT), PARAMS, kind=kind)
+        remote = kind is RequestKind.DECODE_ONLY
+        source = KvSourceSpec(f"t{k}", "", 0.5) if remote else None
+        events = generate(decode, dreq, receiver=receiver, source=source)
+        ship: asyncio.Task[Any] | None = None
 
-            async def consume() -> list[Any]:
-                nonlocal ship
-                out = []
-                async for ev in events:
-                    out.append(ev)
-                    if isinstance(ev, Admitted) and remote:
-                        preq = Request(f"p{k}", list(PROMPT), PARAMS, kind=RequestKind.PREFILL_ONLY)
-                        flow = prefill_and_ship(prefill, sender, preq, receiver.address, f"t{k}")
-                        ship = asyncio.ensure_future(flow)
-                return out
+        async def consume() -> list[Any]:
+            nonlocal ship
+            out = []
+            async for ev in events:
+                out.append(ev)
+                if isinstance(ev, Admitted) and remote:
+                    preq = Request(f"p{k}", list(PROMPT), PARAMS, kind=RequestKind.PREFILL_ONLY)
+                    flow = prefill_and_ship(prefill, sender, preq, receiver.address, f"t{k}")
+                    ship = asyncio.ensure_future(flow)
+            return out
 
-            flow = _CancelAt(consume(), k)
-            try:
-                await flow
-            except asyncio.CancelledError:
-                await events.aclose()
-            if ship is not None:
-                await asyncio.gather(ship, return_exceptions=True)
-            await assert_nothing_held(decode, receiver)
-            await assert_nothing_held(prefill, sender)
-            return flow.reached
+        flow = _CancelAt(consume(), k)
+        try:
+            await flow
+        except asyncio.CancelledError:
+            await events.aclose()
+        if ship is not None:
+            await asyncio.gather(ship, return_exceptions=True)
+        await assert_nothing_held(decode, receiver)
+        await assert_nothing_held(prefill, sender)
+        return flow.reached
 
-        points = await _sweep(run_once)
-        assert points >= 3, f"only {points} suspension points exercised"
-    finally:
-        await sender.close()
-        await receiver.close()
-        for compute in (prefill, decode):
-            await compute.call(lambda e: e.assert_no_leaks())
-            await compute.stop()
+    points = await _sweep(run_once)
+    assert points >= 3, f"only {points} suspension points exercised"
