@@ -46,7 +46,11 @@ class EngineSnapshot:
         checked_at = previous.leak_checked_at if previous is not None else 0.0
         if live:
             shown = ", ".join(live[:_MAX_IDS_IN_REPORT])
-            more = f" (+{len(live) - _MAX_IDS_IN_REPORT} more)" if len(live) > _MAX_IDS_IN_REPORT else ""
+            more = (
+                f" (+{len(live) - _MAX_IDS_IN_REPORT} more)"
+                if len(live) > _MAX_IDS_IN_REPORT
+                else ""
+            )
             report = f"live requests: {shown}{more}"
         elif (
             previous is not None
