@@ -99,7 +99,8 @@ class EmulatedBackend(ExecutionBackend):
         out = RunnerOutput()
         for chunk in sched.prefills:
             if chunk.copy_state_from is not None:
-                self.copy_state(chunk.copy_state_from, chunk.request.state_slot)  # type: ignore[arg-type]
+                assert chunk.request.state_slot is not None, "a scheduled prefill holds a slot"
+                self.copy_state(chunk.copy_state_from, chunk.request.state_slot)
         # Sampled up front so no real work runs after the last layer's deadline.
         for chunk in sched.prefills:
             if chunk.is_last:
@@ -117,7 +118,8 @@ class EmulatedBackend(ExecutionBackend):
                     tokens = req.prompt_token_ids[chunk.start : chunk.end]
                     self._write_kv(layer, req, tokens, chunk.start)
                 else:
-                    self._write_state(layer, req.state_slot, end_digest)  # type: ignore[arg-type]
+                    assert req.state_slot is not None, "a scheduled prefill holds a slot"
+                    self._write_state(layer, req.state_slot, end_digest)
                     for (_, slot), digest in zip(chunk.checkpoints, ckpt_digests, strict=True):
                         self._write_state(layer, slot, digest)
             _sleep_until(deadline)
@@ -131,8 +133,9 @@ class EmulatedBackend(ExecutionBackend):
                 for layer in self.full_layers:
                     self._write_kv(layer, req, [item.token_id], item.position)
                 digest = _digest(np.asarray(seq, dtype="<i4"))
+                assert req.state_slot is not None, "a scheduled decode holds a slot"
                 for layer in self.linear_layers:
-                    self._write_state(layer, req.state_slot, digest)  # type: ignore[arg-type]
+                    self._write_state(layer, req.state_slot, digest)
                 out.sampled_token_ids[req.request_id] = hash_next_token(seq, self.vocab_size)
             _sleep_until(time.perf_counter() + self.decode_step_seconds * self.time_factor)
         out.compute_seconds = time.perf_counter() - t0
@@ -156,12 +159,12 @@ class EmulatedBackend(ExecutionBackend):
     ) -> list[memoryview]:
         if self.layer_pattern[layer_idx] != "F":
             assert req.state_slot is not None
-            return [memoryview(self.state[self._ordinal[layer_idx]][req.state_slot])]
+            return [self.state[self._ordinal[layer_idx]][req.state_slot].data]
         kv = self.kv[self._ordinal[layer_idx]]
         bs, views, t = self.block_size, [], start
         while t < end:
             off, n = t % bs, min(bs - t % bs, end - t)
-            views.append(memoryview(kv[req.block_table[t // bs], off : off + n]).cast("B"))
+            views.append(kv[req.block_table[t // bs], off : off + n].data.cast("B"))
             t += n
         return views
 

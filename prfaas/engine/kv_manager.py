@@ -124,8 +124,9 @@ class KVCacheManager:
         """Every block reference is held by a live request or a prefix export/import span."""
         self.cache.check_invariants()
         refs = [0] * self.pool.num_blocks
-        for span in [*live, *self.transfers.held()]:
-            for b in span.block_table:
+        tables = [r.block_table for r in live] + [s.block_table for s in self.transfers.held()]
+        for table in tables:
+            for b in table:
                 refs[b] += 1
         for b, n in enumerate(refs):
             assert self.pool.block_refs[b] == n, (

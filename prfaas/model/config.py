@@ -8,8 +8,9 @@ Presets follow docs/hybrid-model.md §4.2.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Byte-level tokenizer ids (prfaas/model/tokenizer.py); the vocabulary is padded to `vocab_size` rows.
 from prfaas.model.special_tokens import (  # noqa: F401 (re-exported)
@@ -182,12 +183,14 @@ class HybridConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> HybridConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> HybridConfig:
+        """From decoded JSON (a checkpoint's metadata): unknown keys rejected, values checked by
+        `__post_init__`."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown HybridConfig fields: {sorted(unknown)}")
-        return cls(**data)  # type: ignore[arg-type]
+        return cls(**data)
 
 
 PRESETS: dict[str, HybridConfig] = {
@@ -223,10 +226,9 @@ PRESETS: dict[str, HybridConfig] = {
 }
 
 
-def get_preset(name: str, **overrides: object) -> HybridConfig:
-    """A preset by name ("tiny", "small", "large"), optionally with fields replaced."""
+def get_preset(name: str) -> HybridConfig:
+    """A preset by name ("tiny", "small", "large"); vary a field with `dataclasses.replace`."""
     try:
-        base = PRESETS[name]
+        return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
-    return dataclasses.replace(base, **overrides) if overrides else base

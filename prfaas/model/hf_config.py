@@ -53,7 +53,9 @@ def _ids(value: object) -> list[int]:
         return []
     if isinstance(value, int):
         return [value]
-    return [int(v) for v in value]  # type: ignore[union-attr]
+    if isinstance(value, list):
+        return [int(v) for v in value]
+    raise UnsupportedCheckpointError(f"token ids must be an int or a list of ints: {value!r}")
 
 
 def _text_config(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:

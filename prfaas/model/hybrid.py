@@ -13,7 +13,8 @@ The model never mutates a `SeqCache`; the caller advances `num_tokens` after eac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -40,9 +41,21 @@ class Block(nn.Module):
         self.mlp = MLP(c)
 
 
+class BlockStack(nn.ModuleList):
+    """The model's blocks in layer order: a ModuleList (state-dict keys `blocks.<i>.*`) whose
+    iteration is typed, so callers reach `Block` attributes without Module's dynamic getattr."""
+
+    def __iter__(self) -> Iterator[Block]:
+        # ModuleList is not generic; every item was built as a Block by HybridModel.__init__.
+        return cast(Iterator[Block], super().__iter__())
+
+
 class HybridModel(nn.Module):
     """Embedding → blocks → final norm → LM head. Build with `HybridModel(config, device)`:
     weights are initialised deterministically from `config.seed` (same values on any device)."""
+
+    # Registered buffer [V] fp32: 0 for generable ids, -inf for the rest (added to the logits).
+    logit_mask: Tensor
 
     def __init__(
         self, config: HybridConfig, device: torch.device | str = "cpu", *, initialize: bool = True
@@ -52,7 +65,7 @@ class HybridModel(nn.Module):
         self.config = config
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.blocks = nn.ModuleList(Block(c, kind) for kind in c.layer_pattern)
+        self.blocks = BlockStack(Block(c, kind) for kind in c.layer_pattern)
         self.final_norm = RMSNorm(c.d_model, c.rms_eps, c.norm_offset)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_embeddings:
@@ -83,7 +96,9 @@ class HybridModel(nn.Module):
         for name, p in self.named_parameters():
             leaf = name.rsplit(".", 1)[-1] if "." in name else name
             if name.endswith("norm.weight"):
-                p.fill_(1.0 - self.get_submodule(name.rsplit(".", 1)[0]).offset)
+                norm = self.get_submodule(name.rsplit(".", 1)[0])
+                assert isinstance(norm, RMSNorm), name
+                p.fill_(1.0 - norm.offset)
             elif leaf == "A_log":
                 p.copy_(torch.empty(p.shape).uniform_(1.0, 16.0, generator=gen).log())
             elif leaf == "dt_bias":
@@ -166,7 +181,7 @@ class HybridModel(nn.Module):
         for idx, block in enumerate(self.blocks):
             h = block.mixer_norm(x)
             i = cache.ordinal(idx)
-            if block.kind == "G":
+            if isinstance(block.mixer, GatedDeltaNet):
                 out, rec, conv, states = block.mixer.prefill(
                     h, cache.recurrent[i][slot], cache.conv[i][slot], start, points
                 )
@@ -207,7 +222,7 @@ class HybridModel(nn.Module):
         for idx, block in enumerate(self.blocks):
             h = block.mixer_norm(x)
             i = cache.ordinal(idx)
-            if block.kind == "G":
+            if isinstance(block.mixer, GatedDeltaNet):
                 out = block.mixer.decode(h, cache.recurrent[i], cache.conv[i], batch.slots)
             else:
                 out = block.mixer.decode(h, cache.kv[i], batch)

@@ -36,7 +36,7 @@ def _bytes_view(t: Tensor) -> memoryview:
         raise ValueError("byte views need CPU tensors; copy GPU caches with pack_request")
     if not t.is_contiguous():
         raise ValueError("byte views need contiguous tensor ranges")
-    return memoryview(t.view(-1).view(torch.uint8).numpy()).cast("B")
+    return t.view(-1).view(torch.uint8).numpy().data.cast("B")
 
 
 def layer_tensors(

@@ -6,6 +6,7 @@ request on CUDA with the tokens of an in-process CUDA engine."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_cuda_prefill_and_batched_decode_match_cpu() -> None:
 
 
 def test_bf16_cuda_prefill_close_to_fp32_oracle() -> None:
-    c = get_preset("tiny", dtype="bfloat16")
+    c = dataclasses.replace(get_preset("tiny"), dtype="bfloat16")
     gpu = HybridModel(c, device="cuda")
     cpu32 = HybridModel(get_preset("tiny"))
     cache = HybridCache(c, 4, 1, block_size=64, device="cuda")
