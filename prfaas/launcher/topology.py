@@ -14,12 +14,12 @@ from pathlib import Path
 from prfaas.data import topology_file
 from prfaas.launcher import security_settings
 from prfaas.launcher.security_settings import SecuritySpec
+from prfaas.roles import PD_ROLES, Role
 
 # The default two-datacenter topology ships with the package (deploy/local.toml links to it).
 DEFAULT_TOPOLOGY = topology_file("local.toml")
 BACKENDS = ("torch", "emulated")
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
-ROLES = ("mixed", "prefill", "decode")
 LINK_MODES = ("relay", "netns", "none")
 
 
@@ -112,7 +112,7 @@ class Topology:
                     f"prfaas-{j}",
                     "prefill",
                     self.prfaas_cluster,
-                    "prfaas",
+                    Role.PRFAAS.value,
                     f"{host}:{self.prfaas_grpc_base_port + off}",
                     kv_direct=kv,
                     kv_via_link=kv,
@@ -146,7 +146,7 @@ class Topology:
             (self.backend in BACKENDS, f"deployment.backend must be one of {BACKENDS}"),
             (self.policy in POLICIES, f"deployment.policy must be one of {POLICIES}"),
             (self.link.mode in LINK_MODES, f"link.mode must be one of {LINK_MODES}"),
-            (all(r in ROLES for r in self.pd_roles), f"pd.roles entries must be in {ROLES}"),
+            (all(r in PD_ROLES for r in self.pd_roles), f"pd.roles entries must be in {PD_ROLES}"),
             (len(self.pd_roles) >= 1, "pd.roles needs at least one PD worker"),
             (self.prfaas_workers >= 0, "prfaas.workers must be >= 0"),
             (self.block_size % 64 == 0, "worker.block_size must be a multiple of 64"),

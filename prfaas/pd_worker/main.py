@@ -6,7 +6,8 @@ import argparse
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
 from prfaas.log_setup import configure_logging
-from prfaas.pd_worker.service import ROLES, PDWorkerServicer
+from prfaas.pd_worker.service import PDWorkerServicer
+from prfaas.roles import PD_ROLES
 from prfaas.worker.options import add_common_arguments
 from prfaas.worker.runtime import WorkerRuntime
 from prfaas.worker.server import run_async, serve_worker
@@ -14,7 +15,7 @@ from prfaas.worker.server import run_async, serve_worker
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=50200)
-    parser.add_argument("--role", choices=ROLES, default="mixed")
+    parser.add_argument("--role", choices=PD_ROLES, default="mixed")
     parser.add_argument("--kv-port", type=int, default=50300, help="KV receiver TCP port")
     parser.add_argument(
         "--kv-advertise", default="", help="KV address others should use (default host:kv-port)"

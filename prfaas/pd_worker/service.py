@@ -19,6 +19,7 @@ import grpc
 
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.request import Request, RequestKind
+from prfaas.roles import PD_ROLES
 from prfaas.worker import generate_flow as flow
 from prfaas.worker import spans
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
@@ -26,7 +27,6 @@ from prfaas.worker.shared_rpcs import CommonRpcs
 from prfaas.worker.wire_inputs import finish_reason, inputs_from_proto
 
 log = logging.getLogger(__name__)
-ROLES = ("mixed", "prefill", "decode")
 DRAIN_TIMEOUT_S = 120.0
 
 
@@ -45,8 +45,8 @@ def _error(code: str, message: str) -> worker_pb2.GenerateEvent:
 
 class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
     def __init__(self, runtime: WorkerRuntime, role: str) -> None:
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        if role not in PD_ROLES:
+            raise ValueError(f"role must be one of {PD_ROLES}, got {role!r}")
         self.runtime = runtime
         self.role = role
         self._role_lock = asyncio.Lock()
@@ -155,8 +155,8 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
     async def SetRole(  # noqa: N802
         self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.SetRoleResponse:
-        if request.role not in ROLES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"role must be one of {ROLES}")
+        if request.role not in PD_ROLES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"role must be one of {PD_ROLES}")
         async with self._role_lock:
             previous = self.role
             if request.role != previous:

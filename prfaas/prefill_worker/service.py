@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
+from prfaas.roles import Role
 from prfaas.worker.runtime import WorkerRuntime
 from prfaas.worker.shared_rpcs import CommonRpcs
 
@@ -10,7 +11,7 @@ from prfaas.worker.shared_rpcs import CommonRpcs
 class PrefillWorkerServicer(CommonRpcs, worker_pb2_grpc.PrefillWorkerServicer):
     """Prefill, Abort, GetLoad and StreamCacheEvents, all shared with the PD worker (CommonRpcs)."""
 
-    role = "prfaas"
+    role = Role.PRFAAS.value
 
     def __init__(self, runtime: WorkerRuntime) -> None:
         self.runtime = runtime

@@ -20,6 +20,7 @@ import math
 import time
 
 from prfaas.metrics import RouterMetrics, TransferMetrics
+from prfaas.roles import Role
 from prfaas.router.control import (
     CapacitySample,
     LinkCapacityEstimator,
@@ -29,7 +30,6 @@ from prfaas.router.control import (
     ShortTermController,
     ShortTermDecision,
 )
-from prfaas.router.policy import Role
 from prfaas.router.registry import WorkerRegistry
 
 log = logging.getLogger(__name__)

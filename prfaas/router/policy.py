@@ -18,8 +18,9 @@ Policies:
   naive-hetero    every prefill on PrfaaS, every decode local, no length routing (policy_offload).
 
 Node choice inside a cluster is cache-affine among the lightly loaded: of the eligible workers
-whose queue depth is within `affinity_queue_slack` of the shortest, take the longest usable
-prefix, then the shortest queue, the lowest load, the lowest id. A local `mixed` prefill worker
+whose predicted prefill wait is within `affinity_wait_slack_s` of the soonest and whose queue
+depth is within `affinity_queue_slack` of the shortest of those, take the longest usable prefix,
+then the shortest predicted wait, the shortest queue, the lowest load, the lowest id. A local `mixed` prefill worker
 also decodes; otherwise the decode node is the least-loaded decode/mixed worker with room for
 prompt + max_new_tokens of KV (ties: most free KV).
 """
@@ -30,15 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from prfaas.roles import Role
 from prfaas.router.prefix_index import PrefixMatch
-
-
-class Role(StrEnum):
-    PREFILL = "prefill"
-    DECODE = "decode"
-    MIXED = "mixed"
-    PRFAAS = "prfaas"
-    """A PrfaaS prefill worker (remote cluster, never decodes)."""
 
 
 class Target(StrEnum):
@@ -81,6 +75,9 @@ class WorkerSnapshot:
     spreads them; only taken seats fill a worker). None: `load` is the seat count."""
     free_kv_tokens: int = 0
     """Tokens of KV the worker can still allocate (decode side)."""
+    predicted_wait_s: float = 0.0
+    """Prefill side: seconds a prefill placed now would wait in this worker's queue (the
+    router's prediction, prefill_estimate.py); counts tokens, where queue_depth counts requests."""
 
     @property
     def eligible(self) -> bool:
@@ -107,6 +104,8 @@ class RoutingConfig:
     """A PrfaaS worker with this many queued requests takes no more offloads."""
     affinity_queue_slack: int = 2
     """How much longer a queue may be and still win on cache affinity."""
+    affinity_wait_slack_s: float = 2.0
+    """How much longer a predicted prefill wait may be and still win on cache affinity."""
 
 
 @dataclass(frozen=True)
@@ -134,14 +133,20 @@ class RouteDecision:
     """The effective t this decision used."""
 
 
-def _pick(cands: list[WorkerSnapshot], match: PrefixMatch, slack: int) -> WorkerSnapshot | None:
+def _pick(
+    cands: list[WorkerSnapshot], match: PrefixMatch, slack: int, wait_slack_s: float
+) -> WorkerSnapshot | None:
+    """Balance by predicted wait first: with prompts from 128 to 131K tokens, equal request
+    counts can hide queues of very different length (uneven PD-P queues turned into 429s from the
+    wait budget, issue 12); request counts (which include other routers' work) come second."""
     if not cands:
         return None
-    shortest = min(w.queue_depth for w in cands)
-    near = [w for w in cands if w.queue_depth <= shortest + slack]
-    return min(
-        near, key=lambda w: (-match.worker_tokens(w.worker_id), w.queue_depth, w.load, w.worker_id)
-    )
+    soonest = min(w.predicted_wait_s for w in cands)
+    near = [w for w in cands if w.predicted_wait_s <= soonest + wait_slack_s]
+    shortest = min(w.queue_depth for w in near)
+    near = [w for w in near if w.queue_depth <= shortest + slack]
+    return min(near, key=lambda w: (-match.worker_tokens(w.worker_id), w.predicted_wait_s,
+                                    w.queue_depth, w.load, w.worker_id))  # fmt: skip
 
 
 def _pick_decode(
@@ -185,7 +190,8 @@ def _place(
         use_cluster_cache
     ) > match.cluster_tokens(cluster)
     affinity = match if not cross else PrefixMatch()
-    prefill = _pick(_prefill_cands(workers, cluster, roles), affinity, cfg.affinity_queue_slack)
+    prefill = _pick(_prefill_cands(workers, cluster, roles), affinity, cfg.affinity_queue_slack,
+                    cfg.affinity_wait_slack_s)  # fmt: skip
     if prefill is None:
         return RouteDecision(None, Reason.NO_CAPACITY, None, None, 0, total, threshold=threshold)
     if cross:

@@ -34,9 +34,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from prfaas._proto.prfaas.v1 import router_pb2, worker_pb2, worker_pb2_grpc
+from prfaas.cache_event_kind import CacheEventKind
 from prfaas.launcher.topology import Topology
-from prfaas.router.policy import Role, WorkerSnapshot
-from prfaas.router.prefix_index import CacheEvent, CacheEventKind, PrefixIndex
+from prfaas.roles import Role
+from prfaas.router.policy import WorkerSnapshot
+from prfaas.router.prefix_index import CacheEvent, PrefixIndex
 from prfaas.security.channels import open_worker_channel
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,9 @@ UNLIMITED_KV_TOKENS = 1 << 30
 """`WorkerLoad` carries cache bytes, not free tokens, and a full prefix cache is reclaimable, so
 the registry does not gate decode placement on KV room (the worker rejects what cannot fit)."""
 
-_EVENT_KINDS = {
-    worker_pb2.CacheEvent.STORED: CacheEventKind.STORED,
-    worker_pb2.CacheEvent.EVICTED: CacheEventKind.EVICTED,
-    worker_pb2.CacheEvent.CLEARED: CacheEventKind.CLEARED,
-}
+_APPLIED_KINDS = frozenset({CacheEventKind.STORED, CacheEventKind.EVICTED, CacheEventKind.CLEARED})
+"""Wire events the index is fed. Checkpoint-only events are not applied (they were added to the
+wire after this registry; a STORED event already carries `has_checkpoint`)."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ class WorkerRegistry:
             and (old.kv_address, old.kv_link_address) in ((req.kv_address, kv_link), ("", ""))
         ):
             return old  # the worker's periodic keepalive (or a topology worker announcing itself)
-        role = Role.PRFAAS if req.kind == "prefill" else Role(req.role or "mixed")
+        role = Role.PRFAAS if req.kind == "prefill" else Role(req.role or Role.MIXED)
         handle = WorkerHandle(req.worker_id, req.kind, req.cluster, role, req.grpc_address,
                               req.kv_address, kv_link, registered_by=identity,
                               self_registered=True)  # fmt: skip
@@ -371,8 +371,8 @@ class WorkerRegistry:
             try:
                 async for batch in stream:
                     for ev in batch.events:
-                        kind = _EVENT_KINDS.get(ev.kind)
-                        if kind is not None:
+                        kind = CacheEventKind.from_wire(ev.kind)
+                        if kind in _APPLIED_KINDS:
                             self.index.apply(CacheEvent(handle.worker_id, kind, ev.block_hash,
                                                         ev.has_checkpoint))  # fmt: skip
             except grpc.aio.AioRpcError as exc:

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from prfaas.roles import Role
 from prfaas.router.control.short_term import ShortTermController
-from prfaas.router.policy import Role
 from prfaas.router.registry import WorkerRegistry
 
 _WORKER_LABELS = ["cluster", "worker", "role"]

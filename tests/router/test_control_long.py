@@ -8,8 +8,9 @@ import numpy as np
 
 from prfaas.planner.profiles import DecodeProfile, PrefillProfile
 from prfaas.planner.search import ClusterModel
+from prfaas.roles import Role
 from prfaas.router.control import LongTermConfig, LongTermController
-from prfaas.router.policy import Role, WorkerSnapshot
+from prfaas.router.policy import WorkerSnapshot
 
 PROFILE = PrefillProfile(
     "lin", np.array([1000.0, 4000.0]), np.array([1.0, 4.0]), np.array([1e6, 4e6])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from prfaas.link.relay import LinkRelay
+from prfaas.roles import Role
 from prfaas.router.link_health import LinkHealth, LinkHealthConfig, probe_link
-from prfaas.router.policy import Role
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
 

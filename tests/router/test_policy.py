@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from prfaas.roles import Role
 from prfaas.router.policy import (
     LinkState,
     Reason,
-    Role,
     RouteRequest,
     RoutingConfig,
     Target,

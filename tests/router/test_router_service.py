@@ -15,10 +15,10 @@ from test_dispatch_failures import wait_for
 
 from prfaas._proto.prfaas.v1 import common_pb2, router_pb2, router_pb2_grpc
 from prfaas.metrics import RouterMetrics, TransferMetrics
+from prfaas.roles import Role
 from prfaas.router.control_loops import ControlLoops
 from prfaas.router.http_api import create_app
 from prfaas.router.main import _TokenizerAdapter
-from prfaas.router.policy import Role
 from prfaas.router.service import RouterService
 
 VOCAB = 259  # the byte tokenizer's ids: 256 bytes, BOS, EOS, PAD

@@ -23,7 +23,8 @@ import numpy as np
 from prfaas.planner.profiles import DecodeProfile, PrefillProfile
 from prfaas.planner.search import ClusterModel, OperatingPoint, optimal_threshold, search
 from prfaas.planner.workload import EmpiricalLengths
-from prfaas.router.policy import Role, WorkerSnapshot
+from prfaas.roles import Role
+from prfaas.router.policy import WorkerSnapshot
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,14 @@ from prometheus_client import CollectorRegistry
 
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.metrics import RouterMetrics
+from prfaas.roles import Role
 from prfaas.router.control import ShortTermController
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
-from prfaas.router.generation_backend import GenerationRequest, SamplingSpec
-from prfaas.router.policy import Role, RoutingConfig
+from prfaas.router.generation_backend import GenerationRequest
+from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
+from prfaas.sampling import SamplingParams
 
 
 class InstantWorker(worker_pb2_grpc.PDWorkerServicer):
@@ -97,7 +99,7 @@ async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
                 pass
 
         async def routed() -> None:
-            req = GenerationRequest(uuid.uuid4().hex, prompt, SamplingSpec(max_tokens=1))
+            req = GenerationRequest(uuid.uuid4().hex, prompt, SamplingParams(max_tokens=1))
             async for _ in dispatcher.generate(req):
                 pass
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from prfaas.planner.model import gbps_to_bytes_per_s
-from prfaas.router.policy import Role
+from prfaas.roles import Role
 from prfaas.tools.experiment.scale import (
     PD_PROFILE,
     PRFAAS_PROFILE,

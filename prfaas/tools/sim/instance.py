@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prfaas.router.policy import Role, WorkerSnapshot
+from prfaas.roles import Role
+from prfaas.router.policy import WorkerSnapshot
 from prfaas.tools.sim.decode import DecodeStage
 from prfaas.tools.sim.prefill import PrefillStage
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from prfaas.roles import Role
 from prfaas.router.control import (
     LinkTelemetry,
     LongTermController,
@@ -20,7 +21,6 @@ from prfaas.router.control import (
 )
 from prfaas.router.policy import (
     LinkState,
-    Role,
     RouteDecision,
     RouteRequest,
     RoutingConfig,

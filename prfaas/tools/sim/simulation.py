@@ -15,13 +15,14 @@ from typing import Any
 
 from prfaas.planner.profiles import DecodeProfile, PrefillProfile
 from prfaas.planner.search import ClusterModel
+from prfaas.roles import Role
 from prfaas.router.control import (
     LongTermConfig,
     LongTermController,
     ShortTermConfig,
     ShortTermController,
 )
-from prfaas.router.policy import Role, RoutingConfig, Target
+from prfaas.router.policy import RoutingConfig, Target
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.tools.loadgen.progress import Progress
 from prfaas.tools.sim.cache import InstanceCache
