@@ -103,8 +103,9 @@ def format_table(result: dict[str, dict[str, float | int | None]]) -> str:
     if "prfaas_pd" in result:
         ours = result["prfaas_pd"]["lambda_max_rps"]
         for name, row in result.items():
-            if name != "prfaas_pd" and row["lambda_max_rps"]:
-                lines.append(f"prfaas_pd / {name}: {ours / row['lambda_max_rps']:.3f}x Λ_max")
+            theirs = row["lambda_max_rps"]
+            if name != "prfaas_pd" and ours is not None and theirs:
+                lines.append(f"prfaas_pd / {name}: {ours / theirs:.3f}x Λ_max")
     return "\n".join(lines)
 
 

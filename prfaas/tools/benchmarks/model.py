@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import time
+from typing import NotRequired, TypedDict
 
 import torch
 
@@ -55,6 +56,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time decode with the native CPU kernels off (the torch path), same run",
     )
+
+
+class MatmulCeiling(TypedDict):
+    flops_per_s: float
+    shapes_mkn: list[tuple[int, int, int]]
+
+
+class PrefillRow(TypedDict):
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    flops_per_s: float
+    fraction_of_ceiling: NotRequired[float]  # filled in once the run's ceiling is known
+
+
+class DecodeRow(TypedDict):
+    batch: int
+    context: int
+    step_ms: float
+    tokens_per_s: float
+    flops_per_s: float
+    bytes_read: dict[str, int]  # decode_bytes: weights, kv, state, total
+    read_bytes_per_s: float
+    # Filled in once the run's ceiling, bandwidth and torch-path timings are known.
+    fraction_of_ceiling: NotRequired[float]
+    fraction_of_read_bandwidth: NotRequired[float]
+    speedup_vs_torch_path: NotRequired[float]
 
 
 def _sync(device: torch.device) -> None:
@@ -123,7 +151,7 @@ def read_bandwidth(device: torch.device, nbytes: int = 256 * 2**20) -> float:
     return nbytes / _best_time(lambda: x.sum(), device, repeats=5)
 
 
-def matmul_ceiling(c: HybridConfig, device: torch.device, rows: int = 4096) -> dict[str, object]:
+def matmul_ceiling(c: HybridConfig, device: torch.device, rows: int = 4096) -> MatmulCeiling:
     """FLOP/s of plain matmuls with the model's dominant prefill shapes (MLP, GDN/attention
     projections, and an attention score tile), in the model dtype."""
     d, dt = c.d_model, c.torch_dtype
@@ -165,7 +193,7 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> tuple[HybridM
     return HybridModel(get_preset(args.preset), device=device), args.preset
 
 
-def _prefill_case(model: HybridModel, T: int, device: torch.device) -> dict[str, float]:
+def _prefill_case(model: HybridModel, T: int, device: torch.device) -> PrefillRow:
     c = model.config
     cache = HybridCache(c, -(-T // 256), 1, block_size=256, device=device)
     seq = SeqCache(list(range(cache.num_blocks)), 0, 0)
@@ -185,7 +213,7 @@ def _prefill_case(model: HybridModel, T: int, device: torch.device) -> dict[str,
 
 def _decode_cases(
     model: HybridModel, batches: list[int], context: int, steps: int, device: torch.device
-) -> list[dict[str, float]]:
+) -> list[DecodeRow]:
     c = model.config
     bs = 256
     per_req = -(-(context + steps + 2) // bs)
@@ -213,11 +241,11 @@ def _decode_cases(
                 times.append(time.perf_counter() - t0)
         step = sorted(times)[len(times) // 2]
         need = decode_bytes(c, B, context)
-        out.append({
+        out.append(DecodeRow({
             "batch": B, "context": context, "step_ms": step * 1e3, "tokens_per_s": B / step,
             "flops_per_s": decode_flops(c, B, context) / step,
             "bytes_read": need, "read_bytes_per_s": need["total"] / step,
-        })  # fmt: skip
+        }))  # fmt: skip
     return out
 
 
@@ -249,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
     bandwidth_start = read_bandwidth(device)
     ceiling = matmul_ceiling(config, device)
     prefill = [_prefill_case(model, T, device) for T in prompt_lengths]
-    decode, decode_torch = [], []
+    decode: list[DecodeRow] = []
+    decode_torch: list[DecodeRow] = []
     for ctx in contexts:
         decode += _decode_cases(model, [1, 8, 32], ctx, steps, device)
         if args.compare_torch:
@@ -260,9 +289,10 @@ def run(args: argparse.Namespace) -> int:
     bandwidth_end = read_bandwidth(device)
     peak = max(ceiling["flops_per_s"], ceiling_end)
     bandwidth = max(bandwidth_start, bandwidth_end)
-    for row in prefill + decode + decode_torch:
-        row["fraction_of_ceiling"] = row["flops_per_s"] / peak
+    for prow in prefill:
+        prow["fraction_of_ceiling"] = prow["flops_per_s"] / peak
     for row in decode + decode_torch:
+        row["fraction_of_ceiling"] = row["flops_per_s"] / peak
         row["fraction_of_read_bandwidth"] = row["read_bytes_per_s"] / bandwidth
     for fast, slow in zip(decode, decode_torch, strict=False):
         fast["speedup_vs_torch_path"] = slow["step_ms"] / fast["step_ms"]
@@ -304,10 +334,10 @@ def run(args: argparse.Namespace) -> int:
                 f"prefill {r['tokens']:>6}: {r['tokens_per_s']:8.0f} tok/s  "
                 f"{r['fraction_of_ceiling']:.2f} of ceiling"
             )
-        for r in decode:
+        for row in decode:
             print(
-                f"decode B={r['batch']:>2} @{r['context']}: {r['step_ms']:7.1f} ms/step  "
-                f"{r['tokens_per_s']:7.0f} tok/s  reads {r['bytes_read']['total'] / 1e6:6.1f} MB  "
-                f"{r['fraction_of_read_bandwidth']:.2f} of read bandwidth"
+                f"decode B={row['batch']:>2} @{row['context']}: {row['step_ms']:7.1f} ms/step  "
+                f"{row['tokens_per_s']:7.0f} tok/s  reads {row['bytes_read']['total'] / 1e6:6.1f} "
+                f"MB  {row['fraction_of_read_bandwidth']:.2f} of read bandwidth"
             )
     return 0

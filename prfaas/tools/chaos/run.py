@@ -52,7 +52,7 @@ def _run_checks(
     """Checks only the run itself can make (the verdict's come from records and leak reports)."""
     supervisor = deployment.supervisor
     failed = [e.to_json() for e in events if not e.ok]
-    checks = {
+    checks: dict[str, dict[str, Any]] = {
         # The supervisor ends a deployment only on a crash loop or a clean router exit, neither
         # of which a fault schedule should cause.
         "deployment_up": {

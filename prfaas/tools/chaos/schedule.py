@@ -161,7 +161,9 @@ def generate(
             order = rng.sample(pairs, len(pairs))
         kind, wanted = order.pop()
         target = rng.choice(by_kind.get(wanted) or by_name[wanted])
-        params = {"rate_bytes_per_s": round(10 ** rng.uniform(4.0, 6.0))} if kind == "rate" else {}
+        params: dict[str, float] = (
+            {"rate_bytes_per_s": round(10 ** rng.uniform(4.0, 6.0))} if kind == "rate" else {}
+        )
         faults.append(Fault(kind, target.name, round(t, 1), length, params))
         t += length + recovery_s
     return Schedule(

@@ -161,13 +161,13 @@ def judge(
         or (r.e2e_s is None and not r.error)
         or (r.e2e_s is not None and r.e2e_s > bound)
     ]
-    silent = [f for f in failures if f["silent"]]
+    silent_losses = [f for f in failures if f["silent"]]
     unexplained = [f for f in failures if f["fault"] is None]
     leaky = {w: v for w, v in leaks.items() if v.get("leak_report") or v.get("num_live_requests")}
     recoveries = recovery(records, schedule, baseline, slow_bound_s)
-    checks = {
+    checks: dict[str, dict[str, Any]] = {
         "no_hung": {"passed": not hung, "hung": hung},
-        "no_silent_loss": {"passed": not silent, "silent": silent},
+        "no_silent_loss": {"passed": not silent_losses, "silent": silent_losses},
         "all_explained": {"passed": not unexplained, "unexplained": unexplained},
         "leak_free": {"passed": not leaky and bool(leaks), "workers": leaks},
         "recovered": {

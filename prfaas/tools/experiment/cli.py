@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
           f"; predicted Λ_max " + ", ".join(f"{p} {lam:.3f}" for p, lam in zip(policies, lams,
           strict=True)) + f" req/s; common load {common:.3f} req/s", flush=True)  # fmt: skip
     crit = Criterion()
-    doc: dict[str, Any] = {
+    doc = {
         "command": "prfaas experiment " + " ".join(sys.argv[2:]),
         "scale": scale.to_json(),
         "network": "netns" if netns else f"relay ({why_not})",

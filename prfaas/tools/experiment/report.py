@@ -52,8 +52,10 @@ def ratios(measured: dict[str, dict[str, Any]], prediction: dict[str, Any]) -> d
     out: dict[str, Any] = {}
     for base in ("homogeneous-pd", "naive-hetero"):
         key = f"prfaas/{base}"
-        m = lam["prfaas"] / lam[base] if lam.get("prfaas") and lam.get(base) else None
-        sat = top["prfaas"] / top[base] if top.get("prfaas") and top.get(base) else None
+        ours, theirs = lam.get("prfaas"), lam.get(base)
+        m = ours / theirs if ours and theirs else None
+        ours_top, theirs_top = top.get("prfaas"), top.get(base)
+        sat = ours_top / theirs_top if ours_top and theirs_top else None
         pred = prediction["ratios"][key]
         out[key] = {"measured": m, "predicted": pred,
                     "measured_over_predicted": m / pred if m else None,

@@ -56,22 +56,23 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 def analyze(results: Results, offered: float, scale: Scale, crit: Criterion) -> dict[str, Any]:
     recs = results.records
-    ok = [r for r in recs if r.ok and r.e2e_s is not None]
+    # Successful requests with their end-to-end latency (known for each of them).
+    ok = [(r, r.e2e_s) for r in recs if r.ok and r.e2e_s is not None]
     s = results.summary
     sends = [r.start_s for r in recs]
     last_send = max(sends) if sends else 0.0
-    lat = _pct([r.e2e_s for r in ok], 50) or 0.0  # type: ignore[misc]
+    lat = _pct([e2e for _, e2e in ok], 50) or 0.0
     window = last_send - lat
-    done_in = sum(1 for r in ok if lat <= r.start_s + r.e2e_s <= last_send)  # type: ignore[operator]
+    done_in = sum(1 for r, e2e in ok if lat <= r.start_s + e2e <= last_send)
     arrived = sum(1 for r in recs if r.start_s <= window)
     ratio = done_in / arrived if arrived else None
     steady = done_in / window if window > 0 else None
     tpot = [
-        (r.e2e_s - r.ttft_s) / (r.completion_tokens - 1)  # type: ignore[operator]
-        for r in ok
+        (e2e - r.ttft_s) / (r.completion_tokens - 1)
+        for r, e2e in ok
         if r.ttft_s is not None and r.completion_tokens > 1
     ]
-    itl = [x for r in ok for x in r.itl_s]
+    itl = [x for r, _ in ok for x in r.itl_s]
     step = scale.decode_step_s
     itl_p90, tpot_p90 = _pct(itl, 90), _pct(tpot, 90)
     egress_avg = None
