@@ -13,23 +13,17 @@
 
 from __future__ import annotations
 
-import enum
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prfaas.cache_event_kind import CacheEventKind
 from prfaas.engine.block_pool import BlockPool
-
-
-class CacheEventKind(enum.Enum):
-    BLOCK_STORED = "block_stored"
-    BLOCK_EVICTED = "block_evicted"
-    CHECKPOINT_STORED = "checkpoint_stored"
-    CHECKPOINT_EVICTED = "checkpoint_evicted"
 
 
 @dataclass(frozen=True)
 class CacheEvent:
+    # Never CLEARED: the engine's cache only stores and evicts (the worker's stream clears).
     kind: CacheEventKind
     block_hash: int
     # Block position in the prompt: covers tokens [index * block_size, (index + 1) * block_size).
@@ -132,7 +126,7 @@ class PrefixCache:
         assert self.pool.block_refs[block_id] > 0
         self._block_by_hash[block_hash] = block_id
         self._block_key[block_id] = (block_hash, index)
-        self._emit(CacheEventKind.BLOCK_STORED, block_hash, index)
+        self._emit(CacheEventKind.STORED, block_hash, index)
         return True
 
     def insert_checkpoint(self, block_hash: int, index: int, slot: int) -> bool:
@@ -171,7 +165,7 @@ class PrefixCache:
         if slot is not None and (_SLOT, slot) in self._lru:
             self._evict_slot(slot)
         self.pool.put_block(block_id)
-        self._emit(CacheEventKind.BLOCK_EVICTED, h, index)
+        self._emit(CacheEventKind.EVICTED, h, index)
 
     def _evict_slot(self, slot: int) -> None:
         del self._lru[(_SLOT, slot)]

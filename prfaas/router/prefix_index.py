@@ -20,27 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 from prfaas.block_hash import ROOT_HASH, block_hashes, hash_block
+from prfaas.cache_event_kind import CacheEventKind
 
 __all__ = [
     "ROOT_HASH",
     "CacheEvent",
-    "CacheEventKind",
     "PrefixIndex",
     "PrefixMatch",
     "block_hashes",
     "hash_block",
 ]
-
-
-class CacheEventKind(Enum):
-    STORED = "stored"
-    EVICTED = "evicted"
-    CHECKPOINT_STORED = "checkpoint_stored"
-    CHECKPOINT_EVICTED = "checkpoint_evicted"
-    CLEARED = "cleared"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from prfaas.engine.prefix_cache import CacheEvent, CacheEventKind
+from prfaas.cache_event_kind import CacheEventKind
+from prfaas.engine.prefix_cache import CacheEvent
 
 MAX_QUEUED = 100_000
 
@@ -33,11 +34,11 @@ class CacheEventHub:
 
     def _publish(self, event: CacheEvent) -> None:
         key = (event.block_index, event.block_hash)
-        if event.kind is CacheEventKind.BLOCK_EVICTED:
+        if event.kind is CacheEventKind.EVICTED:
             self._live.pop(key, None)
         else:
             # The live view of a block: stored, with or without a checkpoint at its end.
-            self._live[key] = replace(event, kind=CacheEventKind.BLOCK_STORED)
+            self._live[key] = replace(event, kind=CacheEventKind.STORED)
         for queue in list(self._subscribers):
             if queue.qsize() >= MAX_QUEUED:
                 self._subscribers.discard(queue)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2
-from prfaas.engine.prefix_cache import CacheEventKind
 from prfaas.request import Request, RequestKind
 from prfaas.worker.prefill_flow import PrefillFailed, prefill_and_ship
 from prfaas.worker.prefix_rpcs import PrefixRpcs
@@ -22,13 +21,6 @@ from prfaas.worker.spans import record_prefill
 from prfaas.worker.wire_inputs import inputs_from_proto
 
 log = logging.getLogger(__name__)
-
-_EVENT_KIND = {
-    CacheEventKind.BLOCK_STORED: worker_pb2.CacheEvent.STORED,
-    CacheEventKind.BLOCK_EVICTED: worker_pb2.CacheEvent.EVICTED,
-    CacheEventKind.CHECKPOINT_STORED: worker_pb2.CacheEvent.CHECKPOINT_STORED,
-    CacheEventKind.CHECKPOINT_EVICTED: worker_pb2.CacheEvent.CHECKPOINT_EVICTED,
-}
 
 
 class CommonRpcs(PrefixRpcs):
@@ -180,7 +172,7 @@ class CommonRpcs(PrefixRpcs):
                 while event is not None:
                     batch.append(
                         worker_pb2.CacheEvent(
-                            kind=_EVENT_KIND[event.kind],
+                            kind=event.kind.name,  # the wire enum has the same names (and numbers)
                             block_hash=event.block_hash,
                             block_index=event.block_index,
                             has_checkpoint=event.has_checkpoint,

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prfaas.block_hash import block_hashes
+from prfaas.cache_event_kind import CacheEventKind
 from prfaas.engine.block_pool import BlockPool
-from prfaas.engine.prefix_cache import CacheEventKind, PrefixCache
+from prfaas.engine.prefix_cache import PrefixCache
 from prfaas.request import Request, RequestStatus
 from prfaas.sampling import SamplingParams, check_stop
 
@@ -20,7 +21,7 @@ def test_shared_prefix_hits_and_gives_same_tokens():
     a = make_req("a", prefix + [1, 2, 3])
     eng.add_request(a)
     run_until_idle(eng)
-    stored = [e for e in events if e.kind is CacheEventKind.BLOCK_STORED]
+    stored = [e for e in events if e.kind is CacheEventKind.STORED]
     assert [e.block_index for e in stored] == [0, 1, 2]
     assert [e.block_hash for e in stored] == block_hashes(a.prompt_token_ids, BLOCK)
     ckpts = [e.block_index for e in events if e.kind is CacheEventKind.CHECKPOINT_STORED]
@@ -81,7 +82,7 @@ def test_lru_eviction_under_one_budget():
     assert evicted, "the new prompt needed the old prefix's space"
     # The old chain went tail first: its deepest block is evicted before its first one.
     old_hashes = block_hashes(old + [1], BLOCK)
-    order = [e.block_hash for e in evicted if e.kind is CacheEventKind.BLOCK_EVICTED]
+    order = [e.block_hash for e in evicted if e.kind is CacheEventKind.EVICTED]
     assert order == old_hashes[::-1]
     assert eng.prefix_cache.num_cached_blocks == 3 and eng.prefix_cache.num_checkpoints == 3
     again = make_req("again", new + [5])

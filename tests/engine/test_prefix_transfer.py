@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from engine_helpers import BLOCK, make_engine, make_req, run_until_idle
 
+from prfaas.cache_event_kind import CacheEventKind
 from prfaas.engine.backend_torch import TorchBackend
 from prfaas.engine.core import EngineCore, generate
-from prfaas.engine.prefix_cache import CacheEvent, CacheEventKind
+from prfaas.engine.prefix_cache import CacheEvent
 from prfaas.engine.prefix_transfer import PrefixUnavailable
 from prfaas.model import HybridModel, get_preset
 from prfaas.sampling import SamplingParams
@@ -58,7 +59,7 @@ def test_import_commit_stores_blocks_and_checkpoint_then_hits():
     assert len(span.block_table) == 3 and engine.prefix_cache.num_cached_blocks == 0
     assert engine.commit_prefix_import("i") == len(PREFIX)
     kinds = [e.kind for e in events]
-    assert kinds.count(CacheEventKind.BLOCK_STORED) == 3
+    assert kinds.count(CacheEventKind.STORED) == 3
     assert [e.block_index for e in events if e.kind is CacheEventKind.CHECKPOINT_STORED] == [2]
     engine.assert_no_leaks()
     req = make_req("r", PROMPT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prfaas.router.prefix_index import CacheEvent, CacheEventKind, PrefixIndex, block_hashes
+from prfaas.cache_event_kind import CacheEventKind
+from prfaas.router.prefix_index import CacheEvent, PrefixIndex, block_hashes
 
 BS = 4
 K = CacheEventKind

@@ -12,16 +12,8 @@ from __future__ import annotations
 
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.prefix_cache import CacheEvent as EngineEvent
-from prfaas.engine.prefix_cache import CacheEventKind as EngineKind
 from prfaas.engine.prefix_cache import PrefixCache
-from prfaas.router.prefix_index import CacheEvent, CacheEventKind, PrefixIndex
-
-_TO_INDEX = {
-    EngineKind.BLOCK_STORED: CacheEventKind.STORED,
-    EngineKind.BLOCK_EVICTED: CacheEventKind.EVICTED,
-    EngineKind.CHECKPOINT_STORED: CacheEventKind.CHECKPOINT_STORED,
-    EngineKind.CHECKPOINT_EVICTED: CacheEventKind.CHECKPOINT_EVICTED,
-}
+from prfaas.router.prefix_index import CacheEvent, PrefixIndex
 
 
 class InstanceCache:
@@ -41,9 +33,7 @@ class InstanceCache:
         self.lookups = self.hit_tokens = self.prompt_tokens = 0
 
     def _forward(self, ev: EngineEvent) -> None:
-        self.index.apply(
-            CacheEvent(self.worker_id, _TO_INDEX[ev.kind], ev.block_hash, ev.has_checkpoint)
-        )
+        self.index.apply(CacheEvent(self.worker_id, ev.kind, ev.block_hash, ev.has_checkpoint))
 
     def match_tokens(self, hashes: tuple[int, ...], prompt_tokens: int) -> int:
         """Usable cached prefix of a prompt (at most prompt - 1: one token is always computed)."""
