@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from prfaas.sampling import SamplingParams
+
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT64_MAX = 2**64 - 1
@@ -48,8 +50,7 @@ def check_token_ids(ids: Iterable[int], vocab_size: int, param: str) -> None:
 
 
 class SamplingValues(Protocol):
-    """What is checked of a request's sampling: the router's `SamplingSpec` and the engine's
-    `SamplingParams` both have these fields."""
+    """What is checked of a request's sampling: the fields of `prfaas.sampling.SamplingParams`."""
 
     @property
     def temperature(self) -> float: ...
@@ -69,8 +70,57 @@ def check_sampling(values: SamplingValues, vocab_size: int) -> None:
     """Sampling values the engine can run: finite, in range, stop ids in the vocabulary.
 
     `top_p` 0 is accepted as the wire's "unset"; `top_k` 0 or -1 disables top-k."""
-    temperature, top_p, top_k = values.temperature, values.top_p, values.top_k
-    max_tokens = values.max_tokens
+    v = values
+    _check_sampling_values(
+        v.temperature,
+        v.top_p,
+        v.top_k,
+        v.max_tokens,
+        v.stop_token_ids,
+        v.stop_sequences,
+        vocab_size,
+    )
+
+
+def checked_sampling(
+    vocab_size: int,
+    *,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    seed: int | None,
+    max_tokens: int,
+    ignore_eos: bool = False,
+    stop_token_ids: tuple[int, ...] = (),
+    stop_sequences: tuple[tuple[int, ...], ...] = (),
+) -> SamplingParams:
+    """A client's sampling values, checked as `check_sampling` checks them (raises
+    `InvalidRequest`), as the one `SamplingParams`. The "off" spellings `check_sampling` accepts
+    become SamplingParams' own: `top_p` 0 -> 1.0, `top_k` -1 -> 0 (the wire means the same)."""
+    _check_sampling_values(
+        temperature, top_p, top_k, max_tokens, stop_token_ids, stop_sequences, vocab_size
+    )
+    return SamplingParams(
+        temperature=temperature,
+        top_p=top_p or 1.0,
+        top_k=max(top_k, 0),
+        seed=seed,
+        max_tokens=max_tokens,
+        ignore_eos=ignore_eos,
+        stop_token_ids=stop_token_ids,
+        stop_sequences=stop_sequences,
+    )
+
+
+def _check_sampling_values(
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    max_tokens: int,
+    stop_token_ids: Iterable[int],
+    stop_sequences: Iterable[Sequence[int]],
+    vocab_size: int,
+) -> None:
     if not math.isfinite(temperature) or temperature < 0:
         raise InvalidRequest(
             "temperature", f"temperature must be finite and >= 0, got {temperature}."
@@ -85,8 +135,8 @@ def check_sampling(values: SamplingValues, vocab_size: int) -> None:
         raise InvalidRequest(
             "max_tokens", f"max_tokens must be in [1, {INT32_MAX}], got {max_tokens}."
         )
-    check_token_ids(values.stop_token_ids, vocab_size, "stop_token_ids")
-    for stop in values.stop_sequences:
+    check_token_ids(stop_token_ids, vocab_size, "stop_token_ids")
+    for stop in stop_sequences:
         check_token_ids(stop, vocab_size, "stop_token_ids")
 
 

@@ -31,11 +31,11 @@ from prfaas.router.generation_backend import (
     BackendError,
     GenerationFinished,
     GenerationRequest,
-    SamplingSpec,
     TokenChunk,
     Usage,
 )
 from prfaas.router.registry import WorkerHandle
+from prfaas.sampling import FinishReason, SamplingParams
 
 RETRYABLE_WORKER_ERRORS = frozenset({"kv_transfer_failed", "overloaded", "aborted", "draining"})
 """`WorkerError.code`s that mean "try elsewhere" when no token was sent yet."""
@@ -64,7 +64,7 @@ class FlowTimeouts:
     healthy (its predicted deadline is only re-checked until then)."""
 
 
-def to_sampling_params(s: SamplingSpec) -> common_pb2.SamplingParams:
+def to_sampling_params(s: SamplingParams) -> common_pb2.SamplingParams:
     stops = [common_pb2.TokenIds(ids=[t]) for t in s.stop_token_ids]
     stops += [common_pb2.TokenIds(ids=list(seq)) for seq in s.stop_sequences]
     return common_pb2.SamplingParams(
@@ -74,7 +74,10 @@ def to_sampling_params(s: SamplingSpec) -> common_pb2.SamplingParams:
     )  # fmt: skip
 
 
-_FINISH = {common_pb2.FINISH_REASON_STOP: "stop", common_pb2.FINISH_REASON_LENGTH: "length"}
+_FINISH = {
+    common_pb2.FINISH_REASON_STOP: FinishReason.STOP,
+    common_pb2.FINISH_REASON_LENGTH: FinishReason.LENGTH,
+}
 
 
 @dataclass

@@ -22,30 +22,8 @@ import abc
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
 
-FinishReason = Literal["stop", "length"]
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """Sampling parameters of one request. Field for field the engine's `SamplingParams`
-    (the router does not import model code, so the dispatcher maps one onto the other)."""
-
-    temperature: float = 1.0
-    """0 means greedy."""
-    top_p: float = 1.0
-    top_k: int = 0
-    """0 or -1 disables top-k."""
-    seed: int | None = None
-    max_tokens: int = 16
-    """Upper bound on generated tokens; the backend finishes with "length" when reached."""
-    ignore_eos: bool = False
-    """When true, EOS does not end the request: exactly `max_tokens` tokens are generated."""
-    stop_token_ids: tuple[int, ...] = ()
-    """Any of these ids ends generation with "stop" (matched by the backend)."""
-    stop_sequences: tuple[tuple[int, ...], ...] = ()
-    """Multi-token id sequences that end generation with "stop" (matched by the backend)."""
+from prfaas.sampling import FinishReason, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -55,7 +33,8 @@ class GenerationRequest:
     request_id: str
     """Unique id that travels with every message and transfer of this request."""
     prompt_token_ids: tuple[int, ...]
-    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    """Checked at the entry (`prfaas/request_limits.py`); the workers get it over the wire."""
     stop_strings: tuple[str, ...] = ()
     """The client's stop strings. The HTTP layer matches them on decoded text and aborts; a
     backend may use them to stop earlier but need not."""
@@ -191,7 +170,8 @@ class FakeBackend(GenerationBackend):
                 await asyncio.sleep(self.token_delay_s)
             cached = self.cached_tokens if i == 0 else None
             yield TokenChunk((self.tokens[i % len(self.tokens)],), cached)
-        reason: FinishReason = "stop" if stop_at_eos and limit < sampling.max_tokens else "length"
+        stopped = stop_at_eos and limit < sampling.max_tokens
+        reason = FinishReason.STOP if stopped else FinishReason.LENGTH
         usage = Usage(len(request.prompt_token_ids), limit, self.cached_tokens)
         yield GenerationFinished(reason, usage)
 

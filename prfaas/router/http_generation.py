@@ -18,7 +18,6 @@ from prfaas.metrics import RequestStats, RouterMetrics
 from prfaas.router.generation_backend import (
     BackendError,
     ContextTooLong,
-    FinishReason,
     GenerationBackend,
     GenerationFinished,
     GenerationRequest,
@@ -27,6 +26,7 @@ from prfaas.router.generation_backend import (
     TokenChunk,
 )
 from prfaas.router.openai_text import StopStringMatcher, Tokenizer
+from prfaas.sampling import FinishReason
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ class TextGeneration:
                     delta = self._on_tokens(event)
                     yield delta
                     if self._stop.matched is not None:
-                        reason = "stop"
-                        yield self._finished("stop")
+                        reason = FinishReason.STOP
+                        yield self._finished(FinishReason.STOP)
                         return
                 elif isinstance(event, GenerationFinished):
                     backend_done = True
@@ -98,7 +98,9 @@ class TextGeneration:
                     tail = self._stop.feed(self._decoder.flush())
                     if self._stop.matched is None:
                         tail += self._stop.flush()
-                    reason = "stop" if self._stop.matched is not None else event.finish_reason
+                    reason = (
+                        FinishReason.STOP if self._stop.matched is not None else event.finish_reason
+                    )
                     yield TextDelta(tail, self._num_tokens)
                     yield self._finished(reason)
                     return

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids, wire_seed
-from prfaas.router.generation_backend import GenerationRequest, SamplingSpec
+from prfaas.request_limits import InvalidRequest, check_token_ids, checked_sampling, wire_seed
+from prfaas.router.generation_backend import GenerationRequest
 from prfaas.router.http_errors import APIError
 from prfaas.router.openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from prfaas.router.openai_text import Tokenizer, content_text, render_chat
@@ -123,7 +123,8 @@ class RequestBuilder:
                 param="prompt" if room <= 0 else "max_tokens",
             )
         try:
-            sampling = SamplingSpec(
+            sampling = checked_sampling(
+                self.tokenizer.vocab_size,
                 temperature=1.0 if body.temperature is None else body.temperature,
                 top_p=1.0 if body.top_p is None else body.top_p,
                 top_k=0 if body.top_k is None or body.top_k < 0 else body.top_k,
@@ -132,7 +133,6 @@ class RequestBuilder:
                 ignore_eos=body.ignore_eos,
                 stop_token_ids=tuple(body.stop_token_ids or ()) + self._extra_eos(body),
             )
-            check_sampling(sampling, self.tokenizer.vocab_size)
         except InvalidRequest as exc:
             raise APIError(400, exc.message, param=exc.param) from exc
         return GenerationRequest(request_id, tuple(prompt_ids), sampling, body.stop_strings)

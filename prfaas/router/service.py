@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from prfaas._proto.prfaas.v1 import common_pb2, router_pb2, router_pb2_grpc, worker_pb2
-from prfaas.request_limits import InvalidRequest, check_sampling, check_token_ids
+from prfaas.request_limits import InvalidRequest, check_token_ids, checked_sampling
 from prfaas.router.dispatcher import Dispatcher
 from prfaas.router.generation_backend import (
     BackendError,
@@ -28,21 +28,25 @@ from prfaas.router.generation_backend import (
     GenerationRequest,
     NotReady,
     Overloaded,
-    SamplingSpec,
 )
 from prfaas.router.policy import RouteDecision, Target
 from prfaas.router.registry import WorkerRegistry
+from prfaas.sampling import FinishReason, SamplingParams
 from prfaas.security.interceptor import current_principal
 
-_FINISH = {"stop": common_pb2.FINISH_REASON_STOP, "length": common_pb2.FINISH_REASON_LENGTH}
+_FINISH = {
+    FinishReason.STOP: common_pb2.FINISH_REASON_STOP,
+    FinishReason.LENGTH: common_pb2.FINISH_REASON_LENGTH,
+}
 
 
-def from_sampling_params(p: common_pb2.SamplingParams) -> SamplingSpec:
-    """Inverse of `flows.to_sampling_params` (single-id stops become stop_token_ids)."""
+def from_sampling_params(p: common_pb2.SamplingParams, vocab_size: int) -> SamplingParams:
+    """Inverse of `flows.to_sampling_params` (single-id stops become stop_token_ids), checked:
+    raises `InvalidRequest` for values outside `prfaas/request_limits.py`."""
     singles = tuple(s.ids[0] for s in p.stop_token_ids if len(s.ids) == 1)
     seqs = tuple(tuple(s.ids) for s in p.stop_token_ids if len(s.ids) > 1)
-    return SamplingSpec(
-        temperature=p.temperature, top_p=p.top_p or 1.0, top_k=p.top_k,
+    return checked_sampling(
+        vocab_size, temperature=p.temperature, top_p=p.top_p or 1.0, top_k=p.top_k,
         seed=p.seed if p.has_seed else None, max_tokens=p.max_tokens or 16,
         ignore_eos=p.ignore_eos, stop_token_ids=singles, stop_sequences=seqs,
     )  # fmt: skip
@@ -73,12 +77,11 @@ class RouterService(router_pb2_grpc.RouterServicer):
     async def Generate(
         self, request: router_pb2.RouterGenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[router_pb2.RouterGenerateEvent]:
-        sampling = from_sampling_params(request.sampling)
         try:
             if not request.prompt_ids:
                 raise InvalidRequest("prompt_ids", "The prompt is empty.")
             check_token_ids(request.prompt_ids, self.vocab_size, "prompt_ids")
-            check_sampling(sampling, self.vocab_size)
+            sampling = from_sampling_params(request.sampling, self.vocab_size)
         except InvalidRequest as exc:
             yield _error_event("invalid_argument", exc.message)
             return

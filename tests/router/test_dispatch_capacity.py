@@ -12,14 +12,15 @@ import pytest
 from fake_workers import FakeCluster, start_cluster
 
 from prfaas.router.flows import FlowTimeouts
-from prfaas.router.generation_backend import GenerationRequest, Overloaded, SamplingSpec
+from prfaas.router.generation_backend import GenerationRequest, Overloaded
 from prfaas.router.policy import RouteDecision
 from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
 from prfaas.router.registry import RegistryConfig, WorkerHandle
+from prfaas.sampling import SamplingParams
 
 
 async def run(c: FakeCluster, prompt: list[int], max_tokens: int = 4) -> list[int]:
-    req = GenerationRequest(uuid.uuid4().hex, tuple(prompt), SamplingSpec(max_tokens=max_tokens))
+    req = GenerationRequest(uuid.uuid4().hex, tuple(prompt), SamplingParams(max_tokens=max_tokens))
     tokens: list[int] = []
     async for item in c.dispatcher.generate(req):
         tokens.extend(getattr(item, "token_ids", ()))
@@ -125,7 +126,7 @@ async def test_slow_local_prefill_is_waited_for_not_requeued() -> None:
     )  # fmt: skip
     try:
         c.worker("pd-0").script.prefill_delay_s = 1.0
-        req = GenerationRequest("slow", tuple(range(20)), SamplingSpec(max_tokens=4))
+        req = GenerationRequest("slow", tuple(range(20)), SamplingParams(max_tokens=4))
         decisions, tokens = [], []
         async for item in c.dispatcher.generate_routed(req):
             if isinstance(item, RouteDecision):

@@ -12,11 +12,11 @@ from test_dispatch_routing import run
 from prfaas.router.generation_backend import (
     BackendError,
     GenerationRequest,
-    SamplingSpec,
     TokenChunk,
 )
 from prfaas.router.policy import Reason, Target
 from prfaas.router.registry import RegistryConfig
+from prfaas.sampling import SamplingParams
 
 
 async def wait_for(cond, timeout_s: float = 5.0) -> None:
@@ -74,7 +74,7 @@ async def test_death_after_tokens_is_an_error_event() -> None:
     c = await start_cluster(pd_roles=("mixed",), num_prfaas=0, policy="homogeneous-pd")
     try:
         c.worker("pd-0").script.die_after_tokens = 2
-        req = GenerationRequest("r-dead", tuple(range(8)), SamplingSpec(max_tokens=6))
+        req = GenerationRequest("r-dead", tuple(range(8)), SamplingParams(max_tokens=6))
         got: list[int] = []
         with pytest.raises(BackendError):
             async for ev in c.dispatcher.generate(req):
@@ -90,7 +90,7 @@ async def test_client_abort_reaches_both_workers_of_an_offload() -> None:
     c = await start_cluster(threshold=64)
     try:
         c.worker("pd-1").script.token_delay_s = 0.2
-        req = GenerationRequest("r-abort", tuple(range(200)), SamplingSpec(max_tokens=50))
+        req = GenerationRequest("r-abort", tuple(range(200)), SamplingParams(max_tokens=50))
         stream = c.dispatcher.generate(req)
         first = await anext(stream)
         assert isinstance(first, TokenChunk)

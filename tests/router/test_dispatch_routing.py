@@ -6,13 +6,14 @@ import uuid
 
 from fake_workers import FakeCluster, start_cluster
 
-from prfaas.router.generation_backend import GenerationFinished, GenerationRequest, SamplingSpec
+from prfaas.router.generation_backend import GenerationFinished, GenerationRequest
 from prfaas.router.policy import Reason, RouteDecision, Target
 from prfaas.router.prefix_index import block_hashes
+from prfaas.sampling import SamplingParams
 
 
 async def run(c: FakeCluster, prompt: list[int], max_tokens: int = 4):
-    req = GenerationRequest(uuid.uuid4().hex, tuple(prompt), SamplingSpec(max_tokens=max_tokens))
+    req = GenerationRequest(uuid.uuid4().hex, tuple(prompt), SamplingParams(max_tokens=max_tokens))
     decisions, tokens, finished = [], [], None
     async for item in c.dispatcher.generate_routed(req):
         if isinstance(item, RouteDecision):
@@ -107,7 +108,7 @@ async def test_http_view_filters_decisions_and_ready_tracks_workers() -> None:
     c = await start_cluster()
     try:
         assert c.dispatcher.ready()
-        req = GenerationRequest("r1", tuple(range(5)), SamplingSpec(max_tokens=2))
+        req = GenerationRequest("r1", tuple(range(5)), SamplingParams(max_tokens=2))
         events = [e async for e in c.dispatcher.generate(req)]
         assert not any(isinstance(e, RouteDecision) for e in events)
         assert isinstance(events[-1], GenerationFinished)

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from prfaas import tracing
 from prfaas.metrics import RouterMetrics
 from prfaas.metrics.stages import StageMetrics
-from prfaas.router.generation_backend import GenerationRequest, SamplingSpec
+from prfaas.router.generation_backend import GenerationRequest
+from prfaas.sampling import SamplingParams
 
 _EXPORTER = InMemorySpanExporter()
 _ATTACHED: list[InMemorySpanExporter] = []
@@ -45,7 +46,7 @@ async def test_offloaded_request_is_one_trace_with_its_stages(spans) -> None:
     c.dispatcher.metrics = RouterMetrics(CollectorRegistry(), "fake")
     c.dispatcher.stages = StageMetrics(c.dispatcher.metrics.registry)
     try:
-        req = GenerationRequest(uuid.uuid4().hex, tuple(range(200)), SamplingSpec(max_tokens=3))
+        req = GenerationRequest(uuid.uuid4().hex, tuple(range(200)), SamplingParams(max_tokens=3))
         async for _ in c.dispatcher.generate(req):
             pass
     finally:
@@ -77,7 +78,7 @@ async def test_a_retry_is_an_event_with_its_reason(spans) -> None:
     c = await start_cluster(threshold=64)
     try:
         c.worker("prfaas-0").script.prefill_mode = "fail"
-        req = GenerationRequest(uuid.uuid4().hex, tuple(range(200)), SamplingSpec(max_tokens=2))
+        req = GenerationRequest(uuid.uuid4().hex, tuple(range(200)), SamplingParams(max_tokens=2))
         async for _ in c.dispatcher.generate(req):
             pass
     finally:
