@@ -30,7 +30,8 @@ class SimInstance:
     ) -> None:
         if role is Role.MIXED:
             raise ValueError("the simulator models disaggregated roles only (no mixed workers)")
-        self.worker_id, self.cluster, self.role = worker_id, cluster, role
+        self.worker_id, self.cluster = worker_id, cluster
+        self.role: Role = role  # not the narrowed type: a role flip may set any role
         self.prefill, self.decode = prefill, decode
         self.max_num_seqs = max_num_seqs
         self.held = 0
