@@ -75,7 +75,11 @@ class RequestBuilder:
         if isinstance(prompt, str):
             ids = self._encode(prompt, "prompt")
         else:
-            ids = [int(i) for i in prompt]
+            # Token ids (the request's own, or a batch of one's); the protocol admits no other list
+            # here, and the filter tells the type checker so: a mixed list is refused.
+            ids = [i for i in prompt if isinstance(i, int)]
+            if len(ids) != len(prompt):
+                raise APIError(400, "The prompt must be text or token ids.", param="prompt")
             try:
                 check_token_ids(ids, self.tokenizer.vocab_size, "prompt")
             except InvalidRequest as exc:
