@@ -7,6 +7,8 @@ beside it.
 - `topologies/local.toml`: the default topology of `prfaas up` (deploy/local.toml is a link to it).
 - `tokenizer/`: the embedded byte-level model's tokenizer as a Hugging Face directory
   (`prfaas tokenizer export` writes the same files; the router serves them on /v1/tokenizer/).
+- `netns/`: `setup.sh` and `teardown.sh`, the two network namespaces of `prfaas up --netns`
+  (deploy/netns/ links to them, for running them by hand).
 - `traces/`: the workload traces the load generator replays by default and the tests read (sources,
   licenses and checksums in `traces/README.md`).
 """
@@ -38,6 +40,12 @@ def trace_file(name: str) -> Path:
 def topology_file(name: str) -> Path:
     """A shipped topology file (`local.toml`: the default of `prfaas up`)."""
     return data_file("topologies", name)
+
+
+def netns_script(name: str) -> Path:
+    """`setup.sh` or `teardown.sh` of the two-namespace link (run with bash: installs may drop the
+    executable bit)."""
+    return data_file("netns", name)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

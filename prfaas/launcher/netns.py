@@ -1,11 +1,12 @@
 """Two datacenters in two network namespaces joined by one shaped veth pair (`prfaas up --netns`).
 
-`NetnsLink` wraps deploy/netns/{setup,teardown}.sh: namespace A holds the PrfaaS cluster
-(10.77.0.1), namespace B the local PD cluster and the router (10.77.0.2); every cross-datacenter
-byte (KV and gRPC) crosses the veth, shaped by tbf to the topology's rate (and delayed by netem where
-the kernel has it; otherwise a `prfaas link` relay inside B adds the delay). Private addresses exist
-only inside the namespaces: the launcher reaches them through `NetnsForwarder`, which listens on the
-host's loopback and opens each outgoing socket inside the target namespace (setns around socket()).
+`NetnsLink` wraps the shipped prfaas/data/netns/{setup,teardown}.sh (deploy/netns links to them):
+namespace A holds the PrfaaS cluster (10.77.0.1), namespace B the local PD cluster and the router
+(10.77.0.2); every cross-datacenter byte (KV and gRPC) crosses the veth, shaped by tbf to the
+topology's rate (and delayed by netem where the kernel has it; otherwise a `prfaas link` relay
+inside B adds the delay). Private addresses exist only inside the namespaces: the launcher reaches
+them through `NetnsForwarder`, which listens on the host's loopback and opens each outgoing socket
+inside the target namespace (setns around socket()).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import os
 import socket
 import subprocess
 import threading
-from pathlib import Path
 
-NETNS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "netns"
+from prfaas.data import netns_script
+
 ADDR_PRFAAS = "10.77.0.1"
 ADDR_PD = "10.77.0.2"
 _CLONE_NEWNET = 0x40000000
@@ -58,7 +59,7 @@ class NetnsLink:
     def _run(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PRFAAS_NS_PREFIX": self.prefix}
         return subprocess.run(
-            ["bash", str(NETNS_DIR / script), *args],
+            ["bash", str(netns_script(script)), *args],
             env=env,
             capture_output=True,
             text=True,

@@ -1,4 +1,5 @@
-"""deploy/netns scripts: idempotent setup and teardown, shaping applied (root + ip netns only)."""
+"""The netns scripts (prfaas/data/netns, linked from deploy/netns): idempotent setup and
+teardown, shaping applied (root + ip netns only)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "deploy" / "netns"
+from prfaas.data import netns_script
+
 ENV = {**os.environ, "PRFAAS_NS_PREFIX": f"pxt{os.getpid() % 10000}"}
 NS_A = ENV["PRFAAS_NS_PREFIX"] + "-a"
 NS_B = ENV["PRFAAS_NS_PREFIX"] + "-b"
@@ -44,8 +45,9 @@ def sh(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_setup_is_idempotent_shapes_the_link_and_teardown_removes_it() -> None:
     try:
-        sh(str(SCRIPTS / "setup.sh"), "100mbit")
-        sh(str(SCRIPTS / "setup.sh"), "200mbit")  # again: replaces the shaping, no error
+        sh("bash", str(netns_script("setup.sh")), "100mbit")
+        # Again: replaces the shaping, no error.
+        sh("bash", str(netns_script("setup.sh")), "200mbit")
         qdisc = sh("ip", "netns", "exec", NS_A, "tc", "qdisc", "show", "dev", "veth-a").stdout
         assert "tbf" in qdisc and "200Mbit" in qdisc
         server = subprocess.Popen(
@@ -61,7 +63,7 @@ def test_setup_is_idempotent_shapes_the_link_and_teardown_removes_it() -> None:
             server.kill()
             server.wait()
     finally:
-        sh(str(SCRIPTS / "teardown.sh"))
-        sh(str(SCRIPTS / "teardown.sh"))
+        sh("bash", str(netns_script("teardown.sh")))
+        sh("bash", str(netns_script("teardown.sh")))
     assert NS_A not in sh("ip", "netns", "list").stdout
     assert NS_B not in sh("ip", "netns", "list").stdout

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 
-NETNS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "deploy", "netns")
+from prfaas.data import netns_script
+
 MIB = 1 << 20
 
 
@@ -51,7 +52,12 @@ def scenario_netns(a: argparse.Namespace) -> dict:
     med = statistics.median
     try:
         for rate, mib in (("1gbit", 256), ("10gbit", a.netns_mib)):
-            subprocess.run([f"{NETNS}/setup.sh", rate], env=env, check=True, capture_output=True)
+            subprocess.run(
+                ["bash", str(netns_script("setup.sh")), rate],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             runs: dict[str, list[float]] = {"iperf3": [], "sendall": [], "ours": []}
             for _ in range(a.netns_rounds):
                 runs["iperf3"].append(_iperf("pxb-a", "pxb-b", 3))
@@ -69,7 +75,7 @@ def scenario_netns(a: argparse.Namespace) -> dict:
                 "per_round_MBps": {k: [round(v / 1e6) for v in vs] for k, vs in runs.items()},
             }
     finally:
-        subprocess.run([f"{NETNS}/teardown.sh"], env=env, check=False)
+        subprocess.run(["bash", str(netns_script("teardown.sh"))], env=env, check=False)
     out["loadavg_after"] = os.getloadavg()
     return out
 

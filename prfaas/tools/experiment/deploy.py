@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from prfaas.data import netns_script
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.netns import NETNS_DIR
 from prfaas.launcher.topology import DEFAULT_TOPOLOGY, LinkSpec, Topology, load_topology
 from prfaas.tools.experiment.scale import PD_PROFILE, PRFAAS_PROFILE, Scale, roles_for
 
@@ -85,7 +85,7 @@ class Running:
     notes: list[str] = field(default_factory=list)
 
     def set_link_rate(self, gbps: float) -> bool:
-        """Re-shape the veth to `gbps` (deploy/netns/setup.sh replaces the tbf); False without
+        """Re-shape the veth to `gbps` (the netns setup.sh replaces the tbf); False without
         namespaces (the launcher's relays have no control port)."""
         ns = self.deployment.netns
         if ns is None:
@@ -94,7 +94,7 @@ class Running:
         rate = f"{max(1, round(gbps * 1000))}mbit"
         delay = "0" if not ns.netem_delay else f"{ns.delay_ms:g}"
         done = subprocess.run(
-            ["bash", str(NETNS_DIR / "setup.sh"), rate, delay],
+            ["bash", str(netns_script("setup.sh")), rate, delay],
             env=env, capture_output=True, text=True, check=False,
         )  # fmt: skip
         return done.returncode == 0
