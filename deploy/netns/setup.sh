@@ -1,0 +1,1 @@
+../../prfaas/data/netns/setup.sh
