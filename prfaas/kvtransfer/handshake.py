@@ -48,7 +48,9 @@ async def client_handshake(
         await loop.sock_sendall(sock, wire.encode(wire.Hello(flags, nonce, session, identity)))
         kind, meta = await read_frame(loop, sock)
         if kind == wire.Kind.ABORT:
-            raise TransferRefused(f"receiver refused: {wire.decode(kind, meta).reason}")  # type: ignore[attr-defined]
+            refusal = wire.decode(kind, meta)
+            assert isinstance(refusal, wire.Abort)
+            raise TransferRefused(f"receiver refused: {refusal.reason}")
         if kind != wire.Kind.CHALLENGE:
             raise TransferRefused(f"expected CHALLENGE, got {kind.name}")
         ch = wire.decode(kind, meta)

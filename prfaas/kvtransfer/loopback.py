@@ -179,7 +179,8 @@ class LoopbackSender(KVSender):
     def open(
         self, peer: Peer, transfer_id: str, layout: list[wire.LayerLayout], metadata: bytes = b""
     ) -> SendHandle:
-        link = _LoopbackLink(self, tuple(peer))  # type: ignore[arg-type]
+        host, port = peer  # a list (decoded JSON) works too; receivers are keyed by tuple
+        link = _LoopbackLink(self, (host, port))
         handle = SendHandle(transfer_id, layout, metadata, link, self.chunk_bytes)
         self.open_handles.add(handle)
         asyncio.get_running_loop().call_soon(link.start, handle)

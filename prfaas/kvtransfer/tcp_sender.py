@@ -68,7 +68,8 @@ class TcpSender(KVSender):
     ) -> SendHandle:
         if len(transfer_id.encode()) > wire.MAX_TID:
             raise ValueError("transfer id too long")
-        link = self._link(tuple(peer))  # type: ignore[arg-type]
+        host, port = peer  # a list (decoded JSON) works too; the key is a tuple
+        link = self._link((host, port))
         handle = SendHandle(transfer_id, layout, metadata, link, self.chunk_bytes)
         link.register(handle)
         return handle

@@ -144,11 +144,18 @@ def issue(
 
 
 def write_identity(
-    ca: Authority, identity: str, out: Path, hosts: tuple[str, ...] = (), **validity: object
+    ca: Authority,
+    identity: str,
+    out: Path,
+    hosts: tuple[str, ...] = (),
+    *,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
 ) -> CertFiles:
-    """Issue a certificate for `identity` into `out` (`<stem>.crt`, `<stem>.key` 0600)."""
+    """Issue a certificate for `identity` into `out` (`<stem>.crt`, `<stem>.key` 0600); the
+    validity bounds as `issue` takes them."""
     out = private_dir(out)
-    cert, key = issue(ca, identity, hosts, **validity)  # type: ignore[arg-type]
+    cert, key = issue(ca, identity, hosts, not_before=not_before, not_after=not_after)
     stem = identities.file_stem(identity)
     (out / f"{stem}.crt").write_bytes(cert)
     write_private(out / f"{stem}.key", key)

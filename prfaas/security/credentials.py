@@ -77,7 +77,7 @@ def load_credentials(
     tls_files = (tls_cert, tls_key, tls_ca)
     if any(tls_files) and not all(tls_files):
         raise ValueError("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
-    tls = TlsMaterial.load(tls_cert, tls_key, tls_ca) if all(tls_files) else None  # type: ignore[arg-type]
+    tls = TlsMaterial.load(tls_cert, tls_key, tls_ca) if tls_cert and tls_key and tls_ca else None
     token = read_secret(token_file) if token_file else None
     if tls is None and token is None:
         return None

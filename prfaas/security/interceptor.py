@@ -104,8 +104,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             reason = authz.refusal(method, principal, request)
             if reason is not None:
                 raise Refused(grpc.StatusCode.PERMISSION_DENIED, reason)
-        needs_key = self.api_keys is not None and method in self.api_key_methods
-        if needs_key and not self.api_keys.accepts(_metadata(context).get(API_KEY_HEADER, "")):  # type: ignore[union-attr]
+        keys = self.api_keys if method in self.api_key_methods else None
+        if keys is not None and not keys.accepts(_metadata(context).get(API_KEY_HEADER, "")):
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, "invalid or missing API key")
         return principal
 

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -133,7 +134,7 @@ async def serve_worker(
     await runtime.stop()
 
 
-def run_async(main: Callable[[], object]) -> int:
+def run_async(main: Callable[[], Coroutine[Any, Any, object]]) -> int:
     """Run a coroutine factory under uvloop when available."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -141,7 +142,7 @@ def run_async(main: Callable[[], object]) -> int:
     try:
         import uvloop
 
-        uvloop.run(main())  # type: ignore[arg-type]
+        uvloop.run(main())
     except ImportError:
-        asyncio.run(main())  # type: ignore[arg-type]
+        asyncio.run(main())
     return 0

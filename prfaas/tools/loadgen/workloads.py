@@ -54,8 +54,8 @@ class Workload:
     @property
     def timestamps(self) -> list[float] | None:
         """The trace's arrival times, or None when any request has none."""
-        stamps = [r.timestamp_s for r in self.requests]
-        return None if any(t is None for t in stamps) else [float(t) for t in stamps]  # type: ignore[arg-type]
+        stamps = [float(r.timestamp_s) for r in self.requests if r.timestamp_s is not None]
+        return stamps if len(stamps) == len(self.requests) else None
 
 
 @dataclass(frozen=True)

@@ -174,15 +174,16 @@ class Simulation:
         dec.decode.reserve(req)
         lookup = self.lookups["prfaas" if pre.cluster == self.routing.prfaas_cluster else "pd"]
         req.kv_bytes = lookup.kv_bytes(req.input_tokens)
-        if decision.target is Target.PRFAAS and self.link is not None:
+        link = self.link
+        if decision.target is Target.PRFAAS and link is not None:
             req.offloaded = True
-            transfer = self.link.start(
+            transfer = link.start(
                 f"{pre.worker_id}>{dec.worker_id}", req.kv_bytes,
                 lambda: self._kv_delivered(pre, dec, req),
             )  # fmt: skip
 
             def progress(job: PrefillJob, fraction: float) -> None:
-                self.link.supply(transfer, fraction * req.kv_bytes - transfer.supplied)  # type: ignore[union-attr]
+                link.supply(transfer, fraction * req.kv_bytes - transfer.supplied)
                 if fraction >= 1.0:
                     pre.held += 1
                     pre.changed()

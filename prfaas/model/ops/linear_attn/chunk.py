@@ -52,7 +52,7 @@ def chunk_gated_delta_rule(
         if p % C or not start_pos < p <= start_pos + T:
             raise ValueError(f"checkpoint position {p} is not a chunk end inside this run")
         wanted.setdefault((p - start_pos + front) // C - 1, []).append(i)
-    ckpts: list[Tensor | None] = [None] * len(checkpoint_positions)
+    ckpts: dict[int, Tensor] = {}  # index into checkpoint_positions -> state copy
     o = torch.empty(T, H, v.shape[-1], dtype=q.dtype, device=q.device)
     S = initial_state.to(q.dtype).clone()
     for c0 in range(0, n, SLAB_CHUNKS):
@@ -66,7 +66,7 @@ def chunk_gated_delta_rule(
         for c, st in enumerate(states, start=c0):
             for i in wanted.get(c, ()):
                 ckpts[i] = st
-    return o, S, ckpts  # type: ignore[return-value]
+    return o, S, [ckpts[i] for i in range(len(checkpoint_positions))]
 
 
 def _slab(
