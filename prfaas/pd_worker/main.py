@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         await serve_worker(
             runtime,
             servicer,
-            lambda server: worker_pb2_grpc.add_PDWorkerServicer_to_server(servicer, server),
+            lambda server: worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server),
             kind="pd",
             kv_address=kv_address,
             kv_link_address=args.kv_link_advertise or kv_address,

@@ -1,4 +1,5 @@
-"""gRPC `PDWorker` servicer: Generate (local or decode-only), Prefill (PD-P), roles with draining.
+"""The `Worker` gRPC service as a PD worker serves it: Generate (local or decode-only), Prefill
+(PD-P), roles with draining.
 
 Role rules (what each role accepts):
 - mixed:   Generate (local prefill + decode, or decode-only), Prefill.
@@ -43,7 +44,7 @@ def _error(code: str, message: str) -> worker_pb2.GenerateEvent:
     return worker_pb2.GenerateEvent(error=worker_pb2.WorkerError(code=code, message=message))
 
 
-class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.PDWorkerServicer):
+class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
     def __init__(self, runtime: WorkerRuntime, role: str) -> None:
         if role not in PD_ROLES:
             raise ValueError(f"role must be one of {PD_ROLES}, got {role!r}")

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         await serve_worker(
             runtime,
             servicer,
-            lambda server: worker_pb2_grpc.add_PrefillWorkerServicer_to_server(servicer, server),
+            lambda server: worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server),
             kind="prefill",
             kv_address=(args.kv_advertise or f"{args.host}:{args.kv_port}") if args.kv_port else "",
         )

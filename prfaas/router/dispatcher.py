@@ -389,8 +389,8 @@ class Dispatcher(GenerationBackend):
     async def _abort_on(self, rid: str, workers: list[WorkerHandle]) -> None:
         async def one(w: WorkerHandle) -> None:
             try:
-                await w.prefill.Abort(worker_pb2.AbortRequest(request_id=rid),
-                                      timeout=self.config.abort_timeout_s)  # fmt: skip
+                await w.stub.Abort(worker_pb2.AbortRequest(request_id=rid),
+                                   timeout=self.config.abort_timeout_s)  # fmt: skip
             except grpc.aio.AioRpcError as exc:
                 log.debug("abort %s on %s: %s", rid, w.worker_id, exc.code())
 

@@ -1,6 +1,6 @@
 """One execution attempt of a routed request over gRPC: the local flow and the two-worker flow.
 
-Local flow (prefill worker == decode worker, a `mixed` PD worker): one `PDWorker.Generate`
+Local flow (prefill worker == decode worker, a `mixed` PD worker): one `Worker.Generate`
 without a KV source; its events are relayed.
 Two-worker flow (PrfaaS -> PD-D offload, or PD-P -> PD-D inside the local cluster):
   1. `D.Generate(kv_source=(transfer_id, P, deadline))`; wait (deadline `admit_timeout_s`) for
@@ -187,7 +187,7 @@ class Attempt:
         self._count(1, 0)
         self.decode.pending_decodes += 1
         self._prefill_counted = True
-        self._call = self.decode.pd.Generate(gen, metadata=self.trace_metadata)
+        self._call = self.decode.stub.Generate(gen, metadata=self.trace_metadata)
         admitted = await self._next_event(self.timeouts.admit_s, "admission")
         if admitted.WhichOneof("event") != "admitted":
             self._fail_event(admitted)
@@ -205,7 +205,7 @@ class Attempt:
             request_id=gen.request_id, prompt_ids=gen.prompt_ids, sampling=gen.sampling,
             destination=worker_pb2.KvDestination(host=host, port=port, transfer_id=transfer_id),
         )  # fmt: skip
-        call = self.prefill.prefill.Prefill(
+        call = self.prefill.stub.Prefill(
             preq, timeout=self.prefill_limit_s, metadata=self.trace_metadata
         )
         self._prefill_task = asyncio.ensure_future(call)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from prfaas._proto.prfaas.v1 import worker_pb2, worker_pb2_grpc
+from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.router.registry import WorkerHandle
 
 
@@ -40,11 +40,6 @@ def prefix_to_move(prompt: Sequence[int], cached_tokens: int, block_size: int) -
     return list(prompt[: max(usable, 0) // block_size * block_size])
 
 
-def _stub(handle: WorkerHandle) -> worker_pb2_grpc.PDWorkerStub:
-    """Import/Export live on both services; the stub type must match the worker's service."""
-    return handle.prefill  # type: ignore[return-value]
-
-
 async def move_prefix(
     target: WorkerHandle,
     holder: WorkerHandle,
@@ -61,7 +56,7 @@ async def move_prefix(
     move_id = move_id or uuid.uuid4().hex
     transfer_id = uuid.uuid4().hex
     host, port = target.kv_destination(holder.kind)
-    call = _stub(target).ImportPrefix(
+    call = target.stub.ImportPrefix(
         worker_pb2.ImportPrefixRequest(
             import_id=f"{move_id}.import", token_ids=tokens, block_size=block_size,
             transfer_id=transfer_id, sender_id=holder.worker_id, deadline_seconds=timeout_s,
@@ -75,7 +70,7 @@ async def move_prefix(
                 return PrefixMove("failed", detail=f"import not admitted: {first}")
             dest = worker_pb2.KvDestination(host=host, port=port, transfer_id=transfer_id)
             export = asyncio.ensure_future(
-                _stub(holder).ExportPrefix(
+                holder.stub.ExportPrefix(
                     worker_pb2.ExportPrefixRequest(
                         export_id=f"{move_id}.export",
                         token_ids=tokens,

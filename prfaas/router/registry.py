@@ -115,15 +115,9 @@ class WorkerHandle:
     """Why the worker was last taken out of placement ("": it has not been, or is back)."""
 
     @property
-    def pd(self) -> worker_pb2_grpc.PDWorkerStub:
-        return worker_pb2_grpc.PDWorkerStub(self.channel)
-
-    @property
-    def prefill(self) -> worker_pb2_grpc.PrefillWorkerStub:
-        """The Prefill/Abort/GetLoad surface (both worker kinds serve it under their service)."""
-        if self.kind == "prefill":
-            return worker_pb2_grpc.PrefillWorkerStub(self.channel)
-        return worker_pb2_grpc.PDWorkerStub(self.channel)  # type: ignore[return-value]
+    def stub(self) -> worker_pb2_grpc.WorkerStub:
+        """The `Worker` service on this worker's channel (what it serves depends on its role)."""
+        return worker_pb2_grpc.WorkerStub(self.channel)
 
     def kv_destination(self, sender_kind: str) -> tuple[str, int]:
         """Where a sender of `sender_kind` connects to reach this worker's KV receiver."""
@@ -285,7 +279,7 @@ class WorkerRegistry:
             return False
         handle.draining = True
         try:
-            await handle.pd.SetRole(worker_pb2.SetRoleRequest(role=role.value), timeout=timeout_s)
+            await handle.stub.SetRole(worker_pb2.SetRoleRequest(role=role.value), timeout=timeout_s)
             handle.role = role
             return True
         except grpc.aio.AioRpcError as exc:
@@ -310,7 +304,7 @@ class WorkerRegistry:
             if resp.status != health_pb2.HealthCheckResponse.SERVING:
                 self._mark_dead(handle, f"health status {resp.status}")
                 return False
-            load = await handle.prefill.GetLoad(worker_pb2.LoadRequest(), timeout=timeout)
+            load = await handle.stub.GetLoad(worker_pb2.LoadRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             self._heartbeat_failed(handle, exc)
             return False
@@ -367,7 +361,7 @@ class WorkerRegistry:
 
     async def _cache_events(self, handle: WorkerHandle) -> None:
         while True:
-            stream = handle.prefill.StreamCacheEvents(worker_pb2.CacheEventsRequest())
+            stream = handle.stub.StreamCacheEvents(worker_pb2.CacheEventsRequest())
             try:
                 async for batch in stream:
                     for ev in batch.events:

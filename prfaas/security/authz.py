@@ -17,7 +17,7 @@ from prfaas.security import identities
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 ROUTER_GENERATE = "/prfaas.v1.Router/Generate"
 ROUTER_REGISTER = "/prfaas.v1.Router/RegisterWorker"
-WORKER_PREFIXES = ("/prfaas.v1.PrefillWorker/", "/prfaas.v1.PDWorker/")
+WORKER_PREFIX = "/prfaas.v1.Worker/"
 
 
 def is_open(method: str) -> bool:
@@ -27,7 +27,7 @@ def is_open(method: str) -> bool:
 
 def refusal(method: str, principal: str, request: Any) -> str | None:
     """Why `principal` may not call `method` with `request`, or None when it may."""
-    if method.startswith(WORKER_PREFIXES):
+    if method.startswith(WORKER_PREFIX):
         return None if principal == identities.ROUTER else "worker RPCs are for the router only"
     if method == ROUTER_REGISTER:
         claimed = getattr(request, "worker_id", None)

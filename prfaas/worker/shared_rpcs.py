@@ -1,7 +1,8 @@
-"""RPCs both worker services implement identically: Prefill, Abort, GetLoad, StreamCacheEvents,
+"""`Worker` RPCs both worker kinds serve identically: Prefill, Abort, GetLoad, StreamCacheEvents,
 and (from `PrefixRpcs`) ImportPrefix / ExportPrefix.
 
 A mixin over a `WorkerRuntime`; the only module besides the services that touches generated protos.
+Each worker kind's servicer adds the rest (prfaas/pd_worker/service.py, prfaas/prefill_worker/service.py).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def sampling(max_tokens: int) -> common_pb2.SamplingParams:
 
 
 async def generate_local(
-    stub: worker_pb2_grpc.PDWorkerStub, prompt: list[int], n: int
+    stub: worker_pb2_grpc.WorkerStub, prompt: list[int], n: int
 ) -> tuple[list[int], int]:
     tokens: list[int] = []
     request = worker_pb2.GenerateRequest(
@@ -72,8 +72,8 @@ async def generate_local(
 
 
 async def generate_remote(
-    decode: worker_pb2_grpc.PDWorkerStub,
-    prefill: worker_pb2_grpc.PrefillWorkerStub | worker_pb2_grpc.PDWorkerStub,
+    decode: worker_pb2_grpc.WorkerStub,
+    prefill: worker_pb2_grpc.WorkerStub,
     prefill_id: str,
     kv_port: int,
     prompt: list[int],
@@ -117,10 +117,7 @@ async def wait_leak_free(proc: WorkerProc, timeout_s: float = 20.0) -> worker_pb
     """Poll GetLoad until the worker reports nothing held; return the last load."""
     server = identities.worker(proc.worker_id)
     async with open_channel(proc.grpc_address, server, proc.credentials) as channel:
-        stub_class = (
-            worker_pb2_grpc.PDWorkerStub if proc.kind == "pd" else worker_pb2_grpc.PrefillWorkerStub
-        )
-        stub = stub_class(channel)
+        stub = worker_pb2_grpc.WorkerStub(channel)
         deadline = time.monotonic() + timeout_s
         while True:
             load = await stub.GetLoad(worker_pb2.LoadRequest(), timeout=10)

@@ -41,8 +41,8 @@ async def _run_and_abort(pair, stage: str) -> None:  # noqa: ANN001
         grpc.aio.insecure_channel(prefill_proc.grpc_address) as pch,
         grpc.aio.insecure_channel(decode_proc.grpc_address) as dch,
     ):
-        prefill = worker_pb2_grpc.PrefillWorkerStub(pch)
-        decode = worker_pb2_grpc.PDWorkerStub(dch)
+        prefill = worker_pb2_grpc.WorkerStub(pch)
+        decode = worker_pb2_grpc.WorkerStub(dch)
         rid, tid = f"abort-{stage}", uuid.uuid4().hex
         sampling = common_pb2.SamplingParams(
             max_tokens=1000 if stage == "decoding" else 4, ignore_eos=True

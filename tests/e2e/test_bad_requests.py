@@ -79,7 +79,7 @@ async def _worker_refusals(dep: Deployment, address: str) -> list[tuple[str, str
     creds = dep.secrets.credentials()  # the launcher's credentials, calling as the router
     refusals: list[tuple[str, str]] = []
     async with open_channel(address, identities.worker("pd-0"), creds) as channel:
-        stub = worker_pb2_grpc.PDWorkerStub(channel)
+        stub = worker_pb2_grpc.WorkerStub(channel)
         for i, (prompt, fields, named) in enumerate(BAD):
             gen = worker_pb2.GenerateRequest(
                 request_id=f"bad-gen-{i}", prompt_ids=prompt, sampling=_sampling(fields)

@@ -74,9 +74,9 @@ async def moved_prefix_query(cluster: dict) -> tuple[object, list[int], int]:
         grpc.aio.insecure_channel(pd_proc.grpc_address) as cpd,
         grpc.aio.insecure_channel(cluster["pdd"].grpc_address) as cdd,
     ):
-        pf = worker_pb2_grpc.PrefillWorkerStub(cpf)
-        pd = worker_pb2_grpc.PDWorkerStub(cpd)
-        pdd = worker_pb2_grpc.PDWorkerStub(cdd)
+        pf = worker_pb2_grpc.WorkerStub(cpf)
+        pd = worker_pb2_grpc.WorkerStub(cpd)
+        pdd = worker_pb2_grpc.WorkerStub(cdd)
         # Warm the PrfaaS worker only (decoded on pd-d), then move the prefix to pd-mixed.
         await generate_remote(pdd, pf, "prfaas-0", cluster["pdd"].kv_port, MOVED, NUM_TOKENS)
         event, _ = await move_prefix(pd, pf, "prfaas-0", pd_proc.kv_port, MOVED[: 3 * BLOCK])

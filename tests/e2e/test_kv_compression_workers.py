@@ -47,8 +47,8 @@ async def _offload(workers: dict, decoder: str, all_prompts: list[list[int]]) ->
         grpc.aio.insecure_channel(workers["prefill"].grpc_address) as pch,
         grpc.aio.insecure_channel(workers[decoder].grpc_address) as dch,
     ):
-        prefill = worker_pb2_grpc.PrefillWorkerStub(pch)
-        decode = worker_pb2_grpc.PDWorkerStub(dch)
+        prefill = worker_pb2_grpc.WorkerStub(pch)
+        decode = worker_pb2_grpc.WorkerStub(dch)
         kv = workers[decoder].kv_port
         return [
             await generate_remote(decode, prefill, "prfaas-0", kv, p, NUM_TOKENS)

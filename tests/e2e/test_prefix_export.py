@@ -96,7 +96,7 @@ async def scenario(workers: dict) -> dict[str, object]:
         grpc.aio.insecure_channel(a.grpc_address) as ca,
         grpc.aio.insecure_channel(b.grpc_address) as cb,
     ):
-        pf, pd = worker_pb2_grpc.PrefillWorkerStub(ca), worker_pb2_grpc.PDWorkerStub(cb)
+        pf, pd = worker_pb2_grpc.WorkerStub(ca), worker_pb2_grpc.WorkerStub(cb)
         await generate_remote(pd, pf, "pf-a", b.kv_port, PROMPT, N)  # warm A via the offload flow
         out["a_to_b"] = await move_prefix(pd, pf, "pf-a", b.kv_port, PREFIX)
         out["query_on_b"] = await generate_local(pd, QUERY, N)
@@ -145,7 +145,7 @@ def test_prefix_export_import_reuse_and_failures(workers: dict) -> None:
 
 async def _cancel_import(workers: dict) -> None:
     async with grpc.aio.insecure_channel(workers["b"].grpc_address) as cb:
-        pd = worker_pb2_grpc.PDWorkerStub(cb)
+        pd = worker_pb2_grpc.WorkerStub(cb)
         call = pd.ImportPrefix(
             worker_pb2.ImportPrefixRequest(
                 import_id="cancel-me", token_ids=PREFIX, block_size=BLOCK, transfer_id="t-c",

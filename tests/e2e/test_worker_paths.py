@@ -77,10 +77,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 async def run_paths(cluster: dict, all_prompts: list[list[int]]) -> dict[str, list[list[int]]]:
     chans = {k: grpc.aio.insecure_channel(v.grpc_address) for k, v in cluster.items()}
     try:
-        mixed = worker_pb2_grpc.PDWorkerStub(chans["mixed"])
-        prfaas = worker_pb2_grpc.PrefillWorkerStub(chans["prfaas"])
-        pdp = worker_pb2_grpc.PDWorkerStub(chans["pdp"])
-        pdd = worker_pb2_grpc.PDWorkerStub(chans["pdd"])
+        mixed = worker_pb2_grpc.WorkerStub(chans["mixed"])
+        prfaas = worker_pb2_grpc.WorkerStub(chans["prfaas"])
+        pdp = worker_pb2_grpc.WorkerStub(chans["pdp"])
+        pdd = worker_pb2_grpc.WorkerStub(chans["pdd"])
         kv = cluster["pdd"].kv_port
         out: dict[str, list[list[int]]] = {
             k: [] for k in ("mixed", "prfaas", "pdp", "prfaas_hit", "pdp_hit")
@@ -128,7 +128,7 @@ def test_no_leaks_after_paths(cluster: dict) -> None:
 
 async def _abort_during_decode(cluster: dict) -> None:
     async with grpc.aio.insecure_channel(cluster["mixed"].grpc_address) as ch:
-        stub = worker_pb2_grpc.PDWorkerStub(ch)
+        stub = worker_pb2_grpc.WorkerStub(ch)
         req = worker_pb2.GenerateRequest(
             request_id="abort-me",
             prompt_ids=list(range(200)),
@@ -156,7 +156,7 @@ async def _prefill_to_dead_destination(cluster: dict) -> str:
     from tests.e2e.processes import free_port
 
     async with grpc.aio.insecure_channel(cluster["prfaas"].grpc_address) as ch:
-        stub = worker_pb2_grpc.PrefillWorkerStub(ch)
+        stub = worker_pb2_grpc.WorkerStub(ch)
         dest = worker_pb2.KvDestination(host="127.0.0.1", port=free_port(), transfer_id="nobody")
         try:
             await stub.Prefill(

@@ -123,7 +123,7 @@ def test_worker_serves_a_request_on_cuda(tmp_path: Path) -> None:
 
         async def ask() -> list[int]:
             async with grpc.aio.insecure_channel(proc.grpc_address) as ch:
-                return (await generate_local(worker_pb2_grpc.PDWorkerStub(ch), prompt, 8))[0]
+                return (await generate_local(worker_pb2_grpc.WorkerStub(ch), prompt, 8))[0]
 
         assert asyncio.run(ask()) == want
     finally:

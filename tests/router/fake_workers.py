@@ -113,7 +113,7 @@ class _Base:
             await self.server.stop(0)
 
 
-class FakePDWorker(_Base, worker_pb2_grpc.PDWorkerServicer):
+class FakePDWorker(_Base, worker_pb2_grpc.WorkerServicer):
     """A PD worker; `kv_addresses` are where senders find its KV receiver (direct and link)."""
 
     def __init__(self, worker_id: str, role: str, hub: KvHub, kv_addresses: list[str],
@@ -162,7 +162,7 @@ class FakePDWorker(_Base, worker_pb2_grpc.PDWorkerServicer):
         return worker_pb2.SetRoleResponse(previous_role=previous, role=self.role)
 
 
-class FakePrefillWorker(_Base, worker_pb2_grpc.PrefillWorkerServicer):
+class FakePrefillWorker(_Base, worker_pb2_grpc.WorkerServicer):
     def __init__(self, worker_id: str, hub: KvHub, cluster: str = "prfaas") -> None:
         super().__init__(worker_id, "prefill", hub, cluster)
 
@@ -170,10 +170,7 @@ class FakePrefillWorker(_Base, worker_pb2_grpc.PrefillWorkerServicer):
 async def serve(worker: _Base) -> int:
     """Start `worker` on 127.0.0.1:0 with a SERVING health service; returns the port."""
     server = grpc.aio.server()
-    if isinstance(worker, FakePDWorker):
-        worker_pb2_grpc.add_PDWorkerServicer_to_server(worker, server)
-    else:
-        worker_pb2_grpc.add_PrefillWorkerServicer_to_server(worker, server)
+    worker_pb2_grpc.add_WorkerServicer_to_server(worker, server)
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

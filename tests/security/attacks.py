@@ -51,7 +51,7 @@ async def worker_control(
 ) -> grpc.StatusCode:
     """One control RPC on a PD worker: "SetRole", "Abort", "ImportPrefix" or "GetLoad"."""
     async with _channel(address, identities.worker(worker_id), creds) as ch:
-        stub = worker_pb2_grpc.PDWorkerStub(ch)
+        stub = worker_pb2_grpc.WorkerStub(ch)
         if rpc == "SetRole":
             return await _code(
                 lambda: stub.SetRole(worker_pb2.SetRoleRequest(role="prefill"), timeout=5)

@@ -130,6 +130,6 @@ def test_refusals_are_logged_with_the_peer(deployment: Deployment) -> None:
     asyncio.run(worker_control(address, "pd-1", None, "SetRole"))
     log = Path(deployment.supervisor.log_dir) / "pd-1.log"
     deadline = time.monotonic() + 5
-    while "refused /prfaas.v1.PDWorker/SetRole from ipv4:127.0.0.1" not in log.read_text():
+    while "refused /prfaas.v1.Worker/SetRole from ipv4:127.0.0.1" not in log.read_text():
         assert time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.2)

@@ -44,13 +44,13 @@ class DecodeStream:
 
     times: list[float] = field(default_factory=list)
 
-    async def run(self, stub: worker_pb2_grpc.PDWorkerStub, prompt: list[int], n: int) -> None:
+    async def run(self, stub: worker_pb2_grpc.WorkerStub, prompt: list[int], n: int) -> None:
         call = stub.Generate(_request(prompt, n), timeout=TIMEOUT_S)
         async for at, count in _token_events(call):
             self.times.extend([at] * count)
 
 
-async def time_to_first_token(stub: worker_pb2_grpc.PDWorkerStub, prompt: list[int]) -> float:
+async def time_to_first_token(stub: worker_pb2_grpc.WorkerStub, prompt: list[int]) -> float:
     """Local prefill on a PD worker: seconds from sending Generate to its first token event."""
     start = time.monotonic()
     async for at, _ in _token_events(stub.Generate(_request(prompt, 1), timeout=TIMEOUT_S)):
@@ -65,8 +65,8 @@ class RemoteRun:
 
 
 async def remote_prefill(
-    decode: worker_pb2_grpc.PDWorkerStub,
-    prefill: worker_pb2_grpc.PrefillWorkerStub,
+    decode: worker_pb2_grpc.WorkerStub,
+    prefill: worker_pb2_grpc.WorkerStub,
     prefill_id: str,
     kv_port: int,
     prompt: list[int],

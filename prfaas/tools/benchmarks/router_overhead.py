@@ -37,7 +37,7 @@ from prfaas.router.registry import WorkerHandle, WorkerRegistry
 from prfaas.sampling import SamplingParams
 
 
-class InstantWorker(worker_pb2_grpc.PDWorkerServicer):
+class InstantWorker(worker_pb2_grpc.WorkerServicer):
     """A `mixed` PD worker that does no work: the cost left is gRPC and the router."""
 
     async def Generate(self, request, context) -> AsyncIterator[worker_pb2.GenerateEvent]:  # noqa: N802, ANN001
@@ -61,7 +61,7 @@ class InstantWorker(worker_pb2_grpc.PDWorkerServicer):
 
 async def _serve() -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
-    worker_pb2_grpc.add_PDWorkerServicer_to_server(InstantWorker(), server)
+    worker_pb2_grpc.add_WorkerServicer_to_server(InstantWorker(), server)
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -85,7 +85,7 @@ async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
                             DispatchConfig(routing=routing), metrics=metrics)  # fmt: skip
     await registry.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = worker_pb2_grpc.PDWorkerStub(channel)
+    stub = worker_pb2_grpc.WorkerStub(channel)
     try:
         while not registry.get("instant").healthy:  # type: ignore[union-attr]
             await asyncio.sleep(0.01)

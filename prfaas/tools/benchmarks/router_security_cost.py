@@ -51,7 +51,7 @@ class _Worker(InstantWorker):
 
 async def _serve_worker(port: int, tls: certs.CertFiles | None) -> grpc.aio.Server:
     server = grpc.aio.server()
-    worker_pb2_grpc.add_PDWorkerServicer_to_server(_Worker(), server)
+    worker_pb2_grpc.add_WorkerServicer_to_server(_Worker(), server)
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

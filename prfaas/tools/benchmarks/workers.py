@@ -95,7 +95,7 @@ def _load() -> float:
 
 
 async def _interference(
-    mixed: worker_pb2_grpc.PDWorkerStub, s: Setup, max_tokens: int
+    mixed: worker_pb2_grpc.WorkerStub, s: Setup, max_tokens: int
 ) -> dict[str, Any]:
     streams = [flows.DecodeStream() for _ in range(s.streams)]
     tasks = [
@@ -156,8 +156,8 @@ async def _measure(workers: dict[str, Worker], kv_port: int, s: Setup) -> dict[s
         grpc.aio.insecure_channel(addr["prefill"]) as ch_p,
         grpc.aio.insecure_channel(addr["decode"]) as ch_d,
     ):
-        mixed, decode = worker_pb2_grpc.PDWorkerStub(ch_m), worker_pb2_grpc.PDWorkerStub(ch_d)
-        prefill = worker_pb2_grpc.PrefillWorkerStub(ch_p)
+        mixed, decode = worker_pb2_grpc.WorkerStub(ch_m), worker_pb2_grpc.WorkerStub(ch_d)
+        prefill = worker_pb2_grpc.WorkerStub(ch_p)
         warm = _prompt(1, 2 * s.block_size)
         await flows.time_to_first_token(mixed, warm)
         await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, warm)

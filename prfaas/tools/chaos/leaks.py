@@ -16,14 +16,13 @@ from prfaas.security.credentials import GrpcCredentials
 
 
 async def _leaks_of(
-    address: str, worker_id: str, kind: str, credentials: GrpcCredentials | None, timeout_s: float
+    address: str, worker_id: str, credentials: GrpcCredentials | None, timeout_s: float
 ) -> dict[str, Any]:
     """Poll until the worker holds nothing or `timeout_s` passes; the last answer (or error)."""
-    stub_class = worker_pb2_grpc.PDWorkerStub if kind == "pd" else worker_pb2_grpc.PrefillWorkerStub
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] = {}
     async with open_channel(address, identities.worker(worker_id), credentials) as channel:
-        stub = stub_class(channel)
+        stub = worker_pb2_grpc.WorkerStub(channel)
         while True:
             try:
                 load = await stub.GetLoad(worker_pb2.LoadRequest(), timeout=10)
@@ -51,6 +50,6 @@ async def leak_reports(
     router's (GetLoad is a router-only RPC: the deployment's `secrets.credentials()`)."""
     workers = topo.workers()
     answers = await asyncio.gather(
-        *(_leaks_of(w.grpc, w.worker_id, w.kind, credentials, timeout_s) for w in workers)
+        *(_leaks_of(w.grpc, w.worker_id, credentials, timeout_s) for w in workers)
     )
     return {w.worker_id: a for w, a in zip(workers, answers, strict=True)}

@@ -26,298 +26,13 @@ if _version_not_supported:
     )
 
 
-class PrefillWorkerStub:
-    """Missing associated documentation comment in .proto file."""
-
-    def __init__(self, channel):
-        """Constructor.
-
-        Args:
-            channel: A grpc.Channel.
-        """
-        self.Prefill = channel.unary_unary(
-                '/prfaas.v1.PrefillWorker/Prefill',
-                request_serializer=prfaas_dot_v1_dot_worker__pb2.PrefillRequest.SerializeToString,
-                response_deserializer=prfaas_dot_v1_dot_worker__pb2.PrefillResult.FromString,
-                _registered_method=True)
-        self.Abort = channel.unary_unary(
-                '/prfaas.v1.PrefillWorker/Abort',
-                request_serializer=prfaas_dot_v1_dot_worker__pb2.AbortRequest.SerializeToString,
-                response_deserializer=prfaas_dot_v1_dot_worker__pb2.AbortResponse.FromString,
-                _registered_method=True)
-        self.GetLoad = channel.unary_unary(
-                '/prfaas.v1.PrefillWorker/GetLoad',
-                request_serializer=prfaas_dot_v1_dot_worker__pb2.LoadRequest.SerializeToString,
-                response_deserializer=prfaas_dot_v1_dot_worker__pb2.WorkerLoad.FromString,
-                _registered_method=True)
-        self.StreamCacheEvents = channel.unary_stream(
-                '/prfaas.v1.PrefillWorker/StreamCacheEvents',
-                request_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
-                response_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
-                _registered_method=True)
-        self.ImportPrefix = channel.unary_stream(
-                '/prfaas.v1.PrefillWorker/ImportPrefix',
-                request_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
-                response_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
-                _registered_method=True)
-        self.ExportPrefix = channel.unary_unary(
-                '/prfaas.v1.PrefillWorker/ExportPrefix',
-                request_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
-                response_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
-                _registered_method=True)
-
-
-class PrefillWorkerServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Prefill(self, request, context):
-        """Prefill a request and stream its cache to `destination`; returns when the receiver has it all.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Abort(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetLoad(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def StreamCacheEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ImportPrefix(self, request, context):
-        """Import a cached prefix exported by another worker (see ImportPrefixRequest).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ExportPrefix(self, request, context):
-        """Export a cached prefix to another worker's KV receiver; returns when it has it all.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_PrefillWorkerServicer_to_server(servicer, server):
-    rpc_method_handlers = {
-            'Prefill': grpc.unary_unary_rpc_method_handler(
-                    servicer.Prefill,
-                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.PrefillRequest.FromString,
-                    response_serializer=prfaas_dot_v1_dot_worker__pb2.PrefillResult.SerializeToString,
-            ),
-            'Abort': grpc.unary_unary_rpc_method_handler(
-                    servicer.Abort,
-                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.AbortRequest.FromString,
-                    response_serializer=prfaas_dot_v1_dot_worker__pb2.AbortResponse.SerializeToString,
-            ),
-            'GetLoad': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetLoad,
-                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.LoadRequest.FromString,
-                    response_serializer=prfaas_dot_v1_dot_worker__pb2.WorkerLoad.SerializeToString,
-            ),
-            'StreamCacheEvents': grpc.unary_stream_rpc_method_handler(
-                    servicer.StreamCacheEvents,
-                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.FromString,
-                    response_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.SerializeToString,
-            ),
-            'ImportPrefix': grpc.unary_stream_rpc_method_handler(
-                    servicer.ImportPrefix,
-                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.FromString,
-                    response_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.SerializeToString,
-            ),
-            'ExportPrefix': grpc.unary_unary_rpc_method_handler(
-                    servicer.ExportPrefix,
-                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.FromString,
-                    response_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.SerializeToString,
-            ),
-    }
-    generic_handler = grpc.method_handlers_generic_handler(
-            'prfaas.v1.PrefillWorker', rpc_method_handlers)
-    server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('prfaas.v1.PrefillWorker', rpc_method_handlers)
-
-
- # This class is part of an EXPERIMENTAL API.
-class PrefillWorker:
-    """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Prefill(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/prfaas.v1.PrefillWorker/Prefill',
-            prfaas_dot_v1_dot_worker__pb2.PrefillRequest.SerializeToString,
-            prfaas_dot_v1_dot_worker__pb2.PrefillResult.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Abort(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/prfaas.v1.PrefillWorker/Abort',
-            prfaas_dot_v1_dot_worker__pb2.AbortRequest.SerializeToString,
-            prfaas_dot_v1_dot_worker__pb2.AbortResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetLoad(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/prfaas.v1.PrefillWorker/GetLoad',
-            prfaas_dot_v1_dot_worker__pb2.LoadRequest.SerializeToString,
-            prfaas_dot_v1_dot_worker__pb2.WorkerLoad.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def StreamCacheEvents(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/prfaas.v1.PrefillWorker/StreamCacheEvents',
-            prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
-            prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ImportPrefix(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/prfaas.v1.PrefillWorker/ImportPrefix',
-            prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
-            prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ExportPrefix(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/prfaas.v1.PrefillWorker/ExportPrefix',
-            prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
-            prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-
-class PDWorkerStub:
-    """Missing associated documentation comment in .proto file."""
+class WorkerStub:
+    """One service for every worker (contract revision 2; revision 1 had PrefillWorker and PDWorker
+    repeating six RPCs). What a worker serves depends on its role (prfaas/roles.py): an RPC its
+    role never serves is answered FAILED_PRECONDITION, e.g. Generate and SetRole on a PrfaaS
+    prefill worker (role "prfaas"). A PD worker's role gates work as before: a refused Prefill is
+    UNAVAILABLE, a refused Generate ends with a WorkerError.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -326,59 +41,66 @@ class PDWorkerStub:
             channel: A grpc.Channel.
         """
         self.Generate = channel.unary_stream(
-                '/prfaas.v1.PDWorker/Generate',
+                '/prfaas.v1.Worker/Generate',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.GenerateEvent.FromString,
                 _registered_method=True)
         self.Prefill = channel.unary_unary(
-                '/prfaas.v1.PDWorker/Prefill',
+                '/prfaas.v1.Worker/Prefill',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.PrefillRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.PrefillResult.FromString,
                 _registered_method=True)
         self.Abort = channel.unary_unary(
-                '/prfaas.v1.PDWorker/Abort',
+                '/prfaas.v1.Worker/Abort',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.AbortRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.AbortResponse.FromString,
                 _registered_method=True)
         self.SetRole = channel.unary_unary(
-                '/prfaas.v1.PDWorker/SetRole',
+                '/prfaas.v1.Worker/SetRole',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.SetRoleRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.SetRoleResponse.FromString,
                 _registered_method=True)
         self.GetLoad = channel.unary_unary(
-                '/prfaas.v1.PDWorker/GetLoad',
+                '/prfaas.v1.Worker/GetLoad',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.LoadRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.WorkerLoad.FromString,
                 _registered_method=True)
         self.StreamCacheEvents = channel.unary_stream(
-                '/prfaas.v1.PDWorker/StreamCacheEvents',
+                '/prfaas.v1.Worker/StreamCacheEvents',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
                 _registered_method=True)
         self.ImportPrefix = channel.unary_stream(
-                '/prfaas.v1.PDWorker/ImportPrefix',
+                '/prfaas.v1.Worker/ImportPrefix',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
                 _registered_method=True)
         self.ExportPrefix = channel.unary_unary(
-                '/prfaas.v1.PDWorker/ExportPrefix',
+                '/prfaas.v1.Worker/ExportPrefix',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
                 _registered_method=True)
 
 
-class PDWorkerServicer:
-    """Missing associated documentation comment in .proto file."""
+class WorkerServicer:
+    """One service for every worker (contract revision 2; revision 1 had PrefillWorker and PDWorker
+    repeating six RPCs). What a worker serves depends on its role (prfaas/roles.py): an RPC its
+    role never serves is answered FAILED_PRECONDITION, e.g. Generate and SetRole on a PrfaaS
+    prefill worker (role "prfaas"). A PD worker's role gates work as before: a refused Prefill is
+    UNAVAILABLE, a refused Generate ends with a WorkerError.
+    """
 
     def Generate(self, request, context):
-        """Local prefill + decode, or decode-only when kv_source is set. The last event is Finished or Error.
+        """PD workers: local prefill + decode, or decode-only when kv_source is set. The last event is
+        Finished or Error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Prefill(self, request, context):
-        """PD-P role: prefill and ship the cache to a decode-role worker, exactly as a PrfaaS worker does.
+        """Prefill a request and stream its cache to `destination`; returns when the receiver has it all.
+        PrfaaS workers, and PD workers in the mixed or prefill (PD-P) role, exactly alike.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -391,7 +113,7 @@ class PDWorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetRole(self, request, context):
-        """Change role at run time; in-flight work drains first.
+        """PD workers: change role at run time; in-flight work drains first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,7 +146,7 @@ class PDWorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_PDWorkerServicer_to_server(servicer, server):
+def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Generate': grpc.unary_stream_rpc_method_handler(
                     servicer.Generate,
@@ -468,14 +190,19 @@ def add_PDWorkerServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'prfaas.v1.PDWorker', rpc_method_handlers)
+            'prfaas.v1.Worker', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('prfaas.v1.PDWorker', rpc_method_handlers)
+    server.add_registered_method_handlers('prfaas.v1.Worker', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class PDWorker:
-    """Missing associated documentation comment in .proto file."""
+class Worker:
+    """One service for every worker (contract revision 2; revision 1 had PrefillWorker and PDWorker
+    repeating six RPCs). What a worker serves depends on its role (prfaas/roles.py): an RPC its
+    role never serves is answered FAILED_PRECONDITION, e.g. Generate and SetRole on a PrfaaS
+    prefill worker (role "prfaas"). A PD worker's role gates work as before: a refused Prefill is
+    UNAVAILABLE, a refused Generate ends with a WorkerError.
+    """
 
     @staticmethod
     def Generate(request,
@@ -491,7 +218,7 @@ class PDWorker:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/prfaas.v1.PDWorker/Generate',
+            '/prfaas.v1.Worker/Generate',
             prfaas_dot_v1_dot_worker__pb2.GenerateRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.GenerateEvent.FromString,
             options,
@@ -518,7 +245,7 @@ class PDWorker:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/prfaas.v1.PDWorker/Prefill',
+            '/prfaas.v1.Worker/Prefill',
             prfaas_dot_v1_dot_worker__pb2.PrefillRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.PrefillResult.FromString,
             options,
@@ -545,7 +272,7 @@ class PDWorker:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/prfaas.v1.PDWorker/Abort',
+            '/prfaas.v1.Worker/Abort',
             prfaas_dot_v1_dot_worker__pb2.AbortRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.AbortResponse.FromString,
             options,
@@ -572,7 +299,7 @@ class PDWorker:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/prfaas.v1.PDWorker/SetRole',
+            '/prfaas.v1.Worker/SetRole',
             prfaas_dot_v1_dot_worker__pb2.SetRoleRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.SetRoleResponse.FromString,
             options,
@@ -599,7 +326,7 @@ class PDWorker:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/prfaas.v1.PDWorker/GetLoad',
+            '/prfaas.v1.Worker/GetLoad',
             prfaas_dot_v1_dot_worker__pb2.LoadRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.WorkerLoad.FromString,
             options,
@@ -626,7 +353,7 @@ class PDWorker:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/prfaas.v1.PDWorker/StreamCacheEvents',
+            '/prfaas.v1.Worker/StreamCacheEvents',
             prfaas_dot_v1_dot_worker__pb2.CacheEventsRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.CacheEventBatch.FromString,
             options,
@@ -653,7 +380,7 @@ class PDWorker:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/prfaas.v1.PDWorker/ImportPrefix',
+            '/prfaas.v1.Worker/ImportPrefix',
             prfaas_dot_v1_dot_worker__pb2.ImportPrefixRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.ImportPrefixEvent.FromString,
             options,
@@ -680,7 +407,7 @@ class PDWorker:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/prfaas.v1.PDWorker/ExportPrefix',
+            '/prfaas.v1.Worker/ExportPrefix',
             prfaas_dot_v1_dot_worker__pb2.ExportPrefixRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.ExportPrefixResult.FromString,
             options,
