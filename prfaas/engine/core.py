@@ -16,7 +16,7 @@ from prfaas.engine.execution_backend import BufferSpec, ExecutionBackend, LayerD
 from prfaas.engine.kv_manager import KVCacheManager
 from prfaas.engine.outputs import RequestOutput, RunnerOutput
 from prfaas.engine.prefix_cache import CacheListener, PrefixCache
-from prfaas.engine.prefix_transfer import PrefixSpan
+from prfaas.engine.prefix_spans import PrefixSpan
 from prfaas.engine.scheduler import RequestRefused, Scheduler, SchedulerConfig
 from prfaas.request import Request, RequestKind
 from prfaas.sampling import SamplingParams
@@ -150,7 +150,7 @@ class EngineCore:
         )
         return self.backend.receive_segments(req)
 
-    # Prefix export / import (prefix_transfer.py). The worker's flows own each span from creation
+    # Prefix export / import (prefix_spans.py). The worker's flows own each span from creation
     # to unpin / commit / abort, and always end it (also on failure and cancellation).
 
     def pin_prefix(self, span_id: str, token_ids: list[int]) -> PrefixSpan:

@@ -31,7 +31,7 @@ LayerDoneCallback = Callable[[str, int, int, int], None]
 
 class CacheSpan(Protocol):
     """What the view methods read of a cache owner: a `Request`, or a prefix pinned for export /
-    reserved for import (`prfaas.engine.prefix_transfer.PrefixSpan`). Its prompt is the span."""
+    reserved for import (`prfaas.engine.prefix_spans.PrefixSpan`). Its prompt is the span."""
 
     @property
     def block_table(self) -> list[int]: ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 from prfaas.block_hash import block_hashes
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.prefix_cache import PrefixCache, PrefixHit
-from prfaas.engine.prefix_transfer import PrefixTransfers
+from prfaas.engine.prefix_spans import PrefixTransfers
 from prfaas.request import Request, RequestKind
 
 

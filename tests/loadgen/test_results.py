@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from prfaas.tools.loadgen.client import RequestRecord
-from prfaas.tools.loadgen.report import format_table
 from prfaas.tools.loadgen.results import Results, summarize
+from prfaas.tools.loadgen.run_report import format_table
 from prfaas.tools.loadgen.scrape import EgressSample, diff_counts, routing_counts, sample_values
 
 

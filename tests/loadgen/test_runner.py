@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prfaas.router.generation_backend import Overloaded
 from prfaas.tools.loadgen.compare import Target, compare_policies, write_comparison
-from prfaas.tools.loadgen.report import write_results
+from prfaas.tools.loadgen.run_report import write_results
 from prfaas.tools.loadgen.runner import LoadConfig, run_load_async
 from prfaas.tools.loadgen.workloads import RequestSpec, Scaling, Workload, lognormal_workload
 from tests.loadgen.conftest import KV_BYTES_PER_PROMPT_TOKEN, CountingBackend, start_counting

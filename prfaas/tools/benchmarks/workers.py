@@ -31,7 +31,7 @@ import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
 from prfaas.launcher.supervisor import Supervisor
-from prfaas.tools.benchmarks import flows, report
+from prfaas.tools.benchmarks import flows, workers_report
 from prfaas.tools.benchmarks.procs import Worker, relay_spec, start_all, worker_spec
 
 PREFILL_ID = "bench-prefill"
@@ -117,12 +117,12 @@ async def _interference(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    base = [g for st in streams for g in report.gaps_in(st.times, start, submit)]
-    during = [g for st in streams for g in report.gaps_in(st.times, submit, done_at)]
+    base = [g for st in streams for g in workers_report.gaps_in(st.times, start, submit)]
+    during = [g for st in streams for g in workers_report.gaps_in(st.times, submit, done_at)]
     if not base or not during:
         raise RuntimeError(f"too few tokens: {len(base)} before / {len(during)} during prefill")
     ms = {
-        k: 1e3 * report.percentile(v, q)
+        k: 1e3 * workers_report.percentile(v, q)
         for k, v, q in [
             ("b50", base, 50),
             ("b99", base, 99),
@@ -136,8 +136,8 @@ async def _interference(
         "itl_p99_ms_base": ms["b99"],
         "itl_p50_ms_prefill": ms["d50"],
         "itl_p99_ms_prefill": ms["d99"],
-        "itl_p50_ratio": report.ratio(ms["d50"], ms["b50"]),
-        "itl_p99_ratio": report.ratio(ms["d99"], ms["b99"]),
+        "itl_p50_ratio": workers_report.ratio(ms["d50"], ms["b50"]),
+        "itl_p99_ratio": workers_report.ratio(ms["d99"], ms["b99"]),
         "itl_max_ms_prefill": 1e3 * max(during),
         "tokens_base": len(base),
         "tokens_during_prefill": len(during),
@@ -171,7 +171,7 @@ async def _measure(workers: dict[str, Worker], kv_port: int, s: Setup) -> dict[s
         inter = await _interference(mixed, s, max_tokens)
         loads["end"] = _load()
     inter["prefill_alone_s"] = ttft_local
-    inter["prefill_slowdown"] = report.ratio(inter["prefill_with_decodes_s"], ttft_local)
+    inter["prefill_slowdown"] = workers_report.ratio(inter["prefill_with_decodes_s"], ttft_local)
     remote_summary = {
         "prefill_s": remote.result.prefill_seconds,
         "queue_s": remote.result.queue_seconds,
@@ -188,7 +188,7 @@ async def _measure(workers: dict[str, Worker], kv_port: int, s: Setup) -> dict[s
         "resend_goodput_mb_s": again.result.bytes_sent / again.result.transfer_seconds / 1e6,
         "ttft_remote_s": remote.ttft_seconds,
         "ttft_local_s": ttft_local,
-        "ttft_ratio": report.ratio(remote.ttft_seconds, ttft_local),
+        "ttft_ratio": workers_report.ratio(remote.ttft_seconds, ttft_local),
     }
     return {"loadavg_phases": loads, "interference": inter, "remote": remote_summary}
 
@@ -204,8 +204,8 @@ def _link_goodput(remote: dict[str, Any], s: Setup) -> None:
     source = "loopback TcpSender, 4 connections"
     if s.link_mbit > 0 and s.link_mbit * 1e6 / 8 < goodput:
         goodput, source = s.link_mbit * 1e6 / 8, "relay rate cap"
-    one_layer = report.ratio(remote["layer_bytes"], goodput)
-    exposed_ratio = report.ratio(remote["exposed_s"], one_layer)
+    one_layer = workers_report.ratio(remote["layer_bytes"], goodput)
+    exposed_ratio = workers_report.ratio(remote["exposed_s"], one_layer)
     remote.update(
         goodput_mb_s=goodput / 1e6,
         goodput_source=source,
@@ -261,5 +261,5 @@ def run(args: argparse.Namespace) -> int:
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         **measured,
     }
-    print(json.dumps(result, indent=2) if args.json else report.render(result))
+    print(json.dumps(result, indent=2) if args.json else workers_report.render(result))
     return 0

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from prfaas.tools.loadgen.arrivals import poisson_schedule, schedule_for, trace_schedule
 from prfaas.tools.loadgen.compare import Comparison, compare_policies, write_comparison
-from prfaas.tools.loadgen.report import format_table, write_results
 from prfaas.tools.loadgen.results import Results, Summary, summarize
+from prfaas.tools.loadgen.run_report import format_table, write_results
 from prfaas.tools.loadgen.runner import LoadConfig, run_load
 from prfaas.tools.loadgen.workloads import (
     RequestSpec,

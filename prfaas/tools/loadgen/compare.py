@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prfaas.tools.loadgen import plots
-from prfaas.tools.loadgen.report import format_table
 from prfaas.tools.loadgen.results import Results
+from prfaas.tools.loadgen.run_report import format_table
 from prfaas.tools.loadgen.runner import LoadConfig, run_load, warm_up
 from prfaas.tools.loadgen.workloads import Workload
 

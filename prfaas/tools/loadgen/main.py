@@ -18,7 +18,7 @@ from prfaas.data import trace_file
 from prfaas.tools.loadgen.arrivals import schedule_for
 from prfaas.tools.loadgen.compare import POLICIES, compare_policies, write_comparison
 from prfaas.tools.loadgen.preflight import PreflightError, check_fits, probe_target
-from prfaas.tools.loadgen.report import format_table, write_results
+from prfaas.tools.loadgen.run_report import format_table, write_results
 from prfaas.tools.loadgen.runner import LoadConfig, run_load, warm_up
 from prfaas.tools.loadgen.stage_stats import format_stage_table
 from prfaas.tools.loadgen.workloads import (

@@ -9,7 +9,7 @@ from prfaas.cache_event_kind import CacheEventKind
 from prfaas.engine.backend_torch import TorchBackend
 from prfaas.engine.core import EngineCore, generate
 from prfaas.engine.prefix_cache import CacheEvent
-from prfaas.engine.prefix_transfer import PrefixUnavailable
+from prfaas.engine.prefix_spans import PrefixUnavailable
 from prfaas.model import HybridModel, get_preset
 from prfaas.sampling import SamplingParams
 
