@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
@@ -30,7 +31,8 @@ from prfaas.router.control import (
     ShortTermController,
     ShortTermDecision,
 )
-from prfaas.router.registry import WorkerRegistry
+from prfaas.router.prefill_estimate import predicted_wait_s
+from prfaas.router.registry import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ LINK_LABEL = "prfaas-pd"
 
 TELEMETRY_LOG = (
     "link telemetry: egress=%.0f backlog=%.0f delivery=%.0f depth=%.2f loss=%.5f"
-    " -> capacity=%.0f u=%.3f t=%.0f %s"
+    " committed=%.0f offered=%.0f local_wait=%.2f -> capacity=%.0f saturated=%d u=%.3f t=%.0f %s"
 )
 """One line per short tick while the link carries or queues anything (or t is raised): the
 controller's raw inputs and outputs, so a run's router.log can be replayed against the law
@@ -59,6 +61,8 @@ class ControlLoops:
         transfer_metrics: TransferMetrics | None = None,
         short_tick_s: float = 1.0,
         long_tick_s: float = 30.0,
+        kv_bytes_per_token: Callable[[], float] = lambda: 16384.0,
+        default_prefill_tokens_per_s: float = 1000.0,
     ) -> None:
         self.registry, self.short, self.long = registry, short, long
         self.link_bytes_per_s = link_bytes_per_s
@@ -70,6 +74,11 @@ class ControlLoops:
         self._tasks: list[asyncio.Task[None]] = []
         # Cumulative (segments sent, retransmitted) per PrfaaS worker at the previous tick.
         self._tcp_seen: dict[str, tuple[int, int]] = {}
+        # The dispatcher's learned KV bytes per prompt token (what an offload commits to the link).
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.default_prefill_tokens_per_s = default_prefill_tokens_per_s
+        # Uncached tokens in flight per PrfaaS worker at the previous tick (offered = the rises).
+        self._committed_seen: dict[str, int] = {}
 
     def telemetry(self) -> LinkTelemetry:
         prfaas = [h for h in self.registry.healthy(self.prfaas_cluster) if h.load is not None]
@@ -79,7 +88,37 @@ class ControlLoops:
         delivery = sum(h.load.kv_delivery_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
         self.last_sample = CapacitySample(egress, backlog, delivery)
         capacity = self.capacity.update(self.last_sample)
-        return LinkTelemetry(egress, capacity, depth, self._loss_rate(prfaas), backlog)
+        committed, offered = self._committed_kv()
+        return LinkTelemetry(
+            egress, capacity, depth, self._loss_rate(prfaas), backlog,
+            committed_bytes=max(committed, backlog), offered_bytes_per_s=offered,
+            link_saturated=self.capacity.saturated, local_wait_s=self._local_wait_s(),
+            configured_bytes_per_s=self.link_bytes_per_s,
+        )  # fmt: skip
+
+    def _committed_kv(self) -> tuple[float, float]:
+        """(KV bytes committed to the link and not yet at their decode workers, KV bytes/s newly
+        committed since the last tick): the router's own count of the offloads in flight on
+        every PrfaaS worker (a dead worker's offloads are retried elsewhere, so all are read),
+        and the rise of each worker's count since the last tick."""
+        bpt = self.kv_bytes_per_token()
+        tokens = {h.worker_id: h.inflight_prefill_tokens for h in self._prfaas_handles()}
+        new = sum(max(0, n - self._committed_seen.get(w, 0)) for w, n in tokens.items())
+        self._committed_seen = tokens
+        return sum(tokens.values()) * bpt, new * bpt / self.short_tick_s
+
+    def _prfaas_handles(self) -> list[WorkerHandle]:
+        return [h for h in self.registry.workers.values() if h.cluster == self.prfaas_cluster]
+
+    def _local_wait_s(self) -> float:
+        """Predicted wait on the least-loaded local prefill-capable worker (0 when none is up:
+        then nothing can be moved there and the local signal must not hold t)."""
+        waits = [
+            predicted_wait_s(h, self.default_prefill_tokens_per_s)
+            for h in self.registry.healthy(self.local_cluster)
+            if h.role in (Role.PREFILL, Role.MIXED) and h.snapshot().eligible
+        ]
+        return min(waits, default=0.0)
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick
@@ -97,11 +136,13 @@ class ControlLoops:
         tel = self.telemetry()
         decision = self.short.update(tel)
         raw = self.last_sample
-        if raw.egress_bytes_per_s or raw.backlog_bytes or decision.threshold > self.short.base:
+        busy = raw.egress_bytes_per_s or raw.backlog_bytes or tel.committed_bytes
+        if busy or decision.threshold != self.short.base:
             log.info(TELEMETRY_LOG, raw.egress_bytes_per_s, raw.backlog_bytes,
                      raw.delivery_bytes_per_s, tel.prfaas_queue_depth, tel.loss_rate,
-                     tel.capacity_bytes_per_s, decision.utilization, decision.threshold,
-                     decision.reason)  # fmt: skip
+                     tel.committed_bytes, tel.offered_bytes_per_s, tel.local_wait_s,
+                     tel.capacity_bytes_per_s, tel.link_saturated, decision.utilization,
+                     decision.threshold, decision.reason)  # fmt: skip
         if decision.reason != "hold":
             log.info("short-term: t_eff=%.0f scarce=%s u=%.2f capacity=%.3g B/s (%s) (%s)",
                      decision.threshold, decision.bandwidth_scarce, decision.utilization,

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +27,9 @@ from prometheus_client import CollectorRegistry
 from prfaas import tracing
 from prfaas._proto.prfaas.v1 import router_pb2_grpc
 from prfaas.data import tokenizer_dir
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
 from prfaas.log_setup import add_logging_arguments, configure_logging
 from prfaas.metrics import RouterMetrics, TransferMetrics
-from prfaas.router.control import LongTermController, ShortTermController
+from prfaas.router.control import LongTermController, ShortTermConfig, ShortTermController
 from prfaas.router.control_loops import ControlLoops
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
 from prfaas.router.link_health import LinkHealth
@@ -52,6 +50,8 @@ from prfaas.security.options import (
     api_keys_from_args,
     credentials_from_args,
 )
+from prfaas.tokenizer.byte_level import BytePromptTokenizer
+from prfaas.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
 
 log = logging.getLogger("prfaas.router")
 
@@ -74,7 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         help="Hugging Face checkpoint directory the workers serve: its tokenizer, chat template, "
-        "EOS ids, name and context length (default: the topology's `model`, else the preset)",
+        "EOS ids and name (default: the topology's `model`, else the byte-level tokenizer)",
+    )
+    parser.add_argument(
+        "--max-context",
+        type=int,
+        default=DispatchConfig.max_context,
+        help="context limit in tokens until a worker reports its own (WorkerLoad.max_context; "
+        "then the smallest the healthy workers report)",
     )
     parser.add_argument(
         "--max-inflight", type=int, default=512, help="admitted requests at once (more: 429)"
@@ -90,56 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_security_arguments(parser, router=True)
 
 
-class _TokenizerAdapter:
-    """The HTTP layer's `Tokenizer` over the model's byte-level tokenizer (BOS prepended)."""
-
-    def __init__(self) -> None:
-        from prfaas.model.tokenizer import ByteTokenizer
-
-        self._tok = ByteTokenizer()
-        self.eos_token_id = self._tok.eos_id
-        self.vocab_size = max(self._tok.bos_id, self._tok.eos_id, self._tok.pad_id) + 1
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_bos=True)
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self._tok.decode(list(token_ids))
-
-    def stream_decoder(self) -> _StreamDecoder:
-        return _StreamDecoder()
-
-
-class _StreamDecoder:
-    def __init__(self) -> None:
-        from prfaas.model.tokenizer import IncrementalDecoder
-
-        self._dec = IncrementalDecoder()
-
-    def push(self, token_ids: Sequence[int]) -> str:
-        return "".join(self._dec.feed(t) for t in token_ids)
-
-    def flush(self) -> str:
-        return self._dec.flush()
-
-
-def _max_context(topo: Topology) -> int:
-    from prfaas.model.config import get_preset
-
-    return get_preset(topo.model_preset).max_context
-
-
-def _served_model(topo: Topology, model_dir: str | None) -> tuple[Tokenizer, str | None, int]:
-    """(tokenizer, default model name, context limit): a checkpoint directory's own, or the byte
-    tokenizer and the preset's."""
+def _served_model(topo: Topology, model_dir: str | None) -> tuple[Tokenizer, str | None]:
+    """(tokenizer, default model name): a checkpoint directory's own tokenizer and its directory's
+    name (as its workers report it), or the byte-level tokenizer and no name (prfaas-<preset>)."""
     model_dir = model_dir or getattr(topo, "model", "")
     if not model_dir:
-        return _TokenizerAdapter(), None, _max_context(topo)
-    from prfaas.model.hf_config import read_hf_model_info
-    from prfaas.model.hf_tokenizer import HFTokenizer
+        return BytePromptTokenizer(), None
+    from prfaas.tokenizer.hf_tokenizer import HFTokenizer
 
-    info = read_hf_model_info(model_dir)
-    return HFTokenizer(model_dir, info.config.vocab_size), info.name, info.max_context
+    return HFTokenizer(model_dir), Path(model_dir).resolve().name
 
 
 def _tokenizer_dir(topo: Topology, model_dir: str | None) -> Path:
@@ -156,6 +122,7 @@ def _long_term(topo: Topology) -> LongTermController | None:
         return None
     from prfaas.planner.profiles import DecodeProfile, load_profile_csv
     from prfaas.planner.search import ClusterModel
+    from prfaas.router.control.long_term import WINDOW_PERIODS, LongTermConfig
 
     model = ClusterModel(
         pd_profile=load_profile_csv(topo.emulated_profile_pd), decode=DecodeProfile(),
@@ -163,7 +130,10 @@ def _long_term(topo: Topology) -> LongTermController | None:
         prfaas_profile=load_profile_csv(topo.emulated_profile_prfaas),
         link_bytes_per_s=topo.link.rate_gbps * 1e9 / 8,
     )  # fmt: skip
-    return LongTermController(model)
+    # The statistics window follows the planner's period (600 s at the default 30 s), so a
+    # deployment that re-plans faster also forgets an old mix faster.
+    window = WINDOW_PERIODS * topo.long_control_seconds
+    return LongTermController(model, LongTermConfig(window_s=window))
 
 
 @dataclass
@@ -180,7 +150,7 @@ class RouterProcess:
 def build(
     topo: Topology,
     model_name: str | None = None,
-    max_context: int = 4096,
+    max_context: int = DispatchConfig.max_context,
     max_inflight: int = 512,
     topology_workers: bool = True,
 ) -> RouterProcess:
@@ -191,8 +161,6 @@ def build(
     registry = WorkerRegistry(PrefixIndex(topo.block_size))
     for handle in handles_from_topology(topo) if topology_workers else ():
         registry.add(handle)
-    short = ShortTermController(float(topo.threshold_tokens))
-    metrics.registry.register(RouterViewCollector(registry, short))
     long = _long_term(topo)
     link_bytes = topo.link.rate_gbps * 1e9 / 8
     routing = RoutingConfig(policy=topo.policy, local_cluster=topo.pd_cluster,
@@ -200,11 +168,16 @@ def build(
     config = DispatchConfig(model_name=metrics.model_name, max_context=max_context,
                             routing=routing, link_bytes_per_s=link_bytes,
                             max_inflight=max_inflight)  # fmt: skip
+    # t stops rising, and then falls, as the local prefill waits near the dispatcher's budget.
+    short = ShortTermController(float(topo.threshold_tokens),
+                                ShortTermConfig(local_wait_budget_s=config.max_prefill_wait_s))  # fmt: skip
+    metrics.registry.register(RouterViewCollector(registry, short))
     # Offloads skip a decode worker whose link (relay or receiver) is down, until probed back.
     dispatcher = Dispatcher(registry, short, config, long, metrics, LinkHealth(registry))
     loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
-                         long, metrics, transfer_metrics,
-                         long_tick_s=topo.long_control_seconds)  # fmt: skip
+                         long, metrics, transfer_metrics, long_tick_s=topo.long_control_seconds,
+                         kv_bytes_per_token=lambda: dispatcher.kv_bytes_per_token,
+                         default_prefill_tokens_per_s=config.default_prefill_tokens_per_s)  # fmt: skip
     return RouterProcess(topo, registry, dispatcher, loops, metrics)
 
 
@@ -218,6 +191,7 @@ async def serve(
     topology_workers: bool = True,
     model_dir: str | None = None,
     https: HttpsFiles | None = None,
+    max_context: int = DispatchConfig.max_context,
 ) -> int:
     """`credentials`: the router's gRPC server identity, also the one its channels to workers
     present (`channels.configure` must have been given them before the registry opens any).
@@ -227,7 +201,7 @@ async def serve(
     tracing.configure("prfaas-router")  # spans only when the environment asks (prfaas/tracing.py)
 
     api_keys = ApiKeys.of(api_key)
-    tokenizer, checkpoint_name, max_context = _served_model(topo, model_dir)
+    tokenizer, checkpoint_name = _served_model(topo, model_dir)
     proc = build(topo, model_name or checkpoint_name, max_context, max_inflight, topology_workers)
     app = create_app(proc.dispatcher, tokenizer, api_key=api_keys, metrics=proc.metrics,
                      tokenizer_dir=_tokenizer_dir(topo, model_dir))  # fmt: skip
@@ -278,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     channels.configure(credentials)
     coro = serve(topo, api_keys_from_args(args), args.model_name, args.max_inflight,
                  credentials, args.insecure, args.workers == "topology",
-                 args.model, https_from_args(args))  # fmt: skip
+                 args.model, https_from_args(args), args.max_context)  # fmt: skip
     try:
         import uvloop
     except ImportError:

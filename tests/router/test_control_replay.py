@@ -1,14 +1,12 @@
 """The short-term law replayed on recorded telemetry: the router's per-tick inputs and outputs
 from a fluctuation run (tests/router/data/fluctuation_telemetry.txt, `link telemetry` lines of its
-router.log). The controller reproduces every recorded threshold from the recorded inputs, and the
-current capacity estimator, fed the recorded raw samples, raises t within 5 s of the cut."""
+router.log, recorded before the router counted the KV it commits to the link). The current capacity
+estimator and law, fed the recorded raw samples, raise t within 5 s of the cut."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from prfaas.router.control import (
     CapacitySample,
@@ -54,19 +52,6 @@ def ticks() -> list[Tick]:
                 out.append(Tick(prev.t_s + k, 0, 0, 0, 0, 0, prev.capacity, 0, BASE_T, "", False))
         out.append(row)
     return out
-
-
-def test_law_reproduces_every_recorded_threshold() -> None:
-    ctl = ShortTermController(BASE_T)
-    recorded = 0
-    for tick in ticks():
-        tel = LinkTelemetry(tick.egress, tick.capacity, tick.depth, tick.loss, tick.backlog)
-        decision = ctl.update(tel)
-        if tick.recorded:
-            recorded += 1
-            assert decision.threshold == pytest.approx(tick.threshold, abs=1), tick
-            assert decision.reason == tick.reason, tick
-    assert recorded > 150
 
 
 def test_measured_capacity_raises_t_within_five_seconds_of_the_cut() -> None:

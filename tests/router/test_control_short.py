@@ -110,3 +110,63 @@ def test_sender_backlog_raises_the_threshold_when_the_link_is_slower_than_config
     for _ in range(60):
         last = ctl.update(recovered)
     assert last.threshold == BASE_T
+
+
+def cut_tick(offered: float, backlog: float, committed: float, wait: float = 0.0) -> LinkTelemetry:
+    """One second on a link cut to 10 MB/s that is saturated: egress = capacity."""
+    return LinkTelemetry(10e6, 10e6, backlog_bytes=backlog, committed_bytes=committed,
+                         offered_bytes_per_s=offered, link_saturated=True, local_wait_s=wait)  # fmt: skip
+
+
+def test_threshold_stops_rising_once_what_is_committed_no_longer_grows() -> None:
+    """Issue 12's diagnosis: on a cut link prefills already running on PrfaaS keep feeding the
+    senders' backlog after t has stopped new offloads, and u stays ~1 while any backlog exists;
+    judged by those, t climbed every cooldown (to 433K tokens). Judged by the KV newly committed,
+    t rises while offloads still outpace the link and holds once they do not."""
+    ctl = ShortTermController(BASE_T)
+    backlog, committed, raises = 20e6, 300e6, []
+    for tick in range(60):
+        offered = 40e6 if tick < 6 else 0.0  # t rose past every arriving prompt after 6 s
+        committed += offered - 10e6
+        backlog += 5e6  # running prefills still produce KV faster than the cut link drains it
+        d = ctl.update(cut_tick(offered, backlog, committed))
+        raises += [tick] if d.reason.startswith("raise") else []
+    assert raises and raises[0] == 0  # seen at the first tick
+    assert max(raises) < 12  # and not after the offloads stopped (plus the EWMA's memory)
+    assert ctl.threshold <= BASE_T * 1.25**3
+    # The same ticks without the router's count (the old signals): t keeps climbing.
+    blind = ShortTermController(BASE_T)
+    backlog = 20e6
+    for _ in range(60):
+        backlog += 5e6
+        blind.update(LinkTelemetry(10e6, 10e6, backlog_bytes=backlog, link_saturated=True))
+    assert blind.threshold > 50 * BASE_T
+
+
+def test_long_local_queues_cap_the_threshold_and_then_lower_it() -> None:
+    """t does not rise while the least-loaded local PD-P worker is predicted to wait half its
+    budget, and falls while it waits 80 % of it, link pressure or not: a long prompt queued
+    behind a slow link on PrfaaS is served late, one refused by a full local queue not at all."""
+    ctl = ShortTermController(BASE_T)
+    budget = ctl.config.local_wait_budget_s
+    for _ in range(10):
+        d = ctl.update(cut_tick(40e6, 50e6, 200e6, wait=0.6 * budget))
+    assert ctl.threshold == BASE_T and d.reason == "hold"
+    ctl.threshold = 8 * BASE_T
+    reasons = [ctl.update(cut_tick(40e6, 50e6, 200e6, wait=0.9 * budget)).reason for _ in range(30)]
+    assert reasons[0] == "lower:local" and ctl.threshold == BASE_T and reasons[-1] == "hold"
+
+
+def test_a_link_measured_faster_than_configured_lets_the_threshold_fall_below_base() -> None:
+    ctl = ShortTermController(BASE_T)
+    fast = LinkTelemetry(50e6, 250e6, configured_bytes_per_s=100e6)
+    history = [ctl.update(fast) for _ in range(20)]
+    assert ctl.threshold == pytest.approx(BASE_T * 100 / 250) and history[-1].reason == "hold"
+    assert all(b.threshold <= a.threshold for a, b in zip(history, history[1:], strict=False))
+    # Never below a quarter of base, however fast.
+    for _ in range(20):
+        ctl.update(LinkTelemetry(50e6, 2e9, configured_bytes_per_s=100e6))
+    assert ctl.threshold == BASE_T / 4
+    # Back to the configured speed: t returns to base at once.
+    d = ctl.update(LinkTelemetry(50e6, 100e6, configured_bytes_per_s=100e6))
+    assert d.threshold == BASE_T and d.reason == "floor"

@@ -7,19 +7,30 @@ sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
   saturated  (backlog >= `saturated_backlog_s` of current egress, and >= `min_backlog_bytes`;
              the workers count bytes unsent in their socket buffers as backlog too):
              the link, not the offered load, limits egress, so what gets through *is* the
-             capacity now -> estimate = the lower of egress and the kernel's delivery rate (each
-             when sampled; falls at once on a cut). Lower, because each can overstate: egress
-             while socket buffers still absorb writes, the delivery rate when the KV connection
-             ends at a relay before the bottleneck (the experiment's `prfaas link` relays: its
-             samples read 1-20 GB/s on a 1 Gbit/s link);
-  otherwise  egress and delivery rate are lower bounds (the sender may be idle part of the
-             time) -> estimate = max(estimate, egress, delivery rate): a link faster than
-             configured shows up as soon as one burst measures it, and a restored link as soon
-             as offloads resume after a cut. A shaper's token bucket lets a burst through at line
-             rate, and the per-ack delivery rate then reads far above the link (8.6x the 1 Gbit/s
-             tbf link in the fluctuation run), so this evidence is capped at
-             `max_over_configured` x the configured rate; an estimate that is still too high is
-             corrected by the first backlog.
+             capacity now -> sample = the lower of egress and the kernel's delivery rate (each
+             when sampled). Lower, because each can overstate: egress while socket buffers still
+             absorb writes, the delivery rate when the KV connection ends at a relay before the
+             bottleneck (the experiment's `prfaas link` relays: its samples read 1-20 GB/s on a
+             1 Gbit/s link). The first saturated tick takes the sample at once (a cut is seen
+             within a tick); within a saturated stretch a lower sample moves the estimate half
+             way (one tick in which a sender paused between transfers is not a cut), a higher
+             one at once (a restored link draining its backlog);
+  otherwise  egress is a lower bound (the sender may be idle part of the time): egress
+             sustained over `sustain_ticks` ticks that exceeds the estimate sets it to that
+             egress x `lower_bound_headroom` (the link carried it without a backlog, so it has
+             room above it; an estimate equal to egress would read as a full link, u = 1, and
+             raise t on a link faster than configured; the next backlog measures the real
+             rate). A link faster than configured shows up once the offered load exceeds the
+             configured rate, and a restored link as soon as its backlog drains. An estimate
+             below the configured rate also relaxes toward it by `relax_per_tick` of the gap
+             each unsaturated tick: no backlog for a while is weak evidence that a cut is over,
+             and the next backlog measures the link again (so a restore is seen even when
+             nothing was queued to drain through it, as when t had already stopped the
+             offloads). The kernel's delivery rate is no lower-bound evidence: a shaper's token
+             bucket lets a burst through at line rate and the per-ack rate then reads far above
+             the link (8.6x the 1 Gbit/s tbf link in the fluctuation run; 4x the configured rate,
+             the old cap, in every unsaturated tick of issue 12's link-cut runs, behind the
+             experiment's relays). Evidence is capped at `max_over_configured` x configured.
 The estimate never drops below `floor_fraction` of the configured rate (no division by ~0).
 Pure and synchronous; `ControlLoops.telemetry` owns one and calls `update` once per tick.
 """
@@ -39,6 +50,14 @@ class LinkCapacityConfig:
     """Lowest estimate, as a fraction of the configured rate."""
     max_over_configured: float = 4.0
     """Cap of unsaturated (lower-bound) evidence, as a multiple of the configured rate."""
+    relax_per_tick: float = 0.1
+    """Fraction of the gap to the configured rate an estimate below it recovers per unsaturated
+    tick (half-way in about 7 ticks)."""
+    lower_bound_headroom: float = 1.25
+    """Unsaturated egress E proves a capacity above E; the estimate takes E x this."""
+    sustain_ticks: int = 2
+    """Unsaturated egress counts as evidence only at its lowest over this many ticks (a burst
+    into empty socket buffers reads above the link for one sample)."""
 
 
 @dataclass(frozen=True)
@@ -56,22 +75,34 @@ class LinkCapacityEstimator:
         self.configured = configured_bytes_per_s
         self.estimate = configured_bytes_per_s
         self.source = "configured"
-        """How the estimate was last set: configured | saturated | lower_bound."""
+        """How the estimate was last set: configured | saturated | lower_bound | relaxing."""
+        self.saturated = False
+        """Whether the latest sample showed the link as the bottleneck (a backlog waits)."""
+        self._recent_egress: list[float] = []
 
     def update(self, sample: CapacitySample) -> float:
         cfg = self.config
         backlog_limit = max(
             cfg.min_backlog_bytes, sample.egress_bytes_per_s * cfg.saturated_backlog_s
         )
+        self._recent_egress = [*self._recent_egress, sample.egress_bytes_per_s][
+            -cfg.sustain_ticks :
+        ]
         if sample.backlog_bytes >= backlog_limit:
             seen = [r for r in (sample.egress_bytes_per_s, sample.delivery_bytes_per_s) if r > 0]
-            self.estimate, self.source = min(seen, default=0.0), "saturated"
+            now = min(seen, default=0.0)
+            if self.saturated and now < self.estimate:
+                now = 0.5 * (self.estimate + now)
+            self.estimate, self.source, self.saturated = now, "saturated", True
         else:
-            lower = min(
-                max(sample.egress_bytes_per_s, sample.delivery_bytes_per_s),
-                self.configured * cfg.max_over_configured,
-            )
-            if lower > self.estimate:
-                self.estimate, self.source = lower, "lower_bound"
+            self.saturated = False
+            carried = min(self._recent_egress)
+            if len(self._recent_egress) == cfg.sustain_ticks and carried > self.estimate:
+                lower = carried * cfg.lower_bound_headroom
+                self.estimate = min(lower, self.configured * cfg.max_over_configured)
+                self.source = "lower_bound"
+            elif self.estimate < self.configured:
+                self.estimate += cfg.relax_per_tick * (self.configured - self.estimate)
+                self.source = "relaxing"
         self.estimate = max(self.estimate, self.configured * cfg.floor_fraction)
         return self.estimate

@@ -1,27 +1,43 @@
 """Short-timescale control: link telemetry -> effective threshold t_eff and scarce/abundant regime.
 
 Control law (one `update()` per tick, e.g. every second; constants in `ShortTermConfig`):
-  u      = EWMA of PrfaaS egress / link capacity (weight `ewma_alpha` on the new sample).
-  b      = KV bytes queued in the PrfaaS senders / (link capacity · backlog_horizon_s): how
-           many horizons of backlog wait for the link. When the real link is slower than its
-           configured capacity (a cut, congestion elsewhere), egress cannot show it — goodput
-           just falls — but the backlog grows; b is that signal.
-  press  = u >= u_high  or  b >= 1  or  loss >= loss_high  or  PrfaaS queue depth >= queue_high;
-           except that while the backlog is draining (it fell by more than `drain_fraction`
-           since the last tick) a busy link and a remaining backlog are not pressure: the
-           offered load is already below capacity, and raising t further only pushes long
-           prompts onto the local prefill queues (seen in the fluctuation run: t climbed to
-           347K tokens while a cut link drained).
-  calm   = u <= u_low   and b <= backlog_low  and loss <= loss_low  and queue depth <= queue_low.
-  press (and no raise in the last raise_cooldown_ticks ticks)
+  u      = EWMA of PrfaaS egress / link capacity (weight `ewma_alpha` on the new sample); the
+           capacity is measured (`link_capacity`), so under a backlog u reads ~1 by construction.
+  b      = KV bytes queued in the PrfaaS senders / (capacity · backlog_horizon_s).
+  K      = KV bytes the router has *committed* to the link: every offload whose KV is not yet
+           complete at its decode worker (queued, computing, in the sender or on the wire).
+  drain  = K / capacity: seconds the link needs for what is already committed.
+  rho    = KV bytes/s newly committed by offloads (EWMA over ticks) / capacity: the load the
+           current t offers the link. Under a backlog the sender queue keeps growing from
+           prefills that were already running when t rose (a cut link), so neither u nor b says
+           whether t is high enough; rho does: once the offloads t still lets through fit the
+           link, rho < 1 and t stops rising, however long the committed KV takes to drain.
+  W      = predicted prefill wait on the least-loaded local PD-P worker (seconds).
+  link pressure:
+           "backlog"  saturated (b >= 1 or the estimator sees a backlog) and rho >= 1 and
+                      drain >= commit_horizon_s (committed KV that the link carries within the
+                      horizon is no reason to move long prompts onto the slower local prefills);
+           "egress"   unsaturated and u >= u_high (the link is nearly full but still keeps up:
+                      the paper's early signal);
+           "loss"     loss >= loss_high;   "queue"  PrfaaS queue depth >= queue_high.
+  local    W >= local_hold_fraction · local_wait_budget_s: no raise (a raise moves long prompts
+           onto local queues that are already long); W >= local_shed_fraction · budget: t steps
+           *down* even under link pressure — a long prompt queued behind a slow link on PrfaaS
+           is served late, one refused by a full local queue (HTTP 429) is not served at all.
+  calm   = unsaturated, u <= u_low, b <= backlog_low, drain < commit_horizon_s, loss <= loss_low
+           and queue depth <= queue_low.
+  press (no local hold, no raise in the last raise_cooldown_ticks ticks)
                    -> t_eff = min(t_eff + max(t_eff·(raise_factor-1), min_step_tokens), t_max).
-  calm for
-  `calm_ticks` ticks -> t_eff = max(t_eff / lower_factor, t_base), snapping to t_base within
-                     min_step_tokens (one step per calm tick).
+  local shed, or calm for `calm_ticks` ticks
+                   -> t_eff = max(t_eff / lower_factor, floor), snapping to the floor within
+                      min_step_tokens (one step per tick).
   otherwise        -> hold (the band u_low < u < u_high is the hysteresis that stops oscillation).
+  floor  = t_base, or below it when the measured capacity exceeds the configured one by
+           `fast_margin`: t_base · configured / measured (at least min_floor_fraction · t_base),
+           so a link faster than configured takes more offloads than the planner's t sends it.
 Raising t sends only longer requests to PrfaaS: fewer offloads with lower KV throughput each
-(Φ_kv falls with length), so egress drops (paper §3.4.2). Steps down are smaller than steps up
-and need a calm streak, so a recovering link is re-used gradually (AIMD-like, no ringing).
+(Φ_kv falls with length), so egress drops (paper §3.4.2). Lowering needs a calm streak, so a
+recovering link is re-used in a few steps without ringing.
 Regime: scarce when u >= scarce_on or press; abundant again only when u <= scarce_off and no
 pressure (separate on/off levels, hysteresis). t_base comes from the planner (`set_base`).
 """
@@ -51,14 +67,14 @@ class ShortTermConfig:
     """Mean PrfaaS queue depth that counts as calm."""
     raise_factor: float = 1.25
     """Multiplicative step up of t_eff under pressure."""
-    lower_factor: float = 1.1
-    """Multiplicative step down of t_eff when calm (smaller than raise_factor)."""
+    lower_factor: float = 1.2
+    """Multiplicative step down of t_eff when calm or when local queues are long."""
     min_step_tokens: float = 512.0
     """Smallest change of t_eff per step (so t_base = 0, 'offload all', can still rise)."""
     raise_cooldown_ticks: int = 3
     """Ticks after a raise before the next one, so the effect of a step is seen first (a link
     draining a backlog stays busy for a while after the offered load already fell)."""
-    calm_ticks: int = 3
+    calm_ticks: int = 2
     """Consecutive calm ticks before t_eff starts stepping down."""
     t_max: float = 1 << 20
     """Ceiling of t_eff in tokens (effectively 'offload nothing')."""
@@ -70,8 +86,20 @@ class ShortTermConfig:
     """Seconds of link capacity the senders' queued KV bytes may hold before it is pressure."""
     backlog_low: float = 0.25
     """Backlog (in horizons) under which the link counts as calm."""
-    drain_fraction: float = 0.05
-    """A backlog that fell by more than this fraction since the last tick is draining."""
+    offered_alpha: float = 0.3
+    """Weight of the newest tick in the EWMA of newly committed KV bytes/s (rho)."""
+    commit_horizon_s: float = 4.0
+    """Committed KV the link delivers within this many seconds is no backlog pressure."""
+    local_wait_budget_s: float = 30.0
+    """The local prefill queues' wait budget (the dispatcher's `max_prefill_wait_s`)."""
+    local_hold_fraction: float = 0.5
+    """Local PD-P wait (fraction of the budget) from which t no longer rises."""
+    local_shed_fraction: float = 0.8
+    """Local PD-P wait (fraction of the budget) from which t steps down, link or not."""
+    fast_margin: float = 1.25
+    """Measured/configured capacity above which t may fall below t_base."""
+    min_floor_fraction: float = 0.25
+    """Lowest t_eff on a fast link, as a fraction of t_base."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,18 @@ class LinkTelemetry:
     """Retransmitted or lost fraction of segments over the tick."""
     backlog_bytes: float = 0.0
     """KV bytes queued in the PrfaaS workers' senders, not yet on the wire."""
+    committed_bytes: float | None = None
+    """KV bytes of offloads not yet complete at their decode worker (the router's count);
+    None: only the senders' backlog is known, and it stands in."""
+    offered_bytes_per_s: float | None = None
+    """KV bytes/s newly committed to the link by offloads over the tick (the router's count);
+    None: what entered the senders stands in (egress plus the backlog's growth per tick)."""
+    link_saturated: bool = False
+    """The capacity estimator saw a backlog the link limits (`LinkCapacityEstimator.saturated`)."""
+    local_wait_s: float = 0.0
+    """Predicted prefill wait on the least-loaded local PD-P worker."""
+    configured_bytes_per_s: float = 0.0
+    """The configured link rate (0: unknown, t_eff never goes below t_base)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +137,8 @@ class ShortTermDecision:
     bandwidth_scarce: bool
     utilization: float
     reason: str
-    """hold | raise:egress | raise:loss | raise:queue | lower:calm | base."""
+    """hold | raise:backlog | raise:egress | raise:loss | raise:queue | lower:calm | lower:local
+    | base | floor (t_eff reached a floor below t_base, or was lifted to it)."""
 
 
 class ShortTermController:
@@ -114,40 +155,85 @@ class ShortTermController:
         self._calm_streak = 0
         self._cooldown = 0
         self._last_backlog = 0.0
+        self.offered_bytes_per_s = 0.0
+        """EWMA of the KV bytes/s newly committed to the link (rho's numerator)."""
+        self.floor = base_threshold
+        """The lowest t_eff of the latest tick (t_base unless the link is measured faster)."""
 
     def set_base(self, base_threshold: float) -> None:
-        """Called by the long-term controller after re-planning; t_eff never goes below it."""
+        """Called by the long-term controller after re-planning; t_eff never goes below it
+        (unless the link is measured faster than configured, `floor`)."""
         self.base = base_threshold
+        self.floor = base_threshold
         self.threshold = max(self.threshold, base_threshold)
+
+    def _floor(self, tel: LinkTelemetry) -> float:
+        cfg = self.config
+        configured = tel.configured_bytes_per_s
+        if configured <= 0 or tel.capacity_bytes_per_s < cfg.fast_margin * configured:
+            return self.base
+        scaled = self.base * configured / tel.capacity_bytes_per_s
+        return max(scaled, self.base * cfg.min_floor_fraction)
+
+    def _step_down(self, kind: str) -> str:
+        cfg = self.config
+        lowered = self.threshold / cfg.lower_factor
+        if lowered - self.floor < cfg.min_step_tokens:
+            lowered = self.floor
+        self.threshold = max(lowered, self.floor)
+        if self.threshold == self.base:
+            return "base"
+        return "floor" if self.threshold == self.floor else f"lower:{kind}"
 
     def update(self, tel: LinkTelemetry) -> ShortTermDecision:
         cfg = self.config
+        capacity = max(tel.capacity_bytes_per_s, 1e-9)
         self.capacity_bytes_per_s = tel.capacity_bytes_per_s
-        sample = tel.egress_bytes_per_s / max(tel.capacity_bytes_per_s, 1e-9)
-        self.utilization = cfg.ewma_alpha * sample + (1 - cfg.ewma_alpha) * self.utilization
+        self.utilization = (
+            cfg.ewma_alpha * tel.egress_bytes_per_s / capacity
+            + (1 - cfg.ewma_alpha) * self.utilization
+        )
         u = self.utilization
-        backlog = tel.backlog_bytes / max(tel.capacity_bytes_per_s * cfg.backlog_horizon_s, 1e-9)
-        draining = 0 < tel.backlog_bytes < self._last_backlog * (1 - cfg.drain_fraction)
+        offered = tel.offered_bytes_per_s
+        if offered is None:  # no router-side count: what entered the senders (sent + queue growth)
+            offered = tel.egress_bytes_per_s + max(0.0, tel.backlog_bytes - self._last_backlog)
         self._last_backlog = tel.backlog_bytes
+        self.offered_bytes_per_s += cfg.offered_alpha * (offered - self.offered_bytes_per_s)
+        rho = self.offered_bytes_per_s / capacity
+        backlog = tel.backlog_bytes / (capacity * cfg.backlog_horizon_s)
+        committed = tel.backlog_bytes if tel.committed_bytes is None else tel.committed_bytes
+        drain_s = committed / capacity
+        saturated = tel.link_saturated or backlog >= 1.0
         causes = [
             name
             for name, hit in (
-                ("egress", u >= cfg.u_high and not draining),
-                ("backlog", backlog >= 1.0 and not draining),
+                ("backlog", saturated and rho >= 1.0 and drain_s >= cfg.commit_horizon_s),
+                ("egress", not saturated and u >= cfg.u_high),
                 ("loss", tel.loss_rate >= cfg.loss_high),
                 ("queue", tel.prfaas_queue_depth >= cfg.queue_high),
             )
             if hit
         ]
         calm = (
-            u <= cfg.u_low
+            not saturated
+            and u <= cfg.u_low
             and backlog <= cfg.backlog_low
+            and drain_s < cfg.commit_horizon_s
             and tel.loss_rate <= cfg.loss_low
             and tel.prfaas_queue_depth <= cfg.queue_low
         )
+        budget = cfg.local_wait_budget_s
+        local_hold = tel.local_wait_s >= cfg.local_hold_fraction * budget
+        local_shed = tel.local_wait_s >= cfg.local_shed_fraction * budget
+        self.floor = self._floor(tel)
         reason = "hold"
         self._cooldown = max(0, self._cooldown - 1)
-        if causes and self._cooldown == 0:
+        if self.threshold < self.floor:
+            self.threshold, reason = self.floor, "floor"  # the link lost the speed it had
+        elif local_shed and self.threshold > self.floor:
+            self._calm_streak = 0
+            reason = self._step_down("local")
+        elif causes and not local_hold and self._cooldown == 0:
             self._calm_streak = 0
             self._cooldown = cfg.raise_cooldown_ticks
             step = max(self.threshold * (cfg.raise_factor - 1), cfg.min_step_tokens)
@@ -157,12 +243,8 @@ class ShortTermController:
             self._calm_streak = 0
         elif calm:
             self._calm_streak += 1
-            if self._calm_streak >= cfg.calm_ticks and self.threshold > self.base:
-                lowered = self.threshold / cfg.lower_factor
-                if lowered - self.base < cfg.min_step_tokens:
-                    lowered = self.base
-                self.threshold = max(lowered, self.base)
-                reason = "base" if self.threshold == self.base else "lower:calm"
+            if self._calm_streak >= cfg.calm_ticks and self.threshold > self.floor:
+                reason = self._step_down("calm")
         else:
             self._calm_streak = 0
         if causes or u >= cfg.scarce_on:

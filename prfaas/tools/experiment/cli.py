@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from prfaas.tools.experiment import deploy, report
-from prfaas.tools.experiment.fluctuation import run_fluctuation
+from prfaas.tools.experiment.fluctuation import parse_schedule, run_fluctuation
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, run_point
 from prfaas.tools.loadgen.runner import warm_up
@@ -53,12 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--fluct-duration", type=float, help="seconds of arrivals (default 180, quick 6)")
     a("--fluct-cut-fraction", type=float, default=0.25,
       help="link rate during the cut, as a fraction of --link-gbps")  # fmt: skip
+    a("--fluct-schedule",
+      help="link rate steps SECONDS:FACTOR[,...] as factors of --link-gbps (e.g. 60:0.25,360:1: "
+           "a 4x drop held 5 minutes; 0:2: twice the configured rate from the start); replaces "
+           "the cut at a third of --fluct-duration")  # fmt: skip
     a(
         "--reanalyze",
         action="store_true",
         help="recompute points, table and plots from --out-dir's raw results (no processes)",
     )
     a("--port-base", type=int, help="first port of the deployments (default 23000, quick 24000)")
+    g = parser.add_argument_group("changing mix (issue 12 item 5; experiment/phased.py)")
+    g.add_argument("--phases", help="run only the phased long-loop experiment: "
+                   "DURATION:RATE:LONG_FRACTION[,...] (loadgen/phases.py)")  # fmt: skip
+    g.add_argument("--phase-pd-roles", default="prefill,decode,decode", help="initial PD roles")
+    g.add_argument("--phase-long-period", type=float, default=6.0, help="planner period (s)")
+    g.add_argument("--phase-length-scale", type=float, default=1.0, help="× input lengths")
 
 
 def _scale(args: argparse.Namespace) -> Scale:
@@ -101,6 +111,10 @@ def _finish(doc: dict[str, Any], common: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.phases:
+        from prfaas.tools.experiment.phased_report import run_and_report
+
+        return run_and_report(args)
     if args.reanalyze:
         doc = reanalyze(Path(args.out_dir))
         paths = report.write(doc, Path(args.out_dir))
@@ -180,8 +194,11 @@ def _fluctuate(
     rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
     if args.quick:
         rate = 0.5 * rate
+    steps = parse_schedule(args.fluct_schedule) if args.fluct_schedule else None
+    load_start = os.getloadavg()
     fl = run_fluctuation(running, rate, total, scale, cut_at_s=total / 3, cut_for_s=total / 3,
-                         cut_fraction=args.fluct_cut_fraction)  # fmt: skip
+                         cut_fraction=args.fluct_cut_fraction, steps=steps)  # fmt: skip
+    fl["load_average"] = {"start": load_start, "end": os.getloadavg()}
     print(f"  fluctuation @ {rate:.3f}/s: failed {fl['failed']}, phases {fl['phases']}", flush=True)
     if fl.get("stages"):
         print(format_stage_table(fl["stages"]), flush=True)

@@ -5,9 +5,14 @@ A sampler thread reads, once per `interval_s`, the router's `prfaas_routing_thre
 gauge, `prfaas_routing_decisions_total` counters and `prfaas_link_utilization_ratio` gauge (the
 short-term controller's egress signal, of the configured capacity), and from the PrfaaS workers
 their KV bytes sent, requests waiting (the queue-depth signal) and TCP retransmits (the loss
-signal; loss ≈ retransmits / (bytes sent / 1448-byte segments)); a timer
-re-shapes the link at `cut_at_s` and restores it `cut_for_s` later. Output: the time series, each
-request's send time and TTFT, and whether any request failed.
+signal; loss ≈ retransmits / (bytes sent / 1448-byte segments)); timers re-shape the link at
+each step of a schedule of (seconds, factor of the configured rate) — by default a cut to
+`cut_fraction` at `cut_at_s`, restored `cut_for_s` later; `parse_schedule` reads e.g.
+"60:0.25,360:1" (a 4x drop held 5 minutes) or "0:2" (a link twice as fast as configured from the
+start). The phases ("before" the first step, "during" until the rate is back at the configured
+one, "after", and "recovered" from 30 s after that) are by send time. Output: the time series,
+each request's send time and TTFT, whether any request failed, and how long after the first
+step the threshold first rose.
 """
 
 from __future__ import annotations
@@ -85,9 +90,40 @@ class Sampler(threading.Thread):
         }
 
 
+RECOVERED_AFTER_S = 30.0
+"""The "recovered" phase starts this long after the link is back at its configured rate."""
+
+
+def parse_schedule(text: str) -> list[tuple[float, float]]:
+    """ "60:0.1,120:1" -> [(60.0, 0.1), (120.0, 1.0)]: at each time (s), the link becomes that
+    factor of the configured rate."""
+    steps = []
+    for part in text.split(","):
+        at, _, factor = part.strip().partition(":")
+        if not factor:
+            raise ValueError(f"schedule step {part!r} is not SECONDS:FACTOR")
+        steps.append((float(at), float(factor)))
+    if not steps or any(f <= 0 for _, f in steps):
+        raise ValueError(f"schedule {text!r}: factors must be > 0")
+    return sorted(steps)
+
+
+def cut_window(steps: list[tuple[float, float]], duration_s: float) -> tuple[float, float]:
+    """(start, length) of the changed stretch: from the first step to the first later step back
+    at the configured rate (the end of the arrivals when there is none)."""
+    start = steps[0][0]
+    end = next((at for at, f in steps if at > start and f == 1.0), duration_s)
+    return start, end - start
+
+
+def _event_name(factor: float) -> str:
+    return "restore" if factor == 1.0 else "cut" if factor < 1.0 else f"x{factor:g}"
+
+
 def run_fluctuation(
     running: Running, rate: float, duration_s: float, scale: Scale, *, cut_at_s: float,
     cut_for_s: float, cut_fraction: float = 0.25, seed: int = 777,
+    steps: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     wl, schedule = workload_for(rate, duration_s, scale, seed)
     events: list[dict[str, Any]] = []
@@ -97,11 +133,11 @@ def run_fluctuation(
         ok = running.set_link_rate(gbps)
         events.append({"t_s": time.monotonic() - t0, "event": what, "gbps": gbps, "ok": ok})
 
-    low = scale.link_gbps * cut_fraction
-    timers = [
-        threading.Timer(cut_at_s, shape, (low, "cut")),
-        threading.Timer(cut_at_s + cut_for_s, shape, (scale.link_gbps, "restore")),
-    ]
+    if steps is None:
+        steps = [(cut_at_s, cut_fraction), (cut_at_s + cut_for_s, 1.0)]
+    cut_at_s, cut_for_s = cut_window(steps, duration_s)
+    low = scale.link_gbps * min(f for _, f in steps)
+    timers = [threading.Timer(at, shape, (scale.link_gbps * f, _event_name(f))) for at, f in steps]
     sampler = Sampler(running, t0)
     sampler.start()
     for timer in timers:
@@ -114,7 +150,7 @@ def run_fluctuation(
     finally:
         for timer in timers:
             timer.cancel()
-        if not any(e["event"] == "restore" for e in events):
+        if not events or events[-1]["gbps"] != scale.link_gbps:
             shape(scale.link_gbps, "restore")
         sampler.stop_event.set()
         sampler.join(5)
@@ -125,6 +161,8 @@ def run_fluctuation(
     ]
     phases = _phases(requests, cut_at_s, cut_for_s)
     return {
+        "schedule": [{"t_s": at, "factor": f} for at, f in steps],
+        "first_raise_after_cut_s": first_raise_after(sampler.samples, cut_at_s),
         "rate_rps": rate,
         "duration_s": duration_s,
         "cut_at_s": cut_at_s,
@@ -142,12 +180,34 @@ def run_fluctuation(
     }
 
 
+def first_raise_after(samples: list[dict[str, Any]], at_s: float) -> float | None:
+    """Seconds from `at_s` to the first sample whose threshold exceeds the last one before it."""
+    before = [x["threshold_tokens"] for x in samples if x["t_s"] < at_s]
+    base = next((v for v in reversed(before) if v is not None), None)
+    if base is None:
+        return None
+    return next(
+        (x["t_s"] - at_s for x in samples
+         if x["t_s"] >= at_s and x["threshold_tokens"] is not None and x["threshold_tokens"] > base),
+        None,
+    )  # fmt: skip
+
+
 def _phases(requests: list[dict[str, Any]], cut_at: float, cut_for: float) -> dict[str, Any]:
-    """TTFT mean and offloads per phase: before, during and after the cut (by send time)."""
+    """TTFT mean and failures per phase (by send time): before, during and after the changed
+    stretch, and recovered (from RECOVERED_AFTER_S after it)."""
     out: dict[str, Any] = {}
-    bounds = {"before": (0.0, cut_at), "during": (cut_at, cut_at + cut_for),
-              "after": (cut_at + cut_for, float("inf"))}  # fmt: skip
+    end = cut_at + cut_for
+    bounds = {"before": (0.0, cut_at), "during": (cut_at, end), "after": (end, float("inf")),
+              "recovered": (end + RECOVERED_AFTER_S, float("inf"))}  # fmt: skip
     for name, (a, b) in bounds.items():
-        ttft = [r["ttft_s"] for r in requests if a <= r["send_s"] < b and r["ttft_s"] is not None]
-        out[name] = {"requests": len(ttft), "ttft_mean_s": sum(ttft) / len(ttft) if ttft else None}
+        sent = [r for r in requests if a <= r["send_s"] < b]
+        ttft = [r["ttft_s"] for r in sent if r["ttft_s"] is not None]
+        out[name] = {
+            "requests": len(ttft),
+            "failed": sum(1 for r in sent if not r["ok"]),
+            "ttft_mean_s": sum(ttft) / len(ttft) if ttft else None,
+        }
+    before, recovered = out["before"]["ttft_mean_s"], out["recovered"]["ttft_mean_s"]
+    out["recovery_ratio"] = recovered / before if before and recovered is not None else None
     return out

@@ -119,9 +119,15 @@ def markdown(doc: dict[str, Any]) -> str:
 def _fluctuation_lines(fl: dict[str, Any] | None) -> str:
     lines: list[str] = []
     if fl:
-        lines += ["", f"Fluctuation: {fl['rate_rps']:.2f} req/s, link {fl['link_gbps']} → "
-                  f"{fl['cut_gbps']} Gbit/s at {fl['cut_at_s']:.0f} s for {fl['cut_for_s']:.0f} s;"
-                  f" failed requests: {fl['failed']}", ""]  # fmt: skip
+        ph = fl["phases"]
+        lines += ["", f"Fluctuation: {_title(fl)}; first threshold rise "
+                  f"{_f(fl.get('first_raise_after_cut_s'), '.1f')} s after the first step; TTFT "
+                  f"recovered (sent from 30 s after the restore) / before: "
+                  f"{_f(ph.get('recovery_ratio'), '.2f')}", ""]  # fmt: skip
+        if "recovered" in ph:
+            rec = ph["recovered"]
+            lines.append(f"- recovered: TTFT mean {_f(rec['ttft_mean_s'], '.2f')} s over "
+                         f"{rec['requests']} requests")  # fmt: skip
         for name, ph in fl["phase_stats"].items():
             lines.append(
                 f"- {name}: TTFT mean {_f(ph['ttft_mean_s'], '.2f')} s over {ph['requests']} "
@@ -134,6 +140,17 @@ def _fluctuation_lines(fl: dict[str, Any] | None) -> str:
                 f"{_f(ph.get('retransmits'), '.0f')} (loss ≈ {_f(ph.get('loss_estimate'), '.4f')})"
             )
     return "\n".join(lines) + "\n"
+
+
+def _title(fl: dict[str, Any]) -> str:
+    """The run in one line: rate, link schedule, failures."""
+    steps = fl.get("schedule") or [
+        {"t_s": fl["cut_at_s"], "factor": fl["cut_gbps"] / fl["link_gbps"]},
+        {"t_s": fl["cut_at_s"] + fl["cut_for_s"], "factor": 1.0},
+    ]
+    link = ", ".join(f"×{s['factor']:g} at {s['t_s']:.0f} s" for s in steps)
+    return (f"prfaas at {fl['rate_rps']:.2f} req/s, link {fl['link_gbps']:g} Gbit/s configured, "
+            f"{link}; failed requests: {fl['failed']}")  # fmt: skip
 
 
 def phase_stats(fl: dict[str, Any]) -> dict[str, Any]:
@@ -196,35 +213,60 @@ def plot_throughput(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _offload_fraction(s: list[dict[str, Any]], window_s: float = 10.0) -> tuple[list, list]:
+    """Offloaded / routed decisions over the trailing `window_s` at each sample."""
+    ts, frac = [], []
+    j = 0
+    for x in s:
+        while s[j]["t_s"] < x["t_s"] - window_s:
+            j += 1
+        routed = x["decisions"] - s[j]["decisions"]
+        ts.append(x["t_s"])
+        frac.append((x["offloaded"] - s[j]["offloaded"]) / routed if routed > 0 else None)
+    return ts, frac
+
+
 def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
+    """Five panels over time: threshold t; offload fraction; egress, measured capacity and the
+    shaped link rate; TTFT by send time; the controller's other signals."""
     s = fl["samples"]
     t = [x["t_s"] for x in s]
-    fig, axes = plt.subplots(4, 1, figsize=(8, 10), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(8, 12), sharex=True)
     axes[0].plot(t, [x["threshold_tokens"] for x in s], color="C0")
     axes[0].set_ylabel("threshold t (tokens)")
-    rates, egress = [], []
+    ft, frac = _offload_fraction(s)
+    axes[1].plot(ft, frac, color="C1")
+    axes[1].set_ylabel("offload fraction\n(trailing 10 s)")
+    axes[1].set_ylim(0, 1)
+    egress = []
     for a, b in zip(s, s[1:], strict=False):
         dt = max(b["t_s"] - a["t_s"], 1e-6)
-        rates.append((b["offloaded"] - a["offloaded"]) / dt)
         egress.append((b["egress_sent_bytes"] - a["egress_sent_bytes"]) * 8 / 1e6 / dt)
-    axes[1].plot(t[1:], rates, color="C1", label="offloads/s")
-    axes[1].set_ylabel("offloads / s")
-    twin = axes[1].twinx()
-    twin.plot(t[1:], egress, color="C2", alpha=0.6, label="egress Mbit/s")
+    axes[2].plot(t[1:], egress, color="C2", alpha=0.7, label="PrfaaS egress")
     cap = [x.get("capacity_bytes_per_s") for x in s]
-    if any(c is not None for c in cap):
-        twin.plot(t, [None if c is None else c * 8 / 1e6 for c in cap], color="C7", ls="--",
-                  label="measured capacity Mbit/s")  # fmt: skip
-        twin.legend(loc="upper right", fontsize=7)
-    twin.set_ylabel("PrfaaS egress (Mbit/s)")
+    axes[2].plot(t, [None if c is None else c * 8 / 1e6 for c in cap], color="C7", ls="--",
+                 label="measured capacity (router)")  # fmt: skip
+    shaped_t, shaped = [0.0], [fl["link_gbps"] * 1000]
+    for e in fl.get("events", []):
+        shaped_t += [e["t_s"], e["t_s"]]
+        shaped += [shaped[-1], e["gbps"] * 1000]
+    shaped_t.append(t[-1] if t else 0.0)
+    shaped.append(shaped[-1])
+    axes[2].plot(shaped_t, shaped, color="k", lw=1, label="shaped link rate")
+    axes[2].set_ylabel("Mbit/s")
+    axes[2].legend(loc="upper right", fontsize=7)
     req = [r for r in fl["requests"] if r["ttft_s"] is not None]
-    axes[2].plot([r["send_s"] for r in req], [r["ttft_s"] for r in req], ".", ms=4, color="C3")
-    axes[2].set_ylabel("TTFT (s)")
-    # The short-term controller's three signals.
-    axes[3].plot(t, [x.get("utilization") for x in s], color="C4", label="utilization (router)")
-    axes[3].axhline(0.9, color="C4", ls=":", lw=1)
-    axes[3].set_ylabel("utilization of configured")
-    q = axes[3].twinx()
+    axes[3].plot([r["send_s"] for r in req], [r["ttft_s"] for r in req], ".", ms=4, color="C3")
+    bad = [r["send_s"] for r in fl["requests"] if not r["ok"]]
+    if bad:
+        axes[3].plot(bad, [0] * len(bad), "x", color="k", ms=6, label="failed")
+        axes[3].legend(loc="upper right", fontsize=7)
+    axes[3].set_ylabel("TTFT (s) by send time")
+    # The short-term controller's other signals.
+    axes[4].plot(t, [x.get("utilization") for x in s], color="C4", label="utilization (router)")
+    axes[4].axhline(0.9, color="C4", ls=":", lw=1)
+    axes[4].set_ylabel("utilization of measured")
+    q = axes[4].twinx()
     q.plot(t, [x.get("prfaas_waiting_mean") for x in s], color="C5", label="PrfaaS waiting/worker")
     loss = [0.0]
     for a, b in zip(s, s[1:], strict=False):
@@ -233,14 +275,14 @@ def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
         loss.append(100 * re / seg if seg > 0 else 0.0)
     q.plot(t, loss, color="C6", alpha=0.7, label="loss ≈ % retransmitted")
     q.set_ylabel("waiting / loss %")
-    axes[3].legend(loc="upper left", fontsize=7)
+    axes[4].legend(loc="upper left", fontsize=7)
     q.legend(loc="upper right", fontsize=7)
-    axes[3].set_xlabel("time since start (s)")
+    axes[4].set_xlabel("time since start (s)")
     for ax in axes:
         ax.axvspan(fl["cut_at_s"], fl["cut_at_s"] + fl["cut_for_s"], color="grey", alpha=0.15)
-    axes[0].set_title(f"Link cut to {fl['cut_gbps']:g} Gbit/s (shaded); failed: {fl['failed']}")
+    fig.suptitle(_title(fl), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
