@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "live view of a running deployment: t, link, offloads, workers",
     ),
     "tokenizer": (
-        "prfaas.model.tokenizer_cli",
+        "prfaas.tokenizer.cli",
         "export the default model's tokenizer directory (for AutoTokenizer and benchmark clients)",
     ),
 }

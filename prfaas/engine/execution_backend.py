@@ -21,7 +21,7 @@ import numpy as np
 import xxhash
 
 from prfaas.engine.outputs import RunnerOutput, SchedulerOutput
-from prfaas.model.special_tokens import NUM_TOKENIZER_IDS
+from prfaas.tokenizer.special_tokens import NUM_TOKENIZER_IDS
 
 # on_layer_done(request_id, layer_idx, start_token, end_token): called on the compute thread as
 # soon as that layer's cache for tokens [start, end) of the request is written (for a linear

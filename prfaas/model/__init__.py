@@ -2,7 +2,8 @@
 naive oracles, byte-level tokenizer, sampler and safetensors checkpoints.
 
 Entry points for other packages: `HybridConfig`/`get_preset`, `HybridModel.prefill`/`decode`,
-`HybridCache`/`SeqCache`, `prfaas.model.layout`, `prfaas.model.sampler`, `prfaas.model.tokenizer`.
+`HybridCache`/`SeqCache`, `prfaas.model.layout`, `prfaas.model.sampler`. The tokenizer is its own
+torch-free package (`prfaas.tokenizer`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from prfaas.tokenizer.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
-# Torch-backed names load on first use (PEP 562), so `prfaas.model.tokenizer` stays torch-free.
+# Torch-backed names load on first use (PEP 562), so `prfaas.model.config` stays torch-free.
 _LAZY = {
     "HybridCache": "prfaas.model.cache",
     "SeqCache": "prfaas.model.cache",

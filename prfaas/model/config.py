@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-# Byte-level tokenizer ids (prfaas/model/tokenizer.py); the vocabulary is padded to `vocab_size` rows.
-from prfaas.model.special_tokens import (  # noqa: F401 (re-exported)
+# Byte-level tokenizer ids (prfaas/tokenizer/byte_level.py); the vocabulary is padded to `vocab_size`
+# rows.
+from prfaas.tokenizer.special_tokens import (  # noqa: F401 (re-exported)
     BOS_ID,
     EOS_ID,
     NUM_TOKENIZER_IDS,

@@ -91,7 +91,7 @@ class RequestBuilder:
     def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
         """Prompt ids of a chat request, rendered with the plain chat template."""
         self._check_common(body)
-        # A checkpoint's tokenizer brings its own chat template (prfaas/model/hf_tokenizer.py).
+        # A checkpoint's tokenizer brings its own chat template (prfaas/tokenizer/hf_tokenizer.py).
         render = getattr(self.tokenizer, "render_chat", None)
         try:
             if render is not None:

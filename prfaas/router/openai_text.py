@@ -1,7 +1,8 @@
 """Text on the HTTP side: the tokenizer the front end is given, the chat template, stop strings.
 
 The front end never imports a concrete tokenizer; the caller injects anything that satisfies
-`Tokenizer` (the byte-level one in `prfaas/model/tokenizer.py` in production, a fixture in tests).
+`Tokenizer` (`prfaas/tokenizer/`: the byte-level one or a checkpoint's in production, a fixture in
+tests).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from test_dispatch_failures import wait_for
 
 from prfaas.metrics import RouterMetrics
 from prfaas.router.http_api import create_app
-from prfaas.router.main import _TokenizerAdapter
+from prfaas.tokenizer.byte_level import BytePromptTokenizer
 
 EXAMPLES_PER_OPERATION = 50  # per generation mode
 # A small context keeps generated requests without max_tokens (chat) to a few hundred tokens.
@@ -44,7 +44,7 @@ def router_url() -> Iterator[str]:
         cluster = await start_cluster(threshold=64, max_context=MAX_CONTEXT)
         metrics = RouterMetrics(CollectorRegistry(), "fake")
         cluster.dispatcher.metrics = metrics
-        app = create_app(cluster.dispatcher, _TokenizerAdapter(), metrics=metrics)
+        app = create_app(cluster.dispatcher, BytePromptTokenizer(), metrics=metrics)
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))

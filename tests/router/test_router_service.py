@@ -18,8 +18,8 @@ from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
 from prfaas.router.control_loops import ControlLoops
 from prfaas.router.http_api import create_app
-from prfaas.router.main import _TokenizerAdapter
 from prfaas.router.service import RouterService
+from prfaas.tokenizer.byte_level import BytePromptTokenizer
 
 VOCAB = 259  # the byte tokenizer's ids: 256 bytes, BOS, EOS, PAD
 
@@ -136,7 +136,7 @@ async def test_openai_client_end_to_end_over_dispatcher() -> None:
     )
     metrics = RouterMetrics(CollectorRegistry(), "fake")
     c.dispatcher.metrics = metrics
-    app = create_app(c.dispatcher, _TokenizerAdapter(), metrics=metrics)
+    app = create_app(c.dispatcher, BytePromptTokenizer(), metrics=metrics)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

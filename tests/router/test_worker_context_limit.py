@@ -9,7 +9,7 @@ from fake_workers import FakeCluster, start_cluster
 from test_dispatch_failures import wait_for
 
 from prfaas.router.http_api import create_app
-from prfaas.router.main import _TokenizerAdapter
+from prfaas.tokenizer.byte_level import BytePromptTokenizer
 
 CONFIGURED = 4096
 
@@ -37,7 +37,7 @@ async def test_limit_is_the_smallest_healthy_workers_and_configured_before_any_r
 
 async def test_http_validation_and_models_list_follow_the_workers_limit() -> None:
     c = await start_cluster(max_context=CONFIGURED)
-    app = create_app(c.dispatcher, _TokenizerAdapter())
+    app = create_app(c.dispatcher, BytePromptTokenizer())
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:

@@ -1,16 +1,18 @@
 """Byte-level tokenizer: ids 0-255 are UTF-8 bytes, 256 BOS, 257 EOS, 258 PAD.
 
-Lossless for any text (one token per byte). `export_hf_tokenizer_json` writes the same vocabulary
-in the Hugging Face `tokenizers` format so benchmark tools can count tokens offline.
+Lossless for any text (one token per byte). `BytePromptTokenizer` is the same vocabulary as the
+router serves it; `export_hf_tokenizer_json` writes it in the Hugging Face `tokenizers` format so
+benchmark tools can count tokens offline.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from prfaas.tokenizer.special_tokens import BOS_ID, EOS_ID, NUM_TOKENIZER_IDS, PAD_ID
 
 SPECIAL_TOKENS = {BOS_ID: "<|bos|>", EOS_ID: "<|eos|>", PAD_ID: "<|pad|>"}
 
@@ -26,7 +28,7 @@ class ByteTokenizer:
         ids = list(text.encode("utf-8"))
         return [BOS_ID, *ids] if add_bos else ids
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: Sequence[int]) -> str:
         """Bytes to text, special and out-of-range ids dropped; invalid UTF-8 becomes U+FFFD."""
         return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
@@ -46,8 +48,33 @@ class IncrementalDecoder:
             return ""
         return self._dec.decode(bytes([token_id]))
 
+    def push(self, token_ids: Sequence[int]) -> str:
+        """`feed` over several ids (the router's `StreamDecoder`)."""
+        return "".join(self.feed(t) for t in token_ids)
+
     def flush(self) -> str:
         return self._dec.decode(b"", final=True)
+
+
+class BytePromptTokenizer:
+    """The byte-level vocabulary as the router serves it (its `Tokenizer` protocol,
+    prfaas/router/openai_text.py): every prompt starts with BOS, a prompt may hold any id of the
+    vocabulary, and streamed text never splits a character."""
+
+    eos_token_id = EOS_ID
+    vocab_size = NUM_TOKENIZER_IDS
+
+    def __init__(self) -> None:
+        self._tok = ByteTokenizer()
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_bos=True)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self._tok.decode(token_ids)
+
+    def stream_decoder(self) -> IncrementalDecoder:
+        return IncrementalDecoder()
 
 
 def _byte_to_unicode() -> dict[int, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from prfaas.model.tokenizer_files import write_tokenizer_dir
+from prfaas.tokenizer.files import write_tokenizer_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

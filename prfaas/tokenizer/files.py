@@ -2,7 +2,7 @@
 
 Standard benchmark and client tools (vLLM's benchmarks, transformers' AutoTokenizer, lm-eval)
 want a tokenizer *directory*. `write_tokenizer_dir` writes one for the embedded byte-level model:
-tokenizer.json (`tokenizer.export_hf_tokenizer_json` with BOS prepended, as the router encodes
+tokenizer.json (`byte_level.export_hf_tokenizer_json` with BOS prepended, as the router encodes
 prompts), tokenizer_config.json (a plain PreTrainedTokenizerFast with the special tokens) and
 special_tokens_map.json. The same files ship in prfaas/data/tokenizer (a test keeps them equal to
 a fresh export) and the router serves them at GET /v1/tokenizer/<file>.
@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from prfaas.data import TOKENIZER_FILES
-from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID
-from prfaas.model.tokenizer import SPECIAL_TOKENS, export_hf_tokenizer_json
+from prfaas.tokenizer.byte_level import SPECIAL_TOKENS, export_hf_tokenizer_json
+from prfaas.tokenizer.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 
 def _special_tokens() -> dict[str, str]:

@@ -10,9 +10,9 @@ from transformers import AutoTokenizer
 
 from prfaas.cli import main
 from prfaas.data import TOKENIZER_FILES, tokenizer_dir
-from prfaas.model.special_tokens import BOS_ID, EOS_ID, PAD_ID
-from prfaas.model.tokenizer import ByteTokenizer
-from prfaas.model.tokenizer_files import write_tokenizer_dir
+from prfaas.tokenizer.byte_level import ByteTokenizer
+from prfaas.tokenizer.files import write_tokenizer_dir
+from prfaas.tokenizer.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 TEXTS = ["hello", "héllo wörld, 日本語 🎉", "  two  spaces\n\ttab", "<|eos|> as text", ""]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import tokenizers
 
-from prfaas.model import BOS_ID, EOS_ID
-from prfaas.model.tokenizer import ByteTokenizer, IncrementalDecoder, export_hf_tokenizer_json
+from prfaas.tokenizer.byte_level import ByteTokenizer, IncrementalDecoder, export_hf_tokenizer_json
+from prfaas.tokenizer.special_tokens import BOS_ID, EOS_ID
 
 TEXTS = ["hello world", "héllo — 日本語 🎉", "  a\n\tb\r\n", "", "\x00\x7f"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from prfaas.model.hf_chat import ChatTemplate
+from prfaas.tokenizer.hf_chat import ChatTemplate
 
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token")
 
