@@ -12,6 +12,7 @@ from pathlib import Path
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.launcher.probes import free_port, grpc_ready
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
+from prfaas.router.two_worker_handshake import TwoWorkerHandshake, first_event
 from prfaas.security import identities
 from prfaas.security.channels import open_channel
 from prfaas.security.credentials import GrpcCredentials
@@ -79,29 +80,20 @@ async def generate_remote(
     prompt: list[int],
     n: int,
 ) -> tuple[list[int], worker_pb2.PrefillResult]:
-    """The router's offload flow: decode-only Generate, wait Admitted, then Prefill to its KV port."""
-    rid, tid = uuid.uuid4().hex, uuid.uuid4().hex
-    source = worker_pb2.KvSource(transfer_id=tid, sender_id=prefill_id, deadline_seconds=60)
-    call = decode.Generate(
-        worker_pb2.GenerateRequest(
-            request_id=rid, prompt_ids=prompt, sampling=sampling(n), kv_source=source
-        ),
-        timeout=120,
+    """The router's offload flow, by its own handshake: decode-only Generate, Admitted, then
+    Prefill to the decode worker's KV port."""
+    request = worker_pb2.GenerateRequest(
+        request_id=uuid.uuid4().hex, prompt_ids=prompt, sampling=sampling(n)
     )
-    events = call.__aiter__()
-    first = await events.__anext__()
+    handshake = TwoWorkerHandshake(decode, prefill, request, prefill_id, ("127.0.0.1", kv_port),
+                                   kv_deadline_s=60, prefill_timeout_s=120,
+                                   decode_timeout_s=120)  # fmt: skip
+    first = await handshake.open(first_event)
     assert first.WhichOneof("event") == "admitted", first
-    dest = worker_pb2.KvDestination(host="127.0.0.1", port=kv_port, transfer_id=tid)
-    result = asyncio.ensure_future(
-        prefill.Prefill(
-            worker_pb2.PrefillRequest(
-                request_id=rid, prompt_ids=prompt, sampling=sampling(n), destination=dest
-            ),
-            timeout=120,
-        )
-    )
+    assert handshake.call is not None and handshake.prefill_call is not None
+    result = handshake.prefill_call
     tokens: list[int] = []
-    async for ev in events:
+    async for ev in handshake.call:
         kind = ev.WhichOneof("event")
         if kind == "tokens":
             tokens += list(ev.tokens.ids)

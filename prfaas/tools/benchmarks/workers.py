@@ -31,7 +31,7 @@ import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
 from prfaas.launcher.supervisor import Supervisor
-from prfaas.tools.benchmarks import flows, workers_report
+from prfaas.tools.benchmarks import timed_requests, workers_report
 from prfaas.tools.benchmarks.procs import Worker, relay_spec, start_all, worker_spec
 
 PREFILL_ID = "bench-prefill"
@@ -97,7 +97,7 @@ def _load() -> float:
 async def _interference(
     mixed: worker_pb2_grpc.WorkerStub, s: Setup, max_tokens: int
 ) -> dict[str, Any]:
-    streams = [flows.DecodeStream() for _ in range(s.streams)]
+    streams = [timed_requests.DecodeStream() for _ in range(s.streams)]
     tasks = [
         asyncio.create_task(st.run(mixed, _prompt(100 + i, STREAM_PROMPT_TOKENS), max_tokens))
         for i, st in enumerate(streams)
@@ -111,7 +111,7 @@ async def _interference(
         start = time.monotonic()
         await asyncio.sleep(s.baseline_s)
         submit = time.monotonic()
-        with_decodes = await flows.time_to_first_token(mixed, _prompt(11, s.prompt_tokens))
+        with_decodes = await timed_requests.time_to_first_token(mixed, _prompt(11, s.prompt_tokens))
         done_at = time.monotonic()
     finally:
         for t in tasks:
@@ -159,14 +159,14 @@ async def _measure(workers: dict[str, Worker], kv_port: int, s: Setup) -> dict[s
         mixed, decode = worker_pb2_grpc.WorkerStub(ch_m), worker_pb2_grpc.WorkerStub(ch_d)
         prefill = worker_pb2_grpc.WorkerStub(ch_p)
         warm = _prompt(1, 2 * s.block_size)
-        await flows.time_to_first_token(mixed, warm)
-        await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, warm)
+        await timed_requests.time_to_first_token(mixed, warm)
+        await timed_requests.remote_prefill(decode, prefill, PREFILL_ID, kv_port, warm)
         loads = {"start": _load()}
         long = _prompt(10, s.prompt_tokens)
-        ttft_local = await flows.time_to_first_token(mixed, long)
+        ttft_local = await timed_requests.time_to_first_token(mixed, long)
         loads["remote"] = _load()
-        remote = await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, long)
-        again = await flows.remote_prefill(decode, prefill, PREFILL_ID, kv_port, long)
+        remote = await timed_requests.remote_prefill(decode, prefill, PREFILL_ID, kv_port, long)
+        again = await timed_requests.remote_prefill(decode, prefill, PREFILL_ID, kv_port, long)
         loads["interference"] = _load()
         inter = await _interference(mixed, s, max_tokens)
         loads["end"] = _load()

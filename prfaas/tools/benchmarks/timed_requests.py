@@ -1,26 +1,26 @@
-"""Client-side request flows against worker processes, timed where the client sees the events."""
+"""Requests to worker processes, timed where the client sees the events (`prfaas bench workers`).
+
+The two-worker request runs the router's own handshake (prfaas/router/two_worker_handshake.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from prfaas.router.two_worker_handshake import TwoWorkerHandshake, first_event
 
 TIMEOUT_S = 600.0
 
 
-def _request(
-    prompt: list[int], max_tokens: int, source: worker_pb2.KvSource | None = None
-) -> worker_pb2.GenerateRequest:
+def _request(prompt: list[int], max_tokens: int) -> worker_pb2.GenerateRequest:
     return worker_pb2.GenerateRequest(
         request_id=uuid.uuid4().hex,
         prompt_ids=prompt,
         sampling=common_pb2.SamplingParams(max_tokens=max_tokens, ignore_eos=True),
-        kv_source=source,
     )
 
 
@@ -71,31 +71,26 @@ async def remote_prefill(
     kv_port: int,
     prompt: list[int],
 ) -> RemoteRun:
-    """The router's offload flow: decode-only Generate, wait Admitted, then Prefill to `kv_port`.
-    TTFT runs from sending Generate to the decode worker's first token event."""
-    tid = uuid.uuid4().hex
-    source = worker_pb2.KvSource(transfer_id=tid, sender_id=prefill_id, deadline_seconds=300)
-    request = _request(prompt, 2, source)
-    start = time.monotonic()
-    call = decode.Generate(request, timeout=TIMEOUT_S)
-    events = call.__aiter__()
-    first = await events.__anext__()
-    if first.WhichOneof("event") != "admitted":
-        raise RuntimeError(f"decode worker did not admit the request: {first}")
-    dest = worker_pb2.KvDestination(host="127.0.0.1", port=kv_port, transfer_id=tid)
-    prefill_call = prefill.Prefill(
-        worker_pb2.PrefillRequest(
-            request_id=request.request_id,
-            prompt_ids=prompt,
-            sampling=request.sampling,
-            destination=dest,
-        ),
-        timeout=TIMEOUT_S,
+    """The router's offload flow (its handshake): decode-only Generate, Admitted, then Prefill to
+    `kv_port`. TTFT runs from sending Generate to the decode worker's first token event."""
+    handshake = TwoWorkerHandshake(
+        decode,
+        prefill,
+        _request(prompt, 2),
+        prefill_id,
+        ("127.0.0.1", kv_port),
+        kv_deadline_s=300,
+        prefill_timeout_s=TIMEOUT_S,
+        decode_timeout_s=TIMEOUT_S,
     )
-    result = asyncio.ensure_future(prefill_call)
+    start = time.monotonic()
+    first = await handshake.open(first_event)
+    if handshake.prefill_call is None or handshake.call is None:
+        raise RuntimeError(f"decode worker did not admit the request: {first}")
+    result = handshake.prefill_call
     ttft = None
     try:
-        async for at, _ in _token_events(events):
+        async for at, _ in _token_events(handshake.call):
             ttft = at - start if ttft is None else ttft
     finally:
         if ttft is None:
