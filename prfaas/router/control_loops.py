@@ -81,11 +81,15 @@ class ControlLoops:
         self._committed_seen: dict[str, int] = {}
 
     def telemetry(self) -> LinkTelemetry:
-        prfaas = [h for h in self.registry.healthy(self.prfaas_cluster) if h.load is not None]
-        egress = sum(h.load.kv_egress_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
+        # The healthy PrfaaS workers that have reported a load, each with that load.
+        reporting = [
+            (h, h.load) for h in self.registry.healthy(self.prfaas_cluster) if h.load is not None
+        ]
+        prfaas = [h for h, _ in reporting]
+        egress = sum(load.kv_egress_bytes_per_second for _, load in reporting)
         depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
-        backlog = sum(h.load.kv_queued_bytes for h in prfaas)  # type: ignore[union-attr]
-        delivery = sum(h.load.kv_delivery_bytes_per_second for h in prfaas)  # type: ignore[union-attr]
+        backlog = sum(load.kv_queued_bytes for _, load in reporting)
+        delivery = sum(load.kv_delivery_bytes_per_second for _, load in reporting)
         self.last_sample = CapacitySample(egress, backlog, delivery)
         capacity = self.capacity.update(self.last_sample)
         committed, offered = self._committed_kv()
@@ -213,11 +217,12 @@ class ControlLoops:
             self.metrics.set_control_state(self.short.threshold, self.instance_counts())
         return decision
 
-    async def _every(self, period_s: float, tick: object) -> None:
+    async def _every(self, period_s: float, tick: Callable[[], object]) -> None:
+        """Call `tick` every period (awaiting it when it is a coroutine function)."""
         while True:
             await asyncio.sleep(period_s)
             try:
-                result = tick()  # type: ignore[operator]
+                result = tick()
                 if asyncio.iscoroutine(result):
                     await result
             except Exception:

@@ -47,7 +47,7 @@ def inputs_from_proto(
     return list(prompt_ids), params
 
 
-def finish_reason(status: RequestStatus) -> int:
+def finish_reason(status: RequestStatus) -> common_pb2.FinishReason:
     return {
         RequestStatus.FINISHED_STOPPED: common_pb2.FINISH_REASON_STOP,
         RequestStatus.FINISHED_LENGTH: common_pb2.FINISH_REASON_LENGTH,
