@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -152,14 +153,14 @@ class Dispatcher(GenerationBackend):
         alone does not make the router unready while PrfaaS can prefill."""
         return missing_role(self.registry.snapshots(), self.config.routing) is None
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         async for item in self.generate_routed(request):
             if not isinstance(item, RouteDecision):
                 yield item
 
     async def generate_routed(
         self, request: GenerationRequest
-    ) -> AsyncIterator[RouteDecision | TokenChunk | GenerationFinished]:
+    ) -> AsyncGenerator[RouteDecision | TokenChunk | GenerationFinished, None]:
         """Decision(s) then events; a retry before the first token yields a new decision."""
         rid = request.request_id
         if len(self._inflight) >= self.config.max_inflight:
@@ -381,8 +382,8 @@ class Dispatcher(GenerationBackend):
             sample = res.bytes_sent / res.num_prompt_tokens
             self.kv_bytes_per_token = 0.8 * self.kv_bytes_per_token + 0.2 * sample
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

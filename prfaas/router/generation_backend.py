@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from prfaas.sampling import FinishReason, SamplingParams
@@ -113,8 +113,9 @@ class GenerationBackend(abc.ABC):
         """Whether new requests can be served now (cheap; called by every `/ready` probe)."""
 
     @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        """Start one generation and stream its events (see the module docstring)."""
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
+        """Start one generation and stream its events (see the module docstring). A generator:
+        the caller closes it (`aclose`) when it stops early."""
 
     @abc.abstractmethod
     async def abort(self, request_id: str) -> None:
@@ -154,7 +155,7 @@ class FakeBackend(GenerationBackend):
     def ready(self) -> bool:
         return self.is_ready
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         if self.fail_admission is not None:
             raise self.fail_admission
         self.requests.append(request)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +178,11 @@ async def _collect(events: AsyncIterator[TextDelta | TextFinished]) -> tuple[str
 
 async def _stream_chunks(
     first: TextDelta | TextFinished,
-    events: AsyncIterator[TextDelta | TextFinished],
+    events: AsyncGenerator[TextDelta | TextFinished, None],
     response: ResponseBuilder,
     body: SamplingFields,
     gen_request: GenerationRequest,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The SSE chunks of one streamed response; an error after the start is an error event."""
     num_prompt = len(gen_request.prompt_token_ids)
 
@@ -206,4 +206,4 @@ async def _stream_chunks(
     except BackendError as exc:
         yield from_backend_error(exc).body()
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()

@@ -9,7 +9,7 @@ and token statistics, and guarantees that a generation which does not run to its
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import anyio
@@ -74,7 +74,7 @@ class TextGeneration:
         self._last_token_s = arrival_s
         self._itl_s: list[float] = []
 
-    async def events(self) -> AsyncIterator[TextDelta | TextFinished]:
+    async def events(self) -> AsyncGenerator[TextDelta | TextFinished, None]:
         """Yield text deltas and then one `TextFinished`.
 
         Backend errors propagate to the caller. Closing or cancelling the iterator early aborts

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -68,12 +68,12 @@ async def cancel_on_disconnect(request: Request, awaitable: Awaitable[T]) -> T:
 
 
 class SSEResponse(Response):
-    """A `text/event-stream` response over an async iterator of JSON objects, ending in
+    """A `text/event-stream` response over an async generator of JSON objects, ending in
     `data: [DONE]`. When the client disconnects, the iterator is cancelled and closed."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[Mapping[str, Any]]) -> None:
+    def __init__(self, events: AsyncGenerator[Mapping[str, Any], None]) -> None:
         # No body attribute: the headers then carry no Content-Length (chunked encoding).
         self.status_code = 200
         self.background = None
@@ -92,7 +92,7 @@ class SSEResponse(Response):
             pass
         finally:
             with anyio.CancelScope(shield=True):
-                await self._events.aclose()  # type: ignore[attr-defined]
+                await self._events.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})

@@ -3,7 +3,7 @@ backend that also counts routing decisions and KV bytes sent, as a real router a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -25,7 +25,7 @@ class CountingBackend(FakeBackend):
     served: Served | None = None
     transfer: TransferMetrics | None = None
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         if self.served is not None:
             self.served.metrics.record_routing(self.policy, "offload", "long", "prfaas", 0)
         if self.transfer is not None:
