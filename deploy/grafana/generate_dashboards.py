@@ -241,6 +241,34 @@ LINK = [
         "bps",
         "KV cache bits per second received, per link (completed transfers).",
     ),
+    # The link relays' own metrics (prfaas/metrics/relay.py; Prometheus job `link-relay`).
+    Panel(
+        "Relay throughput and rate cap",
+        (
+            Query(f"{rate('prfaas_relay_bytes_total', 'link')} * 8", "{{link}} relayed"),
+            Query("max by (link) (prfaas_relay_rate_limit_bytes_per_second) * 8", "{{link}} cap"),
+        ),
+        "bps",
+        "Bits per second each `prfaas link` relay forwards (both directions) against its "
+        "configured cap per direction (0: uncapped). Relays that `prfaas up` starts in front of "
+        "the PD workers share one cap (one link): compare their sum with one cap.",
+    ),
+    Panel(
+        "Relay state and connections",
+        (
+            Query("min by (link) (prfaas_relay_up)", "{{link}} up"),
+            Query("sum by (link) (prfaas_relay_connections)", "{{link}} connections"),
+        ),
+        "short",
+        "1 while a relay forwards, 0 while its link is cut, down or stalled (`prfaas up` prints "
+        "each relay's control port); TCP connections open through it.",
+    ),
+    Panel(
+        "Relay delay",
+        (Query("max by (link) (prfaas_relay_delay_seconds)", "{{link}}"),),
+        "s",
+        "Configured one-way delay of each relay (changed at run time by its `delay` command).",
+    ),
 ]
 
 KV_TRANSFER = [

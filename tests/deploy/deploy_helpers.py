@@ -98,6 +98,8 @@ def exported_samples() -> Exported:
 
     from prfaas.metrics import (
         LinkStats,
+        RelayMetrics,
+        RelayStats,
         RequestStats,
         RouterMetrics,
         TransferMetrics,
@@ -121,6 +123,9 @@ def exported_samples() -> Exported:
         transfer.record_transfer(TransferStats("prfaas-pd", direction, 1 << 20, 0.05, 0.01))
     transfer.record_failure("prfaas-pd", "timeout")
     transfer.record_link(LinkStats("prfaas-pd", 1e8, 0.8, 0.01, 1))
+    RelayMetrics(registry, "127.0.0.1:8401->127.0.0.1:8301").record(
+        RelayStats(1 << 20, 2, 1.25e8, 0.005, True)
+    )
 
     labels: dict[str, frozenset[str] | None] = {}
     for family in registry.collect():

@@ -45,6 +45,12 @@ REQUIRED_METRICS = {
         "prfaas_link_utilization_ratio",
         "prfaas_link_rtt_seconds",
         "prfaas_link_retransmits_total",
+        # Issue 14: the link relays' own metrics (prfaas/metrics/relay.py).
+        "prfaas_relay_bytes_total",
+        "prfaas_relay_rate_limit_bytes_per_second",
+        "prfaas_relay_up",
+        "prfaas_relay_connections",
+        "prfaas_relay_delay_seconds",
     },
     "kv-transfer.json": {
         "prfaas_kv_transfer_duration_seconds_bucket",
