@@ -10,7 +10,7 @@ dropped, so memory use per connection is bounded by MAX_META + the scratch size.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import xxhash
 
@@ -46,7 +46,9 @@ class ReceiverProtocol(asyncio.BufferedProtocol):
         self._hasher = xxhash.xxh3_64()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream connection's transport writes and aborts; uvloop's does without subclassing
+        # asyncio.Transport, so this is a cast, not an isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._drop_payload_target()

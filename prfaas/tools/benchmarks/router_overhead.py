@@ -78,7 +78,9 @@ def _pct(values: list[float], q: float) -> float:
 async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
     server, port = await _serve()
     registry = WorkerRegistry(PrefixIndex(16))
-    registry.add(WorkerHandle("instant", "pd", "pd", Role.MIXED, f"127.0.0.1:{port}", "x:1"))
+    worker = registry.add(
+        WorkerHandle("instant", "pd", "pd", Role.MIXED, f"127.0.0.1:{port}", "x:1")
+    )
     metrics = RouterMetrics(CollectorRegistry(), "bench")
     routing = RoutingConfig(policy="homogeneous-pd", local_cluster="pd")
     dispatcher = Dispatcher(registry, ShortTermController(1e9),
@@ -87,7 +89,7 @@ async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = worker_pb2_grpc.WorkerStub(channel)
     try:
-        while not registry.get("instant").healthy:  # type: ignore[union-attr]
+        while not worker.healthy:
             await asyncio.sleep(0.01)
         prompt = tuple(range(prompt_tokens))
 
