@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from prfaas.model.cache import HybridCache, LinearStates, SeqCache
 from prfaas.model.config import EOS_ID, HybridConfig
 from prfaas.model.decode_batch import DecodeBatch
+from prfaas.model.fused_decode import FusedDecode
 from prfaas.model.layers import MLP, FullAttention, GatedDeltaNet, RMSNorm, row_tiled
 
 
@@ -218,6 +219,8 @@ class HybridModel(nn.Module):
         batch = DecodeBatch.build(
             seqs, cache.block_size, cache.device, has_kv=bool(self.config.full_layers)
         )
+        if FusedDecode.applies(self):  # fp32 CPU: the whole step in one native call
+            return FusedDecode.for_model(self).step(tokens, cache, batch)
         x = self.embed(tokens.to(self.device))
         for idx, block in enumerate(self.blocks):
             h = block.mixer_norm(x)

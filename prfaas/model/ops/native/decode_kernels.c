@@ -13,49 +13,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TILE 32 /* tokens per online-softmax tile: scores [Hq, TILE] stay in L1 */
-#define PREFETCH_ROWS 4
+#define TILE 16 /* tokens per online-softmax tile: its KV rows stay in L1 while every head reads them */
 
-/* e^x for x <= 0 (softmax weights): 2^round(x·log2 e) times a degree-6 Taylor e^r, |r| <= 0.347;
- * relative error < 2e-7 (tests check it against expf). Branch-free, so gcc vectorises the loop. */
-static inline float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-    float p = 1.0f / 720.0f;
+/* Unaligned 8-float vector (GCC/Clang vector extension): AVX2 registers with -march=native. */
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* e^x for x <= 0 (softmax weights), 8 lanes: 2^round(x·log2 e) times a degree-6 Taylor e^r,
+ * |r| <= 0.347; relative error < 2e-7 (tests check it against expf). Written with vector ops (the
+ * magic-constant round is round-to-nearest-even for |x| < 2^22) so it compiles to vector code. */
+static inline v8f exp_nonpositive8(v8f x) {
+    const v8f lo = x - x - 87.0f;
+    const v8i below = x < lo;
+    x = (v8f)(((v8i)x & ~below) | ((v8i)lo & below));
+    const v8f magic = lo - lo + 12582912.0f; /* 1.5 * 2^23 */
+    const v8f n = (x * 1.44269504088896341f + magic) - magic;
+    const v8f r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    v8f p = r - r + 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
     p = p * r + 1.0f / 24.0f;
     p = p * r + 1.0f / 6.0f;
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    union { float f; int32_t i; } u = {p};
-    u.i += (int32_t)n << 23;
-    return u.f;
+    return (v8f)((v8i)p + (__builtin_convertvector(n, v8i) << 23));
 }
 
-/* a·b over n floats: 16 independent partial sums (two vector registers, no serial add chain);
- * a tail of n % 16 is added at the end. */
-static inline float dot(const float *a, const float *b, int64_t n) {
-    float part[16] = {0};
-    int64_t e = 0;
-    for (; e + 16 <= n; e += 16)
-        for (int j = 0; j < 16; j++) part[j] += a[e + j] * b[e + j];
-    float total = 0.0f;
-    const int64_t rest = n - e;
-    for (int64_t j = 0; j < rest; j++) total += a[e + j] * b[e + j];
-    for (int j = 0; j < 16; j++) total += part[j];
-    return total;
+/* One lane of exp_nonpositive8: the same bits as the vector lanes (score tails, corrections). */
+static inline float exp_nonpositive(float x) {
+    const v8f v = {x};
+    return exp_nonpositive8(v)[0];
 }
 
 void exp_nonpositive_f32(const float *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = exp_nonpositive(x[i]);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) *(v8f *)(y + i) = exp_nonpositive8(*(const v8f *)(x + i));
+    for (; i < n; i++) y[i] = exp_nonpositive(x[i]);
 }
+
+static inline float hsum8(v8f v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+#if defined(__AVX__)
+#include <immintrin.h>
+/* out[j] = the lane sum of vector j, for 4 vectors at once (3 horizontal adds, 1 add). */
+static inline void hsum8x4(v8f a, v8f b, v8f c, v8f d, float *out) {
+    const __m256 ab = _mm256_hadd_ps((__m256)a, (__m256)b), cd = _mm256_hadd_ps((__m256)c, (__m256)d);
+    const __m256 abcd = _mm256_hadd_ps(ab, cd);
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+}
+#else
+static inline void hsum8x4(v8f a, v8f b, v8f c, v8f d, float *out) {
+    out[0] = hsum8(a); out[1] = hsum8(b); out[2] = hsum8(c); out[3] = hsum8(d);
+}
+#endif
 
 /* One query per request over its first lengths[b] keys.
  * q [B, Hq, d]; kv one layer's cache [num_blocks, block_size, 2, Hkv, d]; tables [B, table_stride]
- * (block ids, row b valid for its length); out [B, Hq, d]. Tokens are visited in order, each
- * token row (K and V of every head, 2·Hkv·d floats) read once while it is in cache.
+ * (block ids, row b valid for its length); out [B, Hq, d]. Tokens go in tiles of TILE rows
+ * (2·Hkv·d floats each, K and V of every head) that stay in L1 while every head reads them: per
+ * head, the scores of the tile with the query in registers, then the tile's V rows accumulated
+ * into 64 output dims at a time held in registers. No software prefetch: the rows of a block are
+ * one sequential stream the hardware prefetcher follows, and prefetching the next tile (tried:
+ * into L1 or L2) measured slower. Any d (tails of d % 16 and d % 8 in scalars).
  * Returns 0, or -1 when out of memory. */
 static inline __attribute__((always_inline)) int attention_body(
     const float *q, const float *kv, const int64_t *tables, int64_t table_stride,
@@ -65,12 +86,10 @@ static inline __attribute__((always_inline)) int attention_body(
     float *qs = malloc(sizeof(float) * Hq * d), *acc = malloc(sizeof(float) * Hq * d);
     float *m = malloc(sizeof(float) * Hq), *l = malloc(sizeof(float) * Hq);
     float *s = malloc(sizeof(float) * Hq * TILE);
-    int64_t *kv_head = malloc(sizeof(int64_t) * Hq); /* no integer division per token */
-    if (!qs || !acc || !m || !l || !s || !kv_head) {
-        free(qs); free(acc); free(m); free(l); free(s); free(kv_head);
+    if (!qs || !acc || !m || !l || !s) {
+        free(qs); free(acc); free(m); free(l); free(s);
         return -1;
     }
-    for (int64_t h = 0; h < Hq; h++) kv_head[h] = h / G;
     for (int64_t b = 0; b < B; b++) {
         const int64_t L = lengths[b];
         const int64_t *table = tables + b * table_stride;
@@ -83,16 +102,48 @@ static inline __attribute__((always_inline)) int attention_body(
             n = L - t0 < TILE ? L - t0 : TILE;
             n = n < left ? n : left;
             const float *tile_rows = kv + (table[t0 / block_size] * block_size + off) * row;
-            for (int64_t i = 0; i < n; i++) {
-                const float *r = tile_rows + i * row;
-                /* Software prefetch PREFETCH_ROWS tokens ahead (within the block; the next
-                 * block's first rows miss once): the hardware streamer alone left the loads
-                 * below waiting on DRAM for most of the kernel's time. */
-                if (i + PREFETCH_ROWS < left)
-                    for (int64_t c = 0; c < row; c += 16) __builtin_prefetch(r + PREFETCH_ROWS * row + c);
-                for (int64_t h = 0; h < Hq; h++) { /* query head h reads kv head h / G */
-                    const float *k = r + kv_head[h] * d, *qq = qs + h * d;
-                    s[h * TILE + i] = dot(qq, k, d);
+            const int64_t d8 = d & ~(int64_t)7; /* vector part; d % 8 tail in scalars */
+            for (int64_t h = 0; h < Hq; h++) { /* scores: query head h reads kv head h / G */
+                const float *k0 = tile_rows + (h / G) * d, *qq = qs + h * d;
+                float *sh = s + h * TILE;
+                int64_t i = 0;
+                for (; i + 4 <= n; i += 4) {
+                    /* 4 tokens x 2 accumulators (dims e and e + 8): 8 independent FMA chains keep
+                     * both FMA units busy; one 4-way reduction at the end. */
+                    const float *ka = k0 + i * row, *kb = ka + row, *kc = kb + row, *kd = kc + row;
+                    v8f a = {0}, b = {0}, c = {0}, e4 = {0}, a2 = {0}, b2 = {0}, c2 = {0}, d2 = {0};
+                    int64_t e = 0;
+                    for (; e + 16 <= d8; e += 16) {
+                        const v8f qv = *(const v8f *)(qq + e), qw = *(const v8f *)(qq + e + 8);
+                        a += qv * *(const v8f *)(ka + e);
+                        b += qv * *(const v8f *)(kb + e);
+                        c += qv * *(const v8f *)(kc + e);
+                        e4 += qv * *(const v8f *)(kd + e);
+                        a2 += qw * *(const v8f *)(ka + e + 8);
+                        b2 += qw * *(const v8f *)(kb + e + 8);
+                        c2 += qw * *(const v8f *)(kc + e + 8);
+                        d2 += qw * *(const v8f *)(kd + e + 8);
+                    }
+                    if (e < d8) {
+                        const v8f qv = *(const v8f *)(qq + e);
+                        a += qv * *(const v8f *)(ka + e);
+                        b += qv * *(const v8f *)(kb + e);
+                        c += qv * *(const v8f *)(kc + e);
+                        e4 += qv * *(const v8f *)(kd + e);
+                    }
+                    hsum8x4(a + a2, b + b2, c + c2, e4 + d2, sh + i);
+                    for (int64_t e = d8; e < d; e++) {
+                        sh[i] += qq[e] * ka[e]; sh[i + 1] += qq[e] * kb[e];
+                        sh[i + 2] += qq[e] * kc[e]; sh[i + 3] += qq[e] * kd[e];
+                    }
+                }
+                for (; i < n; i++) {
+                    const float *k = k0 + i * row;
+                    v8f a = {0};
+                    for (int64_t e = 0; e < d8; e += 8) a += *(const v8f *)(qq + e) * *(const v8f *)(k + e);
+                    float t = hsum8(a);
+                    for (int64_t e = d8; e < d; e++) t += qq[e] * k[e];
+                    sh[i] = t;
                 }
             }
             for (int64_t h = 0; h < Hq; h++) {
@@ -100,30 +151,40 @@ static inline __attribute__((always_inline)) int attention_body(
 #pragma omp simd reduction(max : mt)
                 for (int64_t i = 0; i < n; i++) mt = sh[i] > mt ? sh[i] : mt;
                 const float corr = m[h] == -INFINITY ? 0.0f : exp_nonpositive(m[h] - mt);
+                int64_t i = 0;
+                for (; i + 8 <= n; i += 8) *(v8f *)(sh + i) = exp_nonpositive8(*(v8f *)(sh + i) - mt);
+                for (; i < n; i++) sh[i] = exp_nonpositive(sh[i] - mt);
                 float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (int64_t i = 0; i < n; i++) {
-                    sh[i] = exp_nonpositive(sh[i] - mt);
-                    sum += sh[i];
-                }
+                for (i = 0; i < n; i++) sum += sh[i];
                 l[h] = l[h] * corr + sum;
                 m[h] = mt;
-                float *a = acc + h * d;
-                for (int64_t e = 0; e < d; e++) a[e] *= corr;
-            }
-            for (int64_t i = 0; i < n; i++) {
-                const float *r = tile_rows + i * row;
-                for (int64_t h = 0; h < Hq; h++) {
-                    const float *v = r + (Hkv + kv_head[h]) * d, p = s[h * TILE + i];
-                    float *a = acc + h * d;
-                    for (int64_t e = 0; e < d; e++) a[e] += p * v[e];
+                const float *v0 = tile_rows + (Hkv + h / G) * d;
+                for (int64_t e0 = 0; e0 < d8; e0 += 64) { /* 64 dims = 8 vector registers */
+                    const int64_t w = d8 - e0 < 64 ? d8 - e0 : 64;
+                    v8f a[8];
+                    for (int j = 0; j < 8; j++) {
+                        a[j] = (v8f){0};
+                        if (j * 8 < w) a[j] = *(v8f *)(acc + h * d + e0 + j * 8) * corr;
+                    }
+                    for (int64_t i = 0; i < n; i++) {
+                        const float *v = v0 + i * row + e0, p = sh[i];
+                        for (int j = 0; j < 8; j++)
+                            if (j * 8 < w) a[j] += p * *(const v8f *)(v + j * 8);
+                    }
+                    for (int j = 0; j < 8; j++)
+                        if (j * 8 < w) *(v8f *)(acc + h * d + e0 + j * 8) = a[j];
+                }
+                for (int64_t e = d8; e < d; e++) {
+                    float t = acc[h * d + e] * corr;
+                    for (int64_t i = 0; i < n; i++) t += sh[i] * v0[i * row + e];
+                    acc[h * d + e] = t;
                 }
             }
         }
         for (int64_t h = 0; h < Hq; h++)
             for (int64_t e = 0; e < d; e++) out[(b * Hq + h) * d + e] = acc[h * d + e] / l[h];
     }
-    free(qs); free(acc); free(m); free(l); free(s); free(kv_head);
+    free(qs); free(acc); free(m); free(l); free(s);
     return 0;
 }
 

@@ -1,6 +1,7 @@
-"""Builds decode_kernels.c into a shared library on first use and loads it with ctypes.
+"""Builds decode_kernels.c and fused_decode.c into one shared library on first use and loads it
+with ctypes.
 
-No build step at install time and no torch headers: the file is plain C, compiled by the system's
+No build step at install time and no torch headers: the files are plain C, compiled by the system's
 `cc` in about a second into a per-user temp directory keyed by the source and flags, so workers on
 the same host share one build. Where no compiler exists (or PRFAAS_NATIVE_KERNELS=0), `library()`
 returns None and callers use the torch paths. -march=native is safe because the build is per host.
@@ -37,29 +38,39 @@ _SIGNATURES: dict[str, list[Any]] = {
     "gdn_decode_step_f32": [_ptr] * 7 + [_i64] * 4 + [_ptr],
     # enc, rows, e, row_bytes, lut, out (prfaas/model/kv_codec.py's decode)
     "kv_dequant_rows_f32": [_ptr, _i64, _i64, _i64, _ptr, _ptr],
+    # dims, layers, layer_caches, num_slots, num_blocks, block_size, tokens, positions, slots,
+    # kv_rows, tables, table_stride, lengths, B, logits (fused_decode.c; fused_step.py)
+    "fused_decode_step_f32": [_ptr] * 3 + [_i64] * 3 + [_ptr] * 5 + [_i64, _ptr, _i64, _ptr],
 }
+SOURCES = ("decode_kernels.c", "fused_decode.c")
 
 
-def _source() -> bytes:
-    return resources.files("prfaas.model.ops.native").joinpath("decode_kernels.c").read_bytes()
+def _sources() -> dict[str, bytes]:
+    pkg = resources.files("prfaas.model.ops.native")
+    return {name: pkg.joinpath(name).read_bytes() for name in SOURCES}
 
 
-def _build(src: bytes) -> Path:
+def _build(sources: dict[str, bytes]) -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler (cc/gcc) on PATH")
-    key = hashlib.sha256(src + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(" ".join([compiler, *FLAGS]).encode())
+    for name, src in sources.items():
+        digest.update(name.encode() + b"\0" + src)
+    key = digest.hexdigest()[:16]
     out_dir = Path(tempfile.gettempdir()) / f"prfaas-native-{os.getuid()}"
     out_dir.mkdir(mode=0o700, exist_ok=True)
     target = out_dir / f"decode_kernels-{key}.so"
     if target.exists():
         return target
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        c_file = Path(tmp) / "decode_kernels.c"
-        c_file.write_bytes(src)
+        c_files = []
+        for name, src in sources.items():
+            c_files.append(Path(tmp) / name)
+            c_files[-1].write_bytes(src)
         so_tmp = Path(tmp) / "out.so"
         subprocess.run(
-            [compiler, *FLAGS, str(c_file), "-o", str(so_tmp), "-lm"],
+            [compiler, *FLAGS, *map(str, c_files), "-o", str(so_tmp), "-lm"],
             check=True,
             capture_output=True,
             timeout=120,
@@ -78,7 +89,7 @@ def library() -> ctypes.CDLL | None:
     with _lock:
         if not _tried:
             try:
-                lib = ctypes.CDLL(str(_build(_source())))
+                lib = ctypes.CDLL(str(_build(_sources())))
                 for name, argtypes in _SIGNATURES.items():
                     fn = getattr(lib, name)
                     fn.argtypes = argtypes
