@@ -12,6 +12,7 @@ import sys
 from importlib import metadata
 
 from prfaas.cli_env import apply_env_defaults
+from prfaas.config_error import ConfigError
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -124,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
         return int(importlib.import_module(args._module).run(args) or 0)
+    except ConfigError as exc:
+        # A topology file or options the user must fix: the message names the key; no traceback.
+        print(f"prfaas {argv[0] if argv else ''}: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # Ctrl-C before a command installs its own handling (imports, parsing) or in one that has
         # none: one line, no traceback. Commands that start processes stop them in `finally`.

@@ -12,8 +12,8 @@ import pytest
 
 from prfaas.cli import main
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
 from prfaas.log_setup import JsonLogFormatter, configure_logging
+from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 
 RID = "cmpl-" + "ab12" * 8
 

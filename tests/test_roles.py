@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from prfaas.cli import build_parser
-from prfaas.launcher.topology import Topology, TopologyError
 from prfaas.roles import PD_ROLES, Role
+from prfaas.topology import Topology, TopologyError
 
 
 def test_pd_roles_are_the_plain_role_names_without_prfaas() -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 ROUTER = """
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
+from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 from prfaas.router.main import build
 
 process = build(load_topology(DEFAULT_TOPOLOGY))

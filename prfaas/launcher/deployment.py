@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
@@ -28,8 +28,8 @@ from prfaas.launcher.probes import grpc_ready, http_ready
 from prfaas.launcher.relay_control import relay_answers
 from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
-from prfaas.launcher.topology import Topology, WorkerAddress
 from prfaas.security.deployment_secrets import DeploymentSecrets
+from prfaas.topology import Topology, WorkerAddress
 
 START_TIMEOUT_S = 180.0
 
@@ -120,11 +120,10 @@ class Deployment:
         if self.netns is None:
             return self.public
         mode = "relay" if self.public.link.delay_ms > 0 and not self.netns.netem_delay else "none"
-        return replace(
-            self.public,
+        return self.public.replace(
             host=ADDR_PD,
             prfaas_bind_host=ADDR_PRFAAS,
-            link=replace(self.public.link, mode=mode),
+            link=self.public.link.replace(mode=mode),
         )
 
     def _cli(self, *args: str) -> list[str]:

@@ -22,14 +22,14 @@ from pathlib import Path
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.supervisor import StartInterrupted
-from prfaas.launcher.topology import (
+from prfaas.log_setup import LOG_FORMATS
+from prfaas.topology import (
     BACKENDS,
     DEFAULT_TOPOLOGY,
     POLICIES,
     TopologyError,
     load_topology,
 )
-from prfaas.log_setup import LOG_FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -35,11 +35,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from prfaas._proto.prfaas.v1 import router_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.cache_event_kind import CacheEventKind
-from prfaas.launcher.topology import Topology
 from prfaas.roles import Role
 from prfaas.router.policy import WorkerSnapshot
 from prfaas.router.prefix_index import CacheEvent, PrefixIndex
 from prfaas.security.channels import open_worker_channel
+from prfaas.topology import Topology
 
 log = logging.getLogger(__name__)
 

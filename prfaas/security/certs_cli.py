@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
 from prfaas.security import certs, identities
+from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY
 from prfaas.tools.chaos.run import RunOptions, run_chaos
 from prfaas.tools.chaos.schedule import Schedule, WorkloadSpec, generate
 from prfaas.tools.chaos.targets import PD_DECODE, PRFAAS, targets_of
+from prfaas.topology import DEFAULT_TOPOLOGY
 from tests.e2e.deployments import make_topology
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from prfaas.cli import main
-from prfaas.launcher.topology import LinkSpec
 from prfaas.tools.chaos.injector import Injector
 from prfaas.tools.chaos.schedule import RELAY_FAULTS, Fault, Schedule, WorkloadSpec, generate
 from prfaas.tools.chaos.targets import PD_DECODE, PRFAAS, RELAY, ROUTER, Target, targets_of
+from prfaas.topology import LinkSpec
 from tests.e2e.deployments import make_topology
 
 TARGETS = targets_of(make_topology())
@@ -172,7 +171,7 @@ def test_a_failed_action_is_recorded_and_the_other_faults_still_run() -> None:
 
 
 def test_targets_of_a_topology_without_relays() -> None:
-    no_relay = replace(make_topology(), link=LinkSpec(mode="none"))
+    no_relay = make_topology().replace(link=LinkSpec(mode="none"))
     assert RELAY not in {t.kind for t in targets_of(no_relay)}
     assert Target("router", ROUTER) in targets_of(no_relay)
 

@@ -23,7 +23,7 @@ from deploy_helpers import (
     service_networks,
 )
 
-from prfaas.launcher.topology import Topology, load_topology
+from prfaas.topology import Topology, load_topology
 
 DATACENTERS = {"dc_prfaas", "dc_pd"}
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import REPO, load_module, panel_queries, substitute_grafana_vars
 
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
+from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 
 pytestmark = pytest.mark.slow
 

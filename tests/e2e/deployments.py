@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.restart_policy import RestartPolicy
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, Topology, load_topology
+from prfaas.topology import DEFAULT_TOPOLOGY, Topology, load_topology
 
 
 def _free_range(width: int) -> int:

@@ -15,7 +15,7 @@ import pytest
 from openai import OpenAI
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY
+from prfaas.topology import DEFAULT_TOPOLOGY
 from tests.e2e.deployments import make_topology
 from tests.e2e.test_deployment import metric_value
 

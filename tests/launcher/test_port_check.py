@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from prfaas.launcher.deployment import Deployment, PortsInUse
 from prfaas.launcher.port_check import Listener, busy_ports
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
+from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def test_busy_port_names_this_process_as_holder(held_port: int) -> None:
 
 
 def test_deployment_refuses_to_start_on_a_taken_port(held_port: int, tmp_path: Path) -> None:
-    topo = replace(load_topology(DEFAULT_TOPOLOGY), backend="emulated", http_port=held_port)
+    topo = load_topology(DEFAULT_TOPOLOGY).replace(backend="emulated", http_port=held_port)
     deployment = Deployment(topo, DEFAULT_TOPOLOGY, tmp_path)
     with pytest.raises(PortsInUse, match=f"port {held_port} \\(router HTTP"):
         deployment.start()
@@ -45,7 +44,7 @@ def test_deployment_refuses_to_start_on_a_taken_port(held_port: int, tmp_path: P
 
 
 def test_every_metrics_url_names_its_process(tmp_path: Path) -> None:
-    topo = replace(load_topology(DEFAULT_TOPOLOGY), backend="emulated")
+    topo = load_topology(DEFAULT_TOPOLOGY).replace(backend="emulated")
     endpoints = Deployment(topo, DEFAULT_TOPOLOGY, tmp_path, metrics_base_port=9400).endpoints()
     named = dict(zip(endpoints.metrics_processes, endpoints.metrics, strict=True))
     assert named == {

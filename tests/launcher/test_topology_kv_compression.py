@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import Topology, TopologyError, load_topology
+from prfaas.topology import Topology, TopologyError, load_topology
 from prfaas.worker.options import add_common_arguments
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import Topology, load_topology
+from prfaas.topology import Topology, load_topology
 
 
 def _argv_with(specs: list, flag: str) -> dict[str, str]:

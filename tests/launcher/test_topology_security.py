@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.security_settings import SecuritySpec
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, TopologyError, load_topology
+from prfaas.topology import DEFAULT_TOPOLOGY, SecuritySpec, TopologyError, load_topology
 
 
 def _topology_with(tmp_path: Path, section: str) -> Path:
@@ -44,7 +43,7 @@ def test_the_effective_topology_keeps_the_section(tmp_path: Path) -> None:
     [
         ('tls = "yes"\n', "security.tls"),
         ("api_key_file = 3\n", "security.api_key_file"),
-        ("token = 'x'\n", r"unknown keys in \[security\]"),
+        ("token = 'x'\n", "security.token: unknown key"),
     ],  # fmt: skip
 )
 def test_bad_values_name_the_key(tmp_path: Path, section: str, message: str) -> None:

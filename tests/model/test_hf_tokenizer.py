@@ -11,11 +11,11 @@ pytest.importorskip("transformers")
 
 from hf_fixtures import make_checkpoint  # noqa: E402
 
-from prfaas.launcher.topology import Topology  # noqa: E402
 from prfaas.router.http_requests import RequestBuilder  # noqa: E402
 from prfaas.router.main import _served_model  # noqa: E402
 from prfaas.router.openai_protocol import ChatCompletionRequest  # noqa: E402
 from prfaas.tokenizer.hf_tokenizer import HFTokenizer  # noqa: E402
+from prfaas.topology import Topology  # noqa: E402
 
 TEXTS = ["Hello world, hello prfaas!", "The lazy dog — ünïcödé 🦊 jumps", " leading space", ""]
 MESSAGES = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from prfaas.launcher.probes import free_port
-from prfaas.launcher.topology import load_topology
+from prfaas.topology import load_topology
 
 
 def test_router_process_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_router_and_tokenizer_do_not_import_torch() -> None:
     """The router process stays light: no torch (hundreds of MB, seconds of import)."""
     code = (
         "import sys, prfaas.router.main as m, prfaas.tokenizer.byte_level\n"
-        "from prfaas.launcher.topology import load_topology\n"
+        "from prfaas.topology import load_topology\n"
         "m.build(load_topology())\n"
         "print('torch' in sys.modules)"
     )

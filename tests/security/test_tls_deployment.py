@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY
 from prfaas.security import certs, identities
 from prfaas.security.credentials import GrpcCredentials, TlsMaterial
+from prfaas.topology import DEFAULT_TOPOLOGY
 from tests.e2e.deployments import make_topology
 from tests.security.attacks import ConnectionCounter, register_as, worker_control
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY
 from prfaas.security import identities
 from prfaas.security.credentials import GrpcCredentials
+from prfaas.topology import DEFAULT_TOPOLOGY
 from tests.e2e.deployments import make_topology
 from tests.security.attacks import (
     ConnectionCounter,

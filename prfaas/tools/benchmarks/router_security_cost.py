@@ -33,10 +33,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2, worker_pb2_grpc
 from prfaas.launcher.probes import free_port, http_ready
-from prfaas.launcher.topology import Topology
 from prfaas.security import certs, identities
 from prfaas.security.secret_files import write_private
 from prfaas.tools.benchmarks.router_overhead import InstantWorker
+from prfaas.topology import Topology
 
 WORKER_ID = "pd-0"
 BODY = {"model": "prfaas-tiny", "prompt": "The quick brown fox " * 20, "max_tokens": 1,

@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from prfaas.launcher.topology import BACKENDS, DEFAULT_TOPOLOGY, POLICIES, load_topology
 from prfaas.tools.chaos.run import RunOptions, run_chaos
 from prfaas.tools.chaos.schedule import Schedule, WorkloadSpec, generate
 from prfaas.tools.chaos.targets import targets_of
+from prfaas.topology import BACKENDS, DEFAULT_TOPOLOGY, POLICIES, load_topology
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

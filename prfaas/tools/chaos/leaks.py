@@ -9,10 +9,10 @@ from typing import Any
 import grpc
 
 from prfaas._proto.prfaas.v1 import worker_pb2, worker_pb2_grpc
-from prfaas.launcher.topology import Topology
 from prfaas.security import identities
 from prfaas.security.channels import open_channel
 from prfaas.security.credentials import GrpcCredentials
+from prfaas.topology import Topology
 
 
 async def _leaks_of(

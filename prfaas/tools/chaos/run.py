@@ -19,7 +19,6 @@ from typing import Any
 
 from prfaas.launcher.deployment import Deployment
 from prfaas.launcher.restart_policy import RestartPolicy
-from prfaas.launcher.topology import Topology
 from prfaas.tools.chaos.actuator import DeploymentActuator
 from prfaas.tools.chaos.injector import Event, Injector
 from prfaas.tools.chaos.leaks import leak_reports
@@ -29,6 +28,7 @@ from prfaas.tools.chaos.summary import summary_text
 from prfaas.tools.chaos.verdict import judge
 from prfaas.tools.chaos.workload import build_workload
 from prfaas.tools.loadgen.runner import LoadConfig, run_load_async, warm_up
+from prfaas.topology import Topology
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import Topology
+from prfaas.topology import Topology
 
 # Kinds of process a fault targets.
 PRFAAS = "prfaas"  # PrfaaS prefill worker (remote datacenter)

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, TopologyError, load_topology
 from prfaas.tools.loadgen.compare import write_comparison
+from prfaas.topology import DEFAULT_TOPOLOGY, TopologyError, load_topology
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

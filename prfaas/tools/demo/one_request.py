@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import Topology
 from prfaas.tools.demo import probe
 from prfaas.tools.loadgen.client import RequestRecord, send_request
 from prfaas.tools.loadgen.prompts import PromptFactory
 from prfaas.tools.loadgen.workloads import RequestSpec
+from prfaas.topology import Topology
 
 
 @dataclass

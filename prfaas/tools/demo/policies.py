@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY
 from prfaas.tools.experiment.deploy import topology_for
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import offload_fraction, workload_for
@@ -30,6 +29,7 @@ from prfaas.tools.loadgen.compare import (
     compare_policies,
 )
 from prfaas.tools.loadgen.runner import LoadConfig
+from prfaas.topology import DEFAULT_TOPOLOGY
 
 # One PrfaaS worker and two PD workers (the homogeneous baseline gets the two PD workers); profiled
 # prefill times ×0.1 and 4 output tokens × 100 ms: planned capacities of about 8.9 (prfaas), 6.3

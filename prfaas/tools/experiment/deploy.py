@@ -15,14 +15,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prfaas.data import netns_script
 from prfaas.launcher.deployment import Deployment
-from prfaas.launcher.topology import DEFAULT_TOPOLOGY, LinkSpec, Topology, load_topology
 from prfaas.tools.experiment.scale import PD_PROFILE, PRFAAS_PROFILE, Scale, roles_for
+from prfaas.topology import DEFAULT_TOPOLOGY, LinkSpec, Topology, load_topology
 
 LONG_CONTROL_OFF_S = 1e9
 
@@ -41,8 +41,7 @@ def netns_available() -> str | None:
 def topology_for(policy: str, prediction: dict[str, Any], scale: Scale, port_base: int) -> Topology:
     p = prediction["policies"][policy]
     t = p["threshold_tokens"]
-    return replace(
-        load_topology(DEFAULT_TOPOLOGY),
+    return load_topology(DEFAULT_TOPOLOGY).replace(
         name=f"experiment-{policy}",
         backend="emulated",
         policy=policy,
@@ -51,7 +50,7 @@ def topology_for(policy: str, prediction: dict[str, Any], scale: Scale, port_bas
         router_grpc_port=port_base + 50,
         threshold_tokens=int(t) if t is not None else 512,
         long_control_seconds=LONG_CONTROL_OFF_S,
-        link=LinkSpec("relay", scale.link_gbps, scale.link_delay_ms),
+        link=LinkSpec(mode="relay", rate_gbps=scale.link_gbps, delay_ms=scale.link_delay_ms),
         prfaas_workers=p["n_prfaas"],
         prfaas_grpc_base_port=port_base + 100,
         prfaas_kv_base_port=port_base + 150,

@@ -50,7 +50,7 @@ def launcher_factory(
 ) -> DeploymentFactory:
     """Deployments of a topology file through `prfaas.launcher` (the real processes)."""
     from prfaas.launcher.deployment import Deployment
-    from prfaas.launcher.topology import DEFAULT_TOPOLOGY, load_topology
+    from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 
     path = Path(topology) if topology else DEFAULT_TOPOLOGY
     base = load_topology(path)
