@@ -202,23 +202,21 @@ class WorkerRuntime:
         Abort(request_id) the generator is closed (its cleanup runs) and RequestAborted raised."""
         if request_id in self.active:
             raise ValueError(f"duplicate request id {request_id}")
-        queue: asyncio.Queue[tuple[bool, T | None]] = asyncio.Queue()
+        # Each item boxed in a 1-tuple; None marks the end (an item may itself be None).
+        queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue()
 
         async def pump() -> None:
             try:
                 async for item in events:
-                    queue.put_nowait((False, item))
+                    queue.put_nowait((item,))
             finally:
-                queue.put_nowait((True, None))
+                queue.put_nowait(None)
 
         task = asyncio.ensure_future(pump())
         self.active[request_id] = task
         try:
-            while True:
-                end, item = await queue.get()
-                if end:
-                    break
-                yield item  # type: ignore[misc]
+            while (boxed := await queue.get()) is not None:
+                yield boxed[0]
             if task.cancelled() and request_id in self._aborted:
                 raise RequestAborted(request_id)
             task.result()
