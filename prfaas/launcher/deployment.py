@@ -111,6 +111,9 @@ class Deployment:
             )
         self.topo = topo
         self.topology_path = log_dir / "topology.toml"
+        # Relay mode: the relays in front of the PD workers are one link with one rate cap; they
+        # share its token-bucket timeline through this file (prfaas/link/token_bucket.py).
+        self.link_timeline = log_dir / "link.timeline"
         # Options every child takes (prfaas up's --log-level/--log-format), after its own.
         self.child_args = child_args
 
@@ -198,6 +201,7 @@ class Deployment:
                 "link", "--listen", w.kv_via_link, "--target", w.kv_direct,
                 "--delay-ms", str(t.link.delay_ms), "--jitter-ms", str(t.link.jitter_ms),
                 "--rate-mbit", str(rate_mbit), "--control", w.link_control,
+                "--shared-link", str(self.link_timeline),
             )  # fmt: skip
             if self.metrics_base_port:
                 argv += ["--metrics-port", str(self._relay_metrics_port(len(relays)))]

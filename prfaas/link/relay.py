@@ -2,7 +2,8 @@
 
 Per direction of each relayed connection a reader stamps every read (<= `read_bytes`) with
 `release = now + delay (+ uniform jitter)` and queues it; a writer releases it at that time through
-a token bucket shared by all connections of the relay (rate cap, `burst_bytes`). Reading never
+a token bucket shared by all connections of the relay (rate cap, `burst_bytes`), and with
+`--shared-link FILE` by every relay given that file (prfaas/link/token_bucket.py). Reading never
 waits for the delay, so delay does not cap throughput; a per-connection queue limit
 (`window_bytes`) plays the role of a TCP window: one connection carries at most window/delay.
 
@@ -20,26 +21,12 @@ import json
 import random
 import time
 from collections import deque
+from pathlib import Path
 
+from prfaas.link.token_bucket import buckets
 from prfaas.log_setup import add_logging_arguments, configure_logging
 
 _EOF = b""
-
-
-class TokenBucket:
-    """Virtual-time token bucket: `reserve(n)` returns how long to wait before sending n bytes."""
-
-    def __init__(self, rate_bytes_per_s: float | None, burst_bytes: int) -> None:
-        self.rate, self.burst = rate_bytes_per_s, burst_bytes
-        self._t = time.monotonic()
-
-    def reserve(self, n: int) -> float:
-        if not self.rate:
-            return 0.0
-        now = time.monotonic()
-        burst_s = self.burst / self.rate
-        self._t = max(self._t, now - burst_s) + n / self.rate
-        return max(0.0, self._t - now)
 
 
 class LinkRelay:
@@ -54,11 +41,13 @@ class LinkRelay:
         burst_bytes: int = 256 << 10,
         window_bytes: int = 4 << 20,
         read_bytes: int = 64 << 10,
+        shared_link: str | Path | None = None,
     ) -> None:
         self.target, self.listen = target, listen
         self.delay_s, self.jitter_s = delay_s, jitter_s
         self.window_bytes, self.read_bytes = window_bytes, read_bytes
-        self.buckets = {d: TokenBucket(rate_bytes_per_s, burst_bytes) for d in ("up", "down")}
+        # With `shared_link`, every relay given that file draws on one rate cap (token_bucket.py).
+        self.buckets = buckets(rate_bytes_per_s, burst_bytes, shared_link)
         self.down = False
         self.bytes_relayed = 0
         self._running = asyncio.Event()
@@ -243,6 +232,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-mbit", type=float, default=0.0, help="rate cap per direction (0: none)"
     )
+    parser.add_argument(
+        "--shared-link",
+        help="a file naming one link: relays given the same file share one rate cap (the "
+        "launcher's relays in front of each PD worker are one cross-datacenter link)",
+    )
     parser.add_argument("--window-kib", type=int, default=4096, help="bytes queued per connection")
     parser.add_argument(
         "--control", type=_hostport, default=None, help="HOST:PORT of the control port"
@@ -286,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
             jitter_s=args.jitter_ms / 1e3,
             rate_bytes_per_s=args.rate_mbit * 1e6 / 8 or None,
             window_bytes=args.window_kib << 10,
+            shared_link=args.shared_link,
         )
         await relay.start(args.control)
         if args.metrics_port:
