@@ -2,7 +2,11 @@
 
 Short loop (every `short_tick_s`, `short_tick()`): PrfaaS egress = sum of the PrfaaS workers'
 `kv_egress_bytes_per_s`, link capacity *measured* (`control.link_capacity`: their delivery rates
-and egress under backlog; the topology's link rate is only the prior), mean PrfaaS queue depth
+and egress under backlog; the topology's link rate is only the prior), mean PrfaaS queue depth,
+the KV the router has committed to the link (the uncached tokens of offloads whose KV has not
+reached its decode worker, `WorkerHandle.inflight_prefill_tokens` on the PrfaaS workers, times the
+dispatcher's learned KV bytes per token) and how fast new offloads add to it, and the mean
+predicted wait on the local PD-P workers (`prefill_estimate`)
 -> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
 exports the threshold and the link utilization and goodput.
 Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
@@ -115,14 +119,16 @@ class ControlLoops:
         return [h for h in self.registry.workers.values() if h.cluster == self.prfaas_cluster]
 
     def _local_wait_s(self) -> float:
-        """Predicted wait on the least-loaded local prefill-capable worker (0 when none is up:
-        then nothing can be moved there and the local signal must not hold t)."""
+        """Mean predicted wait over the local prefill-capable workers (0 when none is up: then
+        nothing can be moved there and the local signal must not hold t). The mean, not the
+        least: placement picks by queue depth and cache affinity, so a request may land on any of
+        them (the first link-cut run refused on a worker at 31 s while the least waited less)."""
         waits = [
             predicted_wait_s(h, self.default_prefill_tokens_per_s)
             for h in self.registry.healthy(self.local_cluster)
             if h.role in (Role.PREFILL, Role.MIXED) and h.snapshot().eligible
         ]
-        return min(waits, default=0.0)
+        return sum(waits) / len(waits) if waits else 0.0
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick

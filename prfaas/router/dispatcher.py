@@ -51,6 +51,7 @@ from prfaas.router.policy import (
     RoutingConfig,
     Target,
     missing_role,
+    overflow_to_prfaas,
     route,
 )
 from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
@@ -264,9 +265,25 @@ class Dispatcher(GenerationBackend):
             log.info("request %s refused (429): no worker has capacity (%s)",
                      request.request_id, decision.reason.value)  # fmt: skip
             raise Overloaded(self.config.retry_after_s, "no worker has capacity for this request")
+        if decision.target is Target.LOCAL and self._over_wait_budget(decision) is not None:
+            # Queue a long wait behind the link on PrfaaS rather than refuse it here (issue 12).
+            offload = overflow_to_prfaas(req, snaps, match, link, self.short.threshold, rc)
+            usable = offload is not None and self._link_usable(offload.decode_worker)
+            if offload is not None and usable and self._over_wait_budget(offload) is None:
+                log.info("request %s: local prefill on %s over its wait budget, offloaded",
+                         request.request_id, decision.prefill_worker)  # fmt: skip
+                decision = offload
         self._check_prefill_wait(decision, request.request_id)
         self._record(request.request_id, decision)
         return decision
+
+    def _over_wait_budget(self, d: RouteDecision) -> float | None:
+        """The predicted wait on the decision's prefill worker when it exceeds the budget."""
+        prefill = self.registry.get(d.prefill_worker or "")
+        if prefill is None:
+            return None
+        wait = predicted_wait_s(prefill, self.config.default_prefill_tokens_per_s)
+        return wait if wait > self.config.max_prefill_wait_s else None
 
     def _check_prefill_wait(self, d: RouteDecision, rid: str) -> None:
         """Bounded prefill queues: 429 + Retry-After when the wait would exceed its budget."""

@@ -51,6 +51,9 @@ class Reason(StrEnum):
     PRFAAS_UNAVAILABLE = "prfaas_unavailable"
     LOCAL_PREFILL_UNAVAILABLE = "local_prefill_unavailable"
     """Offloaded although short: no local prefill-capable worker is up, PrfaaS can serve it."""
+    LOCAL_QUEUE_FULL = "local_queue_full"
+    """Offloaded although short: the local prefill queue would wait past its budget, and a
+    prefill queued behind the (possibly slow) link on PrfaaS is served where a refusal is not."""
     POLICY_LOCAL = "policy_local"
     POLICY_OFFLOAD = "policy_offload"
     NO_CAPACITY = "no_capacity"
@@ -292,6 +295,25 @@ def route(
             remote_cache,
         )  # fmt: skip
     return decision
+
+
+def overflow_to_prfaas(
+    req: RouteRequest,
+    workers: Sequence[WorkerSnapshot],
+    match: PrefixMatch,
+    link: LinkState,
+    threshold: float,
+    cfg: RoutingConfig,
+) -> RouteDecision | None:
+    """The offload that replaces a local placement whose prefill queue is over its wait budget
+    (reason LOCAL_QUEUE_FULL); None when the policy has no PrfaaS cluster or it cannot take one."""
+    if cfg.policy == "homogeneous-pd" or _prfaas_blocked(workers, link, cfg) is not None:
+        return None
+    remote = cfg.prfaas_cluster
+    decision = _place(
+        req, workers, match, cfg, Target.PRFAAS, Reason.LOCAL_QUEUE_FULL, threshold, remote
+    )
+    return decision if decision.target is not None else None
 
 
 def missing_role(workers: Sequence[WorkerSnapshot], cfg: RoutingConfig) -> str | None:

@@ -27,7 +27,14 @@ def prefill_speed(worker: WorkerHandle, default_tokens_per_s: float) -> float:
 
 
 def predicted_wait_s(worker: WorkerHandle, default_tokens_per_s: float) -> float:
-    """Seconds a prefill placed now waits before it starts: the queue ahead at the drain rate."""
+    """Seconds a prefill placed now waits before it starts: the queue ahead at the drain rate.
+    A PrfaaS worker that reports nothing waiting for compute has no queue: what this router
+    still counts there (until the KV is complete at decode) is KV streaming over the link —
+    seconds of it when the link is cut — and a prefill placed now starts at once (issue 12's
+    link-cut run refused offloads at a "predicted wait" of 33.6 s made of such KV)."""
+    load = worker.load
+    if worker.kind == "prefill" and load is not None and load.num_waiting == 0:
+        return 0.0
     return worker.inflight_prefill_tokens / prefill_speed(worker, default_tokens_per_s)
 
 

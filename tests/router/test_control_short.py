@@ -144,16 +144,16 @@ def test_threshold_stops_rising_once_what_is_committed_no_longer_grows() -> None
 
 
 def test_long_local_queues_cap_the_threshold_and_then_lower_it() -> None:
-    """t does not rise while the least-loaded local PD-P worker is predicted to wait half its
-    budget, and falls while it waits 80 % of it, link pressure or not: a long prompt queued
+    """t does not rise while the local PD-P workers are predicted to wait 40 % of their budget on
+    average, and falls while they wait 60 % of it, link pressure or not: a long prompt queued
     behind a slow link on PrfaaS is served late, one refused by a full local queue not at all."""
     ctl = ShortTermController(BASE_T)
     budget = ctl.config.local_wait_budget_s
     for _ in range(10):
-        d = ctl.update(cut_tick(40e6, 50e6, 200e6, wait=0.6 * budget))
+        d = ctl.update(cut_tick(40e6, 50e6, 200e6, wait=0.5 * budget))
     assert ctl.threshold == BASE_T and d.reason == "hold"
     ctl.threshold = 8 * BASE_T
-    reasons = [ctl.update(cut_tick(40e6, 50e6, 200e6, wait=0.9 * budget)).reason for _ in range(30)]
+    reasons = [ctl.update(cut_tick(40e6, 50e6, 200e6, wait=0.7 * budget)).reason for _ in range(30)]
     assert reasons[0] == "lower:local" and ctl.threshold == BASE_T and reasons[-1] == "hold"
 
 

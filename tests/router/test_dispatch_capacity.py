@@ -179,3 +179,40 @@ def test_drain_rate_prediction_learns_from_completed_attempts() -> None:
     observe_drain(w, 0, 1.0)
     observe_drain(w, 100, 0.0)
     assert 500 < w.drain_tokens_per_s < 1000
+
+
+async def test_local_queue_past_its_budget_is_offloaded_instead_of_refused() -> None:
+    """prfaas policy, a prompt under t: when the local prefill queue would wait past the budget
+    the request is queued on PrfaaS (behind the link) instead of refused (issue 12)."""
+    c = await start_cluster(threshold=1e6, max_prefill_wait_s=1.5)
+    try:
+        c.worker("pd-0").script.prefill_mode = "stall"
+        queued = [asyncio.ensure_future(run(c, list(range(i, i + 1000)))) for i in range(2)]
+        while len(c.worker("pd-0").prefill_requests) < 2:
+            await asyncio.sleep(0.01)
+        assert len(await run(c, list(range(1000)))) == 4
+        assert len(c.worker("prfaas-0").prefill_requests) == 1
+        assert len(c.worker("pd-0").prefill_requests) == 2
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+    finally:
+        await c.close()
+
+
+def test_kv_streaming_on_a_prfaas_worker_is_no_queue() -> None:
+    """The router counts an offload on its PrfaaS worker until the KV is complete at decode; on a
+    cut link that is seconds of streaming after the compute. With nothing waiting for compute
+    there (the worker's report), a prefill placed now starts at once."""
+    from prfaas._proto.prfaas.v1 import worker_pb2
+
+    w = WorkerHandle("prfaas-0", "prefill", "prfaas", role=None, grpc_address="")  # type: ignore[arg-type]
+    w.inflight_prefill_tokens = 40_000
+    w.load = worker_pb2.WorkerLoad(num_waiting=0, num_running=1)
+    assert predicted_wait_s(w, 1000) == 0.0
+    w.load = worker_pb2.WorkerLoad(num_waiting=1, num_running=1)
+    assert predicted_wait_s(w, 1000) == pytest.approx(40.0)
+    local = WorkerHandle("pd-0", "pd", "pd", role=None, grpc_address="")  # type: ignore[arg-type]
+    local.inflight_prefill_tokens = 40_000
+    local.load = worker_pb2.WorkerLoad(num_waiting=0)
+    assert predicted_wait_s(local, 1000) == pytest.approx(40.0)  # local: the router's count

@@ -12,7 +12,7 @@ Control law (one `update()` per tick, e.g. every second; constants in `ShortTerm
            prefills that were already running when t rose (a cut link), so neither u nor b says
            whether t is high enough; rho does: once the offloads t still lets through fit the
            link, rho < 1 and t stops rising, however long the committed KV takes to drain.
-  W      = predicted prefill wait on the least-loaded local PD-P worker (seconds).
+  W      = mean predicted prefill wait on the local PD-P workers (seconds).
   link pressure:
            "backlog"  saturated (b >= 1 or the estimator sees a backlog) and rho >= 1 and
                       drain >= commit_horizon_s (committed KV that the link carries within the
@@ -92,9 +92,9 @@ class ShortTermConfig:
     """Committed KV the link delivers within this many seconds is no backlog pressure."""
     local_wait_budget_s: float = 30.0
     """The local prefill queues' wait budget (the dispatcher's `max_prefill_wait_s`)."""
-    local_hold_fraction: float = 0.5
+    local_hold_fraction: float = 0.4
     """Local PD-P wait (fraction of the budget) from which t no longer rises."""
-    local_shed_fraction: float = 0.8
+    local_shed_fraction: float = 0.6
     """Local PD-P wait (fraction of the budget) from which t steps down, link or not."""
     fast_margin: float = 1.25
     """Measured/configured capacity above which t may fall below t_base."""
@@ -125,7 +125,7 @@ class LinkTelemetry:
     link_saturated: bool = False
     """The capacity estimator saw a backlog the link limits (`LinkCapacityEstimator.saturated`)."""
     local_wait_s: float = 0.0
-    """Predicted prefill wait on the least-loaded local PD-P worker."""
+    """Mean predicted prefill wait on the local PD-P workers."""
     configured_bytes_per_s: float = 0.0
     """The configured link rate (0: unknown, t_eff never goes below t_base)."""
 
