@@ -84,6 +84,7 @@ class Deployment:
         api_key_file: Path | None = None,
         generate_api_key: bool = False,
         child_args: tuple[str, ...] = (),
+        worker_args: tuple[str, ...] = (),
     ) -> None:
         # Where the topology came from (messages only); children read the effective copy.
         self.source_path = topology_path
@@ -116,6 +117,8 @@ class Deployment:
         self.link_timeline = log_dir / "link.timeline"
         # Options every child takes (prfaas up's --log-level/--log-format), after its own.
         self.child_args = child_args
+        # Options only the workers take, after their own (prfaas up --checkpoint).
+        self.worker_args = worker_args
 
     def _effective(self) -> Topology:
         """The topology the children see: in netns mode, each cluster on its namespace address;
@@ -222,7 +225,7 @@ class Deployment:
                 ready = lambda address=w.grpc: grpc_ready(address)  # noqa: E731
             else:
                 ready = lambda ns=ns, address=w.grpc: _port_open_in_ns(ns, address)  # noqa: E731
-            argv = self._cli(kind, *self._worker_args(w, index + 1),
+            argv = self._cli(kind, *self._worker_args(w, index + 1), *self.worker_args,
                              *self.secrets.worker_args(w.worker_id))  # fmt: skip
             worker_specs.append(ProcessSpec(w.worker_id, argv, env, ready=ready, prefix=prefix))
         prefix, _ = self._placement("pd")

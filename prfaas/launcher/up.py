@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="serve this Hugging Face checkpoint directory (Qwen3.5 text) everywhere"
     )
+    parser.add_argument(
+        "--checkpoint",
+        help="serve this prfaas safetensors checkpoint (its HybridConfig inside, as "
+        "prfaas.model.checkpoint.save_checkpoint writes it) on every worker; torch backend",
+    )
     parser.add_argument("--log-dir", default="runs/up/logs", help="one log file per process")
     parser.add_argument(
         "--log-level", default="INFO", help="every process's log level (DEBUG | INFO | WARNING)"
@@ -104,25 +109,47 @@ def _print_endpoints(deployment: Deployment, log_dir: str) -> None:
     print(f"  logs:            {log_dir}  (Ctrl-C stops everything)", flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def build_deployment(args: argparse.Namespace) -> Deployment:
+    """The deployment the options describe, not started; raises TopologyError for a bad topology
+    or a bad combination of options."""
     path = Path(args.topology)
+    model = str(Path(args.model).resolve()) if args.model else None
+    topo = load_topology(path)
+    # The topology's [security] section, with what the options turn on.
+    security = topo.security.with_options(
+        tls=args.tls, secure=args.secure, api_key_file=args.api_key_file
+    )
+    topo = topo.with_overrides(
+        backend=args.backend, policy=args.policy, model=model, security=security
+    )
+    worker_args: tuple[str, ...] = ()
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint).resolve()
+        if topo.backend != "torch":
+            raise TopologyError(
+                "--checkpoint needs the torch backend (the emulated one has no weights)"
+            )
+        if topo.model:
+            raise TopologyError(
+                "--checkpoint and --model (or the topology's model) exclude each other"
+            )
+        if not checkpoint.is_file():
+            raise TopologyError(f"--checkpoint {checkpoint}: no such file")
+        worker_args = ("--checkpoint", str(checkpoint))
+    return Deployment(
+        topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns,
+        child_args=("--log-level", args.log_level, "--log-format", args.log_format),
+        worker_args=worker_args,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
     try:
-        model = str(Path(args.model).resolve()) if args.model else None
-        topo = load_topology(path)
-        # The topology's [security] section, with what the options turn on.
-        security = topo.security.with_options(
-            tls=args.tls, secure=args.secure, api_key_file=args.api_key_file
-        )
-        topo = topo.with_overrides(
-            backend=args.backend, policy=args.policy, model=model, security=security
-        )
+        deployment = build_deployment(args)
     except TopologyError as exc:
         print(f"prfaas up: {exc}", file=sys.stderr)
         return 2
-    deployment = Deployment(
-        topo, path, Path(args.log_dir), metrics_base_port=args.metrics_base_port, netns=args.netns,
-        child_args=("--log-level", args.log_level, "--log-format", args.log_format),
-    )  # fmt: skip
+    topo = deployment.topo
     supervisor = deployment.supervisor
     stop = threading.Event()
 
