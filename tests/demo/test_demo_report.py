@@ -89,22 +89,37 @@ def _run() -> PolicyRun:
     return PolicyRun(Comparison(runs, {}), prediction, 4.0)
 
 
-def test_explanation_states_capacity_threshold_and_measured_numbers() -> None:
+def test_explanation_states_threshold_and_measured_numbers() -> None:
     first, second = _run().explanation()
-    assert first.startswith("At 4.0 req/s homogeneous-pd")
-    assert "(planned 2.3 req/s), saturates: TTFT P90 8.10 s" in first
-    assert "(planned 6.3), is not yet saturated: TTFT P90 0.80 s" in first
-    assert "prfaas (planned 8.9)" in second and "t = 22784 tokens (100% of requests;" in second
+    assert first.startswith(
+        "At 4.0 req/s (1.74x homogeneous-pd's planned capacity, 0.63x naive-hetero's, 0.45x "
+        "prfaas's)"
+    )
+    assert "H20s (0.74 req/s, TTFT P90 8.10 s)" in first
+    assert "(3.17 req/s, served 10/10; its TTFT P90 0.80 s counts only" in first
+    assert "t = 22784 tokens (100% of requests;" in second
+    assert second.endswith("(3.51 req/s, served 10/10, TTFT P90 0.50 s).")
+
+
+def test_capacity_table_puts_the_planner_beside_the_measurement() -> None:
+    rows = _run().capacity_table().splitlines()
+    assert rows[0].startswith("| policy | planned Λ (req/s) | offered | measured (req/s) |")
+    assert rows[2] == "| prfaas | 8.90 | 4.00 | 3.51 | 10/10 | 0.50 s |"
+    assert rows[3] == "| homogeneous-pd | 2.30 | 4.00 | 0.74 | 10/10 | 8.10 s |"
 
 
 def test_policy_plot_is_titled_and_labelled(tmp_path: Path) -> None:
     run = _run()
     summaries = {n: r.summary for n, r in run.comparison.runs.items()}
-    fig = policy_figure(summaries, run.rate_rps)
+    planned = {n: run.capacity(n) for n in summaries}
+    fig = policy_figure(summaries, run.rate_rps, planned, 0.15)
     assert fig._suptitle is not None and "4.0 req/s offered" in fig._suptitle.get_text()
+    assert "0.15 Gbit/s link" in fig._suptitle.get_text()
     left, right = fig.axes
     assert left.get_ylabel() == "completed requests / s" and right.get_ylabel() == "seconds"
     assert [t.get_text() for t in left.get_xticklabels()] == list(summaries)
     heights = [bar.get_height() for bar in right.patches]
     assert heights == [summaries[n].ttft_p90_s for n in summaries]
+    (ticks,) = left.collections  # the planner's Λ_max, one tick per policy
+    assert [y for _, y in ticks.get_offsets()] == [8.9, 2.3, 6.3]
     assert policy_bars(summaries, run.rate_rps, tmp_path / "p.png").stat().st_size > 10_000

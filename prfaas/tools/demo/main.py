@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-factor",
         type=float,
-        default=1.6,
-        help="offered load as a multiple of homogeneous PD's planned capacity",
+        default=1.3,
+        help="offered load as a multiple of naive-hetero's planned capacity (the stronger "
+        "baseline's; prfaas's is about twice it)",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals/policy")
     parser.add_argument("--port-base", type=int, default=25000, help="ports of the emulated part")
@@ -58,13 +59,14 @@ def _real_model(args: argparse.Namespace, out: Path) -> bool:
 
 def _policies(args: argparse.Namespace, out: Path) -> bool:
     from prfaas.tools.demo.plot import policy_bars
-    from prfaas.tools.demo.policies import DEMO_SCALE, run_policies
+    from prfaas.tools.demo.policies import DEMO_SCALE, RATE_BASELINE, run_policies
 
     print(
         f"[2/2] The three policies on emulated heterogeneous clusters (PrfaaS: "
         f"{DEMO_SCALE.n_prfaas} H200-profile worker; PD: {DEMO_SCALE.n_pd} H20-profile workers; "
-        f"paper's log-normal prompt lengths), {args.duration:g} s of Poisson arrivals each at "
-        f"{args.rate_factor:g}x homogeneous PD's planned capacity.",
+        f"one {DEMO_SCALE.link_gbps:g} Gbit/s link; paper's log-normal prompt lengths), "
+        f"{args.duration:g} s of Poisson arrivals each at {args.rate_factor:g}x {RATE_BASELINE}'s "
+        f"planned capacity.",
         flush=True,
     )
     run = run_policies(
@@ -80,9 +82,14 @@ def _policies(args: argparse.Namespace, out: Path) -> bool:
         {name: r.summary for name, r in comparison.runs.items()},
         run.rate_rps,
         out / "policies.png",
+        {name: run.capacity(name) for name in comparison.runs},
+        DEMO_SCALE.link_gbps,
     )
     print()
     print(comparison.table())
+    print()
+    print("The planner's capacity (Λ_max, same inputs) beside what each policy carried:")
+    print(run.capacity_table())
     for line in run.explanation():
         print(line)
     print()
