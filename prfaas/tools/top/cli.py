@@ -13,6 +13,7 @@ import time
 from rich.console import Console
 from rich.live import Live
 
+from prfaas.security.https import add_ca_file_argument, trust_ca_file
 from prfaas.tools.top.poller import TopPoller
 from prfaas.tools.top.render import render
 
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a worker's own /metrics (as `prfaas up --metrics-base-port` prints them), for its "
         "running/waiting requests, KV use and KV transfer failures; repeatable",
     )
+    add_ca_file_argument(parser)
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     parser.add_argument(
         "--once", action="store_true", help="print one frame (over one interval) and exit"
@@ -48,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    poller = TopPoller(args.router, dict(args.worker_metrics))
+    trust_ca_file(args.ca_file)
+    # A CA means HTTPS: a bare host:port then gets https://, not the default http://.
+    router = (
+        args.router if args.ca_file is None or "://" in args.router else f"https://{args.router}"
+    )
+    poller = TopPoller(router, dict(args.worker_metrics))
     console = Console()
     try:
         if args.once:
