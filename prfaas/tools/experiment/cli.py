@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prfaas.tools.experiment import deploy, report
+from prfaas.tools.experiment import deploy, policy_report
 from prfaas.tools.experiment.fluctuation import parse_schedule, run_fluctuation
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, run_point
@@ -105,9 +105,11 @@ def reanalyze(out: Path) -> dict[str, Any]:
 
 
 def _finish(doc: dict[str, Any], common: float) -> None:
-    doc["measured"] = {p: report.summarize_policy(pts, common) for p, pts in doc["points"].items()}
+    doc["measured"] = {
+        p: policy_report.summarize_policy(pts, common) for p, pts in doc["points"].items()
+    }
     if "prfaas" in doc["measured"] and len(doc["measured"]) == 3:
-        doc["ratios"] = report.ratios(doc["measured"], doc["prediction"])
+        doc["ratios"] = policy_report.ratios(doc["measured"], doc["prediction"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         return run_and_report(args)
     if args.reanalyze:
         doc = reanalyze(Path(args.out_dir))
-        paths = report.write(doc, Path(args.out_dir))
+        paths = policy_report.write(doc, Path(args.out_dir))
         print(paths["markdown"].read_text())
         return 0
     started = time.monotonic()
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     _finish(doc, common)
     doc["load_average"]["end"] = os.getloadavg()
     doc["wall_s"] = time.monotonic() - started
-    paths = report.write(doc, out)
+    paths = policy_report.write(doc, out)
     print(paths["markdown"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     fl_failed = doc.get("fluctuation", {}).get("failed", 0)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prfaas.tools.experiment import report
+from prfaas.tools.experiment import policy_report
 from prfaas.tools.experiment.cli import QUICK
 from prfaas.tools.experiment.fluctuation import _phases
 from prfaas.tools.experiment.scale import Scale, predict
@@ -146,9 +146,11 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         doc["points"][policy] = points
     if "prfaas" in policies and not args.no_fluctuation:
         doc["fluctuation"] = _fluctuation(args, prediction, scale, args.quick)
-    doc["measured"] = {p: report.summarize_policy(pts, common) for p, pts in doc["points"].items()}
+    doc["measured"] = {
+        p: policy_report.summarize_policy(pts, common) for p, pts in doc["points"].items()
+    }
     if "prfaas" in doc["measured"] and len(doc["measured"]) == 3:
-        doc["ratios"] = report.ratios(doc["measured"], doc["prediction"])
+        doc["ratios"] = policy_report.ratios(doc["measured"], doc["prediction"])
     return doc
 
 
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if args.experiment:
         doc = run_experiment(args)
         doc["wall_s"] = time.perf_counter() - started
-        paths = report.write(doc, out)
+        paths = policy_report.write(doc, out)
         print(paths["markdown"].read_text())
         print(json.dumps({k: str(v) for k, v in paths.items()}))
         return 0

@@ -1,4 +1,5 @@
-"""experiment.json, experiment.md (the results table) and PNG plots."""
+"""The policy comparison's outputs: experiment.json, experiment.md (measured against predicted, per
+policy) and PNG plots."""
 
 from __future__ import annotations
 
