@@ -79,9 +79,15 @@ class DecodeRow(TypedDict):
     flops_per_s: float
     bytes_read: dict[str, int]  # decode_bytes: weights, kv, state, total
     read_bytes_per_s: float
+    step_ms_min_max: list[float]
+    # The step's own thread CPU time (CPU device): on a shared box wall time includes waits for a
+    # core, CPU time does not; it is compared with the read bandwidth timed the same way.
+    step_cpu_ms: float | None
+    read_bytes_per_cpu_s: float | None
     # Filled in once the run's ceiling, bandwidth and torch-path timings are known.
     fraction_of_ceiling: NotRequired[float]
     fraction_of_read_bandwidth: NotRequired[float]
+    fraction_of_read_bandwidth_cpu: NotRequired[float]
     speedup_vs_torch_path: NotRequired[float]
 
 
@@ -90,15 +96,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _best_time(fn, device: torch.device, repeats: int = 3) -> float:
+def _best_time(fn, device: torch.device, repeats: int = 3, clock=time.perf_counter) -> float:
     fn()
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         _sync(device)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
@@ -144,11 +150,14 @@ def decode_bytes(c: HybridConfig, batch: int, context: int) -> dict[str, int]:
     return {"weights": weights, "kv": kv, "state": state, "total": weights + kv + state}
 
 
-def read_bandwidth(device: torch.device, nbytes: int = 256 * 2**20) -> float:
+def read_bandwidth(
+    device: torch.device, nbytes: int = 256 * 2**20, *, clock=time.perf_counter
+) -> float:
     """Bytes/s of a plain torch sum over `nbytes` of filled fp32 (far larger than the caches):
-    the memory roofline the decode steps are compared with, measured in the same run."""
+    the memory roofline the decode steps are compared with, measured in the same run.
+    `clock=time.thread_time` gives the CPU-time figure (see DecodeRow.step_cpu_ms)."""
     x = torch.randn(nbytes // 4, device=device)
-    return nbytes / _best_time(lambda: x.sum(), device, repeats=5)
+    return nbytes / _best_time(lambda: x.sum(), device, repeats=5, clock=clock)
 
 
 def matmul_ceiling(c: HybridConfig, device: torch.device, rows: int = 4096) -> MatmulCeiling:
@@ -229,22 +238,29 @@ def _decode_cases(
     for B in batches:
         group = seqs[:B]
         step_tokens = torch.full((B,), 65, dtype=torch.long)
-        times = []
+        times, cpu_times = [], []
         for i in range(steps + 1):
             for s in group:
                 s.num_tokens = context + i
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             model.decode(step_tokens, cache, group)
             _sync(device)
             if i:  # the first step is a warm-up
                 times.append(time.perf_counter() - t0)
-        step = sorted(times)[len(times) // 2]
+                cpu_times.append(time.thread_time() - c0)
+        times.sort()
+        cpu_times.sort()
+        step, cpu_step = times[len(times) // 2], cpu_times[len(cpu_times) // 2]
+        on_cpu = device.type == "cpu"
         need = decode_bytes(c, B, context)
         out.append(DecodeRow({
             "batch": B, "context": context, "step_ms": step * 1e3, "tokens_per_s": B / step,
+            "step_ms_min_max": [times[0] * 1e3, times[-1] * 1e3],
+            "step_cpu_ms": cpu_step * 1e3 if on_cpu else None,
             "flops_per_s": decode_flops(c, B, context) / step,
             "bytes_read": need, "read_bytes_per_s": need["total"] / step,
+            "read_bytes_per_cpu_s": need["total"] / cpu_step if on_cpu and cpu_step else None,
         }))  # fmt: skip
     return out
 
@@ -275,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     contexts = [512] if args.quick else [int(x) for x in args.decode_contexts.split(",")]
     steps = 4 if args.quick else 8
     bandwidth_start = read_bandwidth(device)
+    cpu_bandwidth_start = read_bandwidth(device, clock=time.thread_time)
     ceiling = matmul_ceiling(config, device)
     prefill = [_prefill_case(model, T, device) for T in prompt_lengths]
     decode: list[DecodeRow] = []
@@ -287,13 +304,18 @@ def run(args: argparse.Namespace) -> int:
             )
     ceiling_end = matmul_ceiling(config, device)["flops_per_s"]
     bandwidth_end = read_bandwidth(device)
+    cpu_bandwidth_end = read_bandwidth(device, clock=time.thread_time)
     peak = max(ceiling["flops_per_s"], ceiling_end)
     bandwidth = max(bandwidth_start, bandwidth_end)
+    cpu_bandwidth = max(cpu_bandwidth_start, cpu_bandwidth_end)
     for prow in prefill:
         prow["fraction_of_ceiling"] = prow["flops_per_s"] / peak
     for row in decode + decode_torch:
         row["fraction_of_ceiling"] = row["flops_per_s"] / peak
         row["fraction_of_read_bandwidth"] = row["read_bytes_per_s"] / bandwidth
+        per_cpu_s = row["read_bytes_per_cpu_s"]
+        if per_cpu_s is not None:
+            row["fraction_of_read_bandwidth_cpu"] = per_cpu_s / cpu_bandwidth
     for fast, slow in zip(decode, decode_torch, strict=False):
         fast["speedup_vs_torch_path"] = slow["step_ms"] / fast["step_ms"]
     result = {
@@ -316,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
         "ceiling_shapes_mkn": ceiling["shapes_mkn"],
         "read_bandwidth_bytes_per_s": bandwidth,
         "read_bandwidth_start_end": [bandwidth_start, bandwidth_end],
+        "read_bandwidth_cpu_time_start_end": [cpu_bandwidth_start, cpu_bandwidth_end],
         "prefill": prefill,
         "decode": decode,
         "decode_torch_path": decode_torch,
@@ -339,5 +362,11 @@ def run(args: argparse.Namespace) -> int:
                 f"decode B={row['batch']:>2} @{row['context']}: {row['step_ms']:7.1f} ms/step  "
                 f"{row['tokens_per_s']:7.0f} tok/s  reads {row['bytes_read']['total'] / 1e6:6.1f} "
                 f"MB  {row['fraction_of_read_bandwidth']:.2f} of read bandwidth"
+                + (
+                    f" (CPU time {row['step_cpu_ms']:.1f} ms: "
+                    f"{row.get('fraction_of_read_bandwidth_cpu', 0.0):.2f})"
+                    if row["step_cpu_ms"] is not None
+                    else ""
+                )
             )
     return 0
