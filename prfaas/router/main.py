@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,15 @@ def _long_term(topo: Topology) -> LongTermController | None:
     return LongTermController(model)
 
 
+class _HttpServer(uvicorn.Server):
+    """uvicorn's server without its signal capture: the router owns SIGTERM/SIGINT (uvicorn would
+    otherwise re-raise them after serving)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @dataclass
 class RouterProcess:
     """Everything the router process owns, built by `build()`."""
@@ -210,9 +220,7 @@ async def serve(
     config = uvicorn.Config(app, host=topo.host, port=topo.http_port, lifespan="off",
                             log_level="warning", timeout_graceful_shutdown=5,
                             **(https.uvicorn_options() if https else {}))  # fmt: skip
-    http = uvicorn.Server(config)
-    # The router owns SIGTERM/SIGINT (uvicorn would otherwise re-raise them after serving).
-    http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    http = _HttpServer(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(http, "should_exit", True))
