@@ -28,13 +28,13 @@ from prfaas.pd_worker import main as pd_main
 from prfaas.prefill_worker import main as prefill_main  # noqa: F401 (its entry module loads too)
 from prfaas.request import Request
 from prfaas.worker.wire_inputs import inputs_from_proto
-from prfaas.worker.options import build_backend
+from prfaas.worker.options import PDWorkerOptions, build_backend, options_from_args
 
 parser = argparse.ArgumentParser()
 pd_main.add_arguments(parser)
 profile = str(case_study_file("h20_8gpu_prefill.csv"))
 args = parser.parse_args(["--worker-id", "pd-0", "--backend", "emulated", "--profile", profile])
-backend, eos, max_context = build_backend(args)
+backend, eos, max_context = build_backend(options_from_args(PDWorkerOptions, args))
 engine = EngineCore(backend, cache_budget_bytes=64 << 20, max_num_batched_tokens=4096,
                     max_num_seqs=8, max_model_len=max_context)
 prompt, params = inputs_from_proto([1, 2, 3, 4], common_pb2.SamplingParams(max_tokens=3), 256)

@@ -104,7 +104,7 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
             req,
             receiver=rt.receiver,
             source=source,
-            kv_compression=getattr(rt.args, "kv_compression", "none"),
+            kv_compression=rt.options.kv_compression,
         )
         span = spans.start_span("generate", context, rt.worker_id, request.request_id)
         first_token = True

@@ -13,37 +13,35 @@ import argparse
 from prfaas._proto.prfaas.v1 import worker_pb2_grpc
 from prfaas.log_setup import configure_logging
 from prfaas.prefill_worker.service import PrefillWorkerServicer
-from prfaas.worker.options import add_common_arguments
+from prfaas.worker.options import (
+    PrefillWorkerOptions,
+    add_worker_arguments,
+    options_from_args,
+    worker_security,
+)
 from prfaas.worker.runtime import WorkerRuntime
 from prfaas.worker.server import run_async, serve_worker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser, default_port=50100)
-    parser.add_argument(
-        "--kv-port",
-        type=int,
-        default=0,
-        help="KV receiver TCP port, for importing prefixes from other workers (0: none)",
-    )
-    parser.add_argument(
-        "--kv-advertise", default="", help="KV address others should use (default host:kv-port)"
-    )
+    add_worker_arguments(parser, PrefillWorkerOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args)
+    options = options_from_args(PrefillWorkerOptions, args)
+    security = worker_security(args, options.worker_id)
 
     async def main() -> None:
         # A KV receiver only to import cached prefixes (ImportPrefix); prefills never receive.
-        runtime = WorkerRuntime(args, receives_kv=args.kv_port > 0)
+        runtime = WorkerRuntime(options, security, receives_kv=options.kv_port > 0)
         servicer = PrefillWorkerServicer(runtime)
         await serve_worker(
             runtime,
             servicer,
             lambda server: worker_pb2_grpc.add_WorkerServicer_to_server(servicer, server),
             kind="prefill",
-            kv_address=(args.kv_advertise or f"{args.host}:{args.kv_port}") if args.kv_port else "",
+            kv_address=options.kv_address if options.kv_port else "",
         )
 
     return run_async(main)

@@ -1,94 +1,226 @@
-"""Command-line options shared by both worker processes, and building an engine from them."""
+"""A worker process's options: one pydantic model, from which the command line is generated.
+
+Each option is declared once, as a field of `WorkerOptions` (type, default, help); the two worker
+kinds differ in defaults and in `role` (`PrefillWorkerOptions`, `PDWorkerOptions`).
+`add_worker_arguments` turns the fields into `--flags`; `options_from_args` validates what
+argparse parsed into the model (unknown keys rejected, checks across options) and raises a
+`ConfigError` that names the flag. Logging and credential flags belong to their own modules
+(`log_setup.py`, `security/options.py`, shared with the router); `WorkerSecurity` is what the
+runtime gets of them: the resolved secret, TLS contexts and gRPC credentials, not flags.
+Building the backend and engine from the options is here too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Self, TypeVar, Union, get_args, get_origin
 
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+
+from prfaas.config_error import ConfigError
 from prfaas.engine.core import EngineCore
 from prfaas.engine.execution_backend import ExecutionBackend
 from prfaas.engine.prefix_cache import CacheListener
 from prfaas.log_setup import add_logging_arguments
-from prfaas.security.options import add_security_arguments
+from prfaas.roles import PD_ROLES
+from prfaas.security import identities
+from prfaas.security.credentials import GrpcCredentials
+from prfaas.security.kv_tls import receiver_context, sender_context
+from prfaas.security.options import add_security_arguments, credentials_from_args
 from prfaas.security.secret_files import read_secret
 from prfaas.worker.compute import LayerHooks
 
 SECRET_ENV = "PRFAAS_KV_SECRET"
 
+BACKENDS = ("torch", "emulated")
+KV_COMPRESSIONS = ("none", "fp8", "int8")
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Str = Annotated[str, Strict()]
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+
+@dataclass(frozen=True)
+class OneOf:
+    """Field metadata: the values a string option may take (argparse `choices`, and checked)."""
+
+    choices: tuple[str, ...]
+
+
+class WorkerOptions(BaseModel):
+    """Options of either worker kind (field = `--field-name`; `description` = its help)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worker_id: Str = Field(description="unique id, e.g. prfaas-0 or pd-1")
+    cluster: Str = Field("", description="datacenter / cluster name")
+    host: Str = Field("127.0.0.1", description="address to bind")
+    grpc_port: Int = Field(0, description="gRPC port")
+    metrics_port: Int = Field(0, description="Prometheus port (0: off)")
+    backend: Annotated[Str, OneOf(BACKENDS)] = Field(
+        "torch", description="torch (the model) or emulated (a profile)"
+    )
+    preset: Str = Field("small", description="model preset (torch backend)")
+    checkpoint: Str = Field("", description="safetensors checkpoint (torch backend)")
+    model: Str = Field(
+        "",
+        description="Hugging Face checkpoint directory (Qwen3.5 text; torch backend; overrides "
+        "--preset)",
+    )
+    model_dtype: Str = Field("", description="float32 | bfloat16 (default: the checkpoint's dtype)")
+    device: Str = Field("auto", description="cuda | cpu | auto")
+    threads: Int | None = Field(None, description="torch threads (default 1)")
+    cache_budget_mb: Float = Field(512.0, description="KV and state cache budget (MiB)")
+    block_size: Int = Field(256, description="tokens per KV block")
+    max_batched_tokens: Int = Field(2048, description="tokens per engine step at most")
+    max_num_seqs: Int = Field(64, description="most requests running at once (BS_max)")
+    profile: Str = Field("", description="emulated backend: profile CSV")
+    time_factor: Float = Field(0.1, description="emulated: time scale")
+    byte_factor: Float = Field(1e-3, description="emulated: byte scale")
+    decode_step_ms: Float = Field(25.0, description="emulated: decode step")
+    kv_connections: Int = Field(4, description="TCP connections per peer")
+    kv_chunk_mib: Float = Field(4.0, description="KV transfer chunk size")
+    kv_compression: Annotated[Str, OneOf(KV_COMPRESSIONS)] = Field(
+        "none",
+        description="full-attention KV on the line: fp8 e4m3 or int8 with per-64-element scales "
+        "(torch backend; every worker of a deployment must agree, see docs/kv-wire-format.md)",
+    )
+    kv_port: Int = Field(0, description="KV receiver TCP port")
+    kv_advertise: Str = Field("", description="KV address others should use (default host:kv-port)")
+    kv_link_advertise: Str = Field(
+        "",
+        description="KV address senders in the other cluster use (default: the KV advertise "
+        "address)",
+    )
+    router: Str = Field(
+        "",
+        description="router gRPC address(es) to register with, comma-separated; a name resolving "
+        "to several addresses (a headless Service) registers with every router replica",
+    )
+    grpc_advertise: Str = Field(
+        "", description="gRPC address routers should use (default host:port)"
+    )
+    register_interval_s: Float = Field(
+        2.0,
+        description="re-register this often (keepalive; a restarted router relearns the worker)",
+    )
+    drain_timeout_s: Float = Field(
+        30.0, description="on SIGTERM, wait this long for in-flight requests before aborting them"
+    )
+    link_gbps: Float = Field(0.0, description="nominal KV link rate, for utilization (0: unknown)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for name, info in type(self).model_fields.items():
+            for one_of in (m for m in info.metadata if isinstance(m, OneOf)):
+                if getattr(self, name) not in one_of.choices:
+                    raise ValueError(
+                        f"{_flag(name)}: must be one of {', '.join(one_of.choices)}, "
+                        f"got {getattr(self, name)!r}"
+                    )
+        if self.backend == "emulated" and not self.profile:
+            raise ValueError("--backend emulated needs --profile CSV")
+        if self.kv_compression != "none" and self.backend != "torch":
+            raise ValueError("--kv-compression needs the torch backend (emulated KV is not data)")
+        return self
+
+    @property
+    def kv_address(self) -> str:
+        """The KV receiver's address as others reach it."""
+        return self.kv_advertise or f"{self.host}:{self.kv_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """The gRPC address routers use."""
+        return self.grpc_advertise or f"{self.host}:{self.grpc_port}"
+
+
+class PrefillWorkerOptions(WorkerOptions):
+    grpc_port: Int = Field(50100, description="gRPC port")
+    kv_port: Int = Field(
+        0, description="KV receiver TCP port, for importing prefixes from other workers (0: none)"
+    )
+
+
+class PDWorkerOptions(WorkerOptions):
+    grpc_port: Int = Field(50200, description="gRPC port")
+    kv_port: Int = Field(50300, description="KV receiver TCP port")
+    role: Annotated[Str, OneOf(PD_ROLES)] = Field("mixed", description="the starting role")
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser, options: type[WorkerOptions]) -> None:
+    """One `--flag` per field of `options`, then the logging and credential flags."""
     add_logging_arguments(parser)
-    parser.add_argument("--worker-id", required=True, help="unique id, e.g. prfaas-0 or pd-1")
-    parser.add_argument("--cluster", default="", help="datacenter / cluster name")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--grpc-port", type=int, default=default_port)
-    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
-    parser.add_argument("--backend", choices=("torch", "emulated"), default="torch")
-    parser.add_argument("--preset", default="small", help="model preset (torch backend)")
-    parser.add_argument("--checkpoint", default="", help="safetensors checkpoint (torch backend)")
-    parser.add_argument(
-        "--model",
-        default="",
-        help="Hugging Face checkpoint directory (Qwen3.5 text; torch backend; overrides --preset)",
-    )
-    parser.add_argument(
-        "--model-dtype", default="", help="float32 | bfloat16 (default: the checkpoint's dtype)"
-    )
-    parser.add_argument("--device", default="auto", help="cuda | cpu | auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
-    parser.add_argument("--cache-budget-mb", type=float, default=512.0)
-    parser.add_argument("--block-size", type=int, default=256)
-    parser.add_argument("--max-batched-tokens", type=int, default=2048)
-    parser.add_argument(
-        "--max-num-seqs", type=int, default=64, help="most requests running at once (BS_max)"
-    )
-    parser.add_argument("--profile", default="", help="emulated backend: profile CSV")
-    parser.add_argument("--time-factor", type=float, default=0.1, help="emulated: time scale")
-    parser.add_argument("--byte-factor", type=float, default=1e-3, help="emulated: byte scale")
-    parser.add_argument("--decode-step-ms", type=float, default=25.0, help="emulated: decode step")
-    parser.add_argument("--kv-connections", type=int, default=4, help="TCP connections per peer")
-    parser.add_argument("--kv-chunk-mib", type=float, default=4.0, help="KV transfer chunk size")
-    parser.add_argument(
-        "--kv-compression",
-        choices=("none", "fp8", "int8"),
-        default="none",
-        help="full-attention KV on the line: fp8 e4m3 or int8 with per-64-element scales (torch "
-        "backend; every worker of a deployment must agree, see docs/kv-wire-format.md)",
-    )
-    parser.add_argument(
-        "--router",
-        default="",
-        help="router gRPC address(es) to register with, comma-separated; a name resolving to "
-        "several addresses (a headless Service) registers with every router replica",
-    )
-    parser.add_argument(
-        "--grpc-advertise", default="", help="gRPC address routers should use (default host:port)"
-    )
-    parser.add_argument(
-        "--kv-link-advertise",
-        default="",
-        help="KV address senders in the other cluster use (default: the KV advertise address)",
-    )
-    parser.add_argument(
-        "--register-interval-s",
-        type=float,
-        default=2.0,
-        help="re-register this often (keepalive; a restarted router relearns the worker)",
-    )
-    parser.add_argument(
-        "--drain-timeout-s",
-        type=float,
-        default=30.0,
-        help="on SIGTERM, wait this long for in-flight requests before aborting them",
-    )
-    parser.add_argument(
-        "--link-gbps",
-        type=float,
-        default=0.0,
-        help="nominal KV link rate, for utilization (0: unknown)",
-    )
+    for name, info in options.model_fields.items():
+        kind: dict[str, Any] = {"help": info.description}
+        one_of = [m for m in info.metadata if isinstance(m, OneOf)]
+        if one_of:
+            kind["choices"] = one_of[0].choices
+        elif (scalar := _scalar(info.annotation)) is not str:
+            kind["type"] = scalar
+        if info.is_required():
+            kind["required"] = True
+        else:
+            kind["default"] = info.default
+        parser.add_argument(_flag(name), **kind)
     add_security_arguments(parser, router=False)
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _scalar(annotation: Any) -> Any:
+    """The scalar type of a field: `Annotated[int, Strict()] | None` -> int."""
+    if get_origin(annotation) is Annotated:
+        return _scalar(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        (inner,) = [a for a in get_args(annotation) if a is not type(None)]
+        return _scalar(inner)
+    return annotation
+
+
+O = TypeVar("O", bound=WorkerOptions)
+
+
+def options_from_args(options: type[O], args: argparse.Namespace) -> O:
+    """The validated options of what argparse parsed (the model's own fields only); a
+    `ConfigError` naming the flag when they do not fit together."""
+    values = {name: getattr(args, name) for name in options.model_fields if hasattr(args, name)}
+    try:
+        return options.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        cause = error.get("ctx", {}).get("error")
+        what = str(cause) if cause is not None else error["msg"]
+        loc = error["loc"]
+        raise ConfigError(f"{_flag(str(loc[0]))}: {what}" if loc else what) from None
+
+
+@dataclass(frozen=True)
+class WorkerSecurity:
+    """What the worker's credential flags resolve to (files read, contexts built, once)."""
+
+    kv_secret: bytes
+    kv_sender_ssl: ssl.SSLContext | None
+    kv_receiver_ssl: ssl.SSLContext | None
+    grpc: GrpcCredentials | None
+    insecure: bool
+    """Serve gRPC on a non-loopback address with no credentials (`--insecure`)."""
+
+
+def worker_security(args: argparse.Namespace, worker_id: str) -> WorkerSecurity:
+    return WorkerSecurity(
+        kv_secret=kv_secret(args),
+        kv_sender_ssl=sender_context(args),
+        kv_receiver_ssl=receiver_context(args),
+        grpc=credentials_from_args(args, lambda: identities.worker(worker_id)),
+        insecure=bool(args.insecure),
+    )
 
 
 def kv_secret(args: argparse.Namespace | None = None) -> bytes:
@@ -103,22 +235,18 @@ def kv_secret(args: argparse.Namespace | None = None) -> bytes:
     return os.environ.get(SECRET_ENV, "prfaas-dev-secret").encode()
 
 
-def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | None, int]:
+def build_backend(options: WorkerOptions) -> tuple[ExecutionBackend, int | None, int]:
     """Returns (backend, eos_token_id, max_context)."""
-    if args.backend == "emulated":
+    if options.backend == "emulated":
         from prfaas.engine.backend_emulated import EmulatedBackend
         from prfaas.planner.profiles import PrefillProfile
 
-        if not args.profile:
-            raise SystemExit("--backend emulated needs --profile CSV")
-        if getattr(args, "kv_compression", "none") != "none":
-            raise SystemExit("--kv-compression needs the torch backend (emulated KV is not data)")
         backend = EmulatedBackend(
-            PrefillProfile.from_csv(args.profile),
-            time_factor=args.time_factor,
-            byte_factor=args.byte_factor,
-            block_size=args.block_size,
-            decode_step_seconds=args.decode_step_ms / 1000.0,
+            PrefillProfile.from_csv(options.profile),
+            time_factor=options.time_factor,
+            byte_factor=options.byte_factor,
+            block_size=options.block_size,
+            decode_step_seconds=options.decode_step_ms / 1000.0,
         )
         return backend, None, 1 << 20
     from prfaas.device import configure_threads, pick_device
@@ -127,33 +255,33 @@ def build_backend(args: argparse.Namespace) -> tuple[ExecutionBackend, int | Non
     from prfaas.model.config import EOS_ID, get_preset
     from prfaas.model.hybrid import HybridModel
 
-    configure_threads(args.threads)
-    device = pick_device(args.device)
-    if getattr(args, "model", ""):
+    configure_threads(options.threads)
+    device = pick_device(options.device)
+    if options.model:
         from prfaas.model.hf_checkpoint import load_hf_model
 
-        model, info = load_hf_model(args.model, device=device, dtype=args.model_dtype or None)
+        model, info = load_hf_model(options.model, device=device, dtype=options.model_dtype or None)
         # Further EOS ids of the checkpoint reach the engine as stop ids from the router.
         eos = info.eos_token_ids[0] if info.eos_token_ids else None
-        return TorchBackend(model, block_size=args.block_size), eos, model.config.max_context
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, device=device)
+        return TorchBackend(model, block_size=options.block_size), eos, model.config.max_context
+    if options.checkpoint:
+        model = load_checkpoint(options.checkpoint, device=device)
     else:
-        model = HybridModel(get_preset(args.preset), device=device)
+        model = HybridModel(get_preset(options.preset), device=device)
     model.eval()
-    return TorchBackend(model, block_size=args.block_size), EOS_ID, model.config.max_context
+    return TorchBackend(model, block_size=options.block_size), EOS_ID, model.config.max_context
 
 
-def served_model_name(args: argparse.Namespace) -> str:
+def served_model_name(options: WorkerOptions) -> str:
     """The name this worker reports (`WorkerLoad.model_name`): a checkpoint directory's name, as
     `HFModelInfo.name` gives it, else prfaas-<preset> (the router's default name)."""
-    if getattr(args, "model", ""):
-        return Path(args.model).resolve().name
-    return f"prfaas-{getattr(args, 'preset', 'small')}"
+    if options.model:
+        return Path(options.model).resolve().name
+    return f"prfaas-{options.preset}"
 
 
 def build_engine(
-    args: argparse.Namespace,
+    options: WorkerOptions,
     backend: ExecutionBackend,
     max_context: int,
     hooks: LayerHooks,
@@ -161,9 +289,9 @@ def build_engine(
 ) -> EngineCore:
     return EngineCore(
         backend,
-        cache_budget_bytes=int(args.cache_budget_mb * (1 << 20)),
-        max_num_batched_tokens=args.max_batched_tokens,
-        max_num_seqs=args.max_num_seqs,
+        cache_budget_bytes=int(options.cache_budget_mb * (1 << 20)),
+        max_num_batched_tokens=options.max_batched_tokens,
+        max_num_seqs=options.max_num_seqs,
         max_model_len=max_context,
         cache_listener=listener,
         on_layer_done=hooks,

@@ -8,7 +8,6 @@ imports generated proto code.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import time
@@ -24,10 +23,15 @@ from prfaas.kvtransfer.tcp_sender import TcpSender
 from prfaas.kvtransfer.telemetry import link_delivery_rate
 from prfaas.metrics import TransferMetrics, WorkerMetrics
 from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
-from prfaas.security.kv_tls import receiver_context, sender_context
 from prfaas.worker.cache_events import CacheEventHub
 from prfaas.worker.compute import ComputeLoop
-from prfaas.worker.options import build_backend, build_engine, kv_secret, served_model_name
+from prfaas.worker.options import (
+    WorkerOptions,
+    WorkerSecurity,
+    build_backend,
+    build_engine,
+    served_model_name,
+)
 from prfaas.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -71,16 +75,19 @@ class RateMeter:
 
 
 class WorkerRuntime:
-    def __init__(self, args: argparse.Namespace, *, receives_kv: bool) -> None:
-        self.args = args
-        self.worker_id: str = args.worker_id
-        self.cluster: str = args.cluster
-        self.backend, self.eos_token_id, self.max_context = build_backend(args)
-        self.model_name = served_model_name(args)
+    def __init__(
+        self, options: WorkerOptions, security: WorkerSecurity, *, receives_kv: bool
+    ) -> None:
+        self.options = options
+        self.security = security
+        self.worker_id = options.worker_id
+        self.cluster = options.cluster
+        self.backend, self.eos_token_id, self.max_context = build_backend(options)
+        self.model_name = served_model_name(options)
         self.hub = CacheEventHub()
         self.compute = ComputeLoop(
             lambda hooks: build_engine(
-                args, self.backend, self.max_context, hooks, self.hub.listener
+                options, self.backend, self.max_context, hooks, self.hub.listener
             ),
             name=f"compute-{self.worker_id}",
         )
@@ -117,16 +124,16 @@ class WorkerRuntime:
         self.compute.start()
         await warm_up(self.compute, self.block_size)
         self.sender = TcpSender(
-            secret=kv_secret(self.args),
-            ssl_context=sender_context(self.args),
+            secret=self.security.kv_secret,
+            ssl_context=self.security.kv_sender_ssl,
             identity=self.worker_id,
-            num_connections=self.args.kv_connections,
-            chunk_mib=self.args.kv_chunk_mib,
+            num_connections=self.options.kv_connections,
+            chunk_mib=self.options.kv_chunk_mib,
         )
         if self.receives_kv:
             self.receiver = TcpReceiver(
-                self.args.host, self.args.kv_port, secret=kv_secret(self.args),
-                identity=self.worker_id, ssl_context=receiver_context(self.args),
+                self.options.host, self.options.kv_port, secret=self.security.kv_secret,
+                identity=self.worker_id, ssl_context=self.security.kv_receiver_ssl,
             )  # fmt: skip
             await self.receiver.start()
         self._telemetry_task = loop.create_task(self._sample_links())
@@ -134,7 +141,7 @@ class WorkerRuntime:
     async def _sample_links(self, period_s: float = 1.0) -> None:
         """Export each KV peer's goodput, utilization, RTT and retransmits (TCP_INFO) every period:
         the congestion signals the router's short-timescale control reads (paper §4)."""
-        capacity = self.args.link_gbps * 1e9 / 8
+        capacity = self.options.link_gbps * 1e9 / 8
         while True:
             await asyncio.sleep(period_s)
             assert self.sender is not None

@@ -27,10 +27,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prfaas import tracing
 from prfaas._proto.prfaas.v1 import router_pb2
 from prfaas.metrics import serve as serve_metrics
-from prfaas.security import channels, identities
+from prfaas.security import channels
 from prfaas.security.binding import bind_grpc
 from prfaas.security.interceptor import AuthInterceptor
-from prfaas.security.options import credentials_from_args
 from prfaas.worker.registration import RouterRegistration
 from prfaas.worker.runtime import WorkerRuntime
 from prfaas.worker.shared_rpcs import CommonRpcs
@@ -42,12 +41,11 @@ GRACE_S = 5.0
 def _registration_request(
     runtime: WorkerRuntime, servicer: CommonRpcs, kind: str, kv_address: str, kv_link_address: str
 ) -> router_pb2.RegisterWorkerRequest:
-    args = runtime.args
     return router_pb2.RegisterWorkerRequest(
         worker_id=runtime.worker_id,
         kind=kind,
         cluster=runtime.cluster,
-        grpc_address=args.grpc_advertise or f"{args.host}:{args.grpc_port}",
+        grpc_address=runtime.options.grpc_address,
         kv_address=kv_address,
         kv_link_address=kv_link_address,
         role=servicer.role,  # the current role: the planner may have changed it (SetRole)
@@ -85,7 +83,7 @@ async def serve_worker(
     # Spans only when the environment asks for them (prfaas/tracing.py).
     tracing.configure(f"prfaas-worker-{runtime.worker_id}")
     # Only the router may call this worker's RPCs (token or mTLS; open on loopback without).
-    credentials = credentials_from_args(runtime.args, lambda: identities.worker(runtime.worker_id))
+    credentials = runtime.security.grpc
     channels.configure(credentials)
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(credentials)],
@@ -94,21 +92,21 @@ async def serve_worker(
     add_servicer(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = f"{runtime.args.host}:{runtime.args.grpc_port}"
-    bind_grpc(server, address, credentials, insecure=runtime.args.insecure)  # before warm-up
+    address = f"{runtime.options.host}:{runtime.options.grpc_port}"
+    bind_grpc(server, address, credentials, insecure=runtime.security.insecure)  # before warm-up
     await runtime.start()
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    if runtime.args.metrics_port:
-        serve_metrics(runtime.registry, runtime.args.metrics_port, runtime.args.host)
+    if runtime.options.metrics_port:
+        serve_metrics(runtime.registry, runtime.options.metrics_port, runtime.options.host)
     log.info("worker %s serving gRPC on %s", runtime.worker_id, address)
     print(f"worker {runtime.worker_id} ready on {address}", flush=True)
     registration = None
-    if runtime.args.router:
+    if runtime.options.router:
         registration = RouterRegistration(
-            runtime.args.router,
+            runtime.options.router,
             lambda: _registration_request(runtime, servicer, kind, kv_address, kv_link_address),
-            runtime.args.register_interval_s,
+            runtime.options.register_interval_s,
         )
         registration.start()
     stop = asyncio.Event()
@@ -124,7 +122,7 @@ async def serve_worker(
         await registration.close()
         # Two of the slowest router's polls: every router has seen `draining` before we wait on.
         noticed_s = 2 * (registration.heartbeat_s or 0.5)
-        await drain(runtime, servicer, noticed_s, runtime.args.drain_timeout_s)
+        await drain(runtime, servicer, noticed_s, runtime.options.drain_timeout_s)
         await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         await asyncio.sleep(noticed_s)  # routers see NOT_SERVING and forget this worker
     else:

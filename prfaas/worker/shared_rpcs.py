@@ -73,7 +73,7 @@ class CommonRpcs(PrefixRpcs):
             req,
             (dest.host, dest.port),
             dest.transfer_id,
-            kv_compression=getattr(rt.args, "kv_compression", "none"),
+            kv_compression=rt.options.kv_compression,
         )
         try:
             report = await rt.run_abortable(request.request_id, flow)
@@ -122,12 +122,12 @@ class CommonRpcs(PrefixRpcs):
         # Answered from the compute thread's latest snapshot, never by waiting for a step: a long
         # step must make this worker look busy to the router, not dead.
         snap = rt.queue_state()
-        budget = int(rt.args.cache_budget_mb * (1 << 20))
+        budget = int(rt.options.cache_budget_mb * (1 << 20))
         c = rt.counters
         live, open_transfers, leaks = rt.leak_report()
         return worker_pb2.WorkerLoad(
             num_live_requests=live,
-            max_num_seqs=rt.args.max_num_seqs,
+            max_num_seqs=rt.options.max_num_seqs,
             max_context=rt.max_context,
             model_name=rt.model_name,
             kv_queued_bytes=rt.kv_queued_bytes(),

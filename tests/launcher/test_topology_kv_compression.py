@@ -10,7 +10,7 @@ import pytest
 
 from prfaas.launcher.deployment import Deployment
 from prfaas.topology import Topology, TopologyError, load_topology
-from prfaas.worker.options import add_common_arguments
+from prfaas.worker.options import PrefillWorkerOptions, add_worker_arguments
 
 
 def _flag_values(specs: list, flag: str) -> dict[str, str]:
@@ -34,7 +34,7 @@ def test_key_round_trips_and_reaches_every_worker(tmp_path: Path) -> None:
     assert set(values.values()) == {"fp8"}
     # The flag the launcher writes is one the workers' parser accepts.
     parser = argparse.ArgumentParser()
-    add_common_arguments(parser, default_port=1)
+    add_worker_arguments(parser, PrefillWorkerOptions)
     assert (
         parser.parse_args(["--worker-id", "w", "--kv-compression", "fp8"]).kv_compression == "fp8"
     )
