@@ -39,7 +39,7 @@ class At:
     """A path resolved against the directory of the file that names it (`load.py`)."""
 
 
-Path_ = tuple[str, ...]
+FieldPath = tuple[str, ...]
 """Field names from the top model down to a setting, e.g. ("link", "rate_gbps")."""
 
 
@@ -74,12 +74,12 @@ class Settings(BaseModel):
         )
 
 
-def settings(model: type[Settings], prefix: Path_ = ()) -> Iterator[tuple[Path_, At]]:
+def file_places(model: type[Settings], prefix: FieldPath = ()) -> Iterator[tuple[FieldPath, At]]:
     """Every setting of `model` with its place in the file, in declaration order."""
     for name, info in model.model_fields.items():
         nested = info.annotation
         if isinstance(nested, type) and issubclass(nested, Settings):
-            yield from settings(nested, (*prefix, name))
+            yield from file_places(nested, (*prefix, name))
             continue
         (at,) = [m for m in info.metadata if isinstance(m, At)]
         yield (*prefix, name), at
@@ -90,7 +90,7 @@ def nest(
 ) -> dict[str, Any]:
     """A parsed TOML document as `model`'s (nested) input; relative paths through `resolve`.
     Raises `TopologyError` for an unknown section or key, or a section that is not a table."""
-    places = {(at.section, at.key): (path, at) for path, at in settings(model)}
+    places = {(at.section, at.key): (path, at) for path, at in file_places(model)}
     sections = {section for section, _ in places}
     values: dict[str, Any] = {}
     for section, table in raw.items():
@@ -111,11 +111,11 @@ def nest(
     return values
 
 
-def dump(settings_: Settings) -> str:
+def dump(values: Settings) -> str:
     """The settings as a TOML file that `nest` + validation read back to equal settings."""
     tables: dict[str, list[str]] = {}
-    for path, at in settings(type(settings_)):
-        value: Any = settings_
+    for path, at in file_places(type(values)):
+        value: Any = values
         for name in path:
             value = getattr(value, name)
         tables.setdefault(at.section, []).append(f"{at.key} = {_toml_value(value)}")
@@ -162,7 +162,7 @@ def describe(exc: ValidationError, model: type[Settings]) -> str:
 
 
 def _key(loc: tuple[int | str, ...], model: type[Settings]) -> str:
-    keys = {path: f"{at.section}.{at.key}" for path, at in settings(model)}
+    keys = {path: f"{at.section}.{at.key}" for path, at in file_places(model)}
     names = tuple(str(part) for part in loc)
     for n in range(len(names), 0, -1):
         if names[:n] in keys:

@@ -11,7 +11,7 @@ import pytest
 from prfaas.cli import main
 from prfaas.data import data_file
 from prfaas.topology import LinkSpec, Topology, TopologyError, load_topology
-from prfaas.topology.layout import settings
+from prfaas.topology.layout import file_places
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _shipped_topologies() -> list[Path]:
     """Every TOML file of the package data and deploy/ that is a topology (has a known section)."""
     candidates = [*data_file("topologies").glob("*.toml"), *(REPO / "deploy").rglob("*.toml")]
-    sections = {at.section for _, at in settings(Topology)}
+    sections = {at.section for _, at in file_places(Topology)}
     return [p for p in candidates if set(tomllib.loads(p.read_text())) & sections]
 
 
@@ -97,7 +97,7 @@ def test_settings_built_in_code_are_checked_the_same_way() -> None:
 
 
 def test_every_setting_has_one_place_in_the_file() -> None:
-    places = [(at.section, at.key) for _, at in settings(Topology)]
+    places = [(at.section, at.key) for _, at in file_places(Topology)]
     assert len(places) == len(set(places))
     default = tomllib.loads(Topology().to_toml())
     assert sorted((s, k) for s, table in default.items() for k in table) == sorted(places)
