@@ -116,6 +116,18 @@ class RouterMetrics:
             "Prefix tokens moved into another cluster's prefix cache.",
             registry=registry,
         )
+        self.prefix_transfer_bytes = Counter(
+            "prfaas_prefix_transfer_bytes_total",
+            "Bytes the holders sent for cross-cluster prefix moves (their ExportPrefix results).",
+            registry=registry,
+        )
+        self.prefix_transfer_seconds = Counter(
+            "prfaas_prefix_transfer_seconds_total",
+            "Router-side wall time of cross-cluster prefix moves, by outcome (the time a request "
+            "waited for its move before it started).",
+            ["outcome"],
+            registry=registry,
+        )
         for reason in FINISHED_REASONS:
             self.request_success.labels(model_name, reason)
 
@@ -143,10 +155,14 @@ class RouterMetrics:
         self.routing_decisions.labels(policy, route, reason).inc()
         self.prefix_hit_tokens.labels(cluster).inc(num_prefix_hit_tokens)
 
-    def record_prefix_transfer(self, outcome: str, num_tokens: int) -> None:
+    def record_prefix_transfer(
+        self, outcome: str, num_tokens: int, num_bytes: int = 0, seconds: float = 0.0
+    ) -> None:
         """Called once per attempted cross-cluster prefix move (see router/prefix_transfer.py)."""
         self.prefix_transfers.labels(outcome).inc()
         self.prefix_transfer_tokens.inc(num_tokens)
+        self.prefix_transfer_bytes.inc(num_bytes)
+        self.prefix_transfer_seconds.labels(outcome).inc(seconds)
 
     def record_threshold_change(self, reason: str) -> None:
         """Called by the control loops each time t moves, with the controller's reason."""

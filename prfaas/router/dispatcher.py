@@ -196,6 +196,7 @@ class Dispatcher(GenerationBackend):
                             timeline.token()
                         else:
                             timeline.finished(attempt, item.finish_reason)
+                            item = item.with_prefill_cluster(attempt.prefill.cluster)
                         yield item
                     done, failure, error = True, None, None
                     self._learn(attempt)
@@ -333,16 +334,22 @@ class Dispatcher(GenerationBackend):
         timeout = cfg.prefix_transfer_slack_s + cfg.prefill_deadline_factor * len(
             tokens
         ) * self.kv_bytes_per_token / max(self.link_capacity, 1.0)
+        started = time.monotonic()
         move = await move_prefix(target, holder, tokens, bs, timeout, wrid)
         self._record_move(wrid, move.outcome, move.num_tokens,
-                          f"{holder.worker_id} -> {target.worker_id} {move.detail}")  # fmt: skip
+                          f"{holder.worker_id} -> {target.worker_id} {move.detail}",
+                          move.bytes_sent, time.monotonic() - started)  # fmt: skip
         return min(d.cached_tokens, move.num_tokens)
 
-    def _record_move(self, wrid: str, outcome: str, num_tokens: int, detail: str) -> None:
+    def _record_move(
+        self, wrid: str, outcome: str, num_tokens: int, detail: str, num_bytes: int = 0,
+        seconds: float = 0.0,
+    ) -> None:  # fmt: skip
         log.log(logging.WARNING if outcome == "failed" else logging.INFO,
-                "request %s prefix move %s (%d tokens): %s", wrid, outcome, num_tokens, detail)  # fmt: skip
+                "request %s prefix move %s (%d tokens, %d bytes, %.3f s): %s", wrid, outcome,
+                num_tokens, num_bytes, seconds, detail)  # fmt: skip
         if self.metrics is not None:
-            self.metrics.record_prefix_transfer(outcome, num_tokens)
+            self.metrics.record_prefix_transfer(outcome, num_tokens, num_bytes, seconds)
 
     def _attempt(
         self, request: GenerationRequest, d: RouteDecision, worker_request_id: str, cached: int

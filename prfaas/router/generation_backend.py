@@ -58,6 +58,9 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
     """Prompt tokens served from a prefix cache (reported as prompt_tokens_details.cached_tokens)."""
+    prefill_cluster: str = ""
+    """Cluster whose worker prefilled the prompt ("" when unknown); reported beside cached_tokens
+    so a client can attribute cache reuse per cluster (`prfaas bench serve`'s cache report)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,14 @@ class GenerationFinished:
 
     finish_reason: FinishReason
     usage: Usage
+
+    def with_prefill_cluster(self, cluster: str) -> GenerationFinished:
+        """This event with its usage's `prefill_cluster` set."""
+        u = self.usage
+        usage = Usage(
+            u.prompt_tokens, u.completion_tokens, u.cached_tokens, prefill_cluster=cluster
+        )
+        return GenerationFinished(self.finish_reason, usage)
 
 
 GenerationEvent = TokenChunk | GenerationFinished

@@ -48,6 +48,8 @@ class TextFinished:
     num_prompt_tokens: int
     num_completion_tokens: int
     num_cached_tokens: int
+    prefill_cluster: str = ""
+    """Where the prompt was prefilled (the backend's usage), "" when unknown."""
 
 
 class TextGeneration:
@@ -70,6 +72,7 @@ class TextGeneration:
         self._decoder = tokenizer.stream_decoder()
         self._num_tokens = 0
         self._num_cached = 0
+        self._prefill_cluster = ""
         self._first_token_s: float | None = None
         self._last_token_s = arrival_s
         self._itl_s: list[float] = []
@@ -95,6 +98,7 @@ class TextGeneration:
                 elif isinstance(event, GenerationFinished):
                     backend_done = True
                     self._num_cached = event.usage.cached_tokens
+                    self._prefill_cluster = event.usage.prefill_cluster
                     tail = self._stop.feed(self._decoder.flush())
                     if self._stop.matched is None:
                         tail += self._stop.flush()
@@ -143,6 +147,7 @@ class TextGeneration:
             num_prompt_tokens=len(self._request.prompt_token_ids),
             num_completion_tokens=self._num_tokens,
             num_cached_tokens=self._num_cached,
+            prefill_cluster=self._prefill_cluster,
         )
 
     def _record(self, finished_reason: str) -> None:

@@ -123,6 +123,7 @@ def _long_term(topo: Topology) -> LongTermController | None:
         return None
     from prfaas.planner.profiles import DecodeProfile, load_profile_csv
     from prfaas.planner.search import ClusterModel
+    from prfaas.router.control.long_term import WINDOW_PERIODS, LongTermConfig
 
     model = ClusterModel(
         pd_profile=load_profile_csv(topo.emulated_profile_pd), decode=DecodeProfile(),
@@ -130,7 +131,10 @@ def _long_term(topo: Topology) -> LongTermController | None:
         prfaas_profile=load_profile_csv(topo.emulated_profile_prfaas),
         link_bytes_per_s=topo.link.rate_gbps * 1e9 / 8,
     )  # fmt: skip
-    return LongTermController(model)
+    # The statistics window follows the planner's period (600 s at the default 30 s), so a
+    # deployment that re-plans faster also forgets an old mix faster.
+    window = WINDOW_PERIODS * topo.long_control_seconds
+    return LongTermController(model, LongTermConfig(window_s=window))
 
 
 class _HttpServer(uvicorn.Server):

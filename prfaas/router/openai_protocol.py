@@ -146,9 +146,16 @@ class ChatCompletionRequest(SamplingFields):
 
 
 def usage_json(
-    num_prompt_tokens: int, num_completion_tokens: int, num_cached_tokens: int
+    num_prompt_tokens: int,
+    num_completion_tokens: int,
+    num_cached_tokens: int,
+    prefill_cluster: str = "",
 ) -> dict[str, Any]:
-    """OpenAI usage with vLLM's `prompt_tokens_details.cached_tokens`."""
+    """OpenAI usage with vLLM's `prompt_tokens_details.cached_tokens`, plus (prfaas extension)
+    `prompt_tokens_details.prefill_cluster`, the cluster that prefilled the prompt, when known."""
+    details: dict[str, Any] = {"cached_tokens": num_cached_tokens}
+    if prefill_cluster:
+        details["prefill_cluster"] = prefill_cluster
     return {
         "prompt_tokens": num_prompt_tokens,
         "completion_tokens": num_completion_tokens,
@@ -158,7 +165,8 @@ def usage_json(
 
 
 def finished_usage(done: TextFinished) -> dict[str, Any]:
-    return usage_json(done.num_prompt_tokens, done.num_completion_tokens, done.num_cached_tokens)
+    return usage_json(done.num_prompt_tokens, done.num_completion_tokens, done.num_cached_tokens,
+                      done.prefill_cluster)  # fmt: skip
 
 
 class ResponseBuilder:

@@ -31,6 +31,8 @@ class PrefixMove:
     num_tokens: int = 0
     """Prefix tokens now cached on the target (0 unless imported)."""
     detail: str = ""
+    bytes_sent: int = 0
+    """What the holder's ExportPrefix reported sending (0 when it did not answer in time)."""
 
 
 def prefix_to_move(prompt: Sequence[int], cached_tokens: int, block_size: int) -> list[int]:
@@ -94,7 +96,8 @@ async def move_prefix(
             # The holder returns once it saw the receiver's acknowledgement: let it, so it does
             # not count a finished transfer as cancelled.
             await asyncio.wait([export], timeout=1.0)
-            return PrefixMove("imported", last.done.num_tokens)
+            sent = export.result().bytes_sent if export.done() and not export.exception() else 0
+            return PrefixMove("imported", last.done.num_tokens, bytes_sent=sent)
     except TimeoutError:
         return PrefixMove("failed", detail=f"no import within {timeout_s:.1f}s")
     except grpc.aio.AioRpcError as exc:

@@ -47,7 +47,9 @@ async def _export(self: _Base, request: worker_pb2.ExportPrefixRequest, context)
     if waiting is None:
         await context.abort(grpc.StatusCode.ABORTED, "kv_transfer_failed: unknown transfer")
     waiting.set_result(len(request.token_ids))
-    return worker_pb2.ExportPrefixResult(num_tokens=len(request.token_ids))
+    return worker_pb2.ExportPrefixResult(
+        num_tokens=len(request.token_ids), bytes_sent=1000 * len(request.token_ids)
+    )
 
 
 @pytest.fixture
@@ -91,6 +93,12 @@ async def test_remote_cache_is_moved_into_the_local_prefill_worker() -> None:
         assert len(tokens) == 4 and fin is not None
         assert _moves(reg, "imported") == 1
         assert reg.get_sample_value("prfaas_prefix_transfer_tokens_total") == 160
+        # The holder's reported bytes and the router's wall time of the move are counted too.
+        assert reg.get_sample_value("prfaas_prefix_transfer_bytes_total") == 160_000
+        seconds = reg.get_sample_value(
+            "prfaas_prefix_transfer_seconds_total", {"outcome": "imported"}
+        )
+        assert seconds is not None and seconds > 0
     finally:
         await c.close()
 

@@ -61,6 +61,7 @@ async def test_prefix_hit_keeps_long_prompt_local() -> None:
         _, (d,), _, fin = await run(c, prompt)
         assert (d.target, d.reason, d.cached_tokens) == (Target.LOCAL, Reason.PREFIX_HIT, 160)
         assert fin.usage.cached_tokens == 160
+        assert fin.usage.prefill_cluster == "pd"  # who served the cache, for bench serve's report
     finally:
         await c.close()
 

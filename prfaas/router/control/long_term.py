@@ -26,6 +26,9 @@ from prfaas.planner.workload import EmpiricalLengths
 from prfaas.roles import Role
 from prfaas.router.policy import WorkerSnapshot
 
+WINDOW_PERIODS = 20
+"""The router's statistics window in planner periods (20 x the default 30 s = 600 s)."""
+
 
 @dataclass(frozen=True)
 class LongTermConfig:

@@ -34,6 +34,11 @@ class RequestRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    prefill_cluster: str = ""
+    """Cluster that prefilled the prompt (usage's prompt_tokens_details.prefill_cluster, a prfaas
+    extension); "" when the server does not say."""
+    response_id: str = ""
+    """The response's `id` (the router's request id: its log lines and trace spans carry it)."""
     status: int = 0
     """HTTP status; 0 when no response arrived (connection error or timeout)."""
     error: str | None = None
@@ -104,6 +109,7 @@ async def send_request(
                 if data == "[DONE]":
                     break
                 chunk = json.loads(data)
+                record.response_id = record.response_id or str(chunk.get("id") or "")
                 if "error" in chunk:
                     record.error = f"stream error: {chunk['error'].get('message', chunk['error'])}"
                     break
@@ -120,6 +126,7 @@ async def send_request(
                     record.completion_tokens = int(usage.get("completion_tokens", 0))
                     details = usage.get("prompt_tokens_details") or {}
                     record.cached_tokens = int(details.get("cached_tokens") or 0)
+                    record.prefill_cluster = str(details.get("prefill_cluster") or "")
     except httpx.TimeoutException:
         record.error = f"timeout after {timeout_s:g} s"
     except (httpx.HTTPError, ValueError) as exc:

@@ -112,6 +112,11 @@ class Results:
     """Routing decisions made during the run ('policy/route/reason' -> count), when known."""
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per request stage during the run: count, mean_s, p90_s (loadgen/stage_stats.py)."""
+    prefix_moves: dict[str, float] = field(default_factory=dict)
+    """Cross-cluster prefix moves during the run (scrape.prefix_move_counts keys)."""
+    cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Prefix-cache reuse against the oracle per cluster and 'all' (cache_report.py), when the
+    workload has prefix hash ids."""
 
     @property
     def summary(self) -> Summary:
@@ -123,6 +128,8 @@ class Results:
             "summary": asdict(self.summary),
             "routing": self.routing,
             "stages": self.stages,
+            "prefix_moves": self.prefix_moves,
+            "cache": self.cache,
             "egress": [asdict(s) for s in self.egress],
             "requests": [r.to_json() for r in self.records],
         }
@@ -135,6 +142,8 @@ class Results:
             [EgressSample(**s) for s in data.get("egress", [])],
             data.get("routing", {}),
             data.get("stages", {}),
+            data.get("prefix_moves", {}),
+            data.get("cache", {}),
         )
 
     def save(self, path: str | Path) -> Path:

@@ -46,6 +46,28 @@ def routing_counts(text: str) -> dict[str, float]:
     return counts
 
 
+PREFIX_MOVES = {
+    "prfaas_prefix_transfers_total": "moves",
+    "prfaas_prefix_transfer_tokens_total": "tokens",
+    "prfaas_prefix_transfer_bytes_total": "bytes",
+    "prfaas_prefix_transfer_seconds_total": "seconds",
+}
+
+
+def prefix_move_counts(text: str) -> dict[str, float]:
+    """The router's cross-cluster prefix moves so far: 'moves/<outcome>' counts, and 'tokens',
+    'bytes' and 'seconds' summed over moves ({} when not an exposition)."""
+    out: dict[str, float] = {}
+    try:
+        for name, key in PREFIX_MOVES.items():
+            for labels, value in sample_values(text, name):
+                k = f"moves/{labels.get('outcome', '')}" if key == "moves" else key
+                out[k] = out.get(k, 0.0) + value
+    except ValueError:
+        return {}
+    return out
+
+
 async def routing_decisions(url: str) -> dict[str, float]:
     """The router's routing decisions so far ({} when the endpoint cannot be read)."""
     async with httpx.AsyncClient() as client:
