@@ -57,7 +57,7 @@ def client_context(ca_file: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca_file) if ca_file else None
 
 
-def add_ca_file_argument(parser: argparse.ArgumentParser) -> None:
+def add_ca_file_argument(parser: argparse._ActionsContainer) -> None:
     """`--ca-file` for a tool that talks to the router (prfaas top, prfaas bench serve)."""
     parser.add_argument(
         "--ca-file",

@@ -132,6 +132,8 @@ def compare_policies(
             deployment.stop()
         results.config["policy"] = policy
         runs[policy] = results
+        if "interrupted" in results.config:
+            break  # Ctrl-C: keep what ran, start no further deployment
     info = {
         "topology": str(topology) if topology else "default",
         "backend": backend,

@@ -4,6 +4,10 @@ Requests are launched on schedule as independent tasks; completions never delay 
 `max_concurrency` is a safety cap only: when that many requests are in flight a send waits for a
 slot, and the delay shows up as send lag (`Summary.max_send_lag_s`). Each request has its own
 timeout. Prometheus endpoints, when given, are sampled for KV egress while the run lasts.
+
+Ctrl-C: `asyncio.run` cancels the run on the first SIGINT; the run then cancels the requests still
+in flight, sends nothing more and returns what finished, with `config["interrupted"]` saying how
+many were cancelled and how many never sent (a second Ctrl-C ends the process at once).
 """
 
 from __future__ import annotations
@@ -17,13 +21,7 @@ import httpx
 from prfaas.tools.loadgen.client import RequestRecord, send_request
 from prfaas.tools.loadgen.progress import Progress
 from prfaas.tools.loadgen.results import Results
-from prfaas.tools.loadgen.scrape import (
-    MetricsSampler,
-    diff_counts,
-    fetch,
-    prefix_move_counts,
-    routing_decisions,
-)
+from prfaas.tools.loadgen.scrape import MetricsSampler, diff_counts, fetch, routing_decisions
 from prfaas.tools.loadgen.stage_stats import Histograms, stage_histograms, stage_summary
 from prfaas.tools.loadgen.workloads import Workload
 
@@ -61,7 +59,6 @@ async def run_load_async(
     sampler = MetricsSampler(list(egress), config.scrape_interval_s)
     routing_before = await _routing(config)
     stages_before = await _stages(config)
-    moves_before = await _prefix_moves(config)
     limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=config.timeout_s) as client:
 
@@ -84,27 +81,44 @@ async def run_load_async(
         stop = asyncio.Event()
         run_start = time.perf_counter() if config.clock_origin is None else config.clock_origin
         scraping = asyncio.create_task(sampler.run(run_start, stop)) if sampler.urls else None
-        tasks = []
-        for i in order:
-            delay = schedule[i] - (time.perf_counter() - run_start)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await slots.acquire()
-            tasks.append(asyncio.create_task(one(i, run_start)))
-        await asyncio.gather(*tasks)
+        tasks: dict[int, asyncio.Task[None]] = {}
+        interrupted = False
+        try:
+            for i in order:
+                delay = schedule[i] - (time.perf_counter() - run_start)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                tasks[i] = asyncio.create_task(one(i, run_start))
+            await asyncio.gather(*tasks.values())
+        except asyncio.CancelledError:
+            interrupted = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled: the scrapes below still run
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
         stop.set()
         if scraping is not None:
             await scraping
     progress.close()
     routing = diff_counts(await _routing(config), routing_before) if config.metrics_urls else {}
     stages = stage_summary(await _stages(config), stages_before)
-    moves = diff_counts(await _prefix_moves(config), moves_before)
     run_config = {
         "url": url,
         "workload": {"name": workload.name, "requests": len(workload.requests), **workload.params},
         "load": asdict(config),
     }
-    return Results(run_config, records, sampler.samples, routing, stages, moves)
+    if interrupted:
+        finished = {i for i, task in tasks.items() if not task.cancelled()}
+        run_config["interrupted"] = {
+            "finished": len(finished),
+            "cancelled_in_flight": len(tasks) - len(finished),
+            "never_sent": len(records) - len(tasks),
+        }
+        records = [records[i] for i in sorted(finished)]
+    return Results(run_config, records, sampler.samples, routing, stages)
 
 
 async def _routing(config: LoadConfig) -> dict[str, float]:
@@ -118,15 +132,6 @@ async def _stages(config: LoadConfig) -> Histograms:
     async with httpx.AsyncClient() as client:
         text = await fetch(client, config.metrics_urls[0])
     return stage_histograms(text) if text else {}
-
-
-async def _prefix_moves(config: LoadConfig) -> dict[str, float]:
-    """The router's prefix-move counters now ({} without a router metrics URL or an answer)."""
-    if not config.metrics_urls:
-        return {}
-    async with httpx.AsyncClient() as client:
-        text = await fetch(client, config.metrics_urls[0])
-    return prefix_move_counts(text) if text else {}
 
 
 def run_load(

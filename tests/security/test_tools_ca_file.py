@@ -1,8 +1,10 @@
 """Tools trust the dev CA of a `prfaas up --tls` router with `--ca-file` (or PRFAAS_<CMD>_CA_FILE):
-`prfaas top` as a real subprocess against an HTTPS /metrics whose certificate the dev CA signed."""
+`prfaas top` and `prfaas bench serve` as real subprocesses against an HTTPS server (a router's
+/metrics and /v1/models; completions answered 503) whose certificate a fresh dev CA signed."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
@@ -29,21 +31,35 @@ def _metrics_page() -> bytes:
 
 @pytest.fixture(scope="module")
 def https_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """(host:port of an HTTPS server answering /metrics like a router, the CA file)."""
+    """(host:port of an HTTPS server answering /metrics and /v1/models like a router, the CA)."""
     tmp = tmp_path_factory.mktemp("ca")
     ca = new_authority()
     cert, key = issue(ca, ROUTER, ("127.0.0.1",))
     (tmp / "ca.pem").write_bytes(ca.pem)
     (tmp / "router.pem").write_bytes(cert)
     (tmp / "router.key").write_bytes(key)
-    page = _metrics_page()
+    pages = {
+        "/metrics": _metrics_page(),
+        "/v1/models": json.dumps(
+            {"data": [{"id": "prfaas-small", "max_model_len": 4096}]}
+        ).encode(),
+    }
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            body = pages.get(self.path, b"")
+            self.send_response(200 if self.path in pages else 404)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(page if self.path == "/metrics" else b"")
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b'{"error": {"message": "no workers"}}'
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -59,12 +75,23 @@ def https_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     server.server_close()
 
 
-def _top(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "PRFAAS_TOP_CA_FILE")}
+def _prfaas(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if k != "SSL_CERT_FILE" and not k.endswith("_CA_FILE")}  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "prfaas.cli", "top", "--once", "--interval", "0.2", *args],
+        [sys.executable, "-m", "prfaas.cli", *args],
         capture_output=True, text=True, timeout=120, env={**base, **(env or {})},
     )  # fmt: skip
+
+
+def _top(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return _prfaas("top", "--once", "--interval", "0.2", *args, env=env)
+
+
+def _bench(url: str, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _prfaas("bench", "serve", "--url", url, "-n", "3", "--rate", "50", "--length-scale",
+                   "0.01", "--max-input-tokens", "1000", "--output-tokens", "4", "--no-progress",
+                   "--out-dir", str(tmp), *args)  # fmt: skip
 
 
 def test_top_trusts_the_dev_ca_given_by_option(https_router: tuple[str, Path]) -> None:
@@ -90,3 +117,22 @@ def test_a_file_that_is_not_a_ca_is_one_line(tmp_path: Path) -> None:
     bogus.write_text("not a certificate")
     with pytest.raises(SystemExit, match="not a readable PEM CA bundle"):
         trust_ca_file(str(bogus))
+
+
+def test_bench_serve_reaches_the_https_router_with_the_ca(
+    https_router: tuple[str, Path], tmp_path: Path
+) -> None:
+    address, ca = https_router
+    done = _bench(f"https://{address}/v1", tmp_path, "--ca-file", str(ca))
+    # Verified TLS all the way: the probe read /v1/models and every completion got the server's
+    # own answer (503), so the run ends as a run with failed requests, not as no server.
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "3 of 3 requests failed (HTTP 503: 3)" in done.stderr
+
+
+def test_bench_serve_without_the_ca_finds_no_server(
+    https_router: tuple[str, Path], tmp_path: Path
+) -> None:
+    address, _ = https_router
+    done = _bench(f"https://{address}/v1", tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
