@@ -17,7 +17,9 @@ from pathlib import Path
 from prfaas.data import trace_file
 from prfaas.security.https import add_ca_file_argument, trust_ca_file
 from prfaas.tools.loadgen.arrivals import schedule_for
+from prfaas.tools.loadgen.cache_report import cache_report, format_cache_table
 from prfaas.tools.loadgen.compare import POLICIES, compare_policies, write_comparison
+from prfaas.tools.loadgen.phases import LengthClasses, parse_phases, phased_workload
 from prfaas.tools.loadgen.preflight import PreflightError, check_fits, probe_target
 from prfaas.tools.loadgen.results import Results
 from prfaas.tools.loadgen.run_report import format_table, write_results
@@ -53,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--output-tokens", type=int, help="fix every output length (tokens)")
     w.add_argument("--max-input-tokens", type=int, help="cap scaled input lengths (context)")
     w.add_argument("--block-tokens", type=int, default=512, help="Mooncake hash-id block size")
+    w.add_argument(
+        "--cache-block-tokens",
+        type=int,
+        default=256,
+        help="the deployment's prefix-cache block size (worker.block_size), for the cache oracle",
+    )
     w.add_argument("--mu", type=float, default=PAPER_MU, help="log-normal mu (paper: 9.90)")
     w.add_argument("--sigma", type=float, default=PAPER_SIGMA, help="log-normal sigma (paper: 1.0)")
     w.add_argument("--min-tokens", type=int, default=PAPER_MIN_TOKENS, help="truncation low")
@@ -60,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument_group("arrivals")
     a.add_argument("--rate", type=float, help="Poisson rate in req/s (default for lognormal: 1)")
     a.add_argument("--time-scale", type=float, default=1.0, help="multiply trace timestamps")
+    a.add_argument(
+        "--phases",
+        help="a mix that changes over time, DURATION:RATE:LONG_FRACTION[,...] (loadgen/phases.py; "
+        "replaces --workload, -n and --rate)",
+    )
+    a.add_argument("--phase-short-max", type=float, default=4096, help="short class upper bound")
+    a.add_argument("--phase-long-min", type=float, default=32768, help="long class lower bound")
     a.add_argument("--max-concurrency", type=int, default=256, help="safety cap on in-flight")
     a.add_argument("--timeout", type=float, default=600.0, help="per-request timeout (s)")
     t = parser.add_argument_group("target")
@@ -114,6 +129,31 @@ def build_workload(args: argparse.Namespace) -> Workload:
     return azure_workload(trace, limit=n, scaling=scaling, seed=args.seed)
 
 
+def attach_cache_reports(workload: Workload, runs: dict[str, Results], block_size: int) -> None:
+    """For a workload with prefix hash ids: each run's cache reuse against the oracle, stored in
+    its results and printed with the run's cross-cluster prefix moves."""
+    if "scaled_block_tokens" not in workload.params:
+        return
+    for name, results in runs.items():
+        tallies = cache_report(workload, results.records, block_size)
+        results.cache = {k: t.to_json() for k, t in tallies.items()}
+        print(f"\nprefix cache, {name} (oracle: an unbounded cache of {block_size}-token blocks, "
+              "requests in order of arrival):")  # fmt: skip
+        print(format_cache_table(tallies, results.prefix_moves))
+
+
+def build_phased(args: argparse.Namespace) -> tuple[Workload, list[float]]:
+    """--phases: the phased log-normal workload and its send times."""
+    scaling = Scaling(
+        args.length_scale, args.output_scale, args.output_tokens, args.max_input_tokens
+    )
+    classes = LengthClasses(args.phase_short_max, args.phase_long_min, args.mu, args.sigma,
+                            args.min_tokens, args.max_tokens)  # fmt: skip
+    load = phased_workload(parse_phases(args.phases), classes=classes, scaling=scaling,
+                           seed=args.seed)  # fmt: skip
+    return load.workload, load.schedule
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -136,9 +176,14 @@ def interrupted_exit(results: Results, paths: dict[str, Path], what: str) -> int
 def _run(args: argparse.Namespace) -> int:
     trust_ca_file(args.ca_file)
     try:
-        workload = build_workload(args)
-        rate = args.rate if args.rate or workload.timestamps is not None else 1.0
-        schedule = schedule_for(workload, rate=rate, time_scale=args.time_scale, seed=args.seed)
+        if args.phases:
+            workload, schedule = build_phased(args)
+            rate = None
+        else:
+            workload = build_workload(args)
+            rate = args.rate if args.rate or workload.timestamps is not None else 1.0
+            schedule = schedule_for(workload, rate=rate, time_scale=args.time_scale,
+                                    seed=args.seed)  # fmt: skip
     except (OSError, ValueError, KeyError) as exc:
         print(f"prfaas bench serve: {exc}", file=sys.stderr)
         return 2
@@ -158,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(
         f"{workload.name}: {len(workload.requests)} requests over {arrivals['duration_s']:.1f} s "
-        f"(rate {rate or 'trace'}), mean input "
+        f"(rate {rate or ('phases' if args.phases else 'trace')}), mean input "
         f"{sum(r.input_tokens for r in workload.requests) / max(1, len(workload.requests)):.0f} "
         f"tokens",
         file=sys.stderr,
@@ -176,6 +221,7 @@ def _run(args: argparse.Namespace) -> int:
             metrics_base_port=args.metrics_base_port,
         )
         comparison.config["arrivals"] = arrivals
+        attach_cache_reports(workload, comparison.runs, args.cache_block_tokens)
         paths = write_comparison(comparison, args.out_dir)
         print(comparison.table())
         print()
@@ -192,6 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         warm_up(args.url, args.warmup, config)
         results = run_load(args.url, workload, schedule, config)
         results.config["arrivals"] = arrivals
+        attach_cache_reports(workload, {args.name: results}, args.cache_block_tokens)
         paths = write_results(results, args.out_dir, args.name)
         print(format_table({args.name: results.summary}))
         if results.stages:

@@ -21,7 +21,13 @@ import httpx
 from prfaas.tools.loadgen.client import RequestRecord, send_request
 from prfaas.tools.loadgen.progress import Progress
 from prfaas.tools.loadgen.results import Results
-from prfaas.tools.loadgen.scrape import MetricsSampler, diff_counts, fetch, routing_decisions
+from prfaas.tools.loadgen.scrape import (
+    MetricsSampler,
+    diff_counts,
+    fetch,
+    prefix_move_counts,
+    routing_decisions,
+)
 from prfaas.tools.loadgen.stage_stats import Histograms, stage_histograms, stage_summary
 from prfaas.tools.loadgen.workloads import Workload
 
@@ -59,6 +65,7 @@ async def run_load_async(
     sampler = MetricsSampler(list(egress), config.scrape_interval_s)
     routing_before = await _routing(config)
     stages_before = await _stages(config)
+    moves_before = await _prefix_moves(config)
     limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=config.timeout_s) as client:
 
@@ -105,6 +112,7 @@ async def run_load_async(
     progress.close()
     routing = diff_counts(await _routing(config), routing_before) if config.metrics_urls else {}
     stages = stage_summary(await _stages(config), stages_before)
+    moves = diff_counts(await _prefix_moves(config), moves_before)
     run_config = {
         "url": url,
         "workload": {"name": workload.name, "requests": len(workload.requests), **workload.params},
@@ -118,7 +126,7 @@ async def run_load_async(
             "never_sent": len(records) - len(tasks),
         }
         records = [records[i] for i in sorted(finished)]
-    return Results(run_config, records, sampler.samples, routing, stages)
+    return Results(run_config, records, sampler.samples, routing, stages, moves)
 
 
 async def _routing(config: LoadConfig) -> dict[str, float]:
@@ -132,6 +140,15 @@ async def _stages(config: LoadConfig) -> Histograms:
     async with httpx.AsyncClient() as client:
         text = await fetch(client, config.metrics_urls[0])
     return stage_histograms(text) if text else {}
+
+
+async def _prefix_moves(config: LoadConfig) -> dict[str, float]:
+    """The router's prefix-move counters now ({} without a router metrics URL or an answer)."""
+    if not config.metrics_urls:
+        return {}
+    async with httpx.AsyncClient() as client:
+        text = await fetch(client, config.metrics_urls[0])
+    return prefix_move_counts(text) if text else {}
 
 
 def run_load(
