@@ -23,6 +23,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import grpc
 
@@ -269,9 +270,9 @@ class Attempt:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            watch: set[asyncio.Future[object]] = {self._read}
+            watch: set[asyncio.Future[Any]] = {self._read}
             if self._prefill_task is not None and not self._prefill_task.done():
-                watch.add(self._prefill_task)  # type: ignore[arg-type]
+                watch.add(self._prefill_task)
             done, _ = await asyncio.wait(watch, timeout=max(deadline - loop.time(), 0),
                                          return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
             if not done:
@@ -294,9 +295,9 @@ class Attempt:
             event = read.result()
         except grpc.aio.AioRpcError as exc:
             self._lost(f"{self.decode.worker_id}: {exc.code().name} {exc.details()}", self.decode)
-        if event is grpc.aio.EOF:
+        if not isinstance(event, worker_pb2.GenerateEvent):  # grpc.aio.EOF
             self._lost(f"{self.decode.worker_id} closed the stream without finishing", self.decode)
-        return event  # type: ignore[return-value]
+        return event
 
     def _local_prefill_alive(self) -> bool:
         """Still waiting for the first token of a prefill inside the PD cluster whose workers
@@ -320,7 +321,7 @@ class Attempt:
         raise Retry(f"prefill on {self.prefill.worker_id} failed: {detail}",
                     self.prefill.worker_id, self.prefill.kind == "prefill")  # fmt: skip
 
-    def _lost(self, message: str, culprit: WorkerHandle, stalled: bool = False) -> None:
+    def _lost(self, message: str, culprit: WorkerHandle, stalled: bool = False) -> NoReturn:
         if self.num_tokens_sent > 0:
             raise BackendError(message)
         remote = self.prefill.kind == "prefill" and self.prefill_result is None
