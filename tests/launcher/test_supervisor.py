@@ -124,15 +124,22 @@ def test_clean_exit_of_the_router_ends_it_a_crash_restarts_it(supervisor: Superv
     assert not supervisor.ended.is_set()
     # SIGINT: Python exits with KeyboardInterrupt (status 1), a crash; the router's own SIGTERM
     # handling returns 0, which we emulate with a child exiting 0 on SIGTERM.
+    # Ready only once the handler is installed: a fixed sleep lost that race on a loaded machine
+    # (SIGTERM before the handler is a death by signal, i.e. a crash, and the child restarts).
+    handler_installed = supervisor.log_dir / "r2-handler"
     code = """
         import signal, sys, time
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        open(sys.argv[1], "w").close()
         time.sleep(300)
     """
-    supervisor.wait_ready(
-        supervisor.start(ProcessSpec("r2", _python(code), clean_exit_ends=True)), 10
+    spec = ProcessSpec(
+        "r2",
+        _python(code, str(handler_installed)),
+        clean_exit_ends=True,
+        ready=handler_installed.exists,
     )
-    time.sleep(0.3)  # the child installs its handler
+    supervisor.wait_ready(supervisor.start(spec), 30)
     supervisor.kill("r2", signal.SIGTERM)
     assert supervisor.ended.wait(10)
     assert supervisor.ended_cleanly and "r2 exited cleanly" in (supervisor.end_reason or "")
