@@ -3,10 +3,9 @@
 Local flow (prefill worker == decode worker, a `mixed` PD worker): one `Worker.Generate`
 without a KV source; its events are relayed.
 Two-worker flow (PrfaaS -> PD-D offload, or PD-P -> PD-D inside the local cluster):
-  1. `D.Generate(kv_source=(transfer_id, P, deadline))`; wait (deadline `admit_timeout_s`) for
-     `Admitted`, which D sends only after its KV receiver registered `transfer_id`;
-  2. start `P.Prefill(destination=D's KV address as P reaches it)` with the prefill deadline;
-  3. relay D's events while watching the prefill call; the first token arrives through D.
+  1. the handshake (router/two_worker_handshake.py): `D.Generate(kv_source)`, D's `Admitted`
+     within `admit_timeout_s`, then `P.Prefill` towards D's KV receiver with the prefill deadline;
+  2. relay D's events while watching the prefill call; the first token arrives through D.
 Every wait has a deadline: the prefill deadline until the first token, then `token_timeout_s`
 between events. A prefill inside the PD cluster (no link that can stall) is not given up on while
 its worker stays healthy: its deadline is a check, re-armed while the registry still sees the
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -36,6 +34,7 @@ from prfaas.router.generation_backend import (
     Usage,
 )
 from prfaas.router.registry import WorkerHandle
+from prfaas.router.two_worker_handshake import TwoWorkerHandshake
 from prfaas.sampling import FinishReason, SamplingParams
 
 RETRYABLE_WORKER_ERRORS = frozenset({"kv_transfer_failed", "overloaded", "aborted", "draining"})
@@ -176,40 +175,35 @@ class Attempt:
             prompt_ids=list(req.prompt_token_ids),
             sampling=to_sampling_params(req.sampling),
         )  # fmt: skip
-        transfer_id = uuid.uuid4().hex
-        if self.two_worker:
-            gen.kv_source.CopyFrom(worker_pb2.KvSource(
-                transfer_id=transfer_id, sender_id=self.prefill.worker_id,
-                deadline_seconds=self.prefill_limit_s + self.timeouts.admit_s,
-            ))  # fmt: skip
         self.workers = [self.decode] + ([self.prefill] if self.two_worker else [])
         self.started_s = asyncio.get_running_loop().time()
         self.queued_ahead_tokens = self.prefill.inflight_prefill_tokens
         self._count(1, 0)
         self.decode.pending_decodes += 1
         self._prefill_counted = True
-        self._call = self.decode.stub.Generate(gen, metadata=self.trace_metadata)
-        admitted = await self._next_event(self.timeouts.admit_s, "admission")
+        if self.two_worker:
+            handshake = TwoWorkerHandshake(
+                self.decode.stub, self.prefill.stub, gen, self.prefill.worker_id,
+                self.decode.kv_destination(self.prefill.kind),
+                kv_deadline_s=self.prefill_limit_s + self.timeouts.admit_s,
+                prefill_timeout_s=self.prefill_limit_s, metadata=self.trace_metadata,
+            )  # fmt: skip
+            admitted = await handshake.open(self._admission)
+            self._prefill_task = handshake.prefill_call
+        else:
+            call = self.decode.stub.Generate(gen, metadata=self.trace_metadata)
+            admitted = await self._admission(call)
         if admitted.WhichOneof("event") != "admitted":
             self._fail_event(admitted)
         self.admitted_after_s = asyncio.get_running_loop().time() - self.started_s
-        cached = admitted.admitted.num_cached_tokens
-        if self.two_worker:
-            cached = self.cached_tokens_hint
-            self._start_prefill(gen, transfer_id)
+        cached = self.cached_tokens_hint if self.two_worker else admitted.admitted.num_cached_tokens
         async for item in self._relay(cached):
             yield item
 
-    def _start_prefill(self, gen: worker_pb2.GenerateRequest, transfer_id: str) -> None:
-        host, port = self.decode.kv_destination(self.prefill.kind)
-        preq = worker_pb2.PrefillRequest(
-            request_id=gen.request_id, prompt_ids=gen.prompt_ids, sampling=gen.sampling,
-            destination=worker_pb2.KvDestination(host=host, port=port, transfer_id=transfer_id),
-        )  # fmt: skip
-        call = self.prefill.stub.Prefill(
-            preq, timeout=self.prefill_limit_s, metadata=self.trace_metadata
-        )
-        self._prefill_task = asyncio.ensure_future(call)
+    async def _admission(self, call: grpc.aio.UnaryStreamCall) -> worker_pb2.GenerateEvent:
+        """D's first event on `call` (`Admitted` unless it failed), within `admit_s`."""
+        self._call = call
+        return await self._next_event(self.timeouts.admit_s, "admission")
 
     async def _relay(self, cached: int) -> AsyncIterator[TokenChunk | GenerationFinished]:
         while True:
