@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from prfaas.metrics import RouterMetrics
 from prfaas.security.certs import issue, new_authority
 from prfaas.security.https import trust_ca_file
 from prfaas.security.identities import ROUTER
+from tests.loadgen.test_preflight import _Server as ModelsThen503
 
 
 def _metrics_page() -> bytes:
@@ -38,31 +38,16 @@ def https_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     (tmp / "ca.pem").write_bytes(ca.pem)
     (tmp / "router.pem").write_bytes(cert)
     (tmp / "router.key").write_bytes(key)
-    pages = {
-        "/metrics": _metrics_page(),
-        "/v1/models": json.dumps(
-            {"data": [{"id": "prfaas-small", "max_model_len": 4096}]}
-        ).encode(),
-    }
+    metrics = _metrics_page()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(ModelsThen503):  # /v1/models of a 4096-token model; completions 503
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = pages.get(self.path, b"")
-            self.send_response(200 if self.path in pages else 404)
-            self.send_header("Content-Length", str(len(body)))
+            if self.path != "/metrics":
+                return super().do_GET()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(metrics)))
             self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            body = b'{"error": {"message": "no workers"}}'
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
+            self.wfile.write(metrics)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
