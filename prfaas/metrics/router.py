@@ -158,7 +158,7 @@ class RouterMetrics:
     def record_prefix_transfer(
         self, outcome: str, num_tokens: int, num_bytes: int = 0, seconds: float = 0.0
     ) -> None:
-        """Called once per attempted cross-cluster prefix move (see router/prefix_transfer.py)."""
+        """Called once per attempted cross-cluster prefix move (see router/prefix_move.py)."""
         self.prefix_transfers.labels(outcome).inc()
         self.prefix_transfer_tokens.inc(num_tokens)
         self.prefix_transfer_bytes.inc(num_bytes)

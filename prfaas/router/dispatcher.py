@@ -5,7 +5,7 @@ Per request (`generate_routed`, on the router's event loop):
      effective threshold and scarce/abundant regime; the decision is logged, counted by policy,
      route and reason, and fed to the long-term controller's statistics;
   2. when the decision moves a cache across clusters (`cross_cluster_transfer`), the holder
-     exports it into the computing worker first (`prefix_transfer.move_prefix`, with a deadline
+     exports it into the computing worker first (`prefix_move.move_prefix`, with a deadline
      from its bytes over the link); a failed move is logged and counted, and the request simply
      runs without that cache;
   3. `flows.Attempt` runs the local or two-worker flow and relays its events;
@@ -31,8 +31,8 @@ import grpc
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.metrics import RouterMetrics
 from prfaas.metrics.stages import StageMetrics
+from prfaas.router.attempt import Attempt, FlowTimeouts, Retry
 from prfaas.router.control import LongTermController, ShortTermController
-from prfaas.router.flows import Attempt, FlowTimeouts, Retry
 from prfaas.router.generation_backend import (
     BackendError,
     GenerationBackend,
@@ -55,7 +55,7 @@ from prfaas.router.policy import (
     route,
 )
 from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
-from prfaas.router.prefix_transfer import move_prefix, prefix_to_move
+from prfaas.router.prefix_move import move_prefix, prefix_to_move
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
 from prfaas.router.timeline import RequestTimeline
 

@@ -16,7 +16,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from prfaas import tracing
 from prfaas.metrics.stages import StageMetrics
-from prfaas.router.flows import Attempt
+from prfaas.router.attempt import Attempt
 from prfaas.router.policy import RouteDecision
 
 

@@ -18,9 +18,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from prfaas._proto.prfaas.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from prfaas.roles import Role
+from prfaas.router.attempt import FlowTimeouts
 from prfaas.router.control import ShortTermController
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
-from prfaas.router.flows import FlowTimeouts
 from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import RegistryConfig, WorkerHandle, WorkerRegistry

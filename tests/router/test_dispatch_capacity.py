@@ -11,7 +11,7 @@ import uuid
 import pytest
 from fake_workers import FakeCluster, start_cluster
 
-from prfaas.router.flows import FlowTimeouts
+from prfaas.router.attempt import FlowTimeouts
 from prfaas.router.generation_backend import GenerationRequest, Overloaded
 from prfaas.router.policy import RouteDecision
 from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s

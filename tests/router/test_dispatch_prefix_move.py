@@ -20,7 +20,7 @@ from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.metrics import RouterMetrics
 from prfaas.router.policy import Reason, Target
 from prfaas.router.prefix_index import block_hashes
-from prfaas.router.prefix_transfer import prefix_to_move
+from prfaas.router.prefix_move import prefix_to_move
 
 
 async def _import(self: FakePDWorker, request: worker_pb2.ImportPrefixRequest, context):  # noqa: ANN001
