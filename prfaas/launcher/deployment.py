@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
@@ -195,7 +197,7 @@ class Deployment:
         t = self.topo
         env = {"OMP_WAIT_POLICY": "PASSIVE"}  # secrets travel as file paths, not environment
         workers = t.workers()
-        relays = []
+        relays: list[ProcessSpec] = []
         # In netns mode tbf on the veth caps the rate; the relay only adds the delay.
         rate_mbit = t.link.rate_gbps * 1000 if self.netns is None else 0
         prefix, _ = self._placement("pd")
@@ -210,9 +212,9 @@ class Deployment:
                 argv += ["--metrics-port", str(self._relay_metrics_port(len(relays)))]
             # Ready once its control port answers (bound after the listen port); in netns mode
             # the host cannot reach the namespace's address, so no probe (as before).
-            ready = None
+            ready: Callable[[], bool] | None = None
             if self.netns is None:
-                ready = lambda address=w.link_control: relay_answers(address)  # noqa: E731
+                ready = partial(relay_answers, w.link_control)
             relays.append(ProcessSpec(self.relay_name(w), argv, env, ready=ready, prefix=prefix))
         worker_specs = []
         for index, w in enumerate(workers):
@@ -222,9 +224,9 @@ class Deployment:
             if ns is None and tls_probe is not None:
                 ready = tls_probe  # the plain probe cannot reach an mTLS port
             elif ns is None:
-                ready = lambda address=w.grpc: grpc_ready(address)  # noqa: E731
+                ready = partial(grpc_ready, w.grpc)
             else:
-                ready = lambda ns=ns, address=w.grpc: _port_open_in_ns(ns, address)  # noqa: E731
+                ready = partial(_port_open_in_ns, ns, w.grpc)
             argv = self._cli(kind, *self._worker_args(w, index + 1), *self.worker_args,
                              *self.secrets.worker_args(w.worker_id))  # fmt: skip
             worker_specs.append(ProcessSpec(w.worker_id, argv, env, ready=ready, prefix=prefix))
@@ -273,8 +275,8 @@ class Deployment:
                 port = self._relay_metrics_port(k)
                 fwd.add(port, self.netns.ns_pd, host, port)
         for w in self._relayed():
-            host, port = w.link_control.rsplit(":", 1)
-            fwd.add(int(port), self.netns.ns_pd, host, int(port))
+            control_host, control_port = w.link_control.rsplit(":", 1)
+            fwd.add(int(control_port), self.netns.ns_pd, control_host, int(control_port))
         fwd.start()
         self.forwarder = fwd
 
