@@ -154,7 +154,9 @@ class FusedDecode:
         B = int(tokens.shape[0])
         logits = torch.empty(B, self.dims.vocab, dtype=torch.float32)
         has_kv = bool(cache.kv)
-        rc = library().fused_decode_step_f32(  # type: ignore[union-attr]
+        lib = library()
+        assert lib is not None, "FusedDecode.applies() checked that the kernels are built"
+        rc = lib.fused_decode_step_f32(
             ctypes.byref(self.dims), self.layers, caches, cache.num_slots,
             cache.num_blocks if has_kv else 0, cache.block_size, tokens.data_ptr(),
             batch.positions.data_ptr(), batch.slots.data_ptr(), batch.kv_rows.data_ptr(),
