@@ -239,10 +239,12 @@ def plot_fluctuation(fl: dict[str, Any], path: Path) -> Path:
     axes[1].plot(ft, frac, color="C1")
     axes[1].set_ylabel("offload fraction\n(trailing 10 s)")
     axes[1].set_ylim(0, 1)
-    egress = []
+    egress: list[float | None] = []
     for a, b in zip(s, s[1:], strict=False):
         dt = max(b["t_s"] - a["t_s"], 1e-6)
-        egress.append((b["egress_sent_bytes"] - a["egress_sent_bytes"]) * 8 / 1e6 / dt)
+        sent = b["egress_sent_bytes"] - a["egress_sent_bytes"]
+        # A worker whose scrape failed drops out of a sample's sum: no rate across that gap.
+        egress.append(sent * 8 / 1e6 / dt if sent >= 0 else None)
     axes[2].plot(t[1:], egress, color="C2", alpha=0.7, label="PrfaaS egress")
     cap = [x.get("capacity_bytes_per_s") for x in s]
     axes[2].plot(t, [None if c is None else c * 8 / 1e6 for c in cap], color="C7", ls="--",
