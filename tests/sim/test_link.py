@@ -77,3 +77,21 @@ def test_a_cut_slows_transfers_and_a_drop_stalls_them_until_restored() -> None:
     loop.at(10.0, link.apply, LinkChange(10.0, 1.0))  # 10 MB left at 10 MB/s
     loop.run_until(100)
     assert done["a"] == pytest.approx(11.0)
+
+
+def test_a_peers_transfers_split_its_share_and_drains_are_found_in_time_order() -> None:
+    # Virtual time: settling only the peer an event touches must give the same times as
+    # re-sharing everything. Line 20 MB/s between peers a and b (10 MB/s each); a's two
+    # transfers get 5 MB/s each until a1 drains at 2 s, then a2 has 10 MB left at 10 MB/s (3 s);
+    # b has 10 MB of its 40 MB left at 3 s, alone at 20 MB/s: 3.5 s.
+    loop = EventLoop()
+    link = Link(loop, 20e6, TcpParams(rtt_s=0.0))
+    done: dict = {}
+    for name, peer, nbytes in (("a1", "a", 10e6), ("a2", "a", 20e6), ("b", "b", 40e6)):
+        t = link.start(peer, nbytes, lambda name=name: done.setdefault(name, loop.now))
+        link.supply(t, nbytes)
+    loop.run_until(100)
+    assert done["a1"] == pytest.approx(2.0) and done["a2"] == pytest.approx(3.0)
+    assert done["b"] == pytest.approx(3.5)
+    assert link.bytes_sent == pytest.approx(70e6) and link.backlog_bytes == pytest.approx(0.0)
+    assert link.active_transfers == 0

@@ -6,13 +6,17 @@ shortest queue by (longest usable prefix, queue, load, id) and a decode worker b
 -free KV, id) among those with room; it tests "PrfaaS full" as "every queue at the cap". So per
 cluster it needs only: every worker holding a usable prefix of the request, the best worker by
 (queue, load, id) (the answer when no prefix decides; its queue is the shortest, which also
-settles the cap test), and the best decode worker with room. Workers sit in buckets by queue depth
-(prefill) or seats taken (decode), so finding those is a scan of one bucket, not of 1,250 workers.
+settles the cap test), and the best decode worker with room. Prefill workers sit in buckets by
+queue depth, each a sorted list of ids (the best is the lowest bucket's first); decode workers in
+buckets by (seats taken, queue), each sorted by (-free KV, id), so a bucket's first entry says
+whether anyone in it has room. A decision costs O(buckets), not a scan of 1,250 workers (at 10,000
+GPUs the scan was half the run time).
 `tests/sim/test_candidates.py` checks the decisions agree with the full list on random states.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 
 from prfaas.router.policy import WorkerSnapshot
@@ -22,37 +26,48 @@ from prfaas.tools.sim.instance import SimInstance
 FULL_LIST_UP_TO = 32
 """Below this many workers `route()` gets all of them (cheap, and obviously the real input)."""
 
+_Key = tuple[int, int]
+_Entry = tuple[int, str]
+
 
 class CandidateView:
     def __init__(self, instances: Iterable[SimInstance], prune: bool | None = None) -> None:
         self.instances = {i.worker_id: i for i in instances}
         self.prune = len(self.instances) > FULL_LIST_UP_TO if prune is None else prune
-        # (cluster, "p"|"d") -> bucket key -> worker ids
-        self._buckets: dict[tuple[str, str], dict[int, set[str]]] = {}
-        self._where: dict[str, tuple[tuple[str, str], int] | None] = {}
+        # (cluster, "p"|"d") -> bucket key -> sorted entries: prefill ("", id) by queue depth,
+        # decode (-free KV tokens, id) by (seats taken, queue depth).
+        self._buckets: dict[tuple[str, str], dict[_Key, list[_Entry]]] = {}
+        self._where: dict[str, tuple[tuple[str, str], _Key, _Entry] | None] = {}
         for inst in self.instances.values():
             self._where[inst.worker_id] = None
             self.update(inst)
             inst.on_change = self.update
 
     def update(self, inst: SimInstance) -> None:
-        old = self._where.get(inst.worker_id)
-        new: tuple[tuple[str, str], int] | None = None
+        wid = inst.worker_id
+        old = self._where.get(wid)
+        new: tuple[tuple[str, str], _Key, _Entry] | None = None
         if not inst.draining:
             if inst.is_prefill:
-                new = ((inst.cluster, "p"), inst.queue_depth)
+                new = ((inst.cluster, "p"), (inst.queue_depth, 0), (0, wid))
             else:
-                new = ((inst.cluster, "d"), inst.decode.reserved)
+                d = inst.decode
+                new = (
+                    (inst.cluster, "d"),
+                    (d.reserved, d.waiting_for_kv),
+                    (-d.free_kv_tokens, wid),
+                )
         if new == old:
             return
         if old is not None:
-            bucket = self._buckets[old[0]][old[1]]
-            bucket.discard(inst.worker_id)
+            buckets = self._buckets[old[0]]
+            bucket = buckets[old[1]]
+            del bucket[bisect_left(bucket, old[2])]
             if not bucket:
-                del self._buckets[old[0]][old[1]]
+                del buckets[old[1]]
         if new is not None:
-            self._buckets.setdefault(new[0], {}).setdefault(new[1], set()).add(inst.worker_id)
-        self._where[inst.worker_id] = new
+            insort(self._buckets.setdefault(new[0], {}).setdefault(new[1], []), new[2])
+        self._where[wid] = new
 
     def all(self) -> list[WorkerSnapshot]:
         return [i.snapshot() for i in self.instances.values()]
@@ -67,8 +82,7 @@ class CandidateView:
                 chosen[wid] = inst
         for (_, kind), buckets in self._buckets.items():
             if kind == "p":
-                lowest = buckets[min(buckets)]
-                wid = min(lowest)
+                wid = buckets[min(buckets)][0][1]
                 chosen[wid] = self.instances[wid]
             else:
                 best = self._best_decode(buckets, need_kv_tokens)
@@ -76,16 +90,13 @@ class CandidateView:
                     chosen[best.worker_id] = best
         return [i.snapshot() for i in chosen.values()]
 
-    def _best_decode(self, buckets: dict[int, set[str]], need: int) -> SimInstance | None:
-        for seats in sorted(buckets):
-            fits = [
-                self.instances[w]
-                for w in buckets[seats]
-                if self.instances[w].decode.free_kv_tokens >= need
-                and self.instances[w].decode.load < 1.0
-            ]
-            if fits:
-                return min(
-                    fits, key=lambda i: (i.queue_depth, -i.decode.free_kv_tokens, i.worker_id)
-                )
+    def _best_decode(self, buckets: dict[_Key, list[_Entry]], need: int) -> SimInstance | None:
+        # Buckets in (seats, queue) order = route()'s (load, queue) order (one max_batch per
+        # cluster); a bucket's first entry has the most free KV, so if it lacks room none has.
+        for key in sorted(buckets):
+            neg_free, wid = buckets[key][0]
+            if -neg_free >= need:
+                inst = self.instances[wid]
+                if inst.decode.load < 1.0:
+                    return inst
         return None

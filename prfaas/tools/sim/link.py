@@ -8,16 +8,23 @@ has produced (`supply`): layer-wise streaming means the KV of a chunk leaves onc
 computed, so sending overlaps the prefill. A transfer completes when its last byte is sent; the
 decode side has it one-way delay (RTT / 2) later.
 
-Rates change only at events (a supply, a drained transfer, a capacity change), so between events
-every transfer's progress is linear and the next event is known: the link schedules exactly one
-pending wake-up at a time (older ones are invalidated by a version number).
+Virtual time (fair queueing), so that an event costs O(log peers), not O(transfers): every peer
+with bytes to send gets the same rate, `share = min(peer cap, capacity / sending peers)` (all caps
+are equal), so one number, the service `V` a sending peer has received, advances at `share` for
+all of them. A peer keeps the `V` at which its transfers were last settled and the `V` at which
+its next transfer drains (its smallest backlog times its sending transfers: they split the
+peer's service equally); peers sit in a heap by that key. A change of `share` (a peer starts or
+stops sending, a capacity change) only changes how fast `V` runs, not any key, so the link
+schedules exactly one pending wake-up at a time, for the heap's smallest key (older ones are
+invalidated by a version number). Only the peer an event touches is settled.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from prfaas.tools.sim.clock import EventLoop
 from prfaas.tools.sim.tcp import TcpParams, peer_bytes_per_s
@@ -33,11 +40,24 @@ class Transfer:
     on_delivered: Callable[[], None]
     supplied: float = 0.0
     sent: float = 0.0
-    rate: float = 0.0
 
     @property
     def backlog(self) -> float:
         return self.supplied - self.sent
+
+
+@dataclass(eq=False)
+class _Peer:
+    """One peer's transfers; `settled_v` is the link's `V` when their `sent` was last updated."""
+
+    transfers: list[Transfer] = field(default_factory=list)
+    sending: int = 0
+    """Transfers with a backlog (they split the peer's service equally)."""
+    settled_v: float = 0.0
+    key: float = math.inf
+    """`V` at which the next sending transfer drains (inf: the peer is not sending)."""
+    version: int = 0
+    """Bumped on every re-key; a heap entry with an older version is stale."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +78,14 @@ class Link:
         self.capacity_bytes_per_s = capacity_bytes_per_s
         self.tcp = tcp
         self._peer_cap = peer_bytes_per_s(tcp)
-        self._transfers: list[Transfer] = []
+        self._peers: dict[str, _Peer] = {}
+        self._heap: list[tuple[float, int, str]] = []  # (key, version, peer name)
+        self._sending_peers = 0
+        self._v = 0.0  # service per sending peer since the start, bytes
         self._last = 0.0
         self._version = 0
+        self._transfers = 0
+        self._supplied = 0.0
         self.bytes_sent = 0.0
         """Cumulative bytes on the wire (egress telemetry differentiates it)."""
 
@@ -73,26 +98,41 @@ class Link:
         return self.tcp.rtt_s / 2
 
     @property
+    def share_bytes_per_s(self) -> float:
+        """What each sending peer gets now."""
+        n = self._sending_peers
+        return min(self._peer_cap, self.capacity_bytes_per_s / n) if n else 0.0
+
+    @property
     def backlog_bytes(self) -> float:
         """Bytes produced by prefills but not yet on the wire."""
         self._advance()
-        return sum(t.backlog for t in self._transfers)
+        return max(0.0, self._supplied - self.bytes_sent)
 
     @property
     def active_transfers(self) -> int:
-        return len(self._transfers)
+        return self._transfers
 
     def start(self, peer: str, total_bytes: float, on_delivered: Callable[[], None]) -> Transfer:
         t = Transfer(peer, total_bytes, on_delivered)
         self._advance()
-        self._transfers.append(t)
+        p = self._peers.get(peer)
+        if p is None:
+            p = self._peers[peer] = _Peer(settled_v=self._v)
+        p.transfers.append(t)
+        self._transfers += 1
         return t
 
     def supply(self, transfer: Transfer, num_bytes: float) -> None:
         """`num_bytes` more of `transfer`'s KV are ready to send."""
         self._advance()
+        p = self._peers[transfer.peer]
+        self._settle(p)
+        before = transfer.supplied
         transfer.supplied = min(transfer.total_bytes, transfer.supplied + num_bytes)
-        self._reshare()
+        self._supplied += transfer.supplied - before
+        self._rekey(transfer.peer, p)
+        self._schedule()
 
     def apply(self, change: LinkChange) -> None:
         self._advance()
@@ -104,51 +144,86 @@ class Link:
                 loss=self.tcp.loss if change.loss is None else change.loss,
             )
             self._peer_cap = peer_bytes_per_s(self.tcp)
-        self._reshare()
+        self._schedule()
 
     def _advance(self) -> None:
+        """Run `V` (and the wire's byte count) forward to now at the current share."""
         now = self.loop.now
         dt = now - self._last
         self._last = now
-        if dt <= 0:
+        if dt <= 0 or not self._sending_peers:
             return
-        for t in self._transfers:
-            if t.rate > 0:
-                # Within a nanosecond of draining counts as drained: the clock cannot resolve
-                # smaller steps at t ~ 1e3 s, and a residue would wake the link forever.
-                step = t.backlog if t.backlog <= t.rate * (dt + _EPS_S) else t.rate * dt
-                t.sent += step
-                self.bytes_sent += step
+        share = self.share_bytes_per_s
+        self._v += share * dt
+        self.bytes_sent += share * dt * self._sending_peers
 
-    def _reshare(self) -> None:
-        """Max-min fair rates under per-peer caps; finish drained transfers; one wake-up."""
-        done = [t for t in self._transfers if t.sent >= t.total_bytes - _EPS_BYTES]
-        if done:
-            self._transfers = [t for t in self._transfers if t not in done]
-            for t in done:
+    def _settle(self, p: _Peer) -> None:
+        """Bring `p`'s transfers' `sent` up to the link's `V` (the sending ones split it)."""
+        served = self._v - p.settled_v
+        p.settled_v = self._v
+        if served <= 0 or not p.sending:
+            return
+        each = served / p.sending
+        # Within a nanosecond of draining counts as drained: the clock cannot resolve smaller
+        # steps at t ~ 1e3 s, and a residue would wake the link forever.
+        drained_within = each + self.share_bytes_per_s / p.sending * _EPS_S
+        for t in p.transfers:
+            backlog = t.backlog
+            if backlog > _EPS_BYTES:
+                t.sent += backlog if backlog <= drained_within else each
+
+    def _rekey(self, name: str, p: _Peer) -> None:
+        """Finish `p`'s drained transfers and put it back in the heap by its next drain."""
+        keep: list[Transfer] = []
+        sending, smallest = 0, math.inf
+        for t in p.transfers:
+            backlog = t.backlog
+            if t.sent >= t.total_bytes - _EPS_BYTES:
+                self._transfers -= 1
                 self.loop.after(self.one_way_s, t.on_delivered)
-        peers: dict[str, list[Transfer]] = {}
-        for t in self._transfers:
-            t.rate = 0.0
-            if t.backlog > _EPS_BYTES:
-                peers.setdefault(t.peer, []).append(t)
-        left, n = self.capacity_bytes_per_s, len(peers)
-        # Water-filling: every peer is capped by its connections; all caps equal here, so the
-        # fair share is min(cap, capacity / active peers).
-        share = min(self._peer_cap, left / n) if n else 0.0
-        wake = math.inf
-        for group in peers.values():
-            each = share / len(group)
-            for t in group:
-                t.rate = each
-                if each > 0:
-                    wake = min(wake, t.backlog / each)
+                continue
+            keep.append(t)
+            if backlog > _EPS_BYTES:
+                sending += 1
+                smallest = min(smallest, backlog)
+        p.transfers = keep
+        self._sending_peers += (sending > 0) - (p.sending > 0)
+        p.sending = sending
+        p.version += 1
+        p.key = p.settled_v + smallest * sending if sending else math.inf
+        if sending:
+            heapq.heappush(self._heap, (p.key, p.version, name))
+        elif not keep:
+            del self._peers[name]
+
+    def _schedule(self) -> None:
+        """One wake-up, at the real time the smallest key is reached at the current share."""
         self._version += 1
-        if wake < math.inf:
-            self.loop.after(max(wake, _EPS_S), self._wake, self._version)
+        heap, peers = self._heap, self._peers
+        while heap:
+            key, version, name = heap[0]
+            p = peers.get(name)
+            if p is not None and p.version == version:
+                break
+            heapq.heappop(heap)
+        share = self.share_bytes_per_s
+        if not heap or share <= 0:
+            return
+        wait = (heap[0][0] - self._v) / share
+        self.loop.after(max(wait, _EPS_S), self._wake, self._version)
 
     def _wake(self, version: int) -> None:
         if version != self._version:
             return
         self._advance()
-        self._reshare()
+        # Every peer whose key has been reached (within the clock's resolution) drains now.
+        heap, peers = self._heap, self._peers
+        limit = self._v + self.share_bytes_per_s * _EPS_S
+        while heap and heap[0][0] <= limit:
+            _, version_, name = heapq.heappop(heap)
+            p = peers.get(name)
+            if p is None or p.version != version_:
+                continue
+            self._settle(p)
+            self._rekey(name, p)
+        self._schedule()
