@@ -124,6 +124,10 @@ class EngineCore:
         self.num_steps += 1
         return self.scheduler.update(sched, result)
 
+    def take_pending_outputs(self) -> list[RequestOutput]:
+        """Outputs of calls applied between steps (`Scheduler.take_pending`)."""
+        return self.scheduler.take_pending()
+
     def fail_all(self, error: str) -> list[RequestOutput]:
         return self.scheduler.fail_all(error)
 

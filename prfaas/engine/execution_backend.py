@@ -94,7 +94,9 @@ class ExecutionBackend(ABC):
 
     @abstractmethod
     def transfer_layout(self, req: CacheSpan) -> list[BufferSpec]:
-        """One spec per model layer for the request's prompt (its num_prompt_tokens tokens)."""
+        """One spec per model layer for the request's prompt (its num_prompt_tokens tokens). A
+        function of the prompt length and the backend's fixed configuration only: workers call
+        it from their event loop, outside the compute thread."""
 
     @abstractmethod
     def layer_segments(

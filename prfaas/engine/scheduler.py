@@ -305,6 +305,14 @@ class Scheduler:
         self._finish(req, RequestStatus.FAILED, reason)
         self._pending.append(RequestOutput(request_id, req.status, error=reason))
 
+    def take_pending(self) -> list[RequestOutput]:
+        """Outputs produced between steps (preallocated, aborted, a first token shipped with the
+        KV), for the worker to deliver at once instead of after the next step: with an 0.8 s
+        decode step, waiting for `update` cost a whole step per admission and per first token
+        (issue 12 item 2)."""
+        outputs, self._pending = self._pending, []
+        return outputs
+
     def get_request(self, request_id: str) -> Request | None:
         return self.requests.get(request_id)
 

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -31,6 +31,7 @@ import grpc
 from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.metrics import RouterMetrics
 from prfaas.metrics.stages import StageMetrics
+from prfaas.roles import Role
 from prfaas.router.attempt import Attempt, FlowTimeouts, Retry
 from prfaas.router.control import LongTermController, ShortTermController
 from prfaas.router.generation_backend import (
@@ -50,16 +51,23 @@ from prfaas.router.policy import (
     RouteRequest,
     RoutingConfig,
     Target,
+    WorkerSnapshot,
     missing_role,
     overflow_to_prfaas,
     route,
 )
-from prfaas.router.prefill_estimate import observe_drain, predicted_prefill_s, predicted_wait_s
+from prfaas.router.prefill_estimate import (
+    observe_drain,
+    predicted_prefill_s,
+    predicted_wait_s,
+    speed_measured,
+)
 from prfaas.router.prefix_move import move_prefix, prefix_to_move
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
 from prfaas.router.timeline import RequestTimeline
 
 log = logging.getLogger(__name__)
+PREFILL_ROLES = (Role.PREFILL, Role.MIXED, Role.PRFAAS)
 
 
 @dataclass(frozen=True)
@@ -245,7 +253,7 @@ class Dispatcher(GenerationBackend):
     ) -> RouteDecision:
         rc = self.config.routing
         snaps = [
-            s for s in self.registry.snapshots()
+            self._with_wait(s) for s in self.registry.snapshots()
             if s.worker_id not in excluded and not (force_local and s.cluster == rc.prfaas_cluster)
         ]  # fmt: skip
         match = self.registry.index.match_tokens(request.prompt_token_ids)
@@ -284,7 +292,18 @@ class Dispatcher(GenerationBackend):
         if prefill is None:
             return None
         wait = predicted_wait_s(prefill, self.config.default_prefill_tokens_per_s)
-        return wait if wait > self.config.max_prefill_wait_s else None
+        # Only a measured speed backs a prediction (see _check_prefill_wait).
+        over = wait > self.config.max_prefill_wait_s and speed_measured(prefill)
+        return wait if over else None
+
+    def _with_wait(self, snap: WorkerSnapshot) -> WorkerSnapshot:
+        """The snapshot with this router's predicted prefill wait on that worker (placement
+        balances by it, policy._pick)."""
+        handle = self.registry.get(snap.worker_id)
+        if handle is None or snap.role not in PREFILL_ROLES:
+            return snap
+        wait = predicted_wait_s(handle, self.config.default_prefill_tokens_per_s)
+        return replace(snap, predicted_wait_s=wait)
 
     def _check_prefill_wait(self, d: RouteDecision, rid: str) -> None:
         """Bounded prefill queues: 429 + Retry-After when the wait would exceed its budget."""
@@ -293,7 +312,9 @@ class Dispatcher(GenerationBackend):
             return
         cfg = self.config
         wait = predicted_wait_s(prefill, cfg.default_prefill_tokens_per_s)
-        if wait > cfg.max_prefill_wait_s:
+        # Refused only on a measured speed: a cold worker's queue at the default speed (1000
+        # tokens/s, far slower than most) refused requests at the start of every experiment.
+        if wait > cfg.max_prefill_wait_s and speed_measured(prefill):
             log.info("request %s refused (429): predicted wait %.1f s on %s (%s, t=%.0f)", rid,
                      wait, prefill.worker_id, d.reason.value, d.threshold)  # fmt: skip
             raise Overloaded(

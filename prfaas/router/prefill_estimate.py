@@ -26,6 +26,12 @@ def prefill_speed(worker: WorkerHandle, default_tokens_per_s: float) -> float:
     return reported or default_tokens_per_s
 
 
+def speed_measured(worker: WorkerHandle) -> bool:
+    """Whether the worker's speed is measured (learned here or reported), not the default."""
+    reported = worker.load.prefill_tokens_per_second if worker.load is not None else 0.0
+    return worker.drain_tokens_per_s > 0 or reported > 0
+
+
 def predicted_wait_s(worker: WorkerHandle, default_tokens_per_s: float) -> float:
     """Seconds a prefill placed now waits before it starts: the queue ahead at the drain rate.
     A PrfaaS worker that reports nothing waiting for compute has no queue: what this router

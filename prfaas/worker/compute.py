@@ -7,7 +7,8 @@ Lifecycle (one per worker process):
 2. The compute thread applies queued calls, then runs `engine.step()` while the engine has work,
    and sleeps on the call queue when it has none.
 3. Every `RequestOutput` of a step is posted back to the event loop, into the queue of whoever
-   subscribed to that request id (`subscribe`). Outputs for unsubscribed ids are dropped.
+   subscribed to that request id (`subscribe`), and so is every output an applied call produced
+   (before the call's caller resumes). Outputs for unsubscribed ids are dropped.
 4. Per-request layer-done callbacks (layer-wise KV streaming) are registered in `layer_hooks` and
    run on the compute thread; they must only hand views to a thread-safe sender.
 5. After every step and every batch of applied calls the thread publishes an `EngineSnapshot`
@@ -131,6 +132,11 @@ class ComputeLoop:
         # Published before the caller resumes, so a load report read after an awaited call
         # (an abort, a release) already reflects it.
         self._publish()
+        # Outputs the call produced (preallocated, a shipped first token, aborted) go out now,
+        # not after the next step, and reach subscribers before the caller resumes.
+        pending = self.engine.take_pending_outputs()
+        if pending:
+            self._loop.call_soon_threadsafe(self._deliver, pending)
         self._loop.call_soon_threadsafe(self._resolve, future, result, error)
 
     def _publish(self) -> None:

@@ -2,9 +2,10 @@
 
 Lifecycle of one request:
 1. Admission: the request enters the engine (a `full` request; or a `decode_only` one, which the
-   scheduler preallocates blocks and a state slot for). `Admitted` is emitted once the request is
-   queued — for decode-only, only after the KV receiver registered the transfer, so the router may
-   then start the remote prefill.
+   scheduler preallocates blocks and a state slot for, in the same compute-thread call that
+   returns its destination views). `Admitted` is emitted once the request is queued — for
+   decode-only, once the KV receiver registered the transfer (a sender's OPEN that came earlier
+   waits for that registration in the receiver).
 2. Decode-only: the receiver writes the transfer straight into the preallocated blocks. On success
    the handoff trailer gives the first token and the request starts decoding; on failure the
    engine frees the blocks (nothing was installed) and the stream ends with an error.
@@ -20,6 +21,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from prfaas.engine.core import EngineCore
+from prfaas.engine.execution_backend import BufferSpec
 from prfaas.engine.outputs import RequestEvent, RequestOutput
 from prfaas.kvtransfer.base import KVReceiver, TransferError
 from prfaas.request import Request, RequestKind, RequestStatus
@@ -71,6 +74,23 @@ class KvSourceSpec:
     deadline_seconds: float
 
 
+Destination = tuple[list[BufferSpec], list[list[memoryview]]]
+
+
+def _destination(engine: EngineCore, request_id: str) -> Destination:
+    """A preallocated decode-only request's transfer layout and destination views."""
+    return engine.transfer_layout(request_id), engine.receive_segments(request_id)
+
+
+def _add(engine: EngineCore, req: Request) -> Destination | None:
+    """On the compute thread: add `req`; a decode-only one preallocated at once also gets its
+    destination (None otherwise: its PREALLOCATED output comes when memory frees up)."""
+    engine.add_request(req)
+    if req.kind is RequestKind.DECODE_ONLY and req.status is RequestStatus.WAITING_FOR_KV:
+        return _destination(engine, req.request_id)
+    return None
+
+
 async def _next_output(outputs: asyncio.Queue[RequestOutput], deadline: float) -> RequestOutput:
     return await asyncio.wait_for(outputs.get(), max(0.001, deadline - time.monotonic()))
 
@@ -100,7 +120,10 @@ async def generate(
         # the compute thread, and only the abort queued behind it (finally) frees it again.
         added = True
         try:
-            await compute.call(lambda e: e.add_request(req))
+            # One hop to the compute thread admits a decode-only request and, when memory allows
+            # its preallocation at once, returns its destination: each hop waits for the step in
+            # progress (a whole decode step), so admission costs at most one (issue 12 item 2).
+            dest_now = await compute.call(lambda e: _add(e, req))
         except ValueError as exc:
             added = False  # refused (maybe a duplicate id: never abort the other request)
             yield Failed("refused", str(exc))
@@ -112,9 +135,9 @@ async def generate(
                 finished = out.finished
                 yield Failed("refused", out.error or f"not preallocated ({out.status.value})")
                 return
-            layout, dest = await compute.call(
-                lambda e: (e.transfer_layout(rid), e.receive_segments(rid))
-            )
+            if dest_now is None:  # preallocated later, once memory freed up
+                dest_now = await compute.call(lambda e: _destination(e, rid))
+            layout, dest = dest_now
             decoder = None
             on_wire, wire_dest = layout, dest
             if kv_compression != "none":
@@ -140,10 +163,16 @@ async def generate(
                 finished = True
                 yield Failed("kv_transfer_failed", reason)
                 return
-            if decoder is not None:
-                await compute.call(lambda e: decoder.install())
             cached = handoff.num_cached_tokens
-            await compute.call(lambda e: e.mark_kv_ready(rid, handoff.first_token))
+
+            def ready(e: EngineCore) -> None:
+                # One hop: decode the compressed KV into the cache, then seat the request; its
+                # first token goes out with this call, not after the next step.
+                if decoder is not None:
+                    decoder.install()
+                e.mark_kv_ready(rid, handoff.first_token)
+
+            await compute.call(ready)
             yield KvReceived(sum(spec.nbytes for spec in on_wire), time.monotonic() - expected_at)
         else:
             yield Admitted()

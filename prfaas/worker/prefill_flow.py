@@ -120,7 +120,9 @@ async def prefill_and_ship(
     handle = None
     added = False
     try:
-        layout = await compute.call(lambda e: e.backend.transfer_layout(req))
+        # Static in the prompt length (ExecutionBackend.transfer_layout), so read here rather than
+        # through a compute-thread hop that would wait for the step in progress.
+        layout = compute.engine.backend.transfer_layout(req)
         encoder = None
         on_wire = layout
         if kv_compression != "none":

@@ -96,9 +96,10 @@ async def test_decode_seat_taken_at_first_token_and_full_worker_refuses() -> Non
 
 
 async def test_prefill_queue_past_its_wait_budget_is_refused_with_retry_after() -> None:
-    """Default speed 1000 tokens/s (nothing measured yet): 1000-token prompts queue 1 s each."""
+    """A measured speed of 1000 tokens/s: 1000-token prompts queue 1 s each."""
     c = await start_cluster(policy="homogeneous-pd", num_prfaas=0, max_prefill_wait_s=1.5)
     try:
+        c.registry.get("pd-0").drain_tokens_per_s = 1000.0
         c.worker("pd-0").script.prefill_mode = "stall"
         queued = [asyncio.ensure_future(run(c, list(range(i, i + 1000)))) for i in range(2)]
         while len(c.worker("pd-0").prefill_requests) < 2:
@@ -113,6 +114,46 @@ async def test_prefill_queue_past_its_wait_budget_is_refused_with_retry_after() 
         await asyncio.gather(*queued, return_exceptions=True)
         c.worker("pd-0").script.prefill_mode = "ok"
         assert len(await run(c, list(range(1000)))) == 4
+    finally:
+        await c.close()
+
+
+async def test_prefill_queues_balanced_by_predicted_wait() -> None:
+    """A long prompt on pd-0 makes its predicted wait long: the short ones that follow all go to
+    pd-1, although pd-0 holds fewer requests (request counts once put them behind it)."""
+    c = await start_cluster(pd_roles=("prefill", "prefill", "decode"), policy="homogeneous-pd",
+                            num_prfaas=0)  # fmt: skip
+    try:
+        for w in ("pd-0", "pd-1"):
+            c.worker(w).script.prefill_mode = "stall"
+        queued = [asyncio.ensure_future(run(c, list(range(8000))))]
+        while len(c.worker("pd-0").prefill_requests) < 1:
+            await asyncio.sleep(0.01)
+        for i in range(4):
+            queued.append(asyncio.ensure_future(run(c, list(range(i, i + 100)))))
+            placed = [c.worker(w).prefill_requests for w in ("pd-0", "pd-1")]
+            while sum(map(len, placed)) < i + 2:
+                await asyncio.sleep(0.01)
+        assert [len(c.worker(w).prefill_requests) for w in ("pd-0", "pd-1")] == [1, 4]
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+    finally:
+        await c.close()
+
+
+async def test_no_refusal_before_a_speed_is_measured() -> None:
+    """A cold worker's queue at the default speed predicts a wait it cannot back: no 429."""
+    c = await start_cluster(policy="homogeneous-pd", num_prfaas=0, max_prefill_wait_s=1.5)
+    try:
+        c.worker("pd-0").script.prefill_mode = "stall"
+        queued = [asyncio.ensure_future(run(c, list(range(i, i + 1000)))) for i in range(3)]
+        while len(c.worker("pd-0").prefill_requests) < 3:
+            await asyncio.sleep(0.01)
+        assert c.registry.get("pd-0").inflight_prefill_tokens == 3000
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
     finally:
         await c.close()
 
@@ -186,6 +227,7 @@ async def test_local_queue_past_its_budget_is_offloaded_instead_of_refused() -> 
     the request is queued on PrfaaS (behind the link) instead of refused (issue 12)."""
     c = await start_cluster(threshold=1e6, max_prefill_wait_s=1.5)
     try:
+        c.registry.get("pd-0").drain_tokens_per_s = 1000.0  # measured: 1000-token prompts, 1 s
         c.worker("pd-0").script.prefill_mode = "stall"
         queued = [asyncio.ensure_future(run(c, list(range(i, i + 1000)))) for i in range(2)]
         while len(c.worker("pd-0").prefill_requests) < 2:

@@ -180,6 +180,23 @@ def test_cache_affinity_bounded_by_queue_slack() -> None:
     assert (d.prefill_worker, d.cached_tokens) == ("p1", 512)
 
 
+def test_prefill_worker_balanced_by_predicted_wait() -> None:
+    # p0 has the shorter queue but one 131K-token prompt in it; p1 three short ones.
+    cfg = RoutingConfig(policy="homogeneous-pd")
+    waits = {"p0": 40.0, "p1": 1.5}
+    snaps = [replace(w, predicted_wait_s=waits.get(w.worker_id, 0.0),
+                     queue_depth=3 if w.worker_id == "p1" else w.queue_depth)
+             for w in WORKERS]  # fmt: skip
+    d = route(RouteRequest(20_000), snaps, _hits(), SCARCE, T, cfg)
+    assert d.prefill_worker == "p1"
+    # A cached prefix wins only within the wait slack (2 s): 40 s is far outside it.
+    d = route(RouteRequest(20_000), snaps, _hits(p0=16_000), SCARCE, T, cfg)
+    assert (d.prefill_worker, d.cached_tokens) == ("p1", 0)
+    close = [replace(w, predicted_wait_s=3.0) if w.worker_id == "p0" else w for w in snaps]
+    d = route(RouteRequest(20_000), close, _hits(p0=16_000), SCARCE, T, cfg)
+    assert (d.prefill_worker, d.cached_tokens) == ("p0", 16_000)
+
+
 def test_decode_needs_memory_and_draining_is_skipped() -> None:
     ws = [replace(w, free_kv_tokens=100) if w.worker_id == "d1" else w for w in WORKERS]
     assert (

@@ -157,7 +157,8 @@ async def test_cancel_prefill_and_ship_at_every_await(pair: Pair) -> None:
         return flow.reached
 
     points = await _sweep(run_once)
-    assert points >= 4, f"only {points} suspension points exercised"
+    # add, outputs, transfer done (the transfer layout is read without a compute-thread hop).
+    assert points >= 3, f"only {points} suspension points exercised"
 
 
 @pytest.mark.parametrize("kind", [RequestKind.FULL, RequestKind.DECODE_ONLY])
