@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "router": ("prfaas.router.main", "run the router (gRPC + OpenAI-style HTTP)"),
     "prefill-worker": ("prfaas.prefill_worker.main", "run a PrfaaS prefill worker"),
     "pd-worker": ("prfaas.pd_worker.main", "run a local PD worker (mixed, prefill or decode role)"),
-    "plan": ("prfaas.planner.cli", "size clusters with the paper's analytical model (Eqs. 1-8)"),
+    "plan": (
+        "prfaas.tools.plan_cli",
+        "size clusters with the paper's analytical model (Eqs. 1-8); --simulate: SLO rate",
+    ),
     "certs": ("prfaas.security.certs_cli", "make a development CA and certificates for a topology"),
     "link": (
         "prfaas.link.relay",
