@@ -86,8 +86,7 @@ class Link:
         self._version = 0
         self._transfers = 0
         self._supplied = 0.0
-        self.bytes_sent = 0.0
-        """Cumulative bytes on the wire (egress telemetry differentiates it)."""
+        self._sent = 0.0
 
     @property
     def up(self) -> bool:
@@ -104,10 +103,16 @@ class Link:
         return min(self._peer_cap, self.capacity_bytes_per_s / n) if n else 0.0
 
     @property
+    def bytes_sent(self) -> float:
+        """Cumulative bytes on the wire up to now (egress telemetry differentiates it)."""
+        self._advance()
+        return self._sent
+
+    @property
     def backlog_bytes(self) -> float:
         """Bytes produced by prefills but not yet on the wire."""
         self._advance()
-        return max(0.0, self._supplied - self.bytes_sent)
+        return max(0.0, self._supplied - self._sent)
 
     @property
     def active_transfers(self) -> int:
@@ -155,7 +160,7 @@ class Link:
             return
         share = self.share_bytes_per_s
         self._v += share * dt
-        self.bytes_sent += share * dt * self._sending_peers
+        self._sent += share * dt * self._sending_peers
 
     def _settle(self, p: _Peer) -> None:
         """Bring `p`'s transfers' `sent` up to the link's `V` (the sending ones split it)."""
