@@ -147,6 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loopback-mib", type=int, default=256)
     parser.add_argument("--netns-mib", type=int, default=1024, help="netns: MiB at 10 Gbit/s")
     parser.add_argument("--netns-rounds", type=int, default=3)
+    parser.add_argument(
+        "--netns-prefix", default="pxb", help="netns: namespaces <prefix>-a and <prefix>-b"
+    )
     parser.add_argument("--overlap-trials", type=int, default=7)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--chunk-mib", type=float, default=4.0)

@@ -37,7 +37,8 @@ def _iperf(ns_a: str, ns_b: str, seconds: int) -> float:
 
 def _in_ns_a(kind: str, mib: int, a: argparse.Namespace) -> float:
     """Bytes/s of `ours` or `sendall`, sent from namespace a by a child of the bench module."""
-    cmd = ["ip", "netns", "exec", "pxb-a", sys.executable, "-m", "prfaas.tools.benchmarks.transfer",
+    cmd = ["ip", "netns", "exec", f"{a.netns_prefix}-a", sys.executable, "-m",
+           "prfaas.tools.benchmarks.transfer", "--netns-prefix", a.netns_prefix,
            "--scenario", f"_netns_{kind}", "--netns-mib", str(mib),
            "--connections", str(a.connections), "--chunk-mib", str(a.chunk_mib)]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -47,7 +48,8 @@ def _in_ns_a(kind: str, mib: int, a: argparse.Namespace) -> float:
 def scenario_netns(a: argparse.Namespace) -> dict:
     if os.geteuid() != 0 or not shutil.which("iperf3"):
         return {"skipped": "needs root and iperf3"}
-    env = {**os.environ, "PRFAAS_NS_PREFIX": "pxb"}
+    env = {**os.environ, "PRFAAS_NS_PREFIX": a.netns_prefix}
+    ns_a, ns_b = f"{a.netns_prefix}-a", f"{a.netns_prefix}-b"
     out: dict = {"loadavg_before": os.getloadavg()}
     med = statistics.median
     try:
@@ -60,7 +62,7 @@ def scenario_netns(a: argparse.Namespace) -> dict:
             )
             runs: dict[str, list[float]] = {"iperf3": [], "sendall": [], "ours": []}
             for _ in range(a.netns_rounds):
-                runs["iperf3"].append(_iperf("pxb-a", "pxb-b", 3))
+                runs["iperf3"].append(_iperf(ns_a, ns_b, 3))
                 runs["sendall"].append(_in_ns_a("sendall", mib, a))
                 runs["ours"].append(_in_ns_a("ours", mib, a))
             ip, sa, ours = (med(runs[k]) for k in ("iperf3", "sendall", "ours"))
@@ -85,5 +87,7 @@ def netns_child(a: argparse.Namespace) -> dict:
 
     total = a.netns_mib * MIB
     if a.scenario == ["_netns_sendall"]:
-        return {"bytes_per_s": baseline_sendall("10.77.0.2", total, ns="pxb-b")}
-    return run_ours("10.77.0.2", 32, total // 32, a.connections, a.chunk_mib, ns="pxb-b")
+        return {"bytes_per_s": baseline_sendall("10.77.0.2", total, ns=f"{a.netns_prefix}-b")}
+    return run_ours(
+        "10.77.0.2", 32, total // 32, a.connections, a.chunk_mib, ns=f"{a.netns_prefix}-b"
+    )
