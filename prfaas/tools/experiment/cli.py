@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "prfaas experiment " + " ".join(sys.argv[2:]),
         "scale": scale.to_json(),
         "network": "netns" if netns else f"relay ({why_not})",
-        "criterion": {**crit.__dict__, "decode_step_s": scale.decode_step_s},
+        "criterion": {**asdict(crit), "decode_step_s": scale.decode_step_s},
         "duration_per_point_s": duration,
         "common_rate_rps": common,
         "prediction": prediction,
