@@ -59,6 +59,10 @@ BENCH_TARGETS: dict[str, tuple[str, str]] = {
         "prfaas.tools.benchmarks.router_overhead",
         "the router's own added latency per request",
     ),
+    "router-replicas": (
+        "prfaas.tools.benchmarks.router_replicas",
+        "requests per second of one router process vs two replicas; decode-seat over-admission",
+    ),
     "router-security": (
         "prfaas.tools.benchmarks.router_security_cost",
         "latency mTLS + HTTPS + API key add through the router process, vs plain",

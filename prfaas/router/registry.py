@@ -142,9 +142,13 @@ class WorkerHandle:
         if self.role in (Role.DECODE, Role.MIXED):
             # Decode placement: seats are the running batch against the worker's cap (Eq. 5's
             # BS_max); ranking also counts the requests placed here whose KV is still to come,
-            # or a burst would herd onto whichever decoder had the fewest running.
-            seats = self.inflight_decodes / self.max_decodes
-            utilization = (self.inflight_decodes + self.pending_decodes) / self.max_decodes
+            # or a burst would herd onto whichever decoder had the fewest running. The batch is
+            # the larger of this router's own count (current) and the worker's report (one poll
+            # old, but it counts every router replica's requests: with the own count alone, two
+            # replicas filled a worker to twice its seats, `prfaas bench router-replicas`).
+            running = max(self.inflight_decodes, 0 if load is None else load.num_running)
+            seats = running / self.max_decodes
+            utilization = (running + self.pending_decodes) / self.max_decodes
         else:
             utilization = 0.0 if load is None else load.busy_fraction
             if self.load_stale:

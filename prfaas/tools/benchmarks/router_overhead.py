@@ -5,7 +5,7 @@ Finished) and every heartbeat. Each round sends the same request twice, alternat
   baseline  the Generate call made directly on the worker's gRPC channel (what any client pays);
   router    `Dispatcher.generate` on a running registry: prefix match, policy, placement
             accounting, timeline (spans + stage histograms), the same Generate call, relay.
-The added latency is router minus baseline of the same round; reported as p50/p90 with both
+The added latency is router minus baseline of the same round; reported as p50/p90/p99 with both
 sides' p50 and their ratio, and the router's `route` stage (decision alone). Goal: added p50 below
 1 ms. Runs on one event loop in one process, so a loaded machine inflates both sides alike.
 """
@@ -59,9 +59,13 @@ class InstantWorker(worker_pb2_grpc.WorkerServicer):
         return worker_pb2.AbortResponse(found=False)
 
 
-async def _serve() -> tuple[grpc.aio.Server, int]:
+async def serve_worker(
+    servicer: worker_pb2_grpc.WorkerServicer | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """A fake worker (instant unless `servicer` says) with a SERVING health service on
+    127.0.0.1:0: (server, port)."""
     server = grpc.aio.server()
-    worker_pb2_grpc.add_WorkerServicer_to_server(InstantWorker(), server)
+    worker_pb2_grpc.add_WorkerServicer_to_server(servicer or InstantWorker(), server)
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -76,7 +80,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
-    server, port = await _serve()
+    server, port = await serve_worker()
     registry = WorkerRegistry(PrefixIndex(16))
     worker = registry.add(
         WorkerHandle("instant", "pd", "pd", Role.MIXED, f"127.0.0.1:{port}", "x:1")
@@ -134,6 +138,7 @@ async def measure(num_requests: int, prompt_tokens: int) -> dict[str, float]:
             "routed_p50_ms": 1e3 * statistics.median(via),
             "added_p50_ms": 1e3 * statistics.median(added),
             "added_p90_ms": 1e3 * _pct(added, 0.9),
+            "added_p99_ms": 1e3 * _pct(added, 0.99),
             "routed_over_direct_p50": statistics.median(via) / statistics.median(base),
             "route_stage_mean_ms": 1e3 * route,
             "load_average_1m": os.getloadavg()[0],
