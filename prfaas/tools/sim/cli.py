@@ -20,14 +20,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from prfaas.planner import load_case, plan
 from prfaas.tools.experiment import policy_report
 from prfaas.tools.experiment.cli import QUICK
 from prfaas.tools.experiment.fluctuation import _phases
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
 from prfaas.tools.loadgen.workloads import Scaling
+from prfaas.tools.sim import projections
 from prfaas.tools.sim import workload as sim_workload
 from prfaas.tools.sim.analysis import egress_windows, to_results
+from prfaas.tools.sim.case_inputs import case_config, case_requests
 from prfaas.tools.sim.experiment_inputs import experiment_config
 from prfaas.tools.sim.link import LinkChange
 from prfaas.tools.sim.schedule import parse_link_schedule
@@ -57,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--fluct-cut-fraction", type=float, default=0.25)
     # single-deployment mode
     a("--policy", default="prfaas")
+    a("--case", help="a case TOML (prfaas plan's format): that case at its own size and bytes")
     a("--instances-factor", type=int, default=1, help="× every instance count and the link")
     a("--rate", type=float, help="Poisson req/s (default: 0.9 × the planner's Λ_max)")
     a("--workload", default="lognormal", choices=("lognormal", "mooncake", "azure"))
@@ -68,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--loss", type=float, default=0.0, help="segment loss rate of the line")
     a("--long-tick", type=float, help="run the long-term controller every this many seconds")
     a("--no-progress", action="store_true")
+    # projections mode
+    a("--projections", action="store_true", help="write the §2.3 projections (projections.py)")
+    a("--projections-out", default="docs/projections.md")
+    a("--projection-factors", default="16,104", help="× the case study's deployment, per row")
+    a("--projection-duration", type=float, default=600.0, help="simulated seconds per row")
+    a("--cut-factor", type=int, default=16, help="deployment × this for the 50 %% cut runs")
 
 
 def _scale(args: argparse.Namespace) -> Scale:
@@ -171,7 +181,24 @@ def _requests(args: argparse.Namespace, scale: Scale, rate: float, duration: flo
     return sim_workload.azure(args.trace, **kw), None
 
 
+def _case_inputs(args: argparse.Namespace, duration: float) -> tuple[SimConfig, list, float, float]:
+    """--case: the planner's point for the deployment running `--policy`, × --instances-factor."""
+    case = load_case(args.case)
+    plans = {dp.deployment.policy: dp for dp in plan(case).plans.values()}
+    if args.policy not in plans:
+        raise SystemExit(f"--case {args.case}: no deployment with policy {args.policy!r}")
+    dp = plans[args.policy]
+    pt, k = dp.point, args.instances_factor
+    cfg = case_config(case, dp.deployment, threshold=pt.threshold, n_p=pt.n_p, n_d=pt.n_d,
+                      instances_factor=k, link_schedule=parse_link_schedule(args.link_schedule),
+                      loss=args.loss)  # fmt: skip
+    rate = args.rate or 0.9 * pt.lambda_max * k
+    return cfg, case_requests(case, rate, duration, args.seed), rate, pt.lambda_max
+
+
 def run_single(args: argparse.Namespace) -> dict[str, Any]:
+    if args.case:
+        return _run_case(args)
     scale = _scale(args)
     duration = args.duration or 3600.0
     _, prediction = predict(scale)
@@ -187,6 +214,22 @@ def run_single(args: argparse.Namespace) -> dict[str, Any]:
     result = Simulation(cfg, args.seed).run(requests, progress=not args.no_progress,
                                             until_s=None)  # fmt: skip
     point = analyze(to_results(result), rate, scale, Criterion())
+    return _single_doc(args, result, point, rate, lam)
+
+
+def _run_case(args: argparse.Namespace) -> dict[str, Any]:
+    duration = args.duration or 3600.0
+    cfg, requests, rate, lam = _case_inputs(args, duration)
+    cfg = replace(cfg, long_tick_s=args.long_tick, record_itl=len(requests) < 20000)
+    result = Simulation(cfg, args.seed).run(requests, progress=not args.no_progress)
+    # analyze() reads the scale only for its decode-step ITL check: the case's step.
+    scale = Scale(time_factor=1.0, decode_step_ms=cfg.decode.step_s * 1000)
+    point = analyze(to_results(result), rate, scale, Criterion())
+    return {"case": args.case, **_single_doc(args, result, point, rate, lam)}
+
+
+def _single_doc(args: argparse.Namespace, result: SimResult, point: dict[str, Any], rate: float,
+                lam: float) -> dict[str, Any]:  # fmt: skip
     return {
         "command": "prfaas sim " + " ".join(sys.argv[2:]),
         "policy": args.policy, "instances": result.stats["instances"], "offered_rps": rate,
@@ -201,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.projections:
+        return run_projections(args)
     if args.experiment:
         doc = run_experiment(args)
         doc["wall_s"] = time.perf_counter() - started
@@ -219,4 +264,27 @@ def run(args: argparse.Namespace) -> int:
           f"{s['events']} events in {s['wall_s']:.1f} s ({s['events_per_s']:.0f}/s), "
           f"peak RSS {s['peak_rss_bytes'] / 2**20:.0f} MiB")  # fmt: skip
     print(json.dumps({"json": str(out / "sim.json")}))
+    return 0
+
+
+def run_projections(args: argparse.Namespace) -> int:
+    rows = []
+    for factor in (int(x) for x in args.projection_factors.split(",") if x):
+        for model in projections.MODELS:
+            row, _ = projections.simulate(
+                projections.Scenario(model, factor, args.projection_duration), args.seed
+            )
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    cuts = [projections.cut_cost(m, args.cut_factor, 300.0, 600.0, args.seed)
+            for m in projections.MODELS]  # fmt: skip
+    command = "prfaas sim " + " ".join(sys.argv[2:])
+    text = projections.render(rows, cuts, command, args.projection_duration)
+    out = Path(args.projections_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    (Path(args.out_dir) / "projections.json").write_text(
+        json.dumps({"command": command, "rows": rows, "cuts": cuts}, indent=1)
+    )
+    print(json.dumps({"markdown": str(out)}))
     return 0
