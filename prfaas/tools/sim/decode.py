@@ -4,7 +4,8 @@ Seats: a request holds one of `max_batch` seats (and prompt + output tokens of K
 moment the router places it here (the worker counts KV-waiting requests against its seats, so a
 full decode worker takes no one) until it finishes. Once its KV has arrived it joins the running
 batch at the next step boundary and produces one token per step; its first token (sampled by the
-prefill) is delivered when the KV arrives. The step time is the emulated backend's
+prefill) is delivered at that boundary, and its admission applied at the boundary after it is
+placed (`DecodeTiming.step_boundary_calls`: the running system's TTFT floor). The step time is the emulated backend's
 `decode_step_seconds`, independent of batch and context there; `per_seq_s` and
 `per_kv_token_s` add a linear batch/context term (taken at the request's join) for other backends.
 One event per request: its finish is known when it joins, so the simulator never steps tokens.
@@ -25,6 +26,14 @@ class DecodeTiming:
     step_s: float
     per_seq_s: float = 0.0
     per_kv_token_s: float = 0.0
+    step_boundary_calls: bool = True
+    """The engine applies calls between steps (the worker's compute thread runs one step at a
+    time): a decode admission and the KV-ready that releases the first token each wait for the
+    step in progress, on average half a step while a batch runs, none on an idle engine. This is
+    the running system's per-request TTFT floor after issue 12's hop fixes (BENCHMARKS.md, "Where
+    the 2.11 s and the 1.27 s went": measured 0.48 s and 0.45 s at a 0.8 s step, predicted 0.40 s
+    each); the remaining ~0.1 s of gRPC and event-loop hops is not modelled. False: the old model
+    (admission immediate, first token when the KV arrives)."""
 
 
 class DecodeStage:
@@ -62,16 +71,27 @@ class DecodeStage:
         if self.on_change is not None:
             self.on_change()
 
+    def next_boundary(self) -> float:
+        """When the engine next applies a call: now when idle, else the end of the running
+        step (steps run on a grid from when the batch last started)."""
+        now = self.loop.now
+        if self.running == 0:
+            return now
+        step = self.timing.step_s
+        return self._origin + math.ceil((now - self._origin) / step - 1e-9) * step
+
+    def admitted_at(self) -> float:
+        """When an admission placed now is applied (the prefill may start then)."""
+        return self.next_boundary() if self.timing.step_boundary_calls else self.loop.now
+
     def kv_arrived(self, req: SimRequest) -> None:
         now = self.loop.now
         t = self.timing
         self.waiting_for_kv -= 1
-        req.first_token_s = now
+        join = self.next_boundary()
         if self.running == 0:
             self._origin = now
-            join = now
-        else:
-            join = self._origin + math.ceil((now - self._origin) / t.step_s - 1e-9) * t.step_s
+        req.first_token_s = join if t.step_boundary_calls else now
         self.running += 1
         self.context_tokens += req.input_tokens
         step = t.step_s + t.per_seq_s * self.running + t.per_kv_token_s * self.context_tokens

@@ -3,7 +3,7 @@ sees of it (the same `WorkerSnapshot` the registry builds from a real worker's l
 
 A PD worker can change role (long-term controller): it drains (ineligible, finishes what it has)
 and then serves its new role. Queue depth follows the router's view of a real worker: requests
-waiting for or in prefill, plus (PrfaaS) finished prefills whose KV is still on the line.
+waiting for their decode admission, for or in prefill, plus (PrfaaS) finished prefills whose KV is still on the line.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class SimInstance:
         self.max_num_seqs = max_num_seqs
         self.held = 0
         """PrfaaS: finished prefills whose KV transfer has not completed."""
+        self.admitting = 0
+        """Routed here, waiting for the decode worker's admission before the prefill starts."""
         self.draining = False
         self.pending_role: Role | None = None
         self.on_change: Callable[[SimInstance], None] | None = None
@@ -51,7 +53,9 @@ class SimInstance:
 
     @property
     def idle(self) -> bool:
-        return self.prefill.depth == 0 and self.held == 0 and self.decode.idle
+        return (
+            self.prefill.depth == 0 and self.held == 0 and self.admitting == 0 and self.decode.idle
+        )
 
     def set_role(self, role: Role) -> None:
         """Drain, then serve `role` (immediately when idle)."""
@@ -67,7 +71,7 @@ class SimInstance:
     @property
     def queue_depth(self) -> int:
         if self.is_prefill:
-            return self.prefill.depth + self.held
+            return self.prefill.depth + self.held + self.admitting
         return self.decode.waiting_for_kv
 
     @property

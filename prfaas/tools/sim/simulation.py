@@ -194,7 +194,20 @@ class Simulation:
                     delay = req.kv_bytes / self.cfg.local_kv_bytes_per_s
                     self.loop.after(delay, dec.decode.kv_arrived, req)
 
-        pre.prefill.submit(PrefillJob(req, progress))
+        job = PrefillJob(req, progress)
+        admitted = dec.decode.admitted_at()
+        if admitted > self.loop.now:
+            # The prefill starts only once the decode worker has admitted the request; the
+            # prefill worker holds it (and reports it in its queue) meanwhile.
+            pre.admitting += 1
+            pre.changed()
+            self.loop.at(admitted, self._admitted, pre, job)
+        else:
+            pre.prefill.submit(job)
+
+    def _admitted(self, pre: SimInstance, job: PrefillJob) -> None:
+        pre.admitting -= 1
+        pre.prefill.submit(job)
 
     def _kv_delivered(self, pre: SimInstance, dec: SimInstance, req: SimRequest) -> None:
         pre.held -= 1
