@@ -8,12 +8,14 @@
 # per router pod. The workload (`prfaas bench serve`, the shipped conversation trace by default) is
 # split in two halves sent at once, one per router; each half's run.json counts its failures.
 #
-#   scripts/two_routers_serve.sh OUT_DIR [PORT_BASE] [REQUESTS_PER_ROUTER] [RATE_PER_ROUTER]
+#   scripts/two_routers_serve.sh OUT_DIR [PORT_BASE] [REQUESTS_PER_ROUTER] [RATE_PER_ROUTER] \
+#     [bench serve options...]
 set -euo pipefail
 OUT=${1:?usage: $0 OUT_DIR [PORT_BASE] [REQUESTS_PER_ROUTER] [RATE_PER_ROUTER]}
 BASE=${2:-37000}
 N=${3:-60}
 RATE=${4:-1.0}
+EXTRA=("${@:5}")
 PY=${PYTHON:-python}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROFILE_PD=$ROOT/prfaas/data/case_study/h20_8gpu_prefill.csv
@@ -73,7 +75,7 @@ cat /proc/loadavg >"$OUT/loadavg-start"
 for i in 0 1; do
   $PY -m prfaas.cli bench serve --url "http://127.0.0.1:$((BASE + i))/v1" -n "$N" --rate "$RATE" \
     --seed $((i + 1)) --out-dir "$OUT" --name "router-$i" --no-progress \
-    --metrics-url "http://127.0.0.1:$((BASE + i))/metrics" >"$OUT/bench-$i.txt" 2>&1 &
+    --metrics-url "http://127.0.0.1:$((BASE + i))/metrics" "${EXTRA[@]}" >"$OUT/bench-$i.txt" 2>&1 &
   bench[i]=$!
 done
 status=0
