@@ -13,6 +13,8 @@ import math
 
 from prfaas.roles import Role
 from prfaas.router.control import (
+    CapacitySample,
+    LinkCapacityEstimator,
     LinkTelemetry,
     LongTermController,
     LongTermDecision,
@@ -48,6 +50,9 @@ class SimRouter:
         self.config, self.index, self.short, self.long = config, index, short, long
         self.view, self.link = view, link
         self.configured_link_bytes_per_s = configured_link_bytes_per_s
+        # The router's own estimator, fed the simulated egress and backlog as ControlLoops feeds
+        # the workers' reports: the controller divides by measured, not configured, capacity.
+        self.capacity = LinkCapacityEstimator(configured_link_bytes_per_s)
         self._egress_seen = 0.0
 
     def decide(self, req: SimRequest) -> RouteDecision:
@@ -73,7 +78,12 @@ class SimRouter:
             self._egress_seen = sent
             backlog = self.link.backlog_bytes
             loss = self.link.tcp.loss if self.link.active_transfers else 0.0
-        return LinkTelemetry(egress, self.configured_link_bytes_per_s, depth, loss, backlog)
+        # No kernel delivery rate in the fluid model: egress is what got through.
+        capacity = self.capacity.update(CapacitySample(egress, backlog, egress))
+        return LinkTelemetry(
+            egress, capacity, depth, loss, backlog, link_saturated=self.capacity.saturated,
+            configured_bytes_per_s=self.configured_link_bytes_per_s,
+        )  # fmt: skip
 
     def short_tick(self, tick_s: float) -> tuple[LinkTelemetry, ShortTermDecision]:
         tel = self.telemetry(tick_s)
