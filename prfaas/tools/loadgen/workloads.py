@@ -114,7 +114,9 @@ def lognormal_workload(
     return Workload("lognormal", requests, {**params, **_scaling_params(scaling, seed)})
 
 
-def _read_mooncake(path: Path) -> Iterator[dict]:
+def read_mooncake_rows(path: Path) -> Iterator[dict]:
+    """The trace's JSON rows in file order, blank lines skipped (the load generator and the
+    simulator read it through here)."""
     with path.open() as f:
         for line in f:
             if line.strip():
@@ -136,7 +138,7 @@ def mooncake_workload(
     block = max(1, round(block_tokens * scaling.length_scale))
     prompts = PromptFactory(seed, special_tokens)
     requests = []
-    for i, row in enumerate(islice(_read_mooncake(Path(path)), limit)):
+    for i, row in enumerate(islice(read_mooncake_rows(Path(path)), limit)):
         hash_ids = tuple(int(h) for h in row.get("hash_ids", ()))
         n = prompts.text_tokens(scaling.input(row["input_length"]))
         text = prompts.for_blocks(i, hash_ids, block, n)

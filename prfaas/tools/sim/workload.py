@@ -13,7 +13,6 @@ Arrivals: Poisson at a rate (`prfaas.tools.loadgen.arrivals.poisson_schedule`) o
 from __future__ import annotations
 
 import csv
-import json
 from itertools import islice
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from prfaas.tools.loadgen.workloads import (
     Scaling,
     Workload,
     parse_azure_timestamp,
+    read_mooncake_rows,
     sample_truncated_lognormal,
 )
 from prfaas.tools.sim.request import SimRequest
@@ -93,10 +93,7 @@ def mooncake(
     """Requests and the block size (tokens) their hashes use."""
     scaling = scaling or Scaling()
     block = max(1, round(MOONCAKE_BLOCK_TOKENS * scaling.length_scale))
-    rows = []
-    with Path(path).open() as f:
-        for line in islice((x for x in f if x.strip()), limit):
-            rows.append(json.loads(line))
+    rows = list(islice(read_mooncake_rows(Path(path)), limit))
     times = _arrivals([float(r["timestamp"]) / 1000.0 for r in rows], rate, time_scale, seed)
     reqs = []
     for i, (row, t) in enumerate(zip(rows, times, strict=True)):
