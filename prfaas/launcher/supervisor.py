@@ -23,6 +23,7 @@ The chaos suite drives it through `child(name)`, `pid(name)`, `kill(name, sig)`,
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -44,19 +45,31 @@ except (OSError, AttributeError):
     _PRCTL = None
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(launcher_pid: int) -> None:
     """Runs in the child between fork and exec: ask the kernel to SIGTERM us when the parent
-    (thread) dies. Only where `setpriv` is missing: Python code between fork and exec in a process
-    whose other threads run gRPC's poller once aborted a child (SIGABRT, "epoll_wait error: Bad
-    file descriptor") before it could exec."""
+    (thread) dies, and exit if it already died before the call. Only where `setpriv` is missing:
+    Python code between fork and exec in a process whose other threads run gRPC's poller once
+    aborted a child (SIGABRT, "epoll_wait error: Bad file descriptor") before it could exec."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != launcher_pid:
+            os._exit(70)
 
 
 # util-linux's setpriv sets PR_SET_PDEATHSIG and execs the command (same pid), so no Python code
-# runs in the forked child and subprocess can spawn without a preexec hook.
+# runs in the forked child and subprocess can spawn without a preexec hook. The signal only covers
+# a parent that dies *after* the prctl: a launcher killed between fork and setpriv's prctl (a
+# restart, then SIGKILL a few ms later; CI caught it) would leave an orphan. So setpriv execs a
+# shell that compares its parent with the launcher's pid and exits if they differ, then execs the
+# command (still the same pid).
 _SETPRIV = shutil.which("setpriv")
-_PDEATHSIG_PREFIX: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "TERM", "--") if _SETPRIV else ()
+_ORPHAN_CHECK = '[ "$PPID" = "$0" ] || exit 70; exec "$@"'
+
+
+def _pdeathsig_prefix() -> tuple[str, ...]:
+    if not _SETPRIV:
+        return ()
+    return (_SETPRIV, "--pdeathsig", "TERM", "--", "sh", "-c", _ORPHAN_CHECK, str(os.getpid()))
 
 
 def _print_stderr(message: str) -> None:
@@ -142,13 +155,15 @@ class Supervisor:
     # -- starting ---------------------------------------------------------------------------
 
     def _spawn(self, spec: ProcessSpec, log_path: Path, mode: str) -> subprocess.Popen[bytes]:
+        prefix = _pdeathsig_prefix()
+        launcher_pid = os.getpid()
         with log_path.open(mode) as log:
             return subprocess.Popen(
-                [*_PDEATHSIG_PREFIX, *spec.prefix, *spec.argv],
+                [*prefix, *spec.prefix, *spec.argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **spec.env},
-                preexec_fn=None if _PDEATHSIG_PREFIX else _die_with_parent,
+                preexec_fn=None if prefix else functools.partial(_die_with_parent, launcher_pid),
             )
 
     def start(self, spec: ProcessSpec) -> Child:

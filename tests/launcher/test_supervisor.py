@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from prfaas.launcher import supervisor as supervisor_module
 from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.supervisor import ProcessSpec, StartInterrupted, Supervisor
 
@@ -224,3 +225,16 @@ def test_children_die_with_a_killed_launcher_restarted_ones_too(tmp_path: Path) 
         assert all(_wait_gone(p) for p in pids)
     finally:
         proc.kill()
+
+
+@pytest.mark.skipif(supervisor_module._SETPRIV is None, reason="setpriv (util-linux) not installed")
+def test_a_child_whose_launcher_died_before_its_pdeathsig_exits_at_once() -> None:
+    """The race CI once hit: the launcher is killed between fork and the child's PR_SET_PDEATHSIG,
+    so no signal will ever come. Played deterministically: the spawn prefix names this process as
+    the launcher, but an intermediate shell forks the child, so its parent is not the launcher. It
+    must exit (status 70) instead of sleeping on as an orphan."""
+    prefix = supervisor_module._pdeathsig_prefix()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+    # `"$@"; exit $?` makes sh fork the command (a bare "$@" as the last command may be exec'd).
+    proc = subprocess.run(["sh", "-c", '"$@"; exit $?', "sh", *prefix, *sleeper], timeout=30)
+    assert proc.returncode == 70
