@@ -4,6 +4,8 @@ beside it.
 - `case_study/`: the paper's case study (arXiv 2604.15039 §4): `case_study.toml` and the per-instance
   prefill profiles it names (`h200_8gpu_prefill.csv` from Table 5, `h20_8gpu_prefill.csv`
   reconstructed). The planner's default case and the emulated backend's default profiles.
+  `kv_throughput.toml`: Table 3's per-model Φ_kv and §2.3's stated egress (`prfaas sim
+  --projections`).
 - `topologies/local.toml`: the default topology of `prfaas up` (deploy/local.toml is a link to it).
 - `tokenizer/`: the embedded byte-level model's tokenizer as a Hugging Face directory
   (`prfaas tokenizer export` writes the same files; the router serves them on /v1/tokenizer/).
