@@ -53,7 +53,10 @@ def test_one_request_lines_name_route_workers_and_timing() -> None:
     assert "first token after 250 ms" in text
 
 
-def _results(policy: str, ttfts: list[float], spacing_s: float, route: str) -> Results:
+def _results(
+    policy: str, ttfts: list[float], spacing_s: float, route: str, refused: int = 0
+) -> Results:
+    """`ttfts` served requests, then `refused` ones answered 429 (no first token)."""
     records = [
         RequestRecord(
             i,
@@ -67,6 +70,10 @@ def _results(policy: str, ttfts: list[float], spacing_s: float, route: str) -> R
         )  # fmt: skip
         for i, t in enumerate(ttfts)
     ]
+    records += [
+        RequestRecord(len(ttfts) + i, 0.0, start_s=0.0, status=429, error="HTTP 429: busy")
+        for i in range(refused)
+    ]
     return Results({"policy": policy}, records, [], {route: float(len(ttfts))})
 
 
@@ -79,7 +86,7 @@ def _run() -> PolicyRun:
             0.5,
             "homogeneous-pd/local/policy_local",
         ),  # fmt: skip
-        "naive-hetero": _results("naive-hetero", [0.8] * 10, 0.25, "naive-hetero/offload/x"),
+        "naive-hetero": _results("naive-hetero", [0.8] * 10, 0.25, "naive-hetero/offload/x", 2),
     }
     prediction = {"policies": {
         "prfaas": {"lambda_max_rps": 8.9, "threshold_tokens": 22784.0},
@@ -96,16 +103,19 @@ def test_explanation_states_threshold_and_measured_numbers() -> None:
         "prfaas's)"
     )
     assert "H20s (0.74 req/s, TTFT P90 8.10 s)" in first
-    assert "(3.17 req/s, served 10/10; its TTFT P90 0.80 s counts only" in first
+    # 2 of 12 refused (17 % > 10 %): its P90 over all sent falls on a request with no first token.
+    assert "served 10/12, TTFT P90 over all sent ∞ (17% failed)" in first
     assert "t = 22784 tokens (100% of requests;" in second
-    assert second.endswith("(3.51 req/s, served 10/10, TTFT P90 0.50 s).")
+    assert second.endswith("(3.51 req/s, served 10/10, TTFT P90 over all sent 0.50 s).")
 
 
 def test_capacity_table_puts_the_planner_beside_the_measurement() -> None:
     rows = _run().capacity_table().splitlines()
     assert rows[0].startswith("| policy | planned Λ (req/s) | offered | measured (req/s) |")
-    assert rows[2] == "| prfaas | 8.90 | 4.00 | 3.51 | 10/10 | 0.50 s |"
-    assert rows[3] == "| homogeneous-pd | 2.30 | 4.00 | 0.74 | 10/10 | 8.10 s |"
+    assert rows[2] == "| prfaas | 8.90 | 4.00 | 3.51 | 10/10 | 0.50 s | 0.50 s |"
+    # nearest rank: the 9th of 10 served TTFTs 0..9 s
+    assert rows[3] == "| homogeneous-pd | 2.30 | 4.00 | 0.74 | 10/10 | 8.00 s | 8.10 s |"
+    assert rows[4].endswith("| 10/12 | ∞ (17% failed) | 0.80 s |")
 
 
 def test_policy_plot_is_titled_and_labelled(tmp_path: Path) -> None:
@@ -119,7 +129,10 @@ def test_policy_plot_is_titled_and_labelled(tmp_path: Path) -> None:
     assert left.get_ylabel() == "completed requests / s" and right.get_ylabel() == "seconds"
     assert [t.get_text() for t in left.get_xticklabels()] == list(summaries)
     heights = [bar.get_height() for bar in right.patches]
-    assert heights == [summaries[n].ttft_p90_s for n in summaries]
+    # naive-hetero refused 17 %: a hatched bar above the finite ones, labelled ∞
+    assert heights[:2] == [summaries[n].ttft_p90_all_sent_s for n in ["prfaas", "homogeneous-pd"]]
+    assert heights[2] > max(heights[:2]) and right.patches[2].get_hatch() == "//"
+    assert any(t.get_text().startswith("∞") for t in right.texts)
     (ticks,) = left.collections  # the planner's Λ_max, one tick per policy
     assert [y for _, y in ticks.get_offsets()] == [8.9, 2.3, 6.3]
     assert policy_bars(summaries, run.rate_rps, tmp_path / "p.png").stat().st_size > 10_000

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from prfaas.tools.loadgen.client import RequestRecord
@@ -53,6 +54,18 @@ def test_summary_from_known_records() -> None:
     assert s.cached_fraction == pytest.approx(75 / 300)
     assert s.max_send_lag_s == pytest.approx(0.02)
     assert s.egress_bytes is None
+
+
+def test_ttft_p90_over_all_sent_counts_unanswered_requests_as_infinitely_late() -> None:
+    # 2 of 5 sends got no first token: the P90 (rank 5 of 5) falls on one of them.
+    assert summarize(known_records()).ttft_p90_all_sent_s is None
+    # 20 served (TTFT 0.1 .. 2.0 s) and 1 refused: rank ceil(0.9 * 21) = 19 -> the 19th TTFT.
+    served = [_ok(i, float(i), 0.1 * (i + 1), 3.0, []) for i in range(20)]
+    refused = RequestRecord(20, 20.0, start_s=20.0, status=429, error="HTTP 429: busy")
+    s = summarize([*served, refused])
+    assert s.ttft_p90_all_sent_s == pytest.approx(1.9)
+    assert s.ttft_p90_s == pytest.approx(np.percentile([0.1 * (i + 1) for i in range(20)], 90))
+    assert summarize([]).ttft_p90_all_sent_s is None
 
 
 def test_egress_total_and_peak() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,19 @@ from prfaas.tools.loadgen.scrape import EgressSample
 
 def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
+
+
+def _pct_all_sent(answered: list[float], unanswered: int, q: float) -> float | None:
+    """The q-th percentile of TTFT over every request sent, a request that never got a first
+    token (refused, failed, timed out) counting as an infinitely late one; None when the
+    percentile falls on those (more than 100 - q % of the sends got no first token) or nothing
+    was sent. Nearest rank, so a finite answer is some request's real TTFT."""
+    n = len(answered) + unanswered
+    if n == 0:
+        return None
+    rank = max(1, math.ceil(q / 100 * n))  # 1-based rank of the percentile among n sends
+    ordered = sorted(answered)
+    return ordered[rank - 1] if rank <= len(ordered) else None
 
 
 def _mean(values: list[float]) -> float | None:
@@ -39,6 +53,10 @@ class Summary:
     ttft_p50_s: float | None
     ttft_p90_s: float | None
     ttft_p99_s: float | None
+    ttft_p90_all_sent_s: float | None
+    """TTFT P90 over every request sent, one without a first token counting as infinitely late
+    (`_pct_all_sent`); None when over 10 % got none. `ttft_p90_s` counts served requests only, so
+    a policy that refuses its slowest requests would look fast there."""
     itl_p50_s: float | None
     itl_p99_s: float | None
     e2e_p50_s: float | None
@@ -65,6 +83,8 @@ def summarize(records: list[RequestRecord], egress: list[EgressSample] | None = 
     completion = sum(r.completion_tokens for r in ok)
     cached = sum(r.cached_tokens for r in ok)
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
+    # A failed request's TTFT (if it streamed a token before failing) still counts as answered.
+    answered = [r.ttft_s for r in records if r.ttft_s is not None]
     itl = [x for r in ok for x in r.itl_s]
     e2e = [r.e2e_s for r in ok if r.e2e_s is not None]
     egress_total, egress_peak = None, None
@@ -89,6 +109,7 @@ def summarize(records: list[RequestRecord], egress: list[EgressSample] | None = 
         ttft_p50_s=_pct(ttft, 50),
         ttft_p90_s=_pct(ttft, 90),
         ttft_p99_s=_pct(ttft, 99),
+        ttft_p90_all_sent_s=_pct_all_sent(answered, len(records) - len(answered), 90),
         itl_p50_s=_pct(itl, 50),
         itl_p99_s=_pct(itl, 99),
         e2e_p50_s=_pct(e2e, 50),

@@ -25,6 +25,7 @@ COLUMNS = (
     "TTFT p50",
     "TTFT p90",
     "TTFT p99",
+    "TTFT p90 all sent",
     "ITL p50 ms",
     "ITL p99",
     "e2e p50 s",
@@ -47,6 +48,8 @@ def table_row(name: str, s: Summary) -> list[str]:
         _ms(s.ttft_p50_s),
         _ms(s.ttft_p90_s),
         _ms(s.ttft_p99_s),
+        # Served requests only in the columns before; here a failed send counts as infinitely late.
+        _ms(s.ttft_p90_all_sent_s) if s.ttft_p90_all_sent_s is not None or not s.requests else "∞",
         _ms(s.itl_p50_s),
         _ms(s.itl_p99_s),
         _num(s.e2e_p50_s),
