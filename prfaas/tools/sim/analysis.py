@@ -14,7 +14,7 @@ from prfaas.tools.loadgen.scrape import EgressSample
 from prfaas.tools.sim.simulation import SimResult
 
 
-def _record(req: Any, record_itl: bool) -> RequestRecord:
+def _record(req: Any, record_itl: bool, client_hop_s: float = 0.0) -> RequestRecord:
     rec = RequestRecord(req.index, req.arrival_s, req.arrival_s, input_tokens=req.input_tokens,
                         output_tokens=req.output_tokens, prompt_tokens=req.input_tokens)  # fmt: skip
     if req.error is not None or req.finish_s is None:
@@ -22,8 +22,8 @@ def _record(req: Any, record_itl: bool) -> RequestRecord:
         rec.error = req.error or "did not finish in the simulated time"
         return rec
     rec.status = 200
-    rec.ttft_s = req.first_token_s - req.arrival_s
-    rec.e2e_s = req.finish_s - req.arrival_s
+    rec.ttft_s = req.first_token_s - req.arrival_s + client_hop_s
+    rec.e2e_s = req.finish_s - req.arrival_s + client_hop_s
     rec.completion_tokens = req.output_tokens
     rec.cached_tokens = req.cached_tokens
     if record_itl and req.output_tokens > 1:
@@ -34,7 +34,7 @@ def _record(req: Any, record_itl: bool) -> RequestRecord:
 
 def to_results(result: SimResult, label: str = "sim") -> Results:
     itl = result.config.record_itl
-    records = [_record(r, itl) for r in result.requests]
+    records = [_record(r, itl, result.config.client_hop_s) for r in result.requests]
     egress = [EgressSample(s["t_s"], s["egress_sent_bytes"]) for s in result.timeline]
     config = {"label": label, "simulated": True, **result.stats}
     return Results(config, records, egress, dict(result.routing))

@@ -32,6 +32,7 @@ from prfaas.tools.sim import workload as sim_workload
 from prfaas.tools.sim.analysis import egress_windows, to_results
 from prfaas.tools.sim.case_inputs import case_config, case_requests
 from prfaas.tools.sim.experiment_inputs import experiment_config
+from prfaas.tools.sim.hops import hops_from_file
 from prfaas.tools.sim.link import LinkChange
 from prfaas.tools.sim.schedule import parse_link_schedule
 from prfaas.tools.sim.simulation import SimConfig, SimResult, Simulation
@@ -72,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--loss", type=float, default=0.0, help="segment loss rate of the line")
     a("--long-tick", type=float, help="run the long-term controller every this many seconds")
     a("--no-progress", action="store_true")
+    a(
+        "--hops-from",
+        help="a recorded point's JSON (stages + requests): its per-request hop "
+        "latencies (admission, first token, client), added to every request (hops.py)",
+    )
     # projections mode
     a("--projections", action="store_true", help="write the §2.3 projections (projections.py)")
     a("--projections-out", default="docs/projections.md")
@@ -86,6 +92,15 @@ def _scale(args: argparse.Namespace) -> Scale:
                "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
                "decode_step_ms": args.decode_step_ms}  # fmt: skip
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def with_hops(cfg: SimConfig, args: argparse.Namespace) -> SimConfig:
+    """--hops-from: the recorded run's hop means (hops.py) on the decode engines and the client."""
+    if not getattr(args, "hops_from", None):
+        return cfg
+    h = hops_from_file(args.hops_from, cfg.decode.step_s)
+    decode = replace(cfg.decode, admit_hop_s=h.admit_s, first_token_hop_s=h.first_token_s)
+    return replace(cfg, decode=decode, client_hop_s=h.client_s)
 
 
 def simulate_point(cfg: SimConfig, rate: float, duration: float, scale: Scale, seed: int,
@@ -107,10 +122,11 @@ def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Sc
     rate = 0.5 * rate if quick else rate
     cut_at, cut_for = total / 3, total / 3
     sched = (LinkChange(cut_at, args.fluct_cut_fraction), LinkChange(cut_at + cut_for, 1.0))
-    cfg = experiment_config("prfaas", prediction, scale, link_schedule=sched)
+    cfg = with_hops(experiment_config("prfaas", prediction, scale, link_schedule=sched), args)
     point, result = simulate_point(cfg, rate, total, scale, 777)
     requests = [{"send_s": r.arrival_s,
-                 "ttft_s": None if r.first_token_s is None else r.first_token_s - r.arrival_s,
+                 "ttft_s": None if r.first_token_s is None
+                 else r.first_token_s - r.arrival_s + cfg.client_hop_s,
                  "ok": r.error is None, "input_tokens": r.input_tokens}
                 for r in result.requests]  # fmt: skip
     events = [{"t_s": e["t_s"], "event": "cut" if e["capacity_fraction"] < 1 else "restore",
@@ -145,7 +161,11 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         "points": {},
     }
     for i, policy in enumerate(policies):
-        cfg = experiment_config(policy, prediction, scale)
+        cfg = with_hops(experiment_config(policy, prediction, scale), args)
+        if getattr(args, "hops_from", None):
+            doc.setdefault("hops", {})[policy] = {
+                "admit_s": cfg.decode.admit_hop_s, "first_token_s": cfg.decode.first_token_hop_s,
+                "client_s": cfg.client_hop_s, "source": args.hops_from}  # fmt: skip
         rates = sorted({round(common, 3), *(round(m * lams[policy], 3) for m in mults)})
         points = []
         for j, rate in enumerate(rates):
@@ -210,7 +230,8 @@ def run_single(args: argparse.Namespace) -> dict[str, Any]:
     requests, block = _requests(args, scale, rate, duration)
     if block is not None:
         cfg = replace(cfg, block_size=block)
-    cfg = replace(cfg, long_tick_s=args.long_tick, record_itl=len(requests) < 20000)
+    cfg = replace(with_hops(cfg, args), long_tick_s=args.long_tick,
+                  record_itl=len(requests) < 20000)  # fmt: skip
     result = Simulation(cfg, args.seed).run(requests, progress=not args.no_progress,
                                             until_s=None)  # fmt: skip
     point = analyze(to_results(result), rate, scale, Criterion())

@@ -32,8 +32,14 @@ class DecodeTiming:
     step in progress, on average half a step while a batch runs, none on an idle engine. This is
     the running system's per-request TTFT floor after issue 12's hop fixes (BENCHMARKS.md, "Where
     the 2.11 s and the 1.27 s went": measured 0.48 s and 0.45 s at a 0.8 s step, predicted 0.40 s
-    each); the remaining ~0.1 s of gRPC and event-loop hops is not modelled. False: the old model
+    each); the remaining ~0.1 s of gRPC and event-loop hops is `admit_hop_s` and
+    `first_token_hop_s`, 0 unless read from a recorded run (hops.py). False: the old model
     (admission immediate, first token when the KV arrives)."""
+    admit_hop_s: float = 0.0
+    """Added to every admission: the call's way to the worker and back beyond the step wait
+    (hops.py; 0: none)."""
+    first_token_hop_s: float = 0.0
+    """Added to every first token: its release beyond the step boundary (hops.py; 0: none)."""
 
 
 class DecodeStage:
@@ -82,7 +88,8 @@ class DecodeStage:
 
     def admitted_at(self) -> float:
         """When an admission placed now is applied (the prefill may start then)."""
-        return self.next_boundary() if self.timing.step_boundary_calls else self.loop.now
+        at = self.next_boundary() if self.timing.step_boundary_calls else self.loop.now
+        return at + self.timing.admit_hop_s
 
     def kv_arrived(self, req: SimRequest) -> None:
         now = self.loop.now
@@ -91,7 +98,7 @@ class DecodeStage:
         join = self.next_boundary()
         if self.running == 0:
             self._origin = now
-        req.first_token_s = join if t.step_boundary_calls else now
+        req.first_token_s = (join if t.step_boundary_calls else now) + t.first_token_hop_s
         self.running += 1
         self.context_tokens += req.input_tokens
         step = t.step_s + t.per_seq_s * self.running + t.per_kv_token_s * self.context_tokens

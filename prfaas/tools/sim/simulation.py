@@ -70,6 +70,9 @@ class SimConfig:
     """L_out for the long-term planner model."""
     prefill_pieces: int = 4
     record_itl: bool = True
+    client_hop_s: float = 0.0
+    """Client -> router -> client per request (hops.py), added to the TTFT and end-to-end time
+    the client sees (to_results); 0: requests are timed at the router."""
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Per-request hop latencies of a recorded run, for the simulator (`prfaas sim --hops-from FILE`).
+
+The simulator's decode engine applies calls at step boundaries (`DecodeTiming.step_boundary_calls`),
+the running system's main TTFT floor. What it leaves out are hops: the gRPC call to a decode worker
+and back, the worker's event loop handing the call to its compute thread, the client's HTTP request
+and the streamed first token. On this machine they are not small (tens to hundreds of ms under
+load), and they depend on the machine's load, not on the system, so they are not a default: they
+are read from a recorded run, never fitted to a simulated result. From a point's JSON (`prfaas
+experiment` / `prfaas bench serve`: the router's stage table and the client's per-request TTFTs):
+
+- `admit_s` = mean(decode_admit) - step / 2: the admission's wait beyond the step in progress
+  (half a step on average while the engine runs, which it does at a loaded point);
+- `first_token_s` = mean(first_token - decode_admit - prefill_queue - prefill_compute -
+  kv_transfer_exposed) - step / 2: the first token's release beyond its step boundary (the
+  prefill dispatch, the KV-ready call and the token's way back to the router);
+- `client_s` = mean(client TTFT) - mean(router ttft): client -> router -> client, which the
+  simulator (requests arrive at the router) does not contain at all.
+
+Each is a constant per request: the simulator adds `admit_s` to every admission (the prefill
+starts that much later), `first_token_s` to every first token, and `client_s` to the TTFT and
+end-to-end time the client sees. Only means are recorded (the stage table is a histogram), so the
+hops' spread, and any correlation of hop latency with load inside a run, is not modelled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Hops:
+    admit_s: float = 0.0
+    first_token_s: float = 0.0
+    client_s: float = 0.0
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"admit_s": self.admit_s, "first_token_s": self.first_token_s,
+                "client_s": self.client_s, "source": self.source}  # fmt: skip
+
+
+def hops_from_point(point: dict[str, Any], step_s: float, source: str = "") -> Hops:
+    """The three hop means of one recorded point (`stages` + `requests`), at decode step
+    `step_s`."""
+    st = point["stages"]
+
+    def mean(stage: str) -> float:
+        if stage not in st or not st[stage].get("count"):
+            raise ValueError(f"{source or 'point'}: stage {stage!r} not recorded")
+        return float(st[stage]["mean_s"])
+
+    ttfts = [r["ttft_s"] for r in point["requests"]
+             if r.get("ttft_s") is not None and not r.get("error")]  # fmt: skip
+    if not ttfts:
+        raise ValueError(f"{source or 'point'}: no request with a TTFT")
+    release = (mean("first_token") - mean("decode_admit") - mean("prefill_queue")
+               - mean("prefill_compute") - mean("kv_transfer_exposed"))  # fmt: skip
+    return Hops(
+        admit_s=mean("decode_admit") - step_s / 2,
+        first_token_s=release - step_s / 2,
+        client_s=float(np.mean(ttfts)) - mean("ttft"),
+        source=source,
+    )
+
+
+def hops_from_file(path: str | Path, step_s: float) -> Hops:
+    return hops_from_point(json.loads(Path(path).read_text()), step_s, str(path))
