@@ -76,8 +76,7 @@ class TorchBackend(ExecutionBackend):
         slots = dict(chunk.checkpoints)
 
         def sink(pos: int, states: LinearStates) -> None:
-            if pos in slots:
-                cache.write_state(slots[pos], states)
+            cache.write_state(slots[pos], states)
 
         def layer_done(layer: int, start: int, end: int) -> None:
             if on_layer_done is not None:
@@ -89,8 +88,8 @@ class TorchBackend(ExecutionBackend):
             cache,
             SeqCache(req.block_table, req.state_slot, chunk.start),
             on_layer_done=layer_done,
-            # Every block boundary; the sink keeps only the scheduler's positions.
-            checkpoint_every=self.block_size if slots else None,
+            # The scheduler's positions (prfaas/checkpoint_rule.py), in increasing order.
+            checkpoint_positions=sorted(slots),
             checkpoint_sink=sink if slots else None,
         )
 

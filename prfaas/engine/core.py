@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.execution_backend import BufferSpec, ExecutionBackend, LayerDoneCallback
 from prfaas.engine.kv_manager import KVCacheManager
@@ -34,7 +35,7 @@ class EngineCore:
         max_num_seqs: int = 64,
         max_model_len: int = 1 << 20,
         enable_prefix_cache: bool = True,
-        checkpoint_every_blocks: int = 1,
+        checkpoint_every_blocks: int = DEFAULT_CHECKPOINT_EVERY_BLOCKS,
         cache_listener: CacheListener | None = None,
         on_layer_done: LayerDoneCallback | None = None,
     ) -> None:

@@ -29,6 +29,8 @@ class KVCacheManager:
         self._hashes: dict[str, list[int]] = {}
         # request_id -> number of leading blocks already registered in (or taken from) the cache.
         self._num_committed: dict[str, int] = {}
+        # request_id -> tokens of cached KV it matched past its usable hit (checkpoint_rule.py).
+        self._junction: dict[str, int] = {}
         # Prefixes pinned for export or reserved for import (cross-worker cache reuse).
         self.transfers = PrefixTransfers(prefix_cache, block_size, enable_prefix_cache)
 
@@ -82,7 +84,14 @@ class KVCacheManager:
         req.state_slot = self.pool.take_slot()
         req.num_cached_tokens = req.num_computed_tokens = hit.num_blocks * self.block_size
         self._num_committed[req.request_id] = hit.num_blocks
+        if hit.num_matched_blocks > hit.num_blocks:
+            self._junction[req.request_id] = hit.num_matched_blocks * self.block_size
         return hit
+
+    def junction(self, req: Request) -> int:
+        """Where the request's prompt stopped matching cached KV at admission, when that is past
+        its usable hit (tokens); 0 otherwise."""
+        return self._junction.get(req.request_id, 0)
 
     def take_checkpoint_slot(self) -> int | None:
         """A slot for a new checkpoint, evicting older entries if needed; None if none fits."""
@@ -119,6 +128,7 @@ class KVCacheManager:
         req.state_slot = None
         self._hashes.pop(req.request_id, None)
         self._num_committed.pop(req.request_id, None)
+        self._junction.pop(req.request_id, None)
 
     def check_invariants(self, live: list[Request]) -> None:
         """Every block reference is held by a live request or a prefix export/import span."""

@@ -5,6 +5,7 @@
 - Linear-state checkpoints are keyed by the hash of the block they end: the state after exactly
   (index + 1) * block_size tokens; reusable only at that exact length.
 - The usable hit is the longest prefix whose blocks are all cached *and* that ends at a checkpoint.
+  Which positions get one is `prfaas/checkpoint_rule.py` (the scheduler applies it).
 - Cached entries outlive their requests: at refcount 0 they sit in one LRU (blocks and checkpoints
   together, one budget) and are evicted oldest first when the pool needs bytes.
 - Every store and eviction is reported to an optional listener (the worker forwards them to the
@@ -41,6 +42,9 @@ class PrefixHit:
     block_ids: list[int]
     # Checkpoint slot holding the state after num_blocks * block_size tokens; None when no hit.
     checkpoint_slot: int | None
+    # Leading blocks whose KV is cached, checkpoint or not (>= num_blocks): where the prompt stops
+    # sharing cached KV (the checkpoint rule's junction).
+    num_matched_blocks: int = 0
 
     @property
     def num_blocks(self) -> int:
@@ -77,8 +81,8 @@ class PrefixCache:
             if h in self._ckpt_by_hash:
                 best = len(blocks)
         if best == 0:
-            return PrefixHit([], None)
-        return PrefixHit(blocks[:best], self._ckpt_by_hash[hashes[best - 1]])
+            return PrefixHit([], None, len(blocks))
+        return PrefixHit(blocks[:best], self._ckpt_by_hash[hashes[best - 1]], len(blocks))
 
     def evictable_bytes_in(self, hit: PrefixHit) -> int:
         """Bytes of `hit` now counted as evictable (they stop being so once referenced)."""

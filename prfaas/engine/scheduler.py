@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS, checkpoint_positions
 from prfaas.engine.kv_manager import KVCacheManager
 from prfaas.engine.outputs import (
     DecodeItem,
@@ -52,8 +53,9 @@ class SchedulerConfig:
     block_size: int = 256
     # Longest prompt + output the backend supports.
     max_model_len: int = 1 << 20
-    # Checkpoint the linear state every this many blocks inside prefill (0: never).
-    checkpoint_every_blocks: int = 1
+    # Linear-state checkpoints inside prefill: the prompt end, the cached-KV junction and every this
+    # many blocks (prfaas/checkpoint_rule.py; 1: every block, 0: never).
+    checkpoint_every_blocks: int = DEFAULT_CHECKPOINT_EVERY_BLOCKS
 
     def __post_init__(self) -> None:
         assert self.block_size > 0 and self.max_num_seqs > 0
@@ -167,13 +169,16 @@ class Scheduler:
             assert copy_from is None
             return 0
         chunk = PrefillChunk(req, start, start + n, copy_state_from=copy_from)
-        every = self.config.checkpoint_every_blocks * self.config.block_size
-        if every and self.kv.enable_prefix_cache:
-            full_end = min(
-                chunk.end, req.num_prompt_tokens // self.config.block_size * self.config.block_size
+        if self.kv.enable_prefix_cache:
+            points = checkpoint_positions(
+                start,
+                chunk.end,
+                req.num_prompt_tokens,
+                self.config.block_size,
+                self.config.checkpoint_every_blocks,
+                self.kv.junction(req),
             )
-            first = (start // every + 1) * every
-            for pos in range(first, full_end + 1, every):
+            for pos in points:
                 slot = self.kv.take_checkpoint_slot()
                 if slot is None:
                     break

@@ -152,6 +152,7 @@ class Deployment:
         args += ["--cache-budget-mb", str(t.cache_budget_mb), "--block-size", str(t.block_size)]
         args += ["--kv-connections", str(t.kv_connections), "--link-gbps", str(t.link.rate_gbps)]
         args += ["--max-num-seqs", str(t.max_num_seqs)]
+        args += ["--checkpoint-every-blocks", str(t.checkpoint_every_blocks)]
         if t.kv_compression != "none":
             args += ["--kv-compression", t.kv_compression]
         if self.metrics_base_port:

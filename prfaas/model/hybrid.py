@@ -13,7 +13,7 @@ The model never mutates a `SeqCache`; the caller advances `num_tokens` after eac
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 import torch
@@ -142,7 +142,7 @@ class HybridModel(nn.Module):
         seq: SeqCache,
         *,
         on_layer_done: Callable[[int, int, int], None] | None = None,
-        checkpoint_every: int | None = None,
+        checkpoint_positions: Sequence[int] = (),
         checkpoint_sink: Callable[[int, LinearStates], None] | None = None,
     ) -> Tensor:
         """Run tokens [T] at positions seq.num_tokens .. seq.num_tokens+T through every layer.
@@ -154,10 +154,11 @@ class HybridModel(nn.Module):
 
         on_layer_done(layer_idx, start, end): called as soon as that layer has written its cache for
         this call (KV of [start, end), or the final linear state): layer-wise streaming hooks here.
-        checkpoint_every / checkpoint_sink: for each absolute position p, a multiple of
-        checkpoint_every (itself a multiple of chunk_size) in (start, end], the sink receives
+        checkpoint_positions / checkpoint_sink: for each absolute position p of the increasing
+        checkpoint_positions (each a multiple of chunk_size in (start, end]; which ones is the
+        caller's rule, prfaas/checkpoint_rule.py), the sink receives
         (p, [(recurrent, conv) per linear layer]) — copies of the states after p tokens — after
-        all layers ran, in increasing p.
+        all layers ran, in increasing p. The positions change no output: states are only copied.
         Raises ContextLengthError when start+T > max_context.
         """
         c = self.config
@@ -166,12 +167,15 @@ class HybridModel(nn.Module):
             raise ValueError("prefill needs at least one token")
         self._check_fits(seq, T, cache)
         start, end = seq.num_tokens, seq.num_tokens + T
-        points: list[int] = []
-        if checkpoint_every:
-            if checkpoint_every % c.chunk_size:
-                raise ValueError(f"checkpoint_every must be a multiple of {c.chunk_size}")
-            first = (start // checkpoint_every + 1) * checkpoint_every
-            points = list(range(first, end + 1, checkpoint_every))
+        points = list(checkpoint_positions)
+        if points != sorted(set(points)):
+            raise ValueError("checkpoint positions must increase")
+        for p in points:
+            if p % c.chunk_size or not start < p <= end:
+                raise ValueError(
+                    f"checkpoint position {p} must be a multiple of {c.chunk_size} "
+                    f"in ({start}, {end}]"
+                )
         ckpts: dict[int, LinearStates] = {p: [] for p in points}
         slot = seq.state_slot
         if start == 0:

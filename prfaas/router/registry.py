@@ -47,9 +47,11 @@ UNLIMITED_KV_TOKENS = 1 << 30
 """`WorkerLoad` carries cache bytes, not free tokens, and a full prefix cache is reclaimable, so
 the registry does not gate decode placement on KV room (the worker rejects what cannot fit)."""
 
-_APPLIED_KINDS = frozenset({CacheEventKind.STORED, CacheEventKind.EVICTED, CacheEventKind.CLEARED})
-"""Wire events the index is fed. Checkpoint-only events are not applied (they were added to the
-wire after this registry; a STORED event already carries `has_checkpoint`)."""
+_APPLIED_KINDS = frozenset(CacheEventKind)
+"""Wire events the index is fed: all of them. Checkpoint-only events matter: a checkpoint evicted
+before its block (the LRU takes states first) must shorten the predicted hit, and an imported
+prefix's end checkpoint is stored after its blocks (prefix_spans.py), so its STORED events say
+`has_checkpoint` False. Sparse checkpoints (prfaas/checkpoint_rule.py) make both common."""
 
 
 @dataclass(frozen=True)

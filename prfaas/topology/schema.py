@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS
 from prfaas.roles import PD_ROLES, Role
 from prfaas.topology.layout import At, Float, Int, Settings, Str, TopologyError, dump, one_of
 from prfaas.topology.security import SecuritySpec
@@ -101,6 +102,10 @@ class Topology(Settings):
     # Full-attention KV on the line (prfaas/worker/kv_compression.py).
     kv_compression: Annotated[Str, At("worker", "kv_compression"), one_of(KV_COMPRESSIONS)] = "none"
     max_num_seqs: Annotated[Int, At("worker", "max_num_seqs")] = 64
+    # Linear-state checkpoint interval in blocks, besides each prompt's end (prfaas/checkpoint_rule.py).
+    checkpoint_every_blocks: Annotated[Int, At("worker", "checkpoint_every_blocks")] = (
+        DEFAULT_CHECKPOINT_EVERY_BLOCKS
+    )
     # [emulated]
     emulated_profile_prfaas: Annotated[
         Str, At("emulated", "prfaas_profile", relative_path=True)
@@ -119,6 +124,7 @@ class Topology(Settings):
             (len(self.pd_roles) >= 1, "pd.roles needs at least one PD worker"),
             (self.prfaas_workers >= 0, "prfaas.workers must be >= 0"),
             (self.block_size % 64 == 0, "worker.block_size must be a multiple of 64"),
+            (self.checkpoint_every_blocks >= 0, "worker.checkpoint_every_blocks must be >= 0"),
             (self.link.rate_gbps > 0, "link.rate_gbps must be positive"),
             (
                 self.kv_compression == "none" or self.backend == "torch",

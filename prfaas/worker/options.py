@@ -22,6 +22,7 @@ from typing import Annotated, Any, Self, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
+from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS
 from prfaas.config_error import ConfigError
 from prfaas.engine.core import EngineCore
 from prfaas.engine.execution_backend import ExecutionBackend
@@ -76,6 +77,11 @@ class WorkerOptions(BaseModel):
     threads: Int | None = Field(None, description="torch threads (default 1)")
     cache_budget_mb: Float = Field(512.0, description="KV and state cache budget (MiB)")
     block_size: Int = Field(256, description="tokens per KV block")
+    checkpoint_every_blocks: Int = Field(
+        DEFAULT_CHECKPOINT_EVERY_BLOCKS,
+        description="linear-state checkpoint interval in blocks, besides each prompt's end and "
+        "the cached-KV junction (1: every block, 0: none; prfaas/checkpoint_rule.py)",
+    )
     max_batched_tokens: Int = Field(2048, description="tokens per engine step at most")
     max_num_seqs: Int = Field(64, description="most requests running at once (BS_max)")
     profile: Str = Field("", description="emulated backend: profile CSV")
@@ -293,6 +299,7 @@ def build_engine(
         max_num_batched_tokens=options.max_batched_tokens,
         max_num_seqs=options.max_num_seqs,
         max_model_len=max_context,
+        checkpoint_every_blocks=options.checkpoint_every_blocks,
         cache_listener=listener,
         on_layer_done=hooks,
     )

@@ -24,18 +24,27 @@ def test_shared_prefix_hits_and_gives_same_tokens():
     stored = [e for e in events if e.kind is CacheEventKind.STORED]
     assert [e.block_index for e in stored] == [0, 1, 2]
     assert [e.block_hash for e in stored] == block_hashes(a.prompt_token_ids, BLOCK)
+    # The default rule: a checkpoint at the prompt's last full block (the interval is longer).
     ckpts = [e.block_index for e in events if e.kind is CacheEventKind.CHECKPOINT_STORED]
-    assert ckpts == [0, 1, 2]
+    assert ckpts == [2]
     b = make_req("b", prefix + [9, 9])
     eng.add_request(b)
     run_until_idle(eng)
     assert b.num_cached_tokens == 3 * BLOCK
     assert b.output_token_ids == expected_tokens(b.prompt_token_ids, 4)
-    # The whole prompt cached (block aligned): one block is recomputed for the logits.
+    # The whole prompt cached (block aligned): one block is recomputed for the logits, so c could
+    # use 2 blocks, but no checkpoint is there. c checkpoints that junction (and, block aligned,
+    # both ends), so the same prompt again reuses 2 blocks.
     c = make_req("c", prefix)
     eng.add_request(c)
     run_until_idle(eng)
-    assert c.num_cached_tokens == 2 * BLOCK
+    assert c.num_cached_tokens == 0
+    assert c.output_token_ids == expected_tokens(c.prompt_token_ids, 4)
+    c2 = make_req("c2", prefix)
+    eng.add_request(c2)
+    run_until_idle(eng)
+    assert c2.num_cached_tokens == 2 * BLOCK
+    assert c2.output_token_ids == c.output_token_ids
     eng.assert_no_leaks()
 
 
@@ -53,11 +62,15 @@ def test_usable_hit_needs_a_checkpoint():
 
 
 def test_checkpoint_only_at_shallower_block_limits_hit():
-    eng = make_engine(entries=64, checkpoint_every_blocks=2)
+    events = []
+    eng = make_engine(entries=64, events=events, checkpoint_every_blocks=2)
     prefix = list(range(3 * BLOCK))
-    eng.add_request(make_req("a", prefix + [1]))
+    eng.add_request(make_req("a", prefix + list(range(7, 7 + BLOCK)) + [1]))
     run_until_idle(eng)
-    # KV for 3 blocks, a checkpoint only after block 2 (index 1).
+    # KV for 4 blocks; checkpoints after block 2 (the interval) and block 4 (the prompt end).
+    ckpts = [e.block_index for e in events if e.kind is CacheEventKind.CHECKPOINT_STORED]
+    assert ckpts == [1, 3]
+    # b shares 3 blocks of KV with a: it reuses 2, the last checkpoint inside the shared part.
     b = make_req("b", prefix + [2])
     eng.add_request(b)
     run_until_idle(eng)
@@ -70,7 +83,7 @@ def test_lru_eviction_under_one_budget():
     events = []
     # 8 entries. "old" leaves 2 blocks + 2 checkpoints cached; "new" needs 4 blocks + 1 slot
     # + 3 checkpoints, so all of old's entries go, oldest first.
-    eng = make_engine(entries=8, events=events)
+    eng = make_engine(entries=8, events=events, checkpoint_every_blocks=1)
     old = list(range(2 * BLOCK))
     new = list(range(100, 100 + 3 * BLOCK))
     eng.add_request(make_req("old", old + [1]))

@@ -49,7 +49,9 @@ def test_resume_from_state_checkpoint_equals_from_scratch(tiny: HybridModel) -> 
     cache = make_cache(tiny)
     sink: dict[int, list] = {}
     seq = new_seq(cache, 0, 200, 0)
-    full = tiny.prefill(tokens, cache, seq, checkpoint_every=64, checkpoint_sink=sink.__setitem__)
+    full = tiny.prefill(
+        tokens, cache, seq, checkpoint_positions=[64, 128, 192], checkpoint_sink=sink.__setitem__
+    )
     assert sorted(sink) == [64, 128, 192]
     # A new request shares the first 128 tokens: reuse KV blocks 0-1 and the state at 128.
     resumed = SeqCache([0, 1, 9, 10], state_slot=2, num_tokens=128)
@@ -58,11 +60,46 @@ def test_resume_from_state_checkpoint_equals_from_scratch(tiny: HybridModel) -> 
     assert torch.equal(logits, full)
 
 
+def test_sparse_checkpoint_positions_change_no_output(tiny: HybridModel) -> None:
+    """The checkpoint rule picks positions; which ones changes neither logits nor the states."""
+    tokens = prompt(200)
+    dense: dict[int, list] = {}
+    sparse: dict[int, list] = {}
+    cache = make_cache(tiny)
+    full = tiny.prefill(
+        tokens,
+        cache,
+        new_seq(cache, 0, 200, 0),
+        checkpoint_positions=[64, 128, 192],
+        checkpoint_sink=dense.__setitem__,
+    )
+    cache2 = make_cache(tiny)
+    logits = tiny.prefill(
+        tokens,
+        cache2,
+        new_seq(cache2, 0, 200, 0),
+        checkpoint_positions=[128],
+        checkpoint_sink=sparse.__setitem__,
+    )
+    assert torch.equal(logits, full) and sorted(sparse) == [128]
+    for (rec_d, conv_d), (rec_s, conv_s) in zip(dense[128], sparse[128], strict=True):
+        assert torch.equal(rec_d, rec_s) and torch.equal(conv_d, conv_s)
+
+
+@pytest.mark.parametrize("points", [[100], [128, 64], [256]])
+def test_checkpoint_positions_are_checked(tiny: HybridModel, points: list[int]) -> None:
+    cache = make_cache(tiny)
+    with pytest.raises(ValueError, match="checkpoint position"):
+        tiny.prefill(prompt(200), cache, new_seq(cache, 0, 200, 0), checkpoint_positions=points)
+
+
 def test_checkpoints_are_copies(tiny: HybridModel) -> None:
     cache = make_cache(tiny)
     sink: dict[int, list] = {}
     seq = new_seq(cache, 0, 64, 0)
-    tiny.prefill(prompt(64), cache, seq, checkpoint_every=64, checkpoint_sink=sink.__setitem__)
+    tiny.prefill(
+        prompt(64), cache, seq, checkpoint_positions=[64], checkpoint_sink=sink.__setitem__
+    )
     rec, _ = sink[64][0]
     assert torch.equal(rec, cache.recurrent[0][0])
     cache.recurrent[0][0].zero_()

@@ -6,6 +6,7 @@ import uuid
 
 from fake_workers import FakeCluster, start_cluster
 
+from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.router.generation_backend import GenerationFinished, GenerationRequest
 from prfaas.router.policy import Reason, RouteDecision, Target
 from prfaas.router.prefix_index import block_hashes
@@ -62,6 +63,39 @@ async def test_prefix_hit_keeps_long_prompt_local() -> None:
         assert (d.target, d.reason, d.cached_tokens) == (Target.LOCAL, Reason.PREFIX_HIT, 160)
         assert fin.usage.cached_tokens == 160
         assert fin.usage.prefill_cluster == "pd"  # who served the cache, for bench serve's report
+    finally:
+        await c.close()
+
+
+async def test_router_predicts_no_hit_past_the_last_checkpoint_a_worker_holds() -> None:
+    """Sparse checkpoints (prfaas/checkpoint_rule.py): the registry applies checkpoint-only events,
+    so the predicted hit ends at the deepest checkpoint still held, never at the last KV block."""
+    c = await start_cluster(threshold=150)  # 200 - 64 uncached tokens stay local
+    try:
+        prompt = list(range(200))
+        hashes = block_hashes(prompt, 16)[:10]
+        # KV for 10 blocks, checkpoints after block 4 (an interval) and block 10 (a prompt end).
+        w = c.worker("pd-0")
+        w.store_blocks(hashes, checkpoint=False)
+        ev = worker_pb2.CacheEvent
+        batch = [ev(kind=ev.CHECKPOINT_STORED, block_hash=hashes[i], block_index=i) for i in (3, 9)]
+        w.cache_events.put_nowait(worker_pb2.CacheEventBatch(worker_id="pd-0", events=batch))
+
+        async def predicted(tokens: int) -> int:
+            for _ in range(100):
+                got = c.registry.index.match_tokens(prompt).cluster_tokens("pd")
+                if got == tokens:
+                    break
+                await c.registry.heartbeat_once(c.registry.get("pd-0"))
+            return got
+
+        assert await predicted(160) == 160
+        # The LRU takes the prompt-end state before its blocks: the hit falls back to block 4.
+        gone = ev(kind=ev.CHECKPOINT_EVICTED, block_hash=hashes[9], block_index=9)
+        w.cache_events.put_nowait(worker_pb2.CacheEventBatch(worker_id="pd-0", events=[gone]))
+        assert await predicted(64) == 64
+        _, (d,), _, fin = await run(c, prompt)
+        assert (d.target, d.reason, d.cached_tokens) == (Target.LOCAL, Reason.PREFIX_HIT, 64)
     finally:
         await c.close()
 

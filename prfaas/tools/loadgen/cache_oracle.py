@@ -11,9 +11,13 @@ An unbounded cache of `block_size`-token blocks holds, after request j, every fu
 prompt. Request i can then reuse, from the earlier requests j,
   max_j min(shared prefix(i, j), full blocks of j)
 rounded down to whole blocks, and at most (len_i - 1) rounded down: a worker always computes the
-last prompt token (engine/kv_manager.py, the same cap). Every full block is checkpointed in this
-bound (the engine's default `checkpoint_every_blocks` = 1), so the hybrid model's rule costs
-nothing here. Requests without hash ids share only the BOS.
+last prompt token (engine/kv_manager.py, the same cap). Every full block counts as checkpointed in
+this bound (as `checkpoint_every_blocks` = 1 would), so the hybrid model's rule costs nothing
+here. The engine checkpoints sparsely (prfaas/checkpoint_rule.py: each prompt's last full block,
+where its cached KV stopped matching, and every 16 blocks by default); a conversation's next turn
+reuses exactly the previous prompt's full blocks, which end at its prompt-end checkpoint, so the
+rule loses against this bound only where a prefix is shared mid-prompt (up to 15 blocks for the
+first request that shares it there). Requests without hash ids share only the BOS.
 
 Cost: one walk of a trie of hash-id prefixes per request, O(total hash ids).
 """

@@ -3,13 +3,16 @@
 Byte budget, one LRU over blocks and state checkpoints, and the usable-hit rule (every block of the
 prefix cached *and* a checkpoint at its end) are the engine's code, run without a backend: the
 simulator only takes and releases ids, as the scheduler would. A finished prefill's full blocks
-enter the cache with a checkpoint every `checkpoint_every_blocks` blocks (the scheduler's default
-is every block) and are released at once, so they sit in the LRU until evicted. Events go to the
+enter the cache with checkpoints where the engine's rule puts them (`prfaas/checkpoint_rule.py`:
+the prompt's last full block and every `checkpoint_every_blocks` blocks, the engine's default
+interval; the engine's junction checkpoint is not modelled) and are released at once, so they sit
+in the LRU until evicted. Events go to the
 router's `PrefixIndex` as the worker's event stream would carry them (without its delay).
 """
 
 from __future__ import annotations
 
+from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS, is_checkpoint_block
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.prefix_cache import CacheEvent as EngineEvent
 from prfaas.engine.prefix_cache import PrefixCache
@@ -24,7 +27,7 @@ class InstanceCache:
         budget_bytes: int,
         block_bytes: int,
         slot_bytes: int,
-        checkpoint_every_blocks: int = 1,
+        checkpoint_every_blocks: int = DEFAULT_CHECKPOINT_EVERY_BLOCKS,
     ) -> None:
         self.worker_id, self.index = worker_id, index
         self.block_size = index.block_size
@@ -44,7 +47,7 @@ class InstanceCache:
         self.prompt_tokens += prompt_tokens
         return tokens
 
-    def store(self, hashes: tuple[int, ...]) -> None:
+    def store(self, hashes: tuple[int, ...], prompt_tokens: int) -> None:
         """A prefill over these full blocks finished: refresh what is cached, insert the rest.
         Every block is held until the end (as the running request holds it), then released into
         the LRU, so inserting block i never evicts blocks 0..i-1 of the same prompt."""
@@ -52,7 +55,7 @@ class InstanceCache:
         blocks: list[int] = []
         slots: list[int] = []
         for i, h in enumerate(hashes):
-            ckpt = (i + 1) % self.every == 0 or i == len(hashes) - 1
+            ckpt = is_checkpoint_block(i, prompt_tokens, self.block_size, self.every)
             block = c._block_by_hash.get(h)  # noqa: SLF001 - read-only peek, as match() does
             if block is None:
                 if not c.ensure_free(1, int(ckpt)):

@@ -109,7 +109,7 @@ class PrefillStage:
                 self.queue.remove(job)
                 req.prefill_end_s = self.loop.now
                 if self.cache is not None and req.block_hashes:
-                    self.cache.store(req.block_hashes)
+                    self.cache.store(req.block_hashes, req.input_tokens)
             span = req.input_tokens - req.cached_tokens
             job.on_progress(job, 1.0 if done else (end - req.cached_tokens) / max(span, 1))
         if self.on_change is not None:
