@@ -3,10 +3,9 @@
 Short loop (every `short_tick_s`, `short_tick()`): PrfaaS egress = sum of the PrfaaS workers'
 `kv_egress_bytes_per_s`, link capacity *measured* (`control.link_capacity`: their delivery rates
 and egress under backlog; the topology's link rate is only the prior), mean PrfaaS queue depth,
-the KV the router has committed to the link (the uncached tokens of offloads whose KV has not
-reached its decode worker, `WorkerHandle.inflight_prefill_tokens` on the PrfaaS workers, times the
-dispatcher's learned KV bytes per token) and how fast new offloads add to it, and the mean
-predicted wait on the local PD-P workers (`prefill_estimate`)
+the KV the router has committed to the link (the offloads whose KV has not reached its decode
+worker, `kv_footprint.KvFootprint.committed`: their uncached tokens at the KV bytes per token the
+workers report shipping) and how fast new offloads add to it, and the mean predicted wait on the local PD-P workers (`prefill_estimate`)
 -> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
 exports the threshold and the link utilization and goodput.
 Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
@@ -35,8 +34,9 @@ from prfaas.router.control import (
     ShortTermController,
     ShortTermDecision,
 )
+from prfaas.router.kv_footprint import KvFootprint
 from prfaas.router.prefill_estimate import predicted_wait_s
-from prfaas.router.registry import WorkerHandle, WorkerRegistry
+from prfaas.router.registry import WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ControlLoops:
         transfer_metrics: TransferMetrics | None = None,
         short_tick_s: float = 1.0,
         long_tick_s: float = 30.0,
-        kv_bytes_per_token: Callable[[], float] = lambda: 16384.0,
+        kv: KvFootprint | None = None,
         default_prefill_tokens_per_s: float = 1000.0,
     ) -> None:
         self.registry, self.short, self.long = registry, short, long
@@ -78,11 +78,11 @@ class ControlLoops:
         self._tasks: list[asyncio.Task[None]] = []
         # Cumulative (segments sent, retransmitted) per PrfaaS worker at the previous tick.
         self._tcp_seen: dict[str, tuple[int, int]] = {}
-        # The dispatcher's learned KV bytes per prompt token (what an offload commits to the link).
-        self.kv_bytes_per_token = kv_bytes_per_token
+        # KV bytes per prompt token of this deployment (the dispatcher's, `kv_footprint`).
+        self.kv = kv or KvFootprint(registry, prfaas_cluster, 16384.0)
         self.default_prefill_tokens_per_s = default_prefill_tokens_per_s
-        # Uncached tokens in flight per PrfaaS worker at the previous tick (offered = the rises).
-        self._committed_seen: dict[str, int] = {}
+        # KV bytes in flight per PrfaaS worker at the previous tick (offered = the rises).
+        self._committed_seen: dict[str, float] = {}
 
     def telemetry(self) -> LinkTelemetry:
         # The healthy PrfaaS workers that have reported a load, each with that load.
@@ -109,14 +109,10 @@ class ControlLoops:
         committed since the last tick): the router's own count of the offloads in flight on
         every PrfaaS worker (a dead worker's offloads are retried elsewhere, so all are read),
         and the rise of each worker's count since the last tick."""
-        bpt = self.kv_bytes_per_token()
-        tokens = {h.worker_id: h.inflight_prefill_tokens for h in self._prfaas_handles()}
-        new = sum(max(0, n - self._committed_seen.get(w, 0)) for w, n in tokens.items())
-        self._committed_seen = tokens
-        return sum(tokens.values()) * bpt, new * bpt / self.short_tick_s
-
-    def _prfaas_handles(self) -> list[WorkerHandle]:
-        return [h for h in self.registry.workers.values() if h.cluster == self.prfaas_cluster]
+        committed = self.kv.committed()
+        new = sum(max(0.0, b - self._committed_seen.get(w, 0.0)) for w, b in committed.items())
+        self._committed_seen = committed
+        return sum(committed.values()), new / self.short_tick_s
 
     def _local_wait_s(self) -> float:
         """Mean predicted wait over the local prefill-capable workers (0 when none is up: then
@@ -178,28 +174,15 @@ class ControlLoops:
         return counts
 
     def calibrate(self) -> dict[str, float]:
-        """Feed the long-term planner the measured prefill speed of each cluster, as the ratio of
-        measured to profiled prefill time at the recent mean uncached length (a profile of other
-        hardware, or an emulated cluster with a time factor, is thereby rescaled to reality)."""
+        """Feed the long-term planner the deployment's measured prefill speed per cluster, as
+        measured / profiled prefill time over the same recent requests (the dispatcher reports
+        each completed prefill, `LongTermController.observe_prefill`): a profile of other
+        hardware, or an emulated cluster with a time factor, is thereby rescaled to reality; and
+        the KV bytes per token its workers ship (`kv_footprint`), for S_kv."""
         assert self.long is not None
-        length = self.long.mean_recent_length()
-        slowdown: dict[str, float] = {}
-        if not length:
-            return slowdown
-        model = self.long.model
-        for key, cluster, profile in (
-            ("prfaas", self.prfaas_cluster, model.prfaas_profile),
-            ("pd", self.local_cluster, model.pd_profile),
-        ):
-            speeds = [
-                h.load.prefill_tokens_per_second
-                for h in self.registry.healthy(cluster)
-                if h.load is not None and h.load.prefill_tokens_per_second > 0
-            ]
-            if profile is None or not speeds:
-                continue
-            measured_s = length / (sum(speeds) / len(speeds))
-            slowdown[key] = measured_s / float(profile.t_prefill(length))
+        if self.kv.source != "default":  # S_kv as shipped, not the profile's (kv_footprint.py)
+            self.long.observe_kv_size(self.kv.bytes_per_token, self.kv.state_bytes)
+        slowdown = self.long.measured_slowdown(time.monotonic())
         self.long.observe_stage_speed(pd=slowdown.get("pd"), prfaas=slowdown.get("prfaas"))
         return slowdown
 
@@ -209,6 +192,8 @@ class ControlLoops:
         slowdown = self.calibrate()
         if slowdown:
             log.info("long-term: measured/profiled prefill time %s", slowdown)
+        log.info("long-term: KV %.1f B/token + %.0f B/request (%s)", self.kv.bytes_per_token,
+                 self.kv.state_bytes, self.kv.source)  # fmt: skip
         decision = self.long.step(time.monotonic(), self.registry.snapshots(), self.local_cluster)
         log.info("long-term: %s t=%.0f N_p=%d N_d=%d rate=%.2f/s actions=%s", decision.reason,
                  decision.threshold, decision.n_p, decision.n_d, decision.arrival_rps,

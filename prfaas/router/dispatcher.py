@@ -44,6 +44,7 @@ from prfaas.router.generation_backend import (
     Overloaded,
     TokenChunk,
 )
+from prfaas.router.kv_footprint import KvFootprint
 from prfaas.router.link_health import LinkHealth
 from prfaas.router.policy import (
     LinkState,
@@ -97,7 +98,8 @@ class DispatchConfig:
     default_prefill_tokens_per_s: float = 1000.0
     """Prefill speed assumed until a worker reports a measured one."""
     default_kv_bytes_per_token: float = 16384.0
-    """KV bytes per prompt token assumed until a prefill result reports a measured one."""
+    """KV bytes per prompt token assumed until a worker reports what it ships, or a transfer
+    measures it (`kv_footprint.KvFootprint`)."""
     prefix_transfer: bool = True
     """Move a cache held in the other cluster before the request when the policy asks for it."""
     prefix_transfer_slack_s: float = 2.0
@@ -138,10 +140,17 @@ class Dispatcher(GenerationBackend):
         self.config = config or DispatchConfig()
         self.metrics = metrics
         self.stages = StageMetrics(metrics.registry) if metrics is not None else None
-        self.kv_bytes_per_token = self.config.default_kv_bytes_per_token
+        self.kv = KvFootprint(
+            registry, self.config.routing.prfaas_cluster, self.config.default_kv_bytes_per_token
+        )
         self._inflight: dict[str, _Inflight] = {}
         self._reported_max_context: int | None = None
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV bytes per prompt token this deployment ships (`kv_footprint`)."""
+        return self.kv.bytes_per_token
 
     @property
     def model_name(self) -> str:
@@ -388,20 +397,24 @@ class Dispatcher(GenerationBackend):
 
     def prefill_deadline(self, prefill: WorkerHandle, d: RouteDecision) -> float:
         """Seconds the prefill call may take: the predicted wait + compute (the queue ahead of it
-        on that worker at its learned drain rate, `prefill_estimate`), plus the expected KV bytes
-        over the bandwidth left on the link, times a headroom factor. For a prefill inside the PD
-        cluster this is only a check period (`flows.Attempt.prefill_limit_s`)."""
+        on that worker at its learned drain rate, `prefill_estimate`), plus the time its KV takes
+        over the link, times a headroom factor. The link carries the KV already committed to it
+        first (the offloads in flight and the senders' backlog, `KvFootprint.ahead_on_link`):
+        the transfer time is the larger of (ahead + own bytes) / capacity and own bytes over the
+        bandwidth left (capacity · (1 - u)). For a prefill inside the PD cluster this is only a
+        check period (`flows.Attempt.prefill_limit_s`)."""
         cfg = self.config
         # Everything this router already queued on the worker runs first (FCFS), then this one.
         compute_s = predicted_prefill_s(
             prefill, d.incremental_tokens, cfg.default_prefill_tokens_per_s
         )
+        own = self.kv.bytes_for(d.cached_tokens + d.incremental_tokens)
         if prefill.kind == "prefill":
-            bandwidth = self.link_capacity * max(1.0 - self.short.utilization, 0.1)
+            capacity = self.link_capacity
+            left = capacity * max(1.0 - self.short.utilization, 0.1)
+            transfer_s = max(own / left, (self.kv.ahead_on_link() + own) / capacity)
         else:
-            bandwidth = cfg.local_bytes_per_s
-        num_tokens = d.cached_tokens + d.incremental_tokens
-        transfer_s = num_tokens * self.kv_bytes_per_token / bandwidth
+            transfer_s = own / cfg.local_bytes_per_s
         factor = (
             cfg.prefill_deadline_factor
             if prefill.kind == "prefill"
@@ -415,7 +428,8 @@ class Dispatcher(GenerationBackend):
         return self.short.capacity_bytes_per_s or self.config.link_bytes_per_s
 
     def _learn(self, attempt: Attempt) -> None:
-        """Refine the KV bytes-per-token estimate from a completed transfer (EWMA)."""
+        """Learn from a completed attempt: the prefill worker's drain rate, the KV bytes per
+        token (when no worker reports it) and, for the planner, its measured prefill time."""
         res = attempt.prefill_result
         drained = attempt.queued_ahead_tokens + attempt.incremental_tokens
         worker_s = res.queue_seconds + res.prefill_seconds if res is not None else 0.0
@@ -423,9 +437,12 @@ class Dispatcher(GenerationBackend):
         seconds = worker_s if worker_s > 0 else attempt.first_token_after_s
         if seconds is not None:
             observe_drain(attempt.prefill, drained, seconds)
-        if res is not None and res.bytes_sent > 0 and res.num_prompt_tokens > 0:
-            sample = res.bytes_sent / res.num_prompt_tokens
-            self.kv_bytes_per_token = 0.8 * self.kv_bytes_per_token + 0.2 * sample
+        if res is not None:
+            self.kv.observe_transfer(res.bytes_sent, res.num_prompt_tokens)
+            if self.long is not None:
+                cluster = "prfaas" if attempt.prefill.kind == "prefill" else "pd"
+                uncached = res.num_prompt_tokens - res.num_cached_tokens
+                self.long.observe_prefill(time.monotonic(), cluster, uncached, res.prefill_seconds)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

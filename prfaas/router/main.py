@@ -186,7 +186,7 @@ def build(
     dispatcher = Dispatcher(registry, short, config, long, metrics, LinkHealth(registry))
     loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
                          long, metrics, transfer_metrics, long_tick_s=topo.long_control_seconds,
-                         kv_bytes_per_token=lambda: dispatcher.kv_bytes_per_token,
+                         kv=dispatcher.kv,
                          default_prefill_tokens_per_s=config.default_prefill_tokens_per_s)  # fmt: skip
     return RouterProcess(topo, registry, dispatcher, loops, metrics)
 

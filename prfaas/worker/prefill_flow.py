@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from prfaas.engine.execution_backend import BufferSpec
+from prfaas.engine.execution_backend import BufferSpec, ExecutionBackend
 from prfaas.kvtransfer.base import KVSender, TransferError
 from prfaas.request import Request, RequestStatus
 from prfaas.worker.compute import ComputeLoop
@@ -50,6 +50,38 @@ class PrefillReport:
     transfer_seconds: float
     exposed_transfer_seconds: float
     bytes_sent: int
+
+
+@dataclass(frozen=True)
+class _LengthOnly:
+    """A `CacheSpan` of `num_prompt_tokens` tokens holding nothing (layouts read only the length)."""
+
+    num_prompt_tokens: int
+    block_table: list[int] = field(default_factory=list)
+    state_slot: int | None = None
+    num_computed_tokens: int = 0
+
+
+def wire_bytes(backend: ExecutionBackend, num_tokens: int, kv_compression: str = "none") -> int:
+    """Bytes a prefill of `num_tokens` prompt tokens puts on the wire (the layout `prefill_and_ship`
+    declares: the backend's transfer layout, KV compression applied)."""
+    layout = backend.transfer_layout(_LengthOnly(num_tokens))
+    if kv_compression != "none":
+        from prfaas.worker.kv_compression import KvEncoder  # torch: only when compressing
+
+        layout = KvEncoder(kv_compression, layout, num_tokens).wire_layout
+    return sum(spec.nbytes for spec in layout)
+
+
+def wire_footprint(backend: ExecutionBackend, kv_compression: str = "none") -> tuple[float, int]:
+    """(KV bytes per prompt token, per-request state bytes) this worker ships: the wire size is
+    affine in the prompt length (token-major KV plus fixed linear states), read at two lengths.
+    What the worker reports (`WorkerLoad.kv_bytes_per_token`, `kv_state_bytes`) so the router
+    plans with the bytes really sent, not a profile's (an emulated deployment ships ÷1000)."""
+    n = backend.block_size
+    one, two = wire_bytes(backend, n, kv_compression), wire_bytes(backend, 2 * n, kv_compression)
+    per_token = (two - one) / n
+    return per_token, max(0, round(one - per_token * n))
 
 
 def _is_token_major(spec: BufferSpec) -> bool:

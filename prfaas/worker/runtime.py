@@ -32,6 +32,7 @@ from prfaas.worker.options import (
     build_engine,
     served_model_name,
 )
+from prfaas.worker.prefill_flow import wire_footprint
 from prfaas.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class WorkerRuntime:
         self.cluster = options.cluster
         self.backend, self.eos_token_id, self.max_context = build_backend(options)
         self.model_name = served_model_name(options)
+        # (KV bytes per prompt token, state bytes per request) as shipped, for load reports.
+        self.kv_footprint = wire_footprint(self.backend, options.kv_compression)
         self.hub = CacheEventHub()
         self.compute = ComputeLoop(
             lambda hooks: build_engine(

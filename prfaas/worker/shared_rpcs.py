@@ -130,6 +130,8 @@ class CommonRpcs(PrefixRpcs):
             max_num_seqs=rt.options.max_num_seqs,
             max_context=rt.max_context,
             model_name=rt.model_name,
+            kv_bytes_per_token=rt.kv_footprint[0],
+            kv_state_bytes=rt.kv_footprint[1],
             kv_queued_bytes=rt.kv_queued_bytes(),
             kv_segments_sent=rt.kv_segments_sent,
             kv_segments_retransmitted=rt.kv_segments_retransmitted,

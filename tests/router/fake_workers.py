@@ -48,6 +48,8 @@ class Script:
     """Prefill: "ok", "fail" (UNAVAILABLE) or "stall" (never returns)."""
     prefill_delay_s: float = 0.0
     """Prefill: seconds spent (queue + compute) before the KV is delivered."""
+    prefill_seconds: float | None = None
+    """Prefill: the compute seconds the result reports (None: none reported)."""
     load: dict[str, float] = field(default_factory=dict)
     load_delay_s: float = 0.0
     """GetLoad answers after this long (a busy worker's slow report)."""
@@ -86,6 +88,7 @@ class _Base:
         return worker_pb2.PrefillResult(request_id=request.request_id,
                                         first_token=self.first_token(), num_prompt_tokens=n,
                                         num_cached_tokens=self.script.num_cached_tokens,
+                                        prefill_seconds=self.script.prefill_seconds or 0.0,
                                         bytes_sent=n * 1000)  # fmt: skip
 
     async def Abort(self, request: worker_pb2.AbortRequest, context: grpc.aio.ServicerContext):

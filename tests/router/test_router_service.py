@@ -207,36 +207,3 @@ async def test_retransmissions_on_the_prfaas_link_raise_the_threshold() -> None:
         assert decision.threshold > 64
     finally:
         await c.close()
-
-
-async def test_long_term_planner_is_calibrated_with_measured_prefill_speed() -> None:
-    """Workers 10x faster than the profile (an emulated cluster at time factor 0.1, say): the
-    planner's prefill times are scaled by the measured/profiled ratio."""
-    import numpy as np
-
-    from prfaas.planner.profiles import DecodeProfile, PrefillProfile
-    from prfaas.planner.search import ClusterModel
-    from prfaas.router.control import LongTermController
-
-    profile = PrefillProfile(
-        "lin", np.array([1000.0, 4000.0]), np.array([1.0, 4.0]), np.array([1e6, 4e6])
-    )
-    model = ClusterModel(
-        profile, DecodeProfile(20, 0.1), 10, n_pd=2, n_prfaas=1, prfaas_profile=profile
-    )
-    c = await start_cluster(threshold=64)
-    try:
-        long = LongTermController(model)
-        loops = ControlLoops(c.registry, c.dispatcher.short, 1e9, "prfaas", "pd", long=long)
-        assert loops.calibrate() == {}  # no requests seen yet
-        for i in range(10):
-            long.observe_request(float(i), 2000)
-        # The profile prefills 2000 tokens in 2 s (1000 tok/s); the PrfaaS worker measures 10,000.
-        c.worker("prfaas-0").script.load = {"prefill_tokens_per_second": 10_000.0}
-        await c.registry.heartbeat_once(c.registry.get("prfaas-0"))
-        slowdown = loops.calibrate()
-        assert slowdown["prfaas"] == pytest.approx(0.1)
-        assert "pd" not in slowdown  # no PD worker reported a speed
-        assert long.prefill_slowdown["prfaas"] == pytest.approx(0.1)
-    finally:
-        await c.close()

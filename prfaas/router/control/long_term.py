@@ -3,8 +3,13 @@
 Each `step()` (e.g. every few minutes):
   1. takes the uncached lengths of requests that arrived within `window_s` (and their rate);
   2. calibrates the model with measured stage speed: `prefill_slowdown` scales a profile's
-     T_prefill (measured / profiled time), `decode_rps_per_instance` replaces Eq. 5's per-instance
-     rate when given;
+     T_prefill by measured / profiled time, summed over the same requests in the window
+     (`observe_prefill`: each completed prefill's seconds against the profile's T_prefill at its
+     uncached length), `decode_rps_per_instance` replaces Eq. 5's per-instance
+     rate when given; and with the KV the workers really ship (`observe_kv_size`): S_kv(l) =
+     state + l · bytes per token replaces the profiles' KV column (a profile's bytes are another
+     deployment's: an emulated one ships them ÷1000, and Θ_prfaas's link term B_out / S_kv was
+     then 1000× too small);
   3. evaluates the current split at its best t, and the best split overall (planner grid search);
   4. changes the split only if the planned Λ_max gains at least `min_gain` (hysteresis against
      flapping on noise), moving at most `max_moves` PD workers per step, each drained first;
@@ -69,6 +74,14 @@ def _slowed(profile: PrefillProfile, factor: float) -> PrefillProfile:
     return replace(profile, prefill_seconds=profile.prefill_seconds * factor)
 
 
+def _shipping(profile: PrefillProfile, kv: tuple[float, float] | None) -> PrefillProfile:
+    """The profile with S_kv(l) = state + l · per_token, the deployment's shipped KV."""
+    if kv is None:
+        return profile
+    per_token, state = kv
+    return replace(profile, kv_bytes=state + profile.input_tokens * per_token)
+
+
 class LongTermController:
     """Rolling statistics plus the planner; not thread-safe (router event loop only)."""
 
@@ -76,18 +89,43 @@ class LongTermController:
         self.model = model
         self.config = config or LongTermConfig()
         self._samples: deque[tuple[float, int]] = deque()
+        # Per cluster key ("pd", "prfaas"): (time, measured seconds, profiled seconds) per prefill.
+        self._prefills: dict[str, deque[tuple[float, float, float]]] = {
+            "pd": deque(), "prfaas": deque()
+        }  # fmt: skip
         self.prefill_slowdown: dict[str, float] = {"pd": 1.0, "prfaas": 1.0}
         self.decode_rps_per_instance: float | None = None
+        self.kv_size: tuple[float, float] | None = None
+        """(KV bytes per token, state bytes per request) shipped; None: the profiles' own."""
 
     def observe_request(self, now: float, uncached_tokens: int) -> None:
         """Called once per routed request with its incremental (uncached) length."""
         self._samples.append((now, uncached_tokens))
 
-    def mean_recent_length(self) -> float | None:
-        """Mean uncached length of the requests in the rolling window (None when empty)."""
-        if not self._samples:
-            return None
-        return sum(n for _, n in self._samples) / len(self._samples)
+    def observe_prefill(
+        self, now: float, cluster: str, uncached_tokens: int, seconds: float
+    ) -> None:
+        """A completed prefill in `cluster` ("pd" or "prfaas") of `uncached_tokens` took `seconds`
+        of compute on its worker (`PrefillResult.prefill_seconds`)."""
+        profile = self.model.prfaas_profile if cluster == "prfaas" else self.model.pd_profile
+        if profile is None or uncached_tokens <= 0 or seconds <= 0:
+            return
+        self._prefills[cluster].append((now, seconds, float(profile.t_prefill(uncached_tokens))))
+
+    def measured_slowdown(self, now: float) -> dict[str, float]:
+        """Measured / profiled prefill time per cluster over the window's prefills (the ratio of
+        sums over the same requests; clusters without one are left out). Not tokens/s at some
+        other length: a profile with a fixed per-request cost (H20: 0.93 s at 128 tokens, 1.0 s
+        at 1024) makes tokens/s depend on the lengths measured, and a PD-P that had prefilled
+        only two 33-token warm-up requests read 12-15x its profile (issue 12's phased run)."""
+        out = {}
+        for key, samples in self._prefills.items():
+            while samples and samples[0][0] < now - self.config.window_s:
+                samples.popleft()
+            profiled = sum(p for _, _, p in samples)
+            if profiled > 0:
+                out[key] = sum(m for _, m, _ in samples) / profiled
+        return out
 
     def observe_stage_speed(
         self,
@@ -103,14 +141,16 @@ class LongTermController:
         if decode_rps_per_instance is not None:
             self.decode_rps_per_instance = decode_rps_per_instance
 
+    def observe_kv_size(self, bytes_per_token: float, state_bytes: float = 0.0) -> None:
+        """The KV bytes the deployment ships per prompt token and per request (`kv_footprint`)."""
+        self.kv_size = (bytes_per_token, state_bytes)
+
     def _calibrated(self) -> ClusterModel:
-        m = replace(
-            self.model, pd_profile=_slowed(self.model.pd_profile, self.prefill_slowdown["pd"])
-        )
+        pd = _slowed(self.model.pd_profile, self.prefill_slowdown["pd"])
+        m = replace(self.model, pd_profile=_shipping(pd, self.kv_size))
         if m.prfaas_profile is not None:
-            m = replace(
-                m, prfaas_profile=_slowed(m.prfaas_profile, self.prefill_slowdown["prfaas"])
-            )
+            prfaas = _slowed(m.prfaas_profile, self.prefill_slowdown["prfaas"])
+            m = replace(m, prfaas_profile=_shipping(prfaas, self.kv_size))
         if self.decode_rps_per_instance is not None:
             # Eq. 5 per instance = BS_max / (T_decode · L_out); keep BS_max, solve for T_decode.
             step = m.decode.max_batch / (self.decode_rps_per_instance * m.output_tokens)
