@@ -102,7 +102,7 @@ def test_explanation_states_threshold_and_measured_numbers() -> None:
         "At 4.0 req/s (1.74x homogeneous-pd's planned capacity, 0.63x naive-hetero's, 0.45x "
         "prfaas's)"
     )
-    assert "H20s (0.74 req/s, TTFT P90 8.10 s)" in first
+    assert "H20s (0.74 req/s, TTFT P90 over all sent 8.00 s)" in first
     # 2 of 12 refused (17 % > 10 %): its P90 over all sent falls on a request with no first token.
     assert "served 10/12, TTFT P90 over all sent ∞ (17% failed)" in first
     assert "t = 22784 tokens (100% of requests;" in second

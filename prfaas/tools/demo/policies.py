@@ -91,7 +91,7 @@ class PolicyRun:
             f"At {self.rate_rps:.1f} req/s ({self._load('homogeneous-pd')} homogeneous-pd's "
             f"planned capacity, {self._load('naive-hetero')} naive-hetero's, "
             f"{self._load('prfaas')} prfaas's): homogeneous-pd prefills all on the PD cluster's H20s ({homog.throughput_rps:.2f} "
-            f"req/s, TTFT P90 {_s(homog.ttft_p90_s)}); naive-hetero prefills all on the PrfaaS H200 "
+            f"req/s, TTFT P90 over all sent {all_sent_p90(homog)}); naive-hetero prefills all on the PrfaaS H200 "
             f"and ships every KV over the {gbps:g} Gbit/s link ({naive.throughput_rps:.2f} req/s, "
             f"served {naive.succeeded}/{naive.requests}, TTFT P90 over all sent "
             f"{all_sent_p90(naive)}: a refused request never gets a first token).",
