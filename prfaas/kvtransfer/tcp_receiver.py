@@ -12,6 +12,7 @@ import logging
 import socket
 import ssl
 import weakref
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -22,6 +23,9 @@ from prfaas.kvtransfer.receive_handle import ReceiveHandle
 from prfaas.kvtransfer.receiver_protocol import ReceiverProtocol
 
 log = logging.getLogger(__name__)
+
+_ENDED_REMEMBERED = 4096
+"""How many ended transfer ids a receiver remembers (to refuse their late OPENs at once)."""
 
 
 class TcpReceiver(KVReceiver):
@@ -35,7 +39,7 @@ class TcpReceiver(KVReceiver):
         secret: bytes,
         identity: str = "receiver",
         handshake_timeout_s: float = 5.0,
-        open_grace_s: float = 2.0,
+        open_grace_s: float = 60.0,
         rcvbuf: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         require_tls: bool | None = None,
@@ -43,7 +47,10 @@ class TcpReceiver(KVReceiver):
         self.host, self.port = host, port
         self.secret, self.identity = secret, identity
         self.handshake_timeout_s = handshake_timeout_s
-        # An OPEN that arrives before the engine's expect() waits this long for it.
+        # An OPEN that arrives before the engine's expect() waits this long for it. The router
+        # starts a prefill together with the decode admission (router/two_worker_handshake.py), so
+        # an OPEN may wait out the whole admission (up to the router's 30 s admit timeout, e.g.
+        # while the decode worker waits for memory); a sender that gives up aborts it sooner.
         self.open_grace_s = open_grace_s
         self.rcvbuf = rcvbuf
         # TLS (server side) for senders that ask for it; required by default when configured.
@@ -63,6 +70,9 @@ class TcpReceiver(KVReceiver):
         self._sessions: dict[bytes, set[ReceiverProtocol]] = {}
         # (session, tid) of OPENs waiting for expect(); True once the sender aborted it.
         self._pending_open: dict[tuple[bytes, str], bool] = {}
+        # Recently ended transfers (done, failed, aborted): a late OPEN for one is refused at once
+        # instead of waiting out the grace for an expect() that will not come again.
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._all_handles: weakref.WeakSet[ReceiveHandle] = weakref.WeakSet()
 
     @property
@@ -92,8 +102,7 @@ class TcpReceiver(KVReceiver):
         handle = ReceiveHandle(transfer_id, layout, dest_segments, deadline_s, self._terminal)
         self._handles[transfer_id] = handle
         self._all_handles.add(handle)
-        self._expected.set()
-        self._expected = asyncio.Event()
+        self._wake_pending()
         return handle
 
     def owned(self, tid: str, session: bytes) -> ReceiveHandle | None:
@@ -108,6 +117,8 @@ class TcpReceiver(KVReceiver):
         # otherwise a task waits up to open_grace_s for the engine's expect().
         if msg.tid in self._handles:
             self._accept_open(proto, msg)
+        elif msg.tid in self._ended:
+            proto.send(wire.encode(wire.Abort(msg.tid, "transfer already ended")))
         else:
             self._pending_open[(proto.session, msg.tid)] = False
             self._spawn(self._open(proto, msg))
@@ -116,20 +127,31 @@ class TcpReceiver(KVReceiver):
         """The sender aborted a transfer whose OPEN still waits for expect()."""
         if (session, tid) in self._pending_open:
             self._pending_open[(session, tid)] = True
+            self._wake_pending()
+
+    def _wake_pending(self) -> None:
+        """Wake the OPENs waiting for expect() (each checks its own transfer again)."""
+        self._expected.set()
+        self._expected = asyncio.Event()
 
     async def _open(self, proto: ReceiverProtocol, msg: wire.Open) -> None:
         key = (proto.session, msg.tid)
         try:
             async with asyncio.timeout(self.open_grace_s):
-                while msg.tid not in self._handles and not self._pending_open[key]:
+                while not (msg.tid in self._handles or msg.tid in self._ended
+                           or self._pending_open[key]):  # fmt: skip
                     await self._expected.wait()
         except TimeoutError:
             proto.send(wire.encode(wire.Abort(msg.tid, "unknown transfer")))
             return
         finally:
             aborted = self._pending_open.pop(key, False)
-        if not aborted:
+        if aborted:
+            return
+        if msg.tid in self._handles:
             self._accept_open(proto, msg)
+        else:
+            proto.send(wire.encode(wire.Abort(msg.tid, "transfer already ended")))
 
     def _accept_open(self, proto: ReceiverProtocol, msg: wire.Open) -> None:
         handle = self._handles[msg.tid]
@@ -159,6 +181,9 @@ class TcpReceiver(KVReceiver):
             self._send_to_session(tid, wire.encode(wire.Abort(tid, str(handle.error))))
         self._handles.pop(tid, None)
         self._owner.pop(tid, None)
+        self._ended[tid] = None
+        if len(self._ended) > _ENDED_REMEMBERED:
+            self._ended.popitem(last=False)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -215,6 +240,12 @@ class TcpReceiver(KVReceiver):
         for tid, session in list(self._owner.items()):
             if session == proto.session and tid in self._handles:
                 self._handles[tid].fail(PeerLost("a connection from the sender was lost"))
+        # Its OPENs still waiting for expect() are dropped too (the sender sees PeerLost).
+        lost = [key for key in self._pending_open if key[0] == proto.session]
+        for key in lost:
+            self._pending_open[key] = True
+        if lost:
+            self._wake_pending()
 
     def log_protocol_error(self, proto: ReceiverProtocol, exc: Exception) -> None:
         self.protocol_errors += 1

@@ -10,7 +10,10 @@ Stages of a finished request (each observed once, in seconds):
   ttft                  received -> first token (includes earlier failed attempts)
   decode                first token -> finished
   total                 received -> finished
-The three prefill stages exist only for two-worker flows (the prefill worker reports them).
+The three prefill stages exist only for two-worker flows (the prefill worker reports them). The
+prefill starts with the decode admission (router/two_worker_handshake.py), so decode_admit overlaps
+prefill_queue and prefill_compute; a cache computed before the decode worker reserved its memory
+waits to be sent, and that wait shows as kv_transfer_exposed.
 `prfaas bench serve` and `prfaas experiment` read this histogram from /metrics before and after a
 run and print the mean and P90 of each stage.
 """

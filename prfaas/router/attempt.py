@@ -3,8 +3,10 @@
 Local flow (prefill worker == decode worker, a `mixed` PD worker): one `Worker.Generate`
 without a KV source; its events are relayed.
 Two-worker flow (PrfaaS -> PD-D offload, or PD-P -> PD-D inside the local cluster):
-  1. the handshake (router/two_worker_handshake.py): `D.Generate(kv_source)`, D's `Admitted`
-     within `admit_timeout_s`, then `P.Prefill` towards D's KV receiver with the prefill deadline;
+  1. the handshake (router/two_worker_handshake.py): `D.Generate(kv_source)` and, at the same
+     time, `P.Prefill` towards D's KV receiver with the prefill deadline; D's `Admitted` within
+     `admit_timeout_s` (a prefill that fails meanwhile fails the attempt, and an admission that
+     fails or times out cancels the prefill);
   2. relay D's events while watching the prefill call; the first token arrives through D.
 Every wait has a deadline: the prefill deadline until the first token, then `token_timeout_s`
 between events. A prefill inside the PD cluster (no link that can stall) is not given up on while
@@ -109,6 +111,10 @@ class Attempt:
     """The attempt span's trace context, sent to both workers (prfaas/tracing.py)."""
     _call: grpc.aio.UnaryStreamCall | None = None
     _prefill_task: asyncio.Task[worker_pb2.PrefillResult] | None = None
+    _handshake: TwoWorkerHandshake | None = None
+    _prefill_due: float | None = None
+    """Loop time by which the prefill call must have returned: `prefill_limit_s` after D admitted
+    (the call's own gRPC deadline also covers the admission wait, since it starts with it)."""
     _read: asyncio.Task[object] | None = None
     workers: list[WorkerHandle] = field(default_factory=list)
     _prefill_counted: bool = False
@@ -182,11 +188,13 @@ class Attempt:
         self.decode.pending_decodes += 1
         self._prefill_counted = True
         if self.two_worker:
-            handshake = TwoWorkerHandshake(
+            self._handshake = handshake = TwoWorkerHandshake(
                 self.decode.stub, self.prefill.stub, gen, self.prefill.worker_id,
                 self.decode.kv_destination(self.prefill.kind),
                 kv_deadline_s=self.prefill_limit_s + self.timeouts.admit_s,
-                prefill_timeout_s=self.prefill_limit_s, metadata=self.trace_metadata,
+                # The prefill starts with the admission, which may take `admit_s` first.
+                prefill_timeout_s=self.prefill_limit_s + self.timeouts.admit_s,
+                metadata=self.trace_metadata,
             )  # fmt: skip
             admitted = await handshake.open(self._admission)
             self._prefill_task = handshake.prefill_call
@@ -195,14 +203,20 @@ class Attempt:
             admitted = await self._admission(call)
         if admitted.WhichOneof("event") != "admitted":
             self._fail_event(admitted)
-        self.admitted_after_s = asyncio.get_running_loop().time() - self.started_s
+        now = asyncio.get_running_loop().time()
+        self.admitted_after_s = now - self.started_s
+        if self._prefill_task is not None:
+            self._prefill_due = now + self.prefill_limit_s
         cached = self.cached_tokens_hint if self.two_worker else admitted.admitted.num_cached_tokens
         async for item in self._relay(cached):
             yield item
 
     async def _admission(self, call: grpc.aio.UnaryStreamCall) -> worker_pb2.GenerateEvent:
-        """D's first event on `call` (`Admitted` unless it failed), within `admit_s`."""
+        """D's first event on `call` (`Admitted` unless it failed), within `admit_s`; a two-worker
+        attempt watches its prefill, started with the admission, meanwhile."""
         self._call = call
+        if self._handshake is not None:
+            self._prefill_task = self._handshake.prefill_call
         return await self._next_event(self.timeouts.admit_s, "admission")
 
     async def _relay(self, cached: int) -> AsyncIterator[TokenChunk | GenerationFinished]:
@@ -265,10 +279,16 @@ class Attempt:
         deadline = loop.time() + timeout
         while True:
             watch: set[asyncio.Future[Any]] = {self._read}
+            wake = deadline
             if self._prefill_task is not None and not self._prefill_task.done():
                 watch.add(self._prefill_task)
-            done, _ = await asyncio.wait(watch, timeout=max(deadline - loop.time(), 0),
+                if self._prefill_due is not None and self.num_tokens_sent == 0:
+                    wake = min(wake, self._prefill_due)
+            done, _ = await asyncio.wait(watch, timeout=max(wake - loop.time(), 0),
                                          return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if not done and loop.time() < deadline:
+                self._prefill_overdue()
+                continue
             if not done:
                 if what == "tokens" and self._local_prefill_alive():
                     deadline = loop.time() + timeout  # late, not lost: check again
@@ -278,8 +298,9 @@ class Attempt:
                 culprit = (
                     self.prefill if dead_prefill and self.num_tokens_sent == 0 else self.decode
                 )
+                # An admission that timed out is the decode worker's (its prefill runs meanwhile).
                 self._lost(f"no {what} from {self.decode.worker_id} within {timeout:.1f}s",
-                           culprit, stalled=True)  # fmt: skip
+                           culprit, stalled=what != "admission")  # fmt: skip
             if self._prefill_task in done:
                 self._check_prefill()
             if self._read in done:
@@ -301,6 +322,15 @@ class Attempt:
         waited = asyncio.get_running_loop().time() - self.started_s
         alive = self.prefill.healthy and self.decode.healthy
         return alive and waited < self.timeouts.local_prefill_max_s
+
+    def _prefill_overdue(self) -> None:
+        """The prefill call passed `prefill_limit_s` after the admission without the first token:
+        it failed, as its own deadline would have failed it had it started after the admission."""
+        if self._prefill_due is None or self.num_tokens_sent > 0:
+            return
+        if asyncio.get_running_loop().time() >= self._prefill_due:
+            raise Retry(f"prefill on {self.prefill.worker_id} failed: DEADLINE_EXCEEDED",
+                        self.prefill.worker_id, self.prefill.kind == "prefill")  # fmt: skip
 
     def _check_prefill(self) -> None:
         task = self._prefill_task

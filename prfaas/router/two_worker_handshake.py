@@ -4,11 +4,17 @@ A request whose prefill runs on worker P and whose decode runs on worker D (Prfa
 the link, or PD-P → PD-D inside the PD cluster) starts in this order:
   1. `D.Generate` with a `KvSource(transfer_id, sender_id=P, deadline)`: D preallocates the cache
      and registers `transfer_id` with its KV receiver, then sends `Admitted` as its first event;
-  2. only after `Admitted`, `P.Prefill` with `KvDestination(D's KV address as P reaches it, the
-     same transfer_id)`: P computes and streams the KV layer by layer; D's receiver would refuse a
-     sender whose transfer it has not registered yet;
+  2. at the same time, `P.Prefill` with `KvDestination(D's KV address as P reaches it, the same
+     transfer_id)`: P queues and computes while D admits; its sender's OPEN waits in D's receiver
+     until D registered the transfer (the receiver holds an early OPEN for `kv_open_grace_s`), so
+     no byte moves before D's memory is reserved, and D's admission wait (the rest of its decode
+     step, or memory to free up) overlaps P's queue and compute instead of preceding them
+     (issue 12);
   3. the first token comes out of D's stream (P returns its `PrefillResult` once D acknowledged
      every byte).
+When D's first event is not `Admitted` (refused, failed) or waiting for it fails, `open` cancels
+P's call (P aborts its prefill and its transfer; D's receiver drops the waiting OPEN) before
+returning or raising: a refused admission leaves nothing running on P.
 `TwoWorkerHandshake.open` runs steps 1–2; how long to wait for `Admitted`, and what a failure
 means, stay with the caller (the router's attempt re-routes, a benchmark raises).
 """
@@ -54,12 +60,13 @@ class TwoWorkerHandshake:
     call: grpc.aio.UnaryStreamCall | None = None
     """D's Generate stream, once `open` started it."""
     prefill_call: asyncio.Task[worker_pb2.PrefillResult] | None = None
-    """P's Prefill, once D admitted the request."""
+    """P's Prefill, started with D's Generate; None again if D did not admit."""
 
     async def open(self, next_event: NextEvent) -> worker_pb2.GenerateEvent:
-        """Steps 1–2: start D's decode-only Generate, wait (with `next_event`) for its first event
-        and, when that is `Admitted`, start P's Prefill. Returns the first event; anything but
-        `Admitted` is the caller's failure to handle (no prefill was started)."""
+        """Steps 1–2: start D's decode-only Generate and P's Prefill, and wait (with `next_event`)
+        for D's first event. Returns it; anything but `Admitted` is the caller's failure to handle,
+        and P's call is then already cancelled (`prefill_call` None), as it is when `next_event`
+        raises."""
         self.request.kv_source.CopyFrom(
             worker_pb2.KvSource(
                 transfer_id=self.transfer_id,
@@ -70,10 +77,20 @@ class TwoWorkerHandshake:
         self.call = self.decode.Generate(
             self.request, timeout=self.decode_timeout_s, metadata=self.metadata
         )
-        first = await next_event(self.call)
-        if first.WhichOneof("event") == "admitted":
-            self.prefill_call = asyncio.ensure_future(self._prefill())
+        self.prefill_call = asyncio.ensure_future(self._prefill())
+        try:
+            first = await next_event(self.call)
+        except BaseException:
+            self._cancel_prefill()
+            raise
+        if first.WhichOneof("event") != "admitted":
+            self._cancel_prefill()
         return first
+
+    def _cancel_prefill(self) -> None:
+        if self.prefill_call is not None:
+            self.prefill_call.cancel()
+            self.prefill_call = None
 
     def _prefill(self) -> Awaitable[worker_pb2.PrefillResult]:
         host, port = self.destination

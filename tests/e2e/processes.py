@@ -80,8 +80,8 @@ async def generate_remote(
     prompt: list[int],
     n: int,
 ) -> tuple[list[int], worker_pb2.PrefillResult]:
-    """The router's offload flow, by its own handshake: decode-only Generate, Admitted, then
-    Prefill to the decode worker's KV port."""
+    """The router's offload flow, by its own handshake: decode-only Generate and, at the same
+    time, Prefill to the decode worker's KV port; Admitted first on the decode stream."""
     request = worker_pb2.GenerateRequest(
         request_id=uuid.uuid4().hex, prompt_ids=prompt, sampling=sampling(n)
     )

@@ -53,6 +53,13 @@ class Script:
     load: dict[str, float] = field(default_factory=dict)
     load_delay_s: float = 0.0
     """GetLoad answers after this long (a busy worker's slow report)."""
+    admit_delay_s: float = 0.0
+    """Generate with a KV source: seconds before the first event (the decode worker's wait for its
+    step or for memory); `admit_error` then replaces `Admitted` with that error code."""
+    admit_error: str = ""
+    open_grace_s: float = 2.0
+    """Prefill: how long its KV transfer waits for the decode worker to register it (a real
+    receiver holds an early OPEN this long, `TcpReceiver.open_grace_s`)."""
 
 
 class _Base:
@@ -62,6 +69,8 @@ class _Base:
         self.generate_requests: list[worker_pb2.GenerateRequest] = []
         self.prefill_requests: list[worker_pb2.PrefillRequest] = []
         self.aborted: list[str] = []
+        self.prefills_cancelled: list[str] = []
+        """Request ids of Prefill calls the caller cancelled before they returned."""
         self.call_metadata: list[dict[str, str]] = []
         """Invocation metadata of each Generate / Prefill call (trace context)."""
         self.cache_events: asyncio.Queue[worker_pb2.CacheEventBatch] = asyncio.Queue()
@@ -78,9 +87,12 @@ class _Base:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted prefill failure")
         if self.script.prefill_mode == "stall":
             await asyncio.sleep(3600)
-        await asyncio.sleep(self.script.prefill_delay_s)
-        dest = request.destination
-        waiting = self.hub.receivers.get(f"{dest.host}:{dest.port}", {}).pop(dest.transfer_id, None)
+        try:
+            await asyncio.sleep(self.script.prefill_delay_s)
+            waiting = await self._registered(request.destination)
+        except asyncio.CancelledError:
+            self.prefills_cancelled.append(request.request_id)
+            raise
         if waiting is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "unknown transfer")
         waiting.set_result(self.first_token())
@@ -90,6 +102,19 @@ class _Base:
                                         num_cached_tokens=self.script.num_cached_tokens,
                                         prefill_seconds=self.script.prefill_seconds or 0.0,
                                         bytes_sent=n * 1000)  # fmt: skip
+
+    async def _registered(self, dest: worker_pb2.KvDestination) -> asyncio.Future[int] | None:
+        """The decode worker's registration of `dest`'s transfer, waited for up to
+        `open_grace_s` (None: it never came)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.script.open_grace_s
+        while True:
+            waiting = self.hub.receivers.get(f"{dest.host}:{dest.port}", {}).pop(
+                dest.transfer_id, None
+            )
+            if waiting is not None or loop.time() >= give_up:
+                return waiting
+            await asyncio.sleep(0.005)
 
     async def Abort(self, request: worker_pb2.AbortRequest, context: grpc.aio.ServicerContext):
         self.aborted.append(request.request_id)
@@ -132,6 +157,11 @@ class FakePDWorker(_Base, worker_pb2_grpc.WorkerServicer):
         script = self.script
         first: int | None = None
         if request.HasField("kv_source"):
+            await asyncio.sleep(script.admit_delay_s)
+            if script.admit_error:
+                err = worker_pb2.WorkerError(code=script.admit_error, message="scripted refusal")
+                yield worker_pb2.GenerateEvent(error=err)
+                return
             fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             for addr in self.kv_addresses:
                 self.hub.receivers.setdefault(addr, {})[request.kv_source.transfer_id] = fut

@@ -9,6 +9,7 @@ import pytest
 from fake_workers import start_cluster
 from test_dispatch_routing import run
 
+from prfaas.router.attempt import FlowTimeouts
 from prfaas.router.generation_backend import (
     BackendError,
     GenerationRequest,
@@ -55,6 +56,46 @@ async def test_stalled_remote_prefill_hits_its_deadline_and_falls_back() -> None
         assert time.monotonic() - start < 3.0
         assert [d.target for d in decisions] == [Target.PRFAAS, Target.LOCAL]
         assert len(tokens) == 4 and fin is not None
+    finally:
+        await c.close()
+
+
+async def test_remote_prefill_runs_during_the_decode_admission() -> None:
+    # The decode worker takes 0.4 s to admit (its step, its memory); the remote prefill (0.3 s)
+    # runs meanwhile, so the first token comes about 0.4 s after the start, not 0.7 s (issue 12).
+    c = await start_cluster(threshold=64)
+    try:
+        c.worker("pd-1").script.admit_delay_s = 0.4
+        c.worker("prfaas-0").script.prefill_delay_s = 0.3
+        start = time.monotonic()
+        _, decisions, tokens, fin = await run(c, list(range(200)))
+        assert [d.target for d in decisions] == [Target.PRFAAS]
+        assert len(tokens) == 4 and fin is not None
+        assert time.monotonic() - start < 0.65
+        assert c.worker("prfaas-0").prefills_cancelled == []
+    finally:
+        await c.close()
+
+
+@pytest.mark.parametrize("refusal", ["overloaded", "silence"])
+async def test_a_failed_decode_admission_cancels_the_prefill_and_retries(refusal: str) -> None:
+    # pd-1 refuses (or never admits within admit_s) while prfaas-0 is already prefilling: that
+    # prefill is cancelled, and the retry decodes on pd-2 with a fresh prefill.
+    c = await start_cluster(pd_roles=("prefill", "decode", "decode"), threshold=64,
+                            timeouts=FlowTimeouts(admit_s=0.5, token_s=5))  # fmt: skip
+    try:
+        pd1, prfaas = c.worker("pd-1"), c.worker("prfaas-0")
+        if refusal == "overloaded":
+            pd1.script.admit_delay_s, pd1.script.admit_error = 0.2, "overloaded"
+        else:
+            pd1.script.admit_delay_s = 3600
+        prfaas.script.prefill_delay_s = 0.7  # still queued or computing when pd-1 fails it
+        _, decisions, tokens, fin = await run(c, list(range(200)))
+        assert [d.decode_worker for d in decisions] == ["pd-1", "pd-2"]
+        assert len(tokens) == 4 and fin is not None
+        first, second = prfaas.prefill_requests
+        assert first.request_id.endswith(".0") and second.request_id.endswith(".1")
+        await wait_for(lambda: prfaas.prefills_cancelled == [first.request_id], 0.5)
     finally:
         await c.close()
 
