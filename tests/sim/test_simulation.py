@@ -74,3 +74,14 @@ def test_cli_experiment_quick_writes_the_experiment_outputs(tmp_path: Path) -> N
     assert (tmp_path / "throughput.png").stat().st_size > 0
     assert (tmp_path / "fluctuation.png").stat().st_size > 0
     assert [e["event"] for e in doc["fluctuation"]["events"]] == ["cut", "restore"]
+
+
+def test_controller_reads_committed_kv_and_local_wait_as_the_routers_control_loops_do() -> None:
+    # ControlLoops.telemetry feeds the short-term controller the router's count of committed KV
+    # and the local prefill workers' predicted wait (its local hold / shed); so does the simulator.
+    sim, reqs = small_sim(n=150, rate=2.5)
+    res = sim.run(reqs)
+    committed = [s["committed_bytes"] for s in res.timeline]
+    waits = [s["local_wait_s"] for s in res.timeline]
+    assert max(committed) > 0 and sim.router.committed_bytes == 0.0
+    assert max(waits) > 0 and waits[-1] == 0.0

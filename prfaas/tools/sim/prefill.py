@@ -53,6 +53,13 @@ class PrefillStage:
     def depth(self) -> int:
         return len(self.queue)
 
+    def remaining_s(self) -> float:
+        """Compute seconds of what is queued or running here: how long a prefill placed now waits
+        (the router's `predicted_wait_s`, which estimates the same from its token count and the
+        worker's drain rate)."""
+        return sum(self.profile.chunk_seconds(max(j.position, 0), j.request.input_tokens,
+                                              j.first_chunk) for j in self.queue)  # fmt: skip
+
     def submit(self, job: PrefillJob) -> None:
         self.queue.append(job)
         if not self.busy:

@@ -54,6 +54,26 @@ class SimRouter:
         # the workers' reports: the controller divides by measured, not configured, capacity.
         self.capacity = LinkCapacityEstimator(configured_link_bytes_per_s)
         self._egress_seen = 0.0
+        self.committed_bytes = 0.0
+        """KV of the offloads routed and not yet complete at their decode worker (ControlLoops'
+        `KvFootprint.committed`)."""
+        self._offered_bytes = 0.0
+
+    def committed(self, kv_bytes: float) -> None:
+        """An offload was placed: its KV is committed to the link."""
+        self.committed_bytes += kv_bytes
+        self._offered_bytes += kv_bytes
+
+    def delivered(self, kv_bytes: float) -> None:
+        """An offload's KV is complete at its decode worker."""
+        self.committed_bytes = max(0.0, self.committed_bytes - kv_bytes)
+
+    def local_wait_s(self) -> float:
+        """ControlLoops._local_wait_s: the mean predicted wait over the local prefill workers."""
+        waits = [i.prefill.remaining_s() for i in self.view.instances.values()
+                 if i.cluster == self.config.local_cluster and i.is_prefill
+                 and not i.draining]  # fmt: skip
+        return sum(waits) / len(waits) if waits else 0.0
 
     def decide(self, req: SimRequest) -> RouteDecision:
         """Dispatcher._route: match, snapshots, link regime, `route()` (again with the link down
@@ -80,8 +100,13 @@ class SimRouter:
             loss = self.link.tcp.loss if self.link.active_transfers else 0.0
         # No kernel delivery rate in the fluid model: egress is what got through.
         capacity = self.capacity.update(CapacitySample(egress, backlog, egress))
+        offered, self._offered_bytes = self._offered_bytes / tick_s, 0.0
+        # As ControlLoops.telemetry: the router's own count of committed and newly offered KV,
+        # and the local prefill workers' predicted wait (the controller's local hold and shed).
         return LinkTelemetry(
-            egress, capacity, depth, loss, backlog, link_saturated=self.capacity.saturated,
+            egress, capacity, depth, loss, backlog,
+            committed_bytes=max(self.committed_bytes, backlog), offered_bytes_per_s=offered,
+            link_saturated=self.capacity.saturated, local_wait_s=self.local_wait_s(),
             configured_bytes_per_s=self.configured_link_bytes_per_s,
         )  # fmt: skip
 

@@ -180,6 +180,7 @@ class Simulation:
         link = self.link
         if decision.target is Target.PRFAAS and link is not None:
             req.offloaded = True
+            self.router.committed(req.kv_bytes)
             transfer = link.start(
                 f"{pre.worker_id}>{dec.worker_id}", req.kv_bytes,
                 lambda: self._kv_delivered(pre, dec, req),
@@ -213,6 +214,7 @@ class Simulation:
         pre.prefill.submit(job)
 
     def _kv_delivered(self, pre: SimInstance, dec: SimInstance, req: SimRequest) -> None:
+        self.router.delivered(req.kv_bytes)
         pre.held -= 1
         pre.changed()
         dec.decode.kv_arrived(req)
@@ -231,6 +233,7 @@ class Simulation:
             "t_s": self.loop.now, "threshold_tokens": d.threshold, "utilization": d.utilization,
             "scarce": float(d.bandwidth_scarce), "egress_bytes_per_s": tel.egress_bytes_per_s,
             "backlog_bytes": tel.backlog_bytes, "prfaas_waiting_mean": prfaas_depth,
+            "committed_bytes": tel.committed_bytes or 0.0, "local_wait_s": tel.local_wait_s,
             "offloaded": offloaded, "decisions": sum(self.routing_counts.values()),
             "egress_sent_bytes": self.link.bytes_sent if self.link else 0.0,
             "link_capacity_bytes_per_s": self.link.capacity_bytes_per_s if self.link else 0.0,
