@@ -21,7 +21,13 @@ from typing import Any
 
 from prfaas.data import netns_script
 from prfaas.launcher.deployment import Deployment
-from prfaas.tools.experiment.scale import PD_PROFILE, PRFAAS_PROFILE, Scale, roles_for
+from prfaas.tools.experiment.scale import (
+    PD_PROFILE,
+    PRFAAS_PROFILE,
+    Scale,
+    cache_budget_mb,
+    roles_for,
+)
 from prfaas.topology import DEFAULT_TOPOLOGY, LinkSpec, Topology, load_topology
 
 LONG_CONTROL_OFF_S = 1e9
@@ -58,7 +64,7 @@ def topology_for(policy: str, prediction: dict[str, Any], scale: Scale, port_bas
         pd_grpc_base_port=port_base + 200,
         pd_kv_base_port=port_base + 300,
         link_base_port=port_base + 400,
-        cache_budget_mb=256,
+        cache_budget_mb=cache_budget_mb(scale),
         block_size=scale.block_size,
         emulated_profile_prfaas=str(PRFAAS_PROFILE),
         emulated_profile_pd=str(PD_PROFILE),

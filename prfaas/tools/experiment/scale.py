@@ -14,6 +14,7 @@ per-layer rounding included), so prediction and measurement share every input.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ PRFAAS_PROFILE = case_study_file("h200_8gpu_prefill.csv")
 PD_PROFILE = case_study_file("h20_8gpu_prefill.csv")
 PAPER_MU, PAPER_SIGMA, PAPER_MIN = 9.90, 1.00, 128
 MAX_CONTEXT = 131072
+MIN_CACHE_BUDGET_MB = 256
+"""The experiment's smallest per-worker KV cache budget (MiB)."""
+DECODE_MEMORY_HEADROOM = 1.25
+"""A decode worker's cache holds this many × BS_max requests of the workload's mean prompt."""
 # Case-file deployment name -> router policy.
 DEPLOYMENTS = {
     "prfaas_pd": "prfaas",
@@ -90,6 +95,21 @@ def scaled_profile(path: Path, scale: Scale) -> PrefillProfile:
     seconds = np.asarray(emu.prefill_seconds, dtype=float) * scale.time_factor
     kv = backend.state_bytes_per_request + backend.kv_bytes_per_token * tokens
     return PrefillProfile(f"{path.stem}×scaled", tokens, seconds, kv.astype(float))
+
+
+def cache_budget_mb(scale: Scale) -> int:
+    """Each worker's KV cache budget (MiB): at least `MIN_CACHE_BUDGET_MB`, and enough for an H20
+    decode worker to hold `DECODE_MEMORY_HEADROOM` × BS_max requests of the mean prompt (plus
+    output) at this byte factor, so that its decode capacity is the seats the planner models and
+    not memory (a real H20 node's KV memory, scaled the same way, is far larger). At byte factor
+    0.05 a fixed 256 MiB held ~313K tokens, ~11 mean requests against 20 seats: after a link cut
+    the decode workers' queue of requests waiting for memory to preallocate dominated TTFT for a
+    minute (issue 12). At the default 0.01 the floor already holds ~5× more, and stays."""
+    h20 = scaled_profile(PD_PROFILE, scale)  # bytes as the emulated backend lays them out
+    lengths = TruncatedLogNormal(PAPER_MU, PAPER_SIGMA, PAPER_MIN, scale.max_input_tokens)
+    per_request = float(h20.bytes(lengths.mean + scale.output_tokens + scale.block_size))
+    need_mb = DECODE_MEMORY_HEADROOM * scale.decode_max_batch * per_request / (1 << 20)
+    return max(MIN_CACHE_BUDGET_MB, 64 * math.ceil(need_mb / 64))
 
 
 def scaled_case(scale: Scale) -> Case:

@@ -2,7 +2,7 @@
 
 Mirrors `prfaas.tools.experiment.deploy.topology_for` field by field: the planner's split and t, the
 scaled emulated profiles (`scaled_profile`: the bytes the backend really ships), BS_max as
-`max_num_seqs`, decode step × time factor, the 256 MB cache budget, 4 KV connections per peer,
+`max_num_seqs`, decode step × time factor, the cache budget, 4 KV connections per peer,
 the link rate and delay (RTT = 2 × delay), the long-term controller off. `instances_factor`
 multiplies every count (the case study's hardware mix at a larger size).
 """
@@ -17,6 +17,7 @@ from prfaas.tools.experiment.scale import (
     PD_PROFILE,
     PRFAAS_PROFILE,
     Scale,
+    cache_budget_mb,
     roles_for,
     scaled_profile,
 )
@@ -25,8 +26,6 @@ from prfaas.tools.sim.link import LinkChange
 from prfaas.tools.sim.simulation import SimConfig
 from prfaas.tools.sim.tcp import TcpParams
 
-EXPERIMENT_CACHE_BUDGET_MB = 256
-"""`topology_for`'s cache_budget_mb."""
 KV_CONNECTIONS = 4
 """The topology's default `kv_connections`."""
 
@@ -59,6 +58,6 @@ def experiment_config(
         ),  # fmt: skip
         link_schedule=link_schedule,
         block_size=scale.block_size,
-        cache_budget_bytes=EXPERIMENT_CACHE_BUDGET_MB << 20,
+        cache_budget_bytes=cache_budget_mb(scale) << 20,
         output_tokens_mean=float(scale.output_tokens),
     )
