@@ -212,11 +212,16 @@ class Dispatcher(GenerationBackend):
                         if isinstance(item, TokenChunk):
                             timeline.token()
                         else:
+                            # Done before the finish is yielded: an HTTP consumer closes this
+                            # generator as soon as it has the finish, so nothing after the
+                            # `yield` runs (learning never did, and every finished request got
+                            # Aborts as if it had failed).
                             timeline.finished(attempt, item.finish_reason)
                             item = item.with_prefill_cluster(attempt.prefill.cluster)
+                            done, failure, error = True, None, None
+                            self._learn(attempt)
                         yield item
                     done, failure, error = True, None, None
-                    self._learn(attempt)
                     return
                 except Retry as exc:
                     failure = str(exc)

@@ -4,6 +4,9 @@ same requests, and the KV already committed ahead on the link."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import numpy as np
 import pytest
 from fake_workers import start_cluster
@@ -15,8 +18,10 @@ from prfaas.roles import Role
 from prfaas.router.control import LongTermController
 from prfaas.router.control.long_term import LongTermConfig
 from prfaas.router.control_loops import ControlLoops
+from prfaas.router.generation_backend import GenerationFinished, GenerationRequest
 from prfaas.router.policy import Reason, RouteDecision, Target
 from prfaas.router.policy import WorkerSnapshot as Snap
+from prfaas.sampling import SamplingParams
 
 # An H20-like profile: a fixed ~0.93 s per request plus a per-token cost, 17,000 KV bytes/token.
 TOKENS = np.array([128.0, 1024.0, 32768.0, 131072.0])
@@ -143,5 +148,30 @@ async def test_remote_prefill_deadline_counts_the_kv_committed_ahead_on_the_link
         prfaas.script.load = {"kv_bytes_per_token": 1000.0, "kv_queued_bytes": 9_000_000}
         await c.registry.heartbeat_once(handle)
         assert c.dispatcher.prefill_deadline(handle, d) == pytest.approx(10.0, rel=0.01)
+    finally:
+        await c.close()
+
+
+async def test_a_consumer_that_closes_after_the_finish_still_teaches_the_router() -> None:
+    """The HTTP layer closes the dispatcher's generator as soon as it has the finish event. The
+    attempt's learning (drain rate, KV bytes, the planner's prefill sample) must already have
+    run, and no Abort may go to the workers of a request that finished (before: nothing after
+    the last `yield` ran, so the phased run's planner never got a prefill sample)."""
+    c = await start_cluster(threshold=64)
+    try:
+        long = LongTermController(_model())
+        c.dispatcher.long = long
+        c.worker("prfaas-0").script.prefill_seconds = 0.1 * float(PRFAAS.t_prefill(200))
+        req = GenerationRequest("r1", tuple(range(200)), SamplingParams(max_tokens=4))
+        stream = c.dispatcher.generate(req)
+        async for item in stream:
+            if isinstance(item, GenerationFinished):
+                break  # as http_generation does: return, then aclose()
+        await stream.aclose()
+        assert long.measured_slowdown(time.monotonic()) == {"prfaas": pytest.approx(0.1)}
+        assert c.registry.get("prfaas-0").drain_tokens_per_s > 0
+        assert c.dispatcher.kv.source == "measured"  # 1000 B/token from the fake's bytes_sent
+        await asyncio.sleep(0.2)
+        assert c.worker("pd-1").aborted == [] and c.worker("prfaas-0").aborted == []
     finally:
         await c.close()
