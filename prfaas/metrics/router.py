@@ -98,6 +98,12 @@ class RouterMetrics:
             ["reason"],
             registry=registry,
         )
+        self.planner_leader = Gauge(
+            "prfaas_planner_leader",
+            "1 while this router's long-term planner may change worker roles (the lease its "
+            "local cluster's smallest-id PD worker arbitrates among router replicas), else 0.",
+            registry=registry,
+        )
         self.num_instances = Gauge(
             "prfaas_num_instances",
             "Instances per cluster and role (N_p and N_d of the local PD cluster).",

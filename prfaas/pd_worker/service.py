@@ -7,6 +7,8 @@ Role rules (what each role accepts):
 - decode:  Generate with a KV source only (PD-D).
 Every role serves ImportPrefix / ExportPrefix (cross-worker prefix moves, prfaas/worker/prefix_rpcs.py).
 A role change refuses new work, waits for in-flight requests to finish (drain), then switches.
+PlannerLease: the smallest-id PD worker arbitrates which router's planner may change roles
+(prfaas/worker/planner_lease.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prfaas.request import Request, RequestKind
 from prfaas.roles import PD_ROLES
 from prfaas.worker import generate_flow as flow
 from prfaas.worker import spans
+from prfaas.worker.planner_lease import PlannerLease
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
 from prfaas.worker.shared_rpcs import CommonRpcs
 from prfaas.worker.wire_inputs import finish_reason, inputs_from_proto
@@ -51,6 +54,8 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
         self.runtime = runtime
         self.role = role
         self._role_lock = asyncio.Lock()
+        # Arbitrated here when this is the smallest-id PD worker a router sees (planner_lease.py).
+        self.planner_lease = PlannerLease()
 
     def refuse_reason(self, rpc: str, decode_only: bool = False) -> str | None:
         if self.draining:
@@ -152,6 +157,21 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
             yield _error("aborted", f"request {request.request_id} was aborted")
         finally:
             span.end()
+
+    async def PlannerLease(  # noqa: N802
+        self, request: worker_pb2.PlannerLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.PlannerLeaseResponse:
+        lease = self.planner_lease
+        if request.release:
+            answer = lease.release(request.holder)
+        else:
+            try:
+                answer = lease.request(request.holder, request.ttl_s)
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return worker_pb2.PlannerLeaseResponse(
+            granted=answer.granted, holder=answer.holder, remaining_s=answer.remaining_s
+        )
 
     async def SetRole(  # noqa: N802
         self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext

@@ -38,6 +38,11 @@ class PrefillWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
         # A coroutine, not an async generator: gRPC ends the stream with the abort status.
         await self._not_served("Generate", context)
 
+    async def PlannerLease(  # noqa: N802
+        self, request: worker_pb2.PlannerLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.PlannerLeaseResponse:
+        await self._not_served("PlannerLease", context)
+
     async def SetRole(  # noqa: N802
         self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.SetRoleResponse:

@@ -9,8 +9,10 @@ workers report shipping) and how fast new offloads add to it, and the mean predi
 -> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
 exports the threshold and the link utilization and goodput.
 Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
-snapshots; a new base t goes to the short-term controller, each `RoleChange` becomes a `SetRole`
-on that PD worker (which drains first); N_p/N_d are logged and exported. Both loops are tasks on
+snapshots; a new base t goes to the short-term controller, and, only while this router holds the
+planner lease among its replicas (`planner_leadership`, renewed every long tick), each
+`RoleChange` becomes a `SetRole` on that PD worker (which drains first); N_p/N_d are logged and
+exported. Both loops are tasks on
 the router's event loop owned by `ControlLoops` (`start()`/`stop()`).
 """
 
@@ -35,6 +37,7 @@ from prfaas.router.control import (
     ShortTermDecision,
 )
 from prfaas.router.kv_footprint import KvFootprint
+from prfaas.router.planner_leadership import PlannerLeadership, SoleLeader
 from prfaas.router.prefill_estimate import predicted_wait_s
 from prfaas.router.registry import WorkerRegistry
 
@@ -67,6 +70,7 @@ class ControlLoops:
         long_tick_s: float = 30.0,
         kv: KvFootprint | None = None,
         default_prefill_tokens_per_s: float = 1000.0,
+        leadership: PlannerLeadership | None = None,
     ) -> None:
         self.registry, self.short, self.long = registry, short, long
         self.link_bytes_per_s = link_bytes_per_s
@@ -81,6 +85,8 @@ class ControlLoops:
         # KV bytes per prompt token of this deployment (the dispatcher's, `kv_footprint`).
         self.kv = kv or KvFootprint(registry, prfaas_cluster, 16384.0)
         self.default_prefill_tokens_per_s = default_prefill_tokens_per_s
+        # Only the leader among router replicas applies role changes (planner_leadership.py).
+        self.leadership = leadership or SoleLeader()
         # KV bytes in flight per PrfaaS worker at the previous tick (offered = the rises).
         self._committed_seen: dict[str, float] = {}
 
@@ -202,7 +208,13 @@ class ControlLoops:
             if self.metrics is not None and decision.threshold != self.short.base:
                 self.metrics.record_threshold_change("plan")
             self.short.set_base(decision.threshold)
-        for action in decision.actions:
+        leader = await self.leadership.held()  # renewed every tick, actions or not
+        if self.metrics is not None:
+            self.metrics.planner_leader.set(int(leader))
+        if decision.actions and not leader:
+            log.info("long-term: not the planner leader; leaving %s to the leader",
+                     [(a.worker_id, a.to_role.value) for a in decision.actions])  # fmt: skip
+        for action in decision.actions if leader else ():
             await self.registry.set_role(action.worker_id, Role(action.to_role))
         if self.metrics is not None:
             self.metrics.set_control_state(self.short.threshold, self.instance_counts())
@@ -233,3 +245,4 @@ class ControlLoops:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.leadership.release()  # another replica's planner takes over at its next tick

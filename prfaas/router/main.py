@@ -35,6 +35,7 @@ from prfaas.router.control_loops import ControlLoops
 from prfaas.router.dispatcher import DispatchConfig, Dispatcher
 from prfaas.router.link_health import LinkHealth
 from prfaas.router.openai_text import Tokenizer
+from prfaas.router.planner_leadership import WorkerArbitratedLeadership, router_holder_id
 from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerRegistry, handles_from_topology
@@ -57,6 +58,9 @@ from prfaas.topology import DEFAULT_TOPOLOGY, POLICIES, Topology, load_topology
 log = logging.getLogger("prfaas.router")
 
 GRPC_GRACE_S = 5.0
+LEASE_PERIODS = 3
+"""The planner lease lives this many long-term periods: a dead leader's replica takes over within
+that time; a live leader renews it every period (planner_leadership.py)."""
 """Seconds in-flight gRPC calls get to finish at shutdown."""
 
 
@@ -187,7 +191,10 @@ def build(
     loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
                          long, metrics, transfer_metrics, long_tick_s=topo.long_control_seconds,
                          kv=dispatcher.kv,
-                         default_prefill_tokens_per_s=config.default_prefill_tokens_per_s)  # fmt: skip
+                         default_prefill_tokens_per_s=config.default_prefill_tokens_per_s,
+                         leadership=WorkerArbitratedLeadership(
+                             registry, topo.pd_cluster, router_holder_id(),
+                             ttl_s=LEASE_PERIODS * topo.long_control_seconds))  # fmt: skip
     return RouterProcess(topo, registry, dispatcher, loops, metrics)
 
 

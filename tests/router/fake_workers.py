@@ -24,6 +24,7 @@ from prfaas.router.dispatcher import DispatchConfig, Dispatcher
 from prfaas.router.policy import RoutingConfig
 from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import RegistryConfig, WorkerHandle, WorkerRegistry
+from prfaas.worker.planner_lease import PlannerLease
 
 
 @dataclass
@@ -148,6 +149,7 @@ class FakePDWorker(_Base, worker_pb2_grpc.WorkerServicer):
                  cluster: str = "pd") -> None:  # fmt: skip
         super().__init__(worker_id, role, hub, cluster)
         self.kv_addresses = kv_addresses
+        self.planner_lease = PlannerLease()
 
     async def Generate(
         self, request: worker_pb2.GenerateRequest, context: grpc.aio.ServicerContext
@@ -189,6 +191,18 @@ class FakePDWorker(_Base, worker_pb2_grpc.WorkerServicer):
                                  cached_tokens=script.num_cached_tokens)  # fmt: skip
         fin = worker_pb2.Finished(reason=common_pb2.FINISH_REASON_LENGTH, usage=usage)
         yield worker_pb2.GenerateEvent(finished=fin)
+
+    async def PlannerLease(
+        self, request: worker_pb2.PlannerLeaseRequest, context: grpc.aio.ServicerContext
+    ):
+        # The real lease logic (prfaas/worker/planner_lease.py) behind the fake's RPC.
+        if request.release:
+            a = self.planner_lease.release(request.holder)
+        else:
+            a = self.planner_lease.request(request.holder, request.ttl_s)
+        return worker_pb2.PlannerLeaseResponse(
+            granted=a.granted, holder=a.holder, remaining_s=a.remaining_s
+        )
 
     async def SetRole(self, request: worker_pb2.SetRoleRequest, context: grpc.aio.ServicerContext):
         previous, self.role = self.role, request.role

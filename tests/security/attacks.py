@@ -49,13 +49,17 @@ async def register_as(
 async def worker_control(
     address: str, worker_id: str, creds: GrpcCredentials | None, rpc: str
 ) -> grpc.StatusCode:
-    """One control RPC on a PD worker: "SetRole", "Abort", "ImportPrefix" or "GetLoad"."""
+    """One control RPC on a PD worker: "SetRole", "PlannerLease" (grab the role planner's
+    leadership), "Abort", "ImportPrefix" or "GetLoad"."""
     async with _channel(address, identities.worker(worker_id), creds) as ch:
         stub = worker_pb2_grpc.WorkerStub(ch)
         if rpc == "SetRole":
             return await _code(
                 lambda: stub.SetRole(worker_pb2.SetRoleRequest(role="prefill"), timeout=5)
             )
+        if rpc == "PlannerLease":
+            grab = worker_pb2.PlannerLeaseRequest(holder="attacker", ttl_s=3600)
+            return await _code(lambda: stub.PlannerLease(grab, timeout=5))
         if rpc == "Abort":
             return await _code(
                 lambda: stub.Abort(worker_pb2.AbortRequest(request_id="victim"), timeout=5)

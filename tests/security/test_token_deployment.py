@@ -109,7 +109,7 @@ def test_fake_registration_of_an_existing_worker_is_refused(deployment: Deployme
         fake.close()
 
 
-@pytest.mark.parametrize("rpc", ["SetRole", "Abort", "ImportPrefix", "GetLoad"])
+@pytest.mark.parametrize("rpc", ["SetRole", "PlannerLease", "Abort", "ImportPrefix", "GetLoad"])
 def test_worker_control_rpcs_are_router_only(deployment: Deployment, rpc: str) -> None:
     address = worker(deployment, "pd-1")
     assert asyncio.run(worker_control(address, "pd-1", None, rpc)) == UNAUTHENTICATED

@@ -48,3 +48,12 @@ async def test_set_role_on_a_prefill_worker_is_a_failed_precondition(
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "SetRole is served by PD workers only" in (err.value.details() or "")
     assert "role prfaas" in (err.value.details() or "")
+
+
+async def test_the_planner_lease_is_not_arbitrated_by_a_prefill_worker(
+    prefill_stub: worker_pb2_grpc.WorkerStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await prefill_stub.PlannerLease(worker_pb2.PlannerLeaseRequest(holder="r", ttl_s=9))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "PlannerLease is served by PD workers only" in (err.value.details() or "")

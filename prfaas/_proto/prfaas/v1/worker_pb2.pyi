@@ -205,6 +205,26 @@ class SetRoleResponse(_message.Message):
     role: str
     def __init__(self, previous_role: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
+class PlannerLeaseRequest(_message.Message):
+    __slots__ = ("holder", "ttl_s", "release")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    ttl_s: float
+    release: bool
+    def __init__(self, holder: _Optional[str] = ..., ttl_s: _Optional[float] = ..., release: _Optional[bool] = ...) -> None: ...
+
+class PlannerLeaseResponse(_message.Message):
+    __slots__ = ("granted", "holder", "remaining_s")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_S_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    holder: str
+    remaining_s: float
+    def __init__(self, granted: _Optional[bool] = ..., holder: _Optional[str] = ..., remaining_s: _Optional[float] = ...) -> None: ...
+
 class CacheEventsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

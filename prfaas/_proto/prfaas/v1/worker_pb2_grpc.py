@@ -60,6 +60,11 @@ class WorkerStub:
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.SetRoleRequest.SerializeToString,
                 response_deserializer=prfaas_dot_v1_dot_worker__pb2.SetRoleResponse.FromString,
                 _registered_method=True)
+        self.PlannerLease = channel.unary_unary(
+                '/prfaas.v1.Worker/PlannerLease',
+                request_serializer=prfaas_dot_v1_dot_worker__pb2.PlannerLeaseRequest.SerializeToString,
+                response_deserializer=prfaas_dot_v1_dot_worker__pb2.PlannerLeaseResponse.FromString,
+                _registered_method=True)
         self.GetLoad = channel.unary_unary(
                 '/prfaas.v1.Worker/GetLoad',
                 request_serializer=prfaas_dot_v1_dot_worker__pb2.LoadRequest.SerializeToString,
@@ -119,6 +124,13 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlannerLease(self, request, context):
+        """Any worker: the planner lease it arbitrates (see PlannerLeaseRequest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLoad(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -167,6 +179,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.SetRole,
                     request_deserializer=prfaas_dot_v1_dot_worker__pb2.SetRoleRequest.FromString,
                     response_serializer=prfaas_dot_v1_dot_worker__pb2.SetRoleResponse.SerializeToString,
+            ),
+            'PlannerLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlannerLease,
+                    request_deserializer=prfaas_dot_v1_dot_worker__pb2.PlannerLeaseRequest.FromString,
+                    response_serializer=prfaas_dot_v1_dot_worker__pb2.PlannerLeaseResponse.SerializeToString,
             ),
             'GetLoad': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLoad,
@@ -302,6 +319,33 @@ class Worker:
             '/prfaas.v1.Worker/SetRole',
             prfaas_dot_v1_dot_worker__pb2.SetRoleRequest.SerializeToString,
             prfaas_dot_v1_dot_worker__pb2.SetRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlannerLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/prfaas.v1.Worker/PlannerLease',
+            prfaas_dot_v1_dot_worker__pb2.PlannerLeaseRequest.SerializeToString,
+            prfaas_dot_v1_dot_worker__pb2.PlannerLeaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
