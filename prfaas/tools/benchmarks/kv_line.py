@@ -6,7 +6,7 @@ A float32 KV of LAYERS x TOKENS x ELEMENTS ("Lnn.kv" buffers; the default row is
 x 64) is shipped to a receiver process (kv_line_peer.py) in four modes, trials interleaved
 (sendall, none, fp8, int8, sendall, ...) after one untimed warm-up each, so load drifts hit every
 mode alike. Per trial: the wall time until the receiver reports the KV in its cache (after
-decoding), this process's CPU seconds (getrusage, all threads: for fp8/int8 including the encoding,
+decoding), this process's CPU seconds (user + system, all threads: for fp8/int8 including the encoding,
 on a thread as on a worker's compute thread) and the receiver process's (including the decoding
 into its cache). Reported per mode: median and min/max of goodput (KV bytes before encoding per
 second) and of CPU seconds per GiB of KV, the bytes on the wire, ratios to sendall's medians, and
@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -32,15 +31,10 @@ import uvloop
 
 from prfaas.kvtransfer.tcp_sender import TcpSender
 from prfaas.model import kv_codec
-from prfaas.tools.benchmarks.kv_line_peer import SECRET, row_bytes, wire_dtype
+from prfaas.tools.benchmarks.kv_line_peer import SECRET, cpu_seconds, row_bytes, wire_dtype
 
 MODES = ("sendall", "none", "fp8", "int8")
 GIB = 1 << 30
-
-
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 class Peer:
@@ -97,13 +91,20 @@ async def run(a: argparse.Namespace) -> dict:
     kv = torch.randn(a.layers, a.tokens, a.elements)
     kv_bytes = kv.numel() * 4
     payload = kv.view(torch.uint8).numpy().data.cast("B")
-    peers = {m: Peer(m, a, a.trials + 1) for m in MODES}
-    senders = {m: TcpSender(secret=SECRET, num_connections=a.connections) for m in MODES[1:]}
-    rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in MODES}
+    modes = [m for m in MODES if m in a.modes.split(",")]
+    if "sendall" not in modes:
+        raise SystemExit("--modes must include sendall (the baseline)")
+    peers = {m: Peer(m, a, a.trials + 1) for m in modes}
+    senders = {
+        m: TcpSender(secret=SECRET, num_connections=a.connections, chunk_mib=a.chunk_mib)
+        for m in modes
+        if m != "sendall"
+    }
+    rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in modes}
     load = os.getloadavg()
     try:
         for trial in range(a.trials + 1):
-            for m in MODES:
+            for m in modes:
                 c0, t0 = cpu_seconds(), time.perf_counter()
                 if m == "sendall":
                     await asyncio.to_thread(sendall, peers[m].port, payload)
@@ -127,7 +128,7 @@ async def run(a: argparse.Namespace) -> dict:
         "loadavg_start": load,
         "loadavg_end": os.getloadavg(),
     }
-    for m in MODES:
+    for m in modes:
         gp, tx_cpu, rx_cpu = (sorted(col) for col in zip(*rows[m], strict=True))
         wire = (
             kv_bytes if m in ("sendall", "none") else a.layers * a.tokens * row_bytes(m, a.elements)
@@ -139,7 +140,7 @@ async def run(a: argparse.Namespace) -> dict:
             "wire_ratio": round(wire / kv_bytes, 4),
         }  # fmt: skip
     base = out["sendall"]
-    for m in MODES:
+    for m in modes:
         r = out[m]
         r["goodput_vs_sendall"] = round(r["goodput_GBps"][0] / base["goodput_GBps"][0], 3)
         r["sender_cpu_vs_sendall"] = round(
@@ -162,6 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--elements", type=int, default=512)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--chunk-mib", type=float, default=4.0)
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES)
+    )
     print(json.dumps(uvloop.run(run(parser.parse_args(argv)))))
 
 

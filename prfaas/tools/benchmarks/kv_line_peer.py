@@ -8,10 +8,11 @@ differences are one trial's receive cost."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import resource
 import socket
 import sys
+import time
 
 import torch
 import uvloop
@@ -23,8 +24,8 @@ SECRET = b"prfaas-kv-line"
 
 
 def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    """This process's CPU seconds (user + system), all threads, ended ones included."""
+    return time.process_time()
 
 
 def wire_dtype(mode: str) -> str:
@@ -72,6 +73,11 @@ async def kv(mode: str, layers: int, tokens: int, elements: int, trials: int) ->
             for i in range(layers):
                 kv_codec.decode_rows(staging[i], cache[i], mode)
         print(f"{trial} {cpu_seconds()}", flush=True)
+    # Close only once the sender did: closing first races the last ACK (the sender fails a link
+    # when any of its connections sees EOF, possibly before the one carrying the ACK is read).
+    async with asyncio.timeout(60):
+        while rx.leak_check()["connections"]:
+            await asyncio.sleep(0.05)
     await rx.close()
 
 

@@ -1,7 +1,7 @@
 """`prfaas bench transfer`: KV transfer goodput and overlap, each figure against a baseline of the
 same run. The receiving side always runs in a separate process (`transfer_peer`).
 
-Scenarios: `loopback` (ours vs single-socket sendall), `relay` (20 ms one-way delay through
+Scenarios: `loopback` (ours vs single-socket sendall, interleaved trials, per-process CPU), `relay` (20 ms one-way delay through
 `prfaas link`: 1 vs 4 connections), `overlap` (one layer every X ms: exposed time after the last
 layer vs one layer's ship time), `netns` (veth shaped with tbf to 1 and 10 Gbit/s: ours vs iperf3;
 needs root and iperf3), `tls` (loopback with mutual TLS vs plain, interleaved; transfer_tls.py).
@@ -100,10 +100,19 @@ def run_ours(
 
 
 def scenario_loopback(a: argparse.Namespace) -> dict:
-    total = a.loopback_mib * MIB
-    base = baseline_sendall("127.0.0.1", total)
-    mine = run_ours("127.0.0.1", 32, total // 32, a.connections, a.chunk_mib)["bytes_per_s"]
-    return {"baseline_GBps": base / 1e9, "ours_GBps": mine / 1e9, "ratio": mine / base}
+    """Ours vs one blocking sendall socket, `--loopback-trials` interleaved trials (kv_line.py):
+    goodput and each process's CPU seconds per GiB (sender and receiver), median [min, max], the
+    ratios of the medians, and the sender cores a 10/25/50/100 Gbit/s line needs at that CPU/GiB."""
+    from prfaas.tools.benchmarks import kv_line  # torch: loaded only for this scenario
+
+    layers, elements = 8, 512  # float32 rows of 2 KiB, 8 layers
+    tokens = max(1, a.loopback_mib * MIB // (layers * elements * 4))
+    ns = argparse.Namespace(trials=a.loopback_trials, layers=layers, tokens=tokens,
+                            elements=elements, connections=a.connections, chunk_mib=a.chunk_mib,
+                            modes="sendall,none")  # fmt: skip
+    out = uvloop.run(kv_line.run(ns))
+    out["ours"] = out.pop("none")
+    return out
 
 
 def scenario_relay(a: argparse.Namespace) -> dict:
@@ -144,7 +153,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario", action="append", help="loopback, relay, overlap, netns, tls (default: all)"
     )
     parser.add_argument("--tls-rounds", type=int, default=5, help="tls: plain/TLS round pairs")
-    parser.add_argument("--loopback-mib", type=int, default=256)
+    parser.add_argument("--loopback-mib", type=int, default=256, help="loopback: MiB per trial")
+    parser.add_argument("--loopback-trials", type=int, default=9, help="loopback: timed trials")
     parser.add_argument("--netns-mib", type=int, default=1024, help="netns: MiB at 10 Gbit/s")
     parser.add_argument("--netns-rounds", type=int, default=3)
     parser.add_argument(
