@@ -11,6 +11,7 @@ Token i of a completion is `token_base + i` (mod 256), the first coming from the
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -72,6 +73,10 @@ class _Base:
         self.aborted: list[str] = []
         self.prefills_cancelled: list[str] = []
         """Request ids of Prefill calls the caller cancelled before they returned."""
+        self.prefill_arrived_at: list[float] = []
+        """`time.monotonic()` when each Prefill call arrived."""
+        self.admitted_at: list[float] = []
+        """`time.monotonic()` when each decode-only Generate sent `Admitted`."""
         self.call_metadata: list[dict[str, str]] = []
         """Invocation metadata of each Generate / Prefill call (trace context)."""
         self.cache_events: asyncio.Queue[worker_pb2.CacheEventBatch] = asyncio.Queue()
@@ -83,6 +88,7 @@ class _Base:
 
     async def Prefill(self, request: worker_pb2.PrefillRequest, context: grpc.aio.ServicerContext):
         self.prefill_requests.append(request)
+        self.prefill_arrived_at.append(time.monotonic())
         self.call_metadata.append(dict(context.invocation_metadata() or ()))
         if self.script.prefill_mode == "fail":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted prefill failure")
@@ -167,6 +173,7 @@ class FakePDWorker(_Base, worker_pb2_grpc.WorkerServicer):
             fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             for addr in self.kv_addresses:
                 self.hub.receivers.setdefault(addr, {})[request.kv_source.transfer_id] = fut
+            self.admitted_at.append(time.monotonic())
             yield worker_pb2.GenerateEvent(admitted=worker_pb2.Admitted())
             try:
                 first = await asyncio.wait_for(fut, request.kv_source.deadline_seconds)

@@ -51,9 +51,11 @@ async def test_stalled_remote_prefill_hits_its_deadline_and_falls_back() -> None
     )  # fmt: skip
     try:
         c.worker("prfaas-0").script.prefill_mode = "stall"
+        # The stalled prefill never returns: only its deadline (0.3 s of slack) ends it. The
+        # bound is loose on purpose (a loaded machine); without a deadline the call waits forever.
         start = time.monotonic()
         _, decisions, tokens, fin = await run(c, list(range(200)))
-        assert time.monotonic() - start < 3.0
+        assert time.monotonic() - start < 30.0
         assert [d.target for d in decisions] == [Target.PRFAAS, Target.LOCAL]
         assert len(tokens) == 4 and fin is not None
     finally:
@@ -63,16 +65,19 @@ async def test_stalled_remote_prefill_hits_its_deadline_and_falls_back() -> None
 async def test_remote_prefill_runs_during_the_decode_admission() -> None:
     # The decode worker takes 0.4 s to admit (its step, its memory); the remote prefill (0.3 s)
     # runs meanwhile, so the first token comes about 0.4 s after the start, not 0.7 s (issue 12).
+    # Checked by order, not by wall time (a loaded CI machine stretches both): the Prefill call
+    # reached the PrfaaS worker before the decode worker admitted the request.
     c = await start_cluster(threshold=64)
     try:
-        c.worker("pd-1").script.admit_delay_s = 0.4
-        c.worker("prfaas-0").script.prefill_delay_s = 0.3
-        start = time.monotonic()
+        pd1, prfaas = c.worker("pd-1"), c.worker("prfaas-0")
+        pd1.script.admit_delay_s = 0.4
+        prfaas.script.prefill_delay_s = 0.3
         _, decisions, tokens, fin = await run(c, list(range(200)))
         assert [d.target for d in decisions] == [Target.PRFAAS]
         assert len(tokens) == 4 and fin is not None
-        assert time.monotonic() - start < 0.65
-        assert c.worker("prfaas-0").prefills_cancelled == []
+        assert len(prfaas.prefill_arrived_at) == len(pd1.admitted_at) == 1
+        assert prfaas.prefill_arrived_at[0] < pd1.admitted_at[0]
+        assert prfaas.prefills_cancelled == []
     finally:
         await c.close()
 
