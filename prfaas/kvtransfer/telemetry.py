@@ -155,6 +155,17 @@ class PeerStats:
         )
 
 
+def sending_connections(peers: list[PeerSnapshot], bytes_seen: dict[str, int]) -> int:
+    """The KV connections with data in flight now (TCP_INFO unacked > 0) of the peers that sent
+    since `bytes_seen`: the senders egress was shared by (the router's capacity estimate reads a
+    backlog at senders that each keep their own rate as theirs, not the line's)."""
+    return sum(
+        sum(1 for t in peer.tcp if t is not None and t.unacked > 0)
+        for peer in peers
+        if peer.bytes_sent > bytes_seen.get(peer.peer, 0)
+    )
+
+
 def link_delivery_rate(peers: list[PeerSnapshot], bytes_seen: dict[str, int]) -> float:
     """The link's measured delivery rate (bytes/s) at this sample, from the kernel's per-connection
     delivery_rate: a lower bound on its capacity (the router's estimator takes it as such).

@@ -49,6 +49,7 @@ LINK_LABEL = "prfaas-pd"
 TELEMETRY_LOG = (
     "link telemetry: egress=%.0f backlog=%.0f delivery=%.0f depth=%.2f loss=%.5f"
     " committed=%.0f offered=%.0f local_wait=%.2f -> capacity=%.0f saturated=%d u=%.3f t=%.0f %s"
+    " sending=%.0f"
 )
 """One line per short tick while the link carries or queues anything (or t is raised): the
 controller's raw inputs and outputs, so a run's router.log can be replayed against the law
@@ -100,7 +101,8 @@ class ControlLoops:
         depth = sum(h.snapshot().queue_depth for h in prfaas) / len(prfaas) if prfaas else 0.0
         backlog = sum(load.kv_queued_bytes for _, load in reporting)
         delivery = sum(load.kv_delivery_bytes_per_second for _, load in reporting)
-        self.last_sample = CapacitySample(egress, backlog, delivery)
+        sending = sum(load.kv_sending_connections for _, load in reporting)
+        self.last_sample = CapacitySample(egress, backlog, delivery, sending)
         capacity = self.capacity.update(self.last_sample)
         committed, offered = self._committed_kv()
         return LinkTelemetry(
@@ -154,7 +156,7 @@ class ControlLoops:
                      raw.delivery_bytes_per_s, tel.prfaas_queue_depth, tel.loss_rate,
                      tel.committed_bytes, tel.offered_bytes_per_s, tel.local_wait_s,
                      tel.capacity_bytes_per_s, tel.link_saturated, decision.utilization,
-                     decision.threshold, decision.reason)  # fmt: skip
+                     decision.threshold, decision.reason, raw.sending)  # fmt: skip
         if decision.reason != "hold":
             log.info("short-term: t_eff=%.0f scarce=%s u=%.2f capacity=%.3g B/s (%s) (%s)",
                      decision.threshold, decision.bandwidth_scarce, decision.utilization,

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from prfaas.engine.snapshot import EngineSnapshot
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
-from prfaas.kvtransfer.telemetry import link_delivery_rate
+from prfaas.kvtransfer.telemetry import link_delivery_rate, sending_connections
 from prfaas.metrics import TransferMetrics, WorkerMetrics
 from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
 from prfaas.worker.cache_events import CacheEventHub
@@ -114,6 +114,8 @@ class WorkerRuntime:
         self.kv_rtt_seconds = 0.0
         # Kernel delivery rate of the KV connections sending at the latest sample (bytes/s).
         self.kv_delivery_bytes_per_s = 0.0
+        # KV connections with data in flight at the latest sample (of the peers that sent).
+        self.kv_sending_connections = 0
         self._bytes_seen: dict[str, int] = {}
         self._telemetry_task: asyncio.Task[None] | None = None
 
@@ -150,6 +152,7 @@ class WorkerRuntime:
             assert self.sender is not None
             peers = self.sender.snapshot()
             self.kv_delivery_bytes_per_s = link_delivery_rate(peers, self._bytes_seen)
+            self.kv_sending_connections = sending_connections(peers, self._bytes_seen)
             for peer in peers:
                 infos = [t for t in peer.tcp if t is not None]
                 rtt = sum(t.rtt_us for t in infos) / len(infos) / 1e6 if infos else 0.0

@@ -154,6 +154,7 @@ class CommonRpcs(PrefixRpcs):
             kv_bytes_sent=c.kv_bytes_sent,
             kv_egress_bytes_per_second=rt.egress_rate(),
             kv_delivery_bytes_per_second=rt.kv_delivery_bytes_per_s,
+            kv_sending_connections=rt.kv_sending_connections,
             draining=self.draining or self.stopping,
         )
 

@@ -10,6 +10,7 @@ from prfaas.kvtransfer.telemetry import (
     TcpInfo,
     link_delivery_rate,
     sample_tcp_info,
+    sending_connections,
 )
 
 
@@ -59,3 +60,14 @@ def test_link_delivery_rate_adds_concurrent_connections_and_ignores_idle_peers()
     quiet = [_peer("a", 200, _info(30, 0), _info(70, 0)), _peer("idle", 500, _info(1000, 0))]
     assert link_delivery_rate(quiet, seen) == 70
     assert link_delivery_rate([_peer("idle", 500, _info(1000, 4))], seen) == 0.0
+
+
+def test_sending_connections_counts_those_in_flight_of_peers_that_sent() -> None:
+    seen = {"a": 100, "b": 100, "idle": 500}
+    peers = [
+        _peer("a", 200, _info(30, unacked=5), _info(20, unacked=3), _info(90, unacked=0)),
+        _peer("b", 300, _info(40, unacked=2)),
+        _peer("idle", 500, _info(1000, unacked=4)),  # sent nothing since the last sample
+    ]
+    assert sending_connections(peers, seen) == 3
+    assert sending_connections([_peer("a", 100, _info(30, 5))], seen) == 0

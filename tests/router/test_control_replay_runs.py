@@ -30,7 +30,7 @@ DATA = sorted((Path(__file__).parent / "data").glob("link_*.log"))
 LINE = re.compile(
     r"(\d\d):(\d\d):(\d\d),(\d\d\d) .*link telemetry: egress=(\S+) backlog=(\S+) delivery=(\S+)"
     r" depth=(\S+) loss=(\S+) committed=(\S+) offered=(\S+) local_wait=(\S+) -> capacity=(\S+)"
-    r" saturated=(\d) u=(\S+) t=(\S+) (\S+)"
+    r" saturated=(\d) u=(\S+) t=(\S+) (\S+)(?: sending=(\S+))?"
 )
 
 
@@ -62,6 +62,7 @@ def load(path: Path) -> Run:
                 "delivery": v[2], "depth": v[3], "loss": v[4], "committed": v[5],
                 "offered": v[6], "local_wait": v[7], "capacity": v[8], "saturated": v[9] == 1,
                 "u": v[10], "threshold": v[11], "reason": m.group(17), "recorded": True,
+                "sending": float(m.group(18) or 0.0),  # not in logs before issue 18's fix
             })  # fmt: skip
     return run
 
@@ -121,7 +122,8 @@ def test_estimator_reproduces_every_recorded_saturated_capacity(run: Run) -> Non
     for tick in with_gaps(run):
         if tick["recorded"] and tick["saturated"] and not (prev and prev["saturated"]):
             est.estimate, est.saturated = tick["capacity"], False  # resynchronise
-        capacity = est.update(CapacitySample(tick["egress"], tick["backlog"], tick["delivery"]))
+        capacity = est.update(CapacitySample(tick["egress"], tick["backlog"], tick["delivery"],
+                                             tick.get("sending", 0.0)))  # fmt: skip
         if tick["recorded"]:
             assert est.saturated == tick["saturated"], tick
             if tick["saturated"] and prev and prev["recorded"] and prev["saturated"]:

@@ -3,6 +3,8 @@ scripted link: a cut is seen within seconds, a link faster than configured is us
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from prfaas.router.control import (
@@ -120,3 +122,88 @@ def test_a_draining_backlog_is_not_pressure() -> None:
     assert d.reason == "hold"
     d = ctl.update(LinkTelemetry(10e6, 10e6, backlog_bytes=60 * MIB, link_saturated=True))
     assert d.reason.startswith("raise")  # growing again
+
+
+def test_backlog_at_senders_at_their_own_ceiling_is_not_a_saturated_line() -> None:
+    """Per-sender limits vs the line (issue 18): senders that each keep their own rate however
+    many send are bound by themselves; a line shares them down as more send, or when it is cut."""
+    est = LinkCapacityEstimator(CONFIGURED)
+    # 5, then 10, then 20 senders at 2 MB/s each, a growing backlog: the sum grows with them.
+    for n in (5, 10, 20):
+        assert est.update(CapacitySample(2e6 * n, 100 * MIB, 2e6 * n, sending=n)) == CONFIGURED
+        assert not est.saturated and est.sender_bound
+    # Without the count the same backlog is read as the line's, as before.
+    blind = LinkCapacityEstimator(CONFIGURED)
+    assert blind.update(CapacitySample(40e6, 100 * MIB, 40e6)) == 40e6 and blind.saturated
+    # A line bottleneck: twice the senders, the same sum (each gets half its ceiling).
+    assert est.update(CapacitySample(40e6, 100 * MIB, 40e6, sending=40)) == 40e6
+    assert est.saturated and not est.sender_bound
+    # A cut: the same senders each get 30 % of what they got.
+    cut = LinkCapacityEstimator(CONFIGURED)
+    for _ in range(10):
+        cut.update(CapacitySample(40e6, 100 * MIB, 40e6, sending=20))
+    assert cut.update(CapacitySample(12e6, 100 * MIB, 12e6, sending=20)) == 12e6
+    assert cut.saturated
+
+
+class SenderLimitedLink:
+    """One tick = one second. Each offload streams its KV while its prefill makes it at 3x what
+    one sender carries (`per_sender` bytes/s: window / RTT of its connections), so every offload
+    leaves a backlog at its sender while the line has room; the line shares `capacity` between
+    the senders with bytes waiting (each gets min(per_sender, capacity / n))."""
+
+    def __init__(self, capacity: float, count_senders: bool, per_sender: float = 2e6) -> None:
+        self.capacity, self.per_sender, self.count_senders = capacity, per_sender, count_senders
+        self.transfers: list[list[float]] = []  # [supplied, sent, total] per offload
+        self.estimator = LinkCapacityEstimator(CONFIGURED)
+        self.ctl = ShortTermController(BASE_T)
+        self._arrivals = 0.0
+        self._ticks = 0
+
+    def tick(self) -> float:
+        size = 6 * self.per_sender  # 2 s of prefill at 3x the sender's rate
+        self._ticks += 1
+        burst = 1.0 + 0.15 * math.sin(self._ticks / 3)  # arrivals come and go (<= 92 MB/s)
+        offered = demand(self.ctl.threshold) * burst
+        self._arrivals += offered / size
+        while self._arrivals >= 1:
+            self._arrivals -= 1
+            self.transfers.append([0.0, 0.0, size])
+        for tr in self.transfers:
+            tr[0] = min(tr[2], tr[0] + 3 * self.per_sender)
+        waiting = [tr for tr in self.transfers if tr[0] > tr[1]]
+        share = min(self.per_sender, self.capacity / len(waiting)) if waiting else 0.0
+        sent = 0.0
+        for tr in waiting:
+            step = min(share, tr[0] - tr[1])
+            tr[1] += step
+            sent += step
+        self.transfers = [tr for tr in self.transfers if tr[1] < tr[2]]
+        backlog = sum(tr[0] - tr[1] for tr in self.transfers)
+        committed = sum(tr[2] - tr[1] for tr in self.transfers)
+        n = len(waiting) if self.count_senders else 0
+        capacity = self.estimator.update(CapacitySample(sent, backlog, sent, sending=n))
+        self.ctl.update(
+            LinkTelemetry(sent, capacity, backlog_bytes=backlog, committed_bytes=committed,
+                          offered_bytes_per_s=offered, link_saturated=self.estimator.saturated)
+        )  # fmt: skip
+        return self.ctl.threshold
+
+
+def test_per_sender_limits_do_not_collapse_offload() -> None:
+    """The MiniMax-M2.5 projection's collapse (issue 18) on a scripted link: the line has room
+    for what t offers at base (80 of 100 MB/s), but each offload's sender carries a third of what
+    its prefill makes. Read as a saturated line, the backlog sets the capacity to the senders'
+    sum (what t lets through), so any tick offering more than the last one carried raises t, and
+    t never steps down: the senders keep a backlog at every t, so the link is never calm.
+    Told the senders' count, the estimator sees each at its own ceiling and t stays at base."""
+    blind = SenderLimitedLink(CONFIGURED, count_senders=False)
+    history = [blind.tick() for _ in range(60)]
+    assert min(history[5:]) > BASE_T  # the old reading: raised at once, never back to base
+    assert blind.estimator.estimate < 0.8 * CONFIGURED and blind.estimator.saturated
+    link = SenderLimitedLink(CONFIGURED, count_senders=True)
+    assert {link.tick() for _ in range(60)} == {BASE_T}
+    # A real cut on the same link is still seen within five seconds.
+    link.capacity = 0.3 * CONFIGURED
+    history = [link.tick() for _ in range(30)]
+    assert next(i for i, t in enumerate(history) if t > BASE_T) < 5

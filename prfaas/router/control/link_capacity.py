@@ -31,6 +31,22 @@ sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
              the link (8.6x the 1 Gbit/s tbf link in the fluctuation run; 4x the configured rate,
              the old cap, in every unsaturated tick of issue 12's link-cut runs, behind the
              experiment's relays). Evidence is capped at `max_over_configured` x configured.
+A backlog is the line's only when the senders are held below their own ceiling. When each
+connection is bound by its own window (window / RTT) or send buffer, a prefill that makes KV faster
+than one transfer's connections carry leaves a backlog at the sender while the line sits idle
+(a MiniMax-M2.5 instance makes 60 Gbps of KV; its 4 connections with 6 MiB windows at 10 ms RTT
+carry 20 Gbps); reading that as a saturated line sets the capacity to the senders' sum, the
+controller raises t, fewer senders remain, the "capacity" falls with them, and offload collapses
+(issue 18: offload 0.157 -> 0.014 in the 1,536-GPU projection once the simulator used this
+estimator). So when the sample says how many senders had bytes waiting (`sending`; 0: unknown,
+as from the workers' reports today, and the test below is skipped), the estimator keeps each
+tick's rate per sender over `sender_ceiling_ticks` ticks: on a line bottleneck the sum stays at
+the line's ceiling however many senders share it, so the rate per sender falls as more of them
+send; behind per-sender limits the sum grows with the senders and each keeps its own rate. A
+backlogged tick whose rate per sender is at least `line_share_fraction` of the window's highest
+is sender-bound: its egress is lower-bound evidence, as without a backlog. A cut shows at once:
+the same senders each get a fraction of what they got before. Needs the number of senders to vary
+within the window (a line bottleneck with a constant count looks the same as per-sender limits).
 The estimate never drops below `floor_fraction` of the configured rate (no division by ~0).
 Pure and synchronous; `ControlLoops.telemetry` owns one and calls `update` once per tick.
 """
@@ -58,6 +74,11 @@ class LinkCapacityConfig:
     sustain_ticks: int = 2
     """Unsaturated egress counts as evidence only at its lowest over this many ticks (a burst
     into empty socket buffers reads above the link for one sample)."""
+    sender_ceiling_ticks: int = 30
+    """Ticks over which the highest rate per sender (egress / `sending`) is kept."""
+    line_share_fraction: float = 0.8
+    """A backlogged tick whose senders each carry at least this fraction of that highest rate is
+    bound by the senders, not the line (a line shares each sender down as more of them send)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,9 @@ class CapacitySample:
     egress_bytes_per_s: float
     backlog_bytes: float
     delivery_bytes_per_s: float = 0.0
+    sending: float = 0.0
+    """Senders (connections or peers alike, one kind throughout) with bytes waiting, on average
+    over the tick; 0: unknown, and a backlog is read as the line's."""
 
 
 class LinkCapacityEstimator:
@@ -78,7 +102,10 @@ class LinkCapacityEstimator:
         """How the estimate was last set: configured | saturated | lower_bound | relaxing."""
         self.saturated = False
         """Whether the latest sample showed the link as the bottleneck (a backlog waits)."""
+        self.sender_bound = False
+        """Whether the latest backlog sat at senders that each got their own ceiling."""
         self._recent_egress: list[float] = []
+        self._per_sender: list[float] = []
 
     def update(self, sample: CapacitySample) -> float:
         cfg = self.config
@@ -88,7 +115,9 @@ class LinkCapacityEstimator:
         self._recent_egress = [*self._recent_egress, sample.egress_bytes_per_s][
             -cfg.sustain_ticks :
         ]
-        if sample.backlog_bytes >= backlog_limit:
+        at_ceiling = self._at_sender_ceiling(sample)
+        self.sender_bound = sample.backlog_bytes >= backlog_limit and at_ceiling
+        if sample.backlog_bytes >= backlog_limit and not self.sender_bound:
             seen = [r for r in (sample.egress_bytes_per_s, sample.delivery_bytes_per_s) if r > 0]
             now = min(seen, default=0.0)
             if self.saturated and now < self.estimate:
@@ -106,3 +135,13 @@ class LinkCapacityEstimator:
                 self.source = "relaxing"
         self.estimate = max(self.estimate, self.configured * cfg.floor_fraction)
         return self.estimate
+
+    def _at_sender_ceiling(self, sample: CapacitySample) -> bool:
+        """Whether this tick's senders each carried close to the highest rate per sender of the
+        recent window (so the line did not share them down); records the tick's rate."""
+        cfg = self.config
+        if sample.sending <= 0 or sample.egress_bytes_per_s <= 0:
+            return False
+        per = sample.egress_bytes_per_s / sample.sending
+        self._per_sender = [*self._per_sender, per][-cfg.sender_ceiling_ticks :]
+        return per >= cfg.line_share_fraction * max(self._per_sender)

@@ -87,6 +87,7 @@ class Link:
         self._transfers = 0
         self._supplied = 0.0
         self._sent = 0.0
+        self._sending_peer_s = 0.0
 
     @property
     def up(self) -> bool:
@@ -107,6 +108,13 @@ class Link:
         """Cumulative bytes on the wire up to now (egress telemetry differentiates it)."""
         self._advance()
         return self._sent
+
+    @property
+    def sending_peer_seconds(self) -> float:
+        """Cumulative sending peers x seconds up to now (telemetry differentiates it: the mean
+        number of peers with bytes waiting over a tick)."""
+        self._advance()
+        return self._sending_peer_s
 
     @property
     def backlog_bytes(self) -> float:
@@ -159,6 +167,7 @@ class Link:
         if dt <= 0 or not self._sending_peers:
             return
         share = self.share_bytes_per_s
+        self._sending_peer_s += self._sending_peers * dt
         self._v += share * dt
         self._sent += share * dt * self._sending_peers
 

@@ -54,6 +54,7 @@ class SimRouter:
         # the workers' reports: the controller divides by measured, not configured, capacity.
         self.capacity = LinkCapacityEstimator(configured_link_bytes_per_s)
         self._egress_seen = 0.0
+        self._sending_seen = 0.0
         self.committed_bytes = 0.0
         """KV of the offloads routed and not yet complete at their decode worker (ControlLoops'
         `KvFootprint.committed`)."""
@@ -91,15 +92,19 @@ class SimRouter:
             i for i in self.view.instances.values() if i.cluster == self.config.prfaas_cluster
         ]
         depth = sum(i.queue_depth for i in prfaas) / len(prfaas) if prfaas else 0.0
-        egress = backlog = loss = 0.0
+        egress = backlog = loss = sending = 0.0
         if self.link is not None:
             sent = self.link.bytes_sent
             egress = (sent - self._egress_seen) / tick_s
             self._egress_seen = sent
+            peer_s = self.link.sending_peer_seconds
+            sending = (peer_s - self._sending_seen) / tick_s
+            self._sending_seen = peer_s
             backlog = self.link.backlog_bytes
             loss = self.link.tcp.loss if self.link.active_transfers else 0.0
-        # No kernel delivery rate in the fluid model: egress is what got through.
-        capacity = self.capacity.update(CapacitySample(egress, backlog, egress))
+        # No kernel delivery rate in the fluid model: egress is what got through. The mean
+        # number of sending peers lets the estimator tell per-peer limits from the line's.
+        capacity = self.capacity.update(CapacitySample(egress, backlog, egress, sending))
         offered, self._offered_bytes = self._offered_bytes / tick_s, 0.0
         # As ControlLoops.telemetry: the router's own count of committed and newly offered KV,
         # and the local prefill workers' predicted wait (the controller's local hold and shed).
