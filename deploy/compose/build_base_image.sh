@@ -3,7 +3,7 @@
 # registry (issue 17 item 5): `debootstrap` of bookworm with python3 (3.11, venv), iproute2 (tc
 # for netem), CA certificates and Debian's prometheus, imported with `docker import`. Then
 #   docker build --network host --build-arg BASE_IMAGE=prfaas-base:bookworm ...
-# builds deploy/compose/Dockerfile on it (see deploy/compose/README.md). Needs root, debootstrap
+# builds deploy/compose/Dockerfile on it (see deploy/README.md; up_local.sh does both). Needs root, debootstrap
 # and a reachable Debian mirror; the rootfs is cached in ROOTFS between runs.
 #
 #   deploy/compose/build_base_image.sh [TAG] [ROOTFS] [MIRROR]
