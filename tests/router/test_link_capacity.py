@@ -144,6 +144,12 @@ def test_backlog_at_senders_at_their_own_ceiling_is_not_a_saturated_line() -> No
         cut.update(CapacitySample(40e6, 100 * MIB, 40e6, sending=20))
     assert cut.update(CapacitySample(12e6, 100 * MIB, 12e6, sending=20)) == 12e6
     assert cut.saturated
+    # Restored while the backlog drains: each sender is back at its highest rate and the line
+    # carries 40 MB/s. That proves 40 MB/s, not the headroom above it that an unqueued link
+    # would (1.25 x 40 = 50 MB/s would read as a link faster than measured and lower t).
+    cut.update(CapacitySample(40e6, 100 * MIB, 40e6, sending=20))
+    assert cut.update(CapacitySample(40e6, 100 * MIB, 40e6, sending=20)) == 40e6
+    assert cut.sender_bound and cut.source == "lower_bound"
 
 
 class SenderLimitedLink:

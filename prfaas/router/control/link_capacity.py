@@ -39,13 +39,15 @@ carry 20 Gbps); reading that as a saturated line sets the capacity to the sender
 controller raises t, fewer senders remain, the "capacity" falls with them, and offload collapses
 (issue 18: offload 0.157 -> 0.014 in the 1,536-GPU projection once the simulator used this
 estimator). So when the sample says how many senders had bytes waiting (`sending`; 0: unknown,
-as from the workers' reports today, and the test below is skipped), the estimator keeps each
+as from a worker too old to report it or a recorded log, and the test below is skipped), the estimator keeps each
 tick's rate per sender over `sender_ceiling_ticks` ticks: on a line bottleneck the sum stays at
 the line's ceiling however many senders share it, so the rate per sender falls as more of them
 send; behind per-sender limits the sum grows with the senders and each keeps its own rate. A
 backlogged tick whose rate per sender is at least `line_share_fraction` of the window's highest
-is sender-bound: its egress is lower-bound evidence, as without a backlog. A cut shows at once:
-the same senders each get a fraction of what they got before. Needs the number of senders to vary
+is sender-bound: its egress is lower-bound evidence, as without a backlog, but without the
+headroom (a backlog leaves no sign of room above what got through: a restored line draining its
+backlog also gives each sender the most it got in the window, and 1.25x that would put t below
+t_base). A cut shows at once: the same senders each get a fraction of what they got before. Needs the number of senders to vary
 within the window (a line bottleneck with a constant count looks the same as per-sender limits).
 The estimate never drops below `floor_fraction` of the configured rate (no division by ~0).
 Pure and synchronous; `ControlLoops.telemetry` owns one and calls `update` once per tick.
@@ -127,7 +129,7 @@ class LinkCapacityEstimator:
             self.saturated = False
             carried = min(self._recent_egress)
             if len(self._recent_egress) == cfg.sustain_ticks and carried > self.estimate:
-                lower = carried * cfg.lower_bound_headroom
+                lower = carried * (1.0 if self.sender_bound else cfg.lower_bound_headroom)
                 self.estimate = min(lower, self.configured * cfg.max_over_configured)
                 self.source = "lower_bound"
             elif self.estimate < self.configured:
