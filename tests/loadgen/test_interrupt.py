@@ -29,6 +29,14 @@ class StartCounter(FakeBackend):
             yield event
 
 
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT back to its default. A test run started in the background
+    (`cmd &` without job control) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so the Ctrl-C this test plays would be dropped (as it is, by
+    design, for any background job); the test is about Ctrl-C at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_keeps_and_reports_the_finished_requests(tmp_path: Path) -> None:
     backend = StartCounter(token_delay_s=0.05)  # 8 output tokens: ~0.4 s a request
     with serve_app(backend) as served:
@@ -37,7 +45,8 @@ def test_sigint_keeps_and_reports_the_finished_requests(tmp_path: Path) -> None:
             "-n", "200", "--rate", "10", "--length-scale", "0.001", "--max-input-tokens", "200",
             "--output-tokens", "8", "--no-progress", "--out-dir", str(tmp_path),
         ]  # fmt: skip
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_sigint_default)  # fmt: skip
         deadline = time.monotonic() + 120
         while backend.started < 10:  # ~1 s in: some finished, 19 s of sends still ahead
             assert proc.poll() is None, proc.communicate()
