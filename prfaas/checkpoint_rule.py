@@ -53,14 +53,3 @@ def checkpoint_positions(
         if start < p <= last and p % block_size == 0:
             points.add(p)
     return sorted(points)
-
-
-def is_checkpoint_block(
-    index: int, num_prompt_tokens: int, block_size: int, every_blocks: int
-) -> bool:
-    """Whether a prefill of a whole `num_prompt_tokens`-token prompt checkpoints at the end of its
-    block `index` (0-based): `checkpoint_positions` one block at a time (no junction)."""
-    end = (index + 1) * block_size
-    return checkpoint_positions(
-        end - block_size, end, num_prompt_tokens, block_size, every_blocks
-    ) == [end]

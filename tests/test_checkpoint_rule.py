@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prfaas.checkpoint_rule import checkpoint_positions, is_checkpoint_block
+from prfaas.checkpoint_rule import checkpoint_positions
 
 B = 256
 
@@ -64,7 +64,3 @@ def test_chunked_positions_are_the_whole_prompts(
     assert all(p % B == 0 and 0 < p <= n for p in whole)
     if every and n >= B:
         assert n // B * B in whole
-    blocks = n // B
-    assert [i for i in range(blocks) if is_checkpoint_block(i, n, B, every)] == [
-        p // B - 1 for p in checkpoint_positions(0, n, n, B, every)
-    ]

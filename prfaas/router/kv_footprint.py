@@ -41,6 +41,15 @@ class KvFootprint:
                 return h.load.kv_bytes_per_token, float(h.load.kv_state_bytes)
         return None
 
+    def current(self) -> tuple[float, float]:
+        """(bytes per token, state bytes per request) from the best source; the state is 0 unless
+        reported (the measured figure folds it into the per-token one)."""
+        reported = self.reported()
+        if reported is not None:
+            return reported
+        measured = self._measured
+        return (self.default_bytes_per_token if measured is None else measured), 0.0
+
     @property
     def source(self) -> str:
         """reported | measured | default."""
@@ -50,20 +59,17 @@ class KvFootprint:
 
     @property
     def bytes_per_token(self) -> float:
-        reported = self.reported()
-        if reported is not None:
-            return reported[0]
-        return self.default_bytes_per_token if self._measured is None else self._measured
+        return self.current()[0]
 
     @property
     def state_bytes(self) -> float:
         """Per-request state bytes (0 unless reported: the measured figure folds them in)."""
-        reported = self.reported()
-        return 0.0 if reported is None else reported[1]
+        return self.current()[1]
 
     def bytes_for(self, num_tokens: float) -> float:
         """KV bytes a prefill of `num_tokens` prompt tokens ships."""
-        return self.state_bytes + num_tokens * self.bytes_per_token
+        bpt, state = self.current()
+        return state + num_tokens * bpt
 
     def observe_transfer(self, num_bytes: int, num_tokens: int) -> None:
         """A completed transfer: fold its bytes per prompt token into the measured figure."""
@@ -80,7 +86,7 @@ class KvFootprint:
         computing, in the sender or on the wire: not yet complete at their decode worker), from
         its own counts (`WorkerHandle.inflight_prefill_tokens`). Every such worker is read, dead
         or alive: a dead worker's offloads are retried elsewhere."""
-        bpt, state = self.bytes_per_token, self.state_bytes
+        bpt, state = self.current()
         return {
             h.worker_id: h.inflight_prefill_tokens * bpt + h.inflight_prefills * state
             for h in self.registry.workers.values()

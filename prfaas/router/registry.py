@@ -47,12 +47,6 @@ UNLIMITED_KV_TOKENS = 1 << 30
 """`WorkerLoad` carries cache bytes, not free tokens, and a full prefix cache is reclaimable, so
 the registry does not gate decode placement on KV room (the worker rejects what cannot fit)."""
 
-_APPLIED_KINDS = frozenset(CacheEventKind)
-"""Wire events the index is fed: all of them. Checkpoint-only events matter: a checkpoint evicted
-before its block (the LRU takes states first) must shorten the predicted hit, and an imported
-prefix's end checkpoint is stored after its blocks (prefix_spans.py), so its STORED events say
-`has_checkpoint` False. Sparse checkpoints (prfaas/checkpoint_rule.py) make both common."""
-
 
 @dataclass(frozen=True)
 class RegistryConfig:
@@ -372,7 +366,11 @@ class WorkerRegistry:
                 async for batch in stream:
                     for ev in batch.events:
                         kind = CacheEventKind.from_wire(ev.kind)
-                        if kind in _APPLIED_KINDS:
+                        # Every known kind is applied, checkpoint-only ones too: a checkpoint
+                        # evicted before its block must shorten the predicted hit, and an
+                        # imported prefix's end checkpoint is stored after its blocks (sparse
+                        # checkpoints, prfaas/checkpoint_rule.py, make both common).
+                        if kind is not None:
                             self.index.apply(CacheEvent(handle.worker_id, kind, ev.block_hash,
                                                         ev.has_checkpoint))  # fmt: skip
             except grpc.aio.AioRpcError as exc:

@@ -12,7 +12,7 @@ router's `PrefixIndex` as the worker's event stream would carry them (without it
 
 from __future__ import annotations
 
-from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS, is_checkpoint_block
+from prfaas.checkpoint_rule import DEFAULT_CHECKPOINT_EVERY_BLOCKS, checkpoint_positions
 from prfaas.engine.block_pool import BlockPool
 from prfaas.engine.prefix_cache import CacheEvent as EngineEvent
 from prfaas.engine.prefix_cache import PrefixCache
@@ -52,10 +52,12 @@ class InstanceCache:
         Every block is held until the end (as the running request holds it), then released into
         the LRU, so inserting block i never evicts blocks 0..i-1 of the same prompt."""
         c = self.cache
+        bs = self.block_size
+        ends = set(checkpoint_positions(0, len(hashes) * bs, prompt_tokens, bs, self.every))
         blocks: list[int] = []
         slots: list[int] = []
         for i, h in enumerate(hashes):
-            ckpt = is_checkpoint_block(i, prompt_tokens, self.block_size, self.every)
+            ckpt = (i + 1) * bs in ends
             block = c._block_by_hash.get(h)  # noqa: SLF001 - read-only peek, as match() does
             if block is None:
                 if not c.ensure_free(1, int(ckpt)):
