@@ -17,6 +17,12 @@ from prfaas.engine.prefix_spans import PrefixTransfers
 from prfaas.request import Request, RequestKind
 
 
+def usable_prompt_blocks(num_prompt_tokens: int, block_size: int) -> int:
+    """Leading full prompt blocks a prefix hit may cover: at least one prompt token is always
+    computed (for the logits), so a block-aligned prompt can reuse all but its last block."""
+    return max(num_prompt_tokens - 1, 0) // block_size
+
+
 class KVCacheManager:
     def __init__(
         self, prefix_cache: PrefixCache, block_size: int, enable_prefix_cache: bool = True
@@ -60,7 +66,7 @@ class KVCacheManager:
         """Usable prefix hit, leaving at least one prompt token to compute (for the logits)."""
         if not self.enable_prefix_cache or req.kind is RequestKind.DECODE_ONLY:
             return PrefixHit([], None)
-        max_blocks = (req.num_prompt_tokens - 1) // self.block_size
+        max_blocks = usable_prompt_blocks(req.num_prompt_tokens, self.block_size)
         return self.cache.match(self.hashes(req)[:max_blocks])
 
     def allocate(self, req: Request) -> PrefixHit | None:
@@ -84,8 +90,8 @@ class KVCacheManager:
         req.state_slot = self.pool.take_slot()
         req.num_cached_tokens = req.num_computed_tokens = hit.num_blocks * self.block_size
         self._num_committed[req.request_id] = hit.num_blocks
-        if hit.num_matched_blocks > hit.num_blocks:
-            self._junction[req.request_id] = hit.num_matched_blocks * self.block_size
+        if hit.junction_blocks:
+            self._junction[req.request_id] = hit.junction_blocks * self.block_size
         return hit
 
     def junction(self, req: Request) -> int:

@@ -50,6 +50,12 @@ class PrefixHit:
     def num_blocks(self) -> int:
         return len(self.block_ids)
 
+    @property
+    def junction_blocks(self) -> int:
+        """Where the prompt stopped matching cached KV, when that is past the usable hit (blocks;
+        0 otherwise): the checkpoint rule's junction (prfaas/checkpoint_rule.py)."""
+        return self.num_matched_blocks if self.num_matched_blocks > self.num_blocks else 0
+
 
 _BLOCK, _SLOT = "block", "slot"
 

@@ -30,6 +30,8 @@ class PrefillJob:
     position: int = -1
     """Next token to compute; -1 until the job reaches the engine (then its cached length)."""
     first_chunk: bool = True
+    junction: int = 0
+    """Where the prompt's cached KV stopped matching at admission, past its hit (tokens; 0: none)."""
 
 
 class PrefillStage:
@@ -71,7 +73,7 @@ class PrefillStage:
         req = job.request
         cached = 0
         if self.cache is not None and req.block_hashes:
-            cached = self.cache.match_tokens(req.block_hashes, req.input_tokens)
+            cached, job.junction = self.cache.match(req.block_hashes, req.input_tokens)
         req.cached_tokens = cached
         req.prefill_start_s = self.loop.now
         job.position = cached
@@ -116,7 +118,8 @@ class PrefillStage:
                 self.queue.remove(job)
                 req.prefill_end_s = self.loop.now
                 if self.cache is not None and req.block_hashes:
-                    self.cache.store(req.block_hashes, req.input_tokens)
+                    self.cache.store(req.block_hashes, req.input_tokens, req.cached_tokens,
+                                     job.junction)  # fmt: skip
             span = req.input_tokens - req.cached_tokens
             job.on_progress(job, 1.0 if done else (end - req.cached_tokens) / max(span, 1))
         if self.on_change is not None:
