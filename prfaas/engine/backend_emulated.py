@@ -74,9 +74,12 @@ class EmulatedBackend(ExecutionBackend):
 
     def prefill_seconds(self, chunk: PrefillChunk) -> float:
         """Emulated (scaled) duration of one chunk."""
-        p = self.profile
         first = chunk.start == chunk.request.num_cached_tokens
-        cost = p.seconds(chunk.end) - p.seconds(chunk.start) + (p.seconds(0) if first else 0.0)
+        return self.prefill_cost_seconds(chunk.start, chunk.end, first)
+
+    def prefill_cost_seconds(self, start: int, end: int, first_chunk: bool) -> float:
+        p = self.profile
+        cost = p.seconds(end) - p.seconds(start) + (p.seconds(0) if first_chunk else 0.0)
         return cost * self.time_factor
 
     def _write_kv(self, layer: int, req: Request, tokens: list[int], start: int) -> None:

@@ -187,6 +187,23 @@ class EngineCore:
         (import reservation) until the span ends."""
         return self.backend.receive_segments(span)
 
+    def prefill_backlog_seconds(self) -> float | None:
+        """Predicted compute seconds of the prefill work this engine holds: for every prefill
+        running or waiting, the backend's cost of its prompt tokens not computed yet (a waiting
+        request's prefix hit is not known before admission: counted as uncached). None when the
+        backend has no cost model. Compute thread only (reads the scheduler's queues)."""
+        if self.backend.prefill_cost_seconds(0, 0, False) is None:
+            return None  # asked even when idle: "no model" must not read as "no backlog"
+        s = self.scheduler
+        total = 0.0
+        for req in (*s.running, *s.waiting):
+            if req.kind is RequestKind.DECODE_ONLY or req.is_prefill_done:
+                continue
+            start = req.num_computed_tokens
+            first = start == req.num_cached_tokens
+            total += self.backend.prefill_cost_seconds(start, req.num_prompt_tokens, first) or 0.0
+        return total
+
     def cache_usage(self) -> float:
         """Fraction of the byte budget taken (cached-but-evictable entries included)."""
         return self.pool.used_bytes / self.pool.budget_bytes

@@ -76,6 +76,13 @@ class ExecutionBackend(ABC):
     def block_bytes(self) -> int:
         return self.block_size * self.kv_bytes_per_token
 
+    def prefill_cost_seconds(self, start: int, end: int, first_chunk: bool) -> float | None:
+        """Predicted compute seconds of prompt tokens [start, end) of one request (`first_chunk`:
+        its first computed chunk, which carries the per-request overhead), or None when this
+        backend has no cost model (the torch backend: its speed is measured, not predicted). Read
+        by `EngineCore.prefill_backlog_seconds` for the worker's load report."""
+        return None
+
     @abstractmethod
     def allocate(self, num_blocks: int, num_slots: int) -> None:
         """Create the cache memory, once, before the first `execute` (the pool's sizes)."""

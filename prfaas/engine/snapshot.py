@@ -29,6 +29,9 @@ class EngineSnapshot:
     leak_report: str = ""
     """Empty when the engine holds nothing it should not (`EngineCore.leak_report`), checked only
     when the engine is idle; with live requests it names them (held, not leaked)."""
+    prefill_backlog_s: float | None = None
+    """Predicted compute seconds of the prefills held (`EngineCore.prefill_backlog_seconds`);
+    None when the backend has no cost model."""
     num_steps: int = 0
     taken_at: float = field(default_factory=time.monotonic)
     leak_checked_at: float = 0.0
@@ -71,6 +74,7 @@ class EngineSnapshot:
             num_waiting_for_kv=len(s.waiting_for_kv),
             num_live=len(live),
             cache_usage=engine.cache_usage(),
+            prefill_backlog_s=engine.prefill_backlog_seconds(),
             leak_report=report,
             num_steps=engine.num_steps,
             taken_at=now,

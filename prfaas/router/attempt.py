@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -133,6 +134,10 @@ class Attempt:
         """Adjust the handles' in-flight counts (+1 at start; -1 when a phase ends)."""
         self.prefill.inflight_prefills += prefill
         self.prefill.inflight_prefill_tokens += prefill * self.incremental_tokens
+        if prefill > 0:
+            self.prefill.placed_prefills[id(self)] = (time.monotonic(), self.incremental_tokens)
+        elif prefill < 0:
+            self.prefill.placed_prefills.pop(id(self), None)
         self.decode.inflight_decodes += decode
 
     @property

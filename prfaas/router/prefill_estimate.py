@@ -1,6 +1,13 @@
 """How long a prefill will wait and compute on one worker: the router's prediction, and its learning.
 
-A worker drains its prefill queue FCFS. The router knows the uncached tokens it queued there
+A worker drains its prefill queue FCFS (a token budget per step, the head first). When its backend
+has a cost model (the emulated backend's profile), the worker reports the compute seconds of the
+prefills it holds (`WorkerLoad.prefill_backlog_seconds`): the wait is that backlog, less what the
+worker computed since it was asked, plus what this router placed there since
+(`WorkerHandle.placed_prefills`) at the worker's speed. A prompt's cost grows faster than its
+length (attention), so a token count at an average rate under-predicted queues of long prompts and
+spread the load unevenly over PD-P workers (issue 12: 9 H20 queues at 0.9 Λ). Otherwise the router
+knows the uncached tokens it queued there
 (`WorkerHandle.inflight_prefill_tokens`) and learns the rate at which that worker drains them
 (`WorkerHandle.drain_tokens_per_s`): each finished attempt reports the tokens that were ahead of
 it plus its own, over the seconds they took (the worker's queue + prefill seconds when it reports
@@ -11,6 +18,8 @@ deadline of a remote prefill call. Owned by the dispatcher; runs on the router's
 """
 
 from __future__ import annotations
+
+import time
 
 from prfaas.router.registry import WorkerHandle
 
@@ -39,13 +48,29 @@ def predicted_wait_s(worker: WorkerHandle, default_tokens_per_s: float) -> float
     seconds of it when the link is cut — and a prefill placed now starts at once (issue 12's
     link-cut run refused offloads at a "predicted wait" of 33.6 s made of such KV)."""
     load = worker.load
+    speed = prefill_speed(worker, default_tokens_per_s)
+    if load is not None and load.HasField("prefill_backlog_seconds"):
+        # FCFS: the worker has been computing its backlog since it was asked. Compute only, so a
+        # PrfaaS worker's KV still streaming over a cut link is no wait here either.
+        computed = time.monotonic() - worker.load_asked_s
+        reported = max(0.0, load.prefill_backlog_seconds - computed)
+        unseen = sum(
+            tokens
+            for placed, tokens in worker.placed_prefills.values()
+            if placed >= worker.load_asked_s
+        )
+        return reported + unseen / speed
     if worker.kind == "prefill" and load is not None and load.num_waiting == 0:
         return 0.0
-    return worker.inflight_prefill_tokens / prefill_speed(worker, default_tokens_per_s)
+    return worker.inflight_prefill_tokens / speed
 
 
 def predicted_prefill_s(worker: WorkerHandle, tokens: int, default_tokens_per_s: float) -> float:
     """Seconds until a prefill of `tokens` uncached tokens placed now is done: wait + compute."""
+    load = worker.load
+    if load is not None and load.HasField("prefill_backlog_seconds"):
+        own = max(tokens, 1) / prefill_speed(worker, default_tokens_per_s)
+        return predicted_wait_s(worker, default_tokens_per_s) + own
     ahead = worker.inflight_prefill_tokens + max(tokens, 1)
     return ahead / prefill_speed(worker, default_tokens_per_s)
 

@@ -93,6 +93,12 @@ class WorkerHandle:
     inflight_prefill_tokens: int = 0
     inflight_decodes: int = 0
     pending_decodes: int = 0
+    placed_prefills: dict[int, tuple[float, int]] = field(default_factory=dict)
+    """This router's prefills running or waiting here, by attempt: (monotonic time placed,
+    uncached tokens). Those placed after `load_asked_s` are not in the worker's latest report
+    (`prefill_estimate.predicted_wait_s` adds them to its backlog)."""
+    load_asked_s: float = 0.0
+    """monotonic time the `GetLoad` behind `load` was sent (0: no report yet)."""
     drain_tokens_per_s: float = 0.0
     """Rate at which this worker drained the prefills this router queued on it (learned by
     `prefill_estimate.observe_drain`; 0 until a first sample)."""
@@ -304,6 +310,7 @@ class WorkerRegistry:
             if resp.status != health_pb2.HealthCheckResponse.SERVING:
                 self._mark_dead(handle, f"health status {resp.status}")
                 return False
+            asked = time.monotonic()
             load = await handle.stub.GetLoad(worker_pb2.LoadRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             self._heartbeat_failed(handle, exc)
@@ -311,6 +318,7 @@ class WorkerRegistry:
         if not handle.healthy:
             log.info("worker %s healthy", handle.worker_id)
         handle.load, handle.load_stale, handle.out_reason = load, False, ""
+        handle.load_asked_s = asked
         handle.healthy, handle.num_failures = True, 0
         handle.last_seen_s = time.monotonic()
         if load.role and handle.kind == "pd":

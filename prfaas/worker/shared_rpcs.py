@@ -156,6 +156,7 @@ class CommonRpcs(PrefixRpcs):
             kv_delivery_bytes_per_second=rt.kv_delivery_bytes_per_s,
             kv_sending_connections=rt.kv_sending_connections,
             draining=self.draining or self.stopping,
+            prefill_backlog_seconds=snap.prefill_backlog_s,
         )
 
     async def StreamCacheEvents(  # noqa: N802

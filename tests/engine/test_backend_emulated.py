@@ -127,3 +127,24 @@ def test_prefix_hit_installs_checkpointed_state():
     assert bytes(eng.layer_segments("b", 0, 0, 0)[0]) == state_a
     eng.release("b")
     eng.assert_no_leaks()
+
+
+def test_prefill_backlog_is_the_profile_cost_of_the_tokens_left():
+    """The worker's load report of queued prefill work (issue 12): each prefill held costs the
+    profile's seconds of its prompt tokens not computed yet; a finished one costs nothing."""
+    eng = make(enable_prefix_cache=False, max_num_batched_tokens=2048)
+    p = eng.backend.profile  # type: ignore[attr-defined]
+    assert eng.prefill_backlog_seconds() == 0.0
+    eng.add_request(req("a", 5000, RequestKind.PREFILL_ONLY))
+    eng.add_request(req("b", 1000, RequestKind.PREFILL_ONLY))
+    # A chunk [s, e) costs P(e) - P(s), the first one P(0) more: a whole prompt of n costs P(n).
+    both = (p.seconds(5000) + p.seconds(1000)) * TIME_FACTOR
+    assert eng.prefill_backlog_seconds() == pytest.approx(both)
+    eng.step()  # the first 2048 tokens of "a"
+    left = (p.seconds(5000) - p.seconds(2048) + p.seconds(1000)) * TIME_FACTOR
+    assert eng.prefill_backlog_seconds() == pytest.approx(left)
+    while eng.has_work:
+        eng.step()
+    assert eng.prefill_backlog_seconds() == 0.0
+    for rid in ("a", "b"):
+        eng.release(rid)

@@ -258,3 +258,25 @@ def test_kv_streaming_on_a_prfaas_worker_is_no_queue() -> None:
     local.inflight_prefill_tokens = 40_000
     local.load = worker_pb2.WorkerLoad(num_waiting=0)
     assert predicted_wait_s(local, 1000) == pytest.approx(40.0)  # local: the router's count
+
+
+def test_wait_from_the_workers_reported_backlog() -> None:
+    """A worker that reports its prefill backlog in seconds (a cost model: the emulated profile)
+    is predicted from it, less what it computed since it was asked, plus this router's prefills
+    placed after that question at the worker's speed; the router's token count is not used."""
+    import time
+
+    from prfaas._proto.prfaas.v1 import worker_pb2
+
+    w = WorkerHandle("pd-0", "pd", "pd", role=None, grpc_address="")  # type: ignore[arg-type]
+    w.inflight_prefill_tokens = 40_000  # tokens-linear would say 40 s at 1000 tokens/s
+    w.drain_tokens_per_s = 1000.0
+    now = time.monotonic()
+    w.load = worker_pb2.WorkerLoad(prefill_backlog_seconds=12.0)
+    w.load_asked_s = now - 2.0  # asked 2 s ago: 2 s of the backlog are computed since
+    w.placed_prefills = {1: (now - 5.0, 30_000), 2: (now - 1.0, 3_000)}  # only the second is unseen
+    assert predicted_wait_s(w, 1000) == pytest.approx(10.0 + 3.0, abs=0.05)
+    assert predicted_prefill_s(w, 500, 1000) == pytest.approx(13.5, abs=0.05)
+    w.load = worker_pb2.WorkerLoad(prefill_backlog_seconds=0.5)
+    w.placed_prefills = {}
+    assert predicted_wait_s(w, 1000) == 0.0  # computed since: never below zero
