@@ -58,6 +58,27 @@ def test_estimate_falls_at_once_under_backlog_and_rises_on_sustained_egress() ->
     assert est.update(CapacitySample(0.0, 10 * MIB, 0.0)) == CONFIGURED * 0.01
 
 
+def test_a_tick_that_carried_nothing_does_not_raise_the_estimate() -> None:
+    """Recorded in issue 12's quiet 4x-drop run (router.log, 125 MB/s configured): a backlog
+    with no egress in the tick, and the relay's per-ack delivery rate at 2.08 GB/s. Taken as
+    the link's rate it read the link as 16x faster, and t fell to a quarter of t_base."""
+    configured = 125e6
+    est = LinkCapacityEstimator(configured)
+    est.update(CapacitySample(31_678_005, 0, 2_078_659_071))
+    assert est.update(CapacitySample(0, 3_510_272, 2_078_659_071)) == configured
+    assert est.saturated  # still a backlog the link holds back
+    ctl = ShortTermController(19072)
+    ctl.update(LinkTelemetry(0, est.estimate, configured_bytes_per_s=configured))
+    assert ctl.floor == 19072
+    # A delivery rate below the estimate is still a cut's evidence (the lower of the two).
+    assert est.update(CapacitySample(0, 100 * MIB, 8.8e6)) == pytest.approx(
+        0.5 * (configured + 8.8e6)
+    )
+    # And nothing at all carried, nothing measured: the floor (an idle link under backlog).
+    fresh = LinkCapacityEstimator(configured)
+    assert fresh.update(CapacitySample(0, 10 * MIB, 0)) == configured * 0.01
+
+
 class ScriptedLink:
     """One tick = one second. KV beyond the link's rate waits in the senders (bounded at 60 s
     of the configured rate); while anything is sent the kernel measures the true rate."""

@@ -11,7 +11,11 @@ sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
              when sampled). Lower, because each can overstate: egress while socket buffers still
              absorb writes, the delivery rate when the KV connection ends at a relay before the
              bottleneck (the experiment's `prfaas link` relays: its samples read 1-20 GB/s on a
-             1 Gbit/s link). The first saturated tick takes the sample at once (a cut is seen
+             1 Gbit/s link). A tick that carried nothing (egress 0) measured no rate: its
+             delivery rate alone may lower the estimate, never raise it (issue 12's quiet 4x
+             drop run: two such ticks read the relay's 1.7-2.1 GB/s as the 125 MB/s link, and
+             t fell to a quarter of t_base for the minute before the drop). The first
+             saturated tick takes the sample at once (a cut is seen
              within a tick); within a saturated stretch a lower sample moves the estimate half
              way (one tick in which a sender paused between transfers is not a cut), a higher
              one at once (a restored link draining its backlog);
@@ -122,6 +126,8 @@ class LinkCapacityEstimator:
         if sample.backlog_bytes >= backlog_limit and not self.sender_bound:
             seen = [r for r in (sample.egress_bytes_per_s, sample.delivery_bytes_per_s) if r > 0]
             now = min(seen, default=0.0)
+            if sample.egress_bytes_per_s <= 0:  # nothing carried: no rate that can raise it
+                now = min(now, self.estimate)
             if self.saturated and now < self.estimate:
                 now = 0.5 * (self.estimate + now)
             self.estimate, self.source, self.saturated = now, "saturated", True
