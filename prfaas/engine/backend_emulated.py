@@ -10,6 +10,10 @@ Lets a dozen workers run on a 2-core machine in the paper's regime (issue 4 item
   layer: one state buffer per slot), so the worker really sends them over TCP;
 - tokens: `hash_next_token` of the sequence, identical on every path (local, remote, prefix hit).
 Written bytes are a function of the tokens, so a transfer's digest means something.
+- KV dtype (`kv_dtype`): "uint8" declares the full-attention KV as opaque bytes; a float dtype
+  (bfloat16, float16, float32) declares it as rows of that dtype, holding float values, with the
+  per-token bytes of a layer rounded to whole `KV_GROUP`-element groups (at least one), so the
+  workers' `--kv-compression` codec can encode it on the line (issue 16 item 2's experiment).
 The profile is the planner's `PrefillProfile` (one type, one interpolation for both).
 """
 
@@ -31,6 +35,11 @@ from prfaas.engine.outputs import PrefillChunk, RunnerOutput, SchedulerOutput
 from prfaas.planner.profiles import PrefillProfile
 from prfaas.request import Request
 
+KV_DTYPES = {"uint8": 1, "bfloat16": 2, "float16": 2, "float32": 4}
+"""Declarable KV dtypes and their element bytes."""
+KV_GROUP = 64
+"""Elements a float KV row is a multiple of (the line codec's scale group, model/kv_codec.py)."""
+
 
 class EmulatedBackend(ExecutionBackend):
     def __init__(
@@ -43,8 +52,12 @@ class EmulatedBackend(ExecutionBackend):
         block_size: int = 256,
         decode_step_seconds: float = 0.025,
         vocab_size: int = 256,
+        kv_dtype: str = "uint8",
     ) -> None:
+        if kv_dtype not in KV_DTYPES:
+            raise ValueError(f"emulated KV dtype {kv_dtype!r}: one of {', '.join(KV_DTYPES)}")
         self.profile = profile
+        self.kv_dtype = kv_dtype
         self.time_factor = time_factor
         self.layer_pattern = layer_pattern
         self.num_layers = len(layer_pattern)
@@ -58,6 +71,9 @@ class EmulatedBackend(ExecutionBackend):
         kv = profile.kv_bytes_per_token * byte_factor / len(self.full_layers)
         state = profile.state_bytes * byte_factor / len(self.linear_layers)
         self.token_bytes_per_layer = max(1, round(kv))
+        if kv_dtype != "uint8":  # whole scale groups of float elements
+            group_bytes = KV_GROUP * KV_DTYPES[kv_dtype]
+            self.token_bytes_per_layer = group_bytes * max(1, round(kv / group_bytes))
         self.state_bytes_per_layer = max(1, round(state))
         self.kv_bytes_per_token = self.token_bytes_per_layer * len(self.full_layers)
         self.state_bytes_per_request = self.state_bytes_per_layer * len(self.linear_layers)
@@ -86,11 +102,23 @@ class EmulatedBackend(ExecutionBackend):
         kv = self.kv[self._ordinal[layer]]
         bs = self.block_size
         vals = (np.asarray(tokens, dtype=np.int64) + layer) % 256
+        rows = vals[:, None] if self.kv_dtype == "uint8" else self._float_rows(vals)
         t = start
         while t < start + len(tokens):
             off, n = t % bs, min(bs - t % bs, start + len(tokens) - t)
-            kv[req.block_table[t // bs], off : off + n, :] = vals[t - start : t - start + n, None]
+            kv[req.block_table[t // bs], off : off + n, :] = rows[t - start : t - start + n]
             t += n
+
+    def _float_rows(self, vals: np.ndarray) -> np.ndarray:
+        """uint8 [n, token_bytes]: per token, a row of `kv_dtype` floats that vary along the row
+        (in [-8, 8), a function of the token), as the cache's bytes."""
+        elements = self.token_bytes_per_layer // KV_DTYPES[self.kv_dtype]
+        x = ((vals[:, None] + np.arange(elements)) % 256 - 128).astype(np.float32) / 16.0
+        if self.kv_dtype == "bfloat16":  # the high half of each float32 (exact: 8 mantissa bits)
+            x = (x.view(np.uint32) >> 16).astype(np.uint16)
+        elif self.kv_dtype == "float16":
+            x = x.astype(np.float16)
+        return np.ascontiguousarray(x).view(np.uint8).reshape(len(vals), -1)
 
     def _write_state(self, layer: int, slot: int, digest: int) -> None:
         self.state[self._ordinal[layer]][slot, :] = (digest + layer) % 256
@@ -151,7 +179,7 @@ class EmulatedBackend(ExecutionBackend):
     def transfer_layout(self, req: CacheSpan) -> list[BufferSpec]:
         n = req.num_prompt_tokens
         return [
-            BufferSpec(f"L{i:02d}.kv", "uint8", n * self.token_bytes_per_layer)
+            BufferSpec(f"L{i:02d}.kv", self.kv_dtype, n * self.token_bytes_per_layer)
             if kind == "F"
             else BufferSpec(f"L{i:02d}.state", "uint8", self.state_bytes_per_layer)
             for i, kind in enumerate(self.layer_pattern)

@@ -166,6 +166,8 @@ class Deployment:
             args += ["--profile", profile, "--time-factor", str(t.emulated_time_factor)]
             args += ["--byte-factor", str(t.emulated_byte_factor)]
             args += ["--decode-step-ms", str(t.emulated_decode_step_ms)]
+            if t.emulated_kv_dtype != "uint8":
+                args += ["--kv-dtype", t.emulated_kv_dtype]
         if w.kind == "pd":
             args += ["--role", w.role]
         args += ["--kv-port", _port(w.kv_direct)]

@@ -24,6 +24,7 @@ BACKENDS = ("torch", "emulated")
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 LINK_MODES = ("relay", "netns", "none")
 KV_COMPRESSIONS = ("none", "fp8", "int8")
+EMULATED_KV_DTYPES = ("uint8", "bfloat16", "float16", "float32")
 
 
 class LinkSpec(Settings):
@@ -114,6 +115,10 @@ class Topology(Settings):
     emulated_time_factor: Annotated[Float, At("emulated", "time_factor")] = 0.1
     emulated_byte_factor: Annotated[Float, At("emulated", "byte_factor")] = 0.01
     emulated_decode_step_ms: Annotated[Float, At("emulated", "decode_step_ms")] = 25.0
+    # The KV layout's dtype: uint8 (opaque bytes), or float rows worker.kv_compression can encode.
+    emulated_kv_dtype: Annotated[Str, At("emulated", "kv_dtype"), one_of(EMULATED_KV_DTYPES)] = (
+        "uint8"
+    )
     # [security]: what `prfaas up` turns on (security.py); children get files, not this.
     security: SecuritySpec = Field(default_factory=SecuritySpec)
 
@@ -127,8 +132,11 @@ class Topology(Settings):
             (self.checkpoint_every_blocks >= 0, "worker.checkpoint_every_blocks must be >= 0"),
             (self.link.rate_gbps > 0, "link.rate_gbps must be positive"),
             (
-                self.kv_compression == "none" or self.backend == "torch",
-                "worker.kv_compression needs deployment.backend = torch",
+                self.kv_compression == "none"
+                or self.backend == "torch"
+                or self.emulated_kv_dtype != "uint8",
+                "worker.kv_compression needs float KV: deployment.backend = torch, or "
+                "emulated.kv_dtype = bfloat16, float16 or float32",
             ),
             (
                 not self.prfaas_hosts or len(self.prfaas_hosts) == self.prfaas_workers,

@@ -40,9 +40,17 @@ SECRET_ENV = "PRFAAS_KV_SECRET"
 
 BACKENDS = ("torch", "emulated")
 KV_COMPRESSIONS = ("none", "fp8", "int8")
+EMULATED_KV_DTYPES = ("uint8", "bfloat16", "float16", "float32")
+"""The emulated backend's declarable KV dtypes (engine/backend_emulated.py KV_DTYPES)."""
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
 Str = Annotated[str, Strict()]
+
+
+def kv_is_float(backend: str, kv_dtype: str) -> bool:
+    """Whether a worker's full-attention KV is float data the line codec can encode: the torch
+    backend's always, the emulated backend's with a float `kv_dtype`."""
+    return backend == "torch" or kv_dtype != "uint8"
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,11 @@ class WorkerOptions(BaseModel):
     time_factor: Float = Field(0.1, description="emulated: time scale")
     byte_factor: Float = Field(1e-3, description="emulated: byte scale")
     decode_step_ms: Float = Field(25.0, description="emulated: decode step")
+    kv_dtype: Annotated[Str, OneOf(EMULATED_KV_DTYPES)] = Field(
+        "uint8",
+        description="emulated: the KV layout's dtype (uint8: opaque bytes; a float dtype: float "
+        "rows of whole 64-element groups, which --kv-compression can encode)",
+    )
     kv_connections: Int = Field(4, description="TCP connections per peer")
     kv_chunk_mib: Float = Field(4.0, description="KV transfer chunk size")
     kv_compression: Annotated[Str, OneOf(KV_COMPRESSIONS)] = Field(
@@ -130,8 +143,11 @@ class WorkerOptions(BaseModel):
                     )
         if self.backend == "emulated" and not self.profile:
             raise ValueError("--backend emulated needs --profile CSV")
-        if self.kv_compression != "none" and self.backend != "torch":
-            raise ValueError("--kv-compression needs the torch backend (emulated KV is not data)")
+        if self.kv_compression != "none" and not kv_is_float(self.backend, self.kv_dtype):
+            raise ValueError(
+                "--kv-compression needs float KV: the torch backend, or the emulated one with "
+                "--kv-dtype bfloat16, float16 or float32 (uint8 KV is not data)"
+            )
         return self
 
     @property
@@ -253,6 +269,7 @@ def build_backend(options: WorkerOptions) -> tuple[ExecutionBackend, int | None,
             byte_factor=options.byte_factor,
             block_size=options.block_size,
             decode_step_seconds=options.decode_step_ms / 1000.0,
+            kv_dtype=options.kv_dtype,
         )
         return backend, None, 1 << 20
     from prfaas.device import configure_threads, pick_device

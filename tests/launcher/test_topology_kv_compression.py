@@ -49,9 +49,43 @@ def test_default_sends_no_flag(tmp_path: Path) -> None:
     ("kw", "message"),
     [
         ({"kv_compression": "fp4"}, "must be none, fp8 or int8"),
-        ({"kv_compression": "int8", "backend": "emulated"}, "needs deployment.backend = torch"),
+        ({"kv_compression": "int8", "backend": "emulated"}, "needs float KV"),
+        ({"emulated_kv_dtype": "int4"}, "must be uint8, bfloat16, float16 or float32"),
     ],
 )
 def test_impossible_settings_are_refused(kw: dict, message: str) -> None:
     with pytest.raises(TopologyError, match=message):
         Topology(**kw)
+
+
+def test_an_emulated_deployment_compresses_float_kv(tmp_path: Path) -> None:
+    """emulated.kv_dtype = bfloat16 lays the emulated KV out as float rows (issue 16 item 2's
+    experiment): compression is allowed, and every emulated worker gets both flags, which its
+    options accept together."""
+    topo = Topology(
+        backend="emulated", emulated_kv_dtype="bfloat16", kv_compression="fp8",
+        emulated_profile_prfaas="p.csv", emulated_profile_pd="p.csv",
+    )  # fmt: skip
+    specs = Deployment(topo, tmp_path / "t.toml", tmp_path / "logs").specs()
+    dtypes = _flag_values(specs, "--kv-dtype")
+    assert (
+        set(dtypes)
+        == {w.worker_id for w in topo.workers()}
+        == set(_flag_values(specs, "--kv-compression"))
+    )
+    assert set(dtypes.values()) == {"bfloat16"}
+    o = PrefillWorkerOptions(
+        worker_id="w",
+        backend="emulated",
+        profile="p.csv",
+        kv_dtype="bfloat16",
+        kv_compression="fp8",
+    )
+    assert (o.kv_dtype, o.kv_compression) == ("bfloat16", "fp8")
+    # A uint8 (default) emulated deployment sends no --kv-dtype.
+    plain = Topology(
+        backend="emulated", emulated_profile_prfaas="p.csv", emulated_profile_pd="p.csv"
+    )
+    assert not _flag_values(
+        Deployment(plain, tmp_path / "t.toml", tmp_path / "l").specs(), "--kv-dtype"
+    )

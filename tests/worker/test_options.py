@@ -70,7 +70,8 @@ def test_unknown_keys_and_wrong_types_are_refused() -> None:
         (["--backend", "emulated"], "--backend emulated needs --profile CSV"),
         (
             ["--backend", "emulated", "--profile", "p.csv", "--kv-compression", "fp8"],
-            "--kv-compression needs the torch backend (emulated KV is not data)",
+            "--kv-compression needs float KV: the torch backend, or the emulated one with "
+            "--kv-dtype bfloat16, float16 or float32 (uint8 KV is not data)",
         ),
     ],
 )

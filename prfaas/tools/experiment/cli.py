@@ -26,6 +26,7 @@ from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, run_point
 from prfaas.tools.loadgen.runner import warm_up
 from prfaas.tools.loadgen.stage_stats import format_stage_table
+from prfaas.topology.schema import EMULATED_KV_DTYPES, KV_COMPRESSIONS
 
 POLICIES = ("prfaas", "homogeneous-pd", "naive-hetero")
 QUICK = Scale(time_factor=0.1, output_tokens=4, decode_step_ms=1000.0, n_prfaas=1, n_pd=2,
@@ -42,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--link-gbps", type=float, help="link rate (default 1: the paper's 100 Gbps at ÷100 bytes)")
     a("--output-tokens", type=int, help="output tokens per request (default 32)")
     a("--decode-step-ms", type=float, help="decode step before the time factor (default 800)")
+    a("--kv-dtype", choices=EMULATED_KV_DTYPES,
+      help="the emulated KV's dtype (default uint8: opaque bytes; a float dtype lays it out as "
+           "float rows of whole 64-element groups, which --kv-compression can encode)")  # fmt: skip
+    a("--kv-compression", choices=KV_COMPRESSIONS,
+      help="full-attention KV on the line (every worker; needs a float --kv-dtype; default none); "
+           "the planner plans with the compressed bytes")  # fmt: skip
     a("--duration", type=float, help="seconds of arrivals per rate point (default 75, quick 6)")
     a("--multipliers", default="0.9,1.05,1.25", help="rate points: × each policy's predicted Λ")
     a("--common-factor", type=float, default=0.8,
@@ -51,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--no-sweep", action="store_true",
       help="skip the rate sweep: only the fluctuation run on the prfaas deployment")  # fmt: skip
     a("--fluct-rate-factor", type=float, default=0.9, help="× prfaas's predicted Λ")
+    a("--fluct-rate", type=float,
+      help="offered req/s of the fluctuation run (replaces --fluct-rate-factor: the same load "
+           "for runs whose predicted Λ differs, e.g. with and without --kv-compression)")  # fmt: skip
     a("--fluct-duration", type=float, help="seconds of arrivals (default 180, quick 6)")
     a("--fluct-cut-fraction", type=float, default=0.25,
       help="link rate during the cut, as a fraction of --link-gbps")  # fmt: skip
@@ -77,11 +87,15 @@ def _scale(args: argparse.Namespace) -> Scale:
     changes = {
         "time_factor": args.time_factor, "byte_factor": args.byte_factor,
         "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
-        "decode_step_ms": args.decode_step_ms,
+        "decode_step_ms": args.decode_step_ms, "kv_dtype": args.kv_dtype,
+        "kv_compression": args.kv_compression,
     }  # fmt: skip
     from dataclasses import replace
 
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+    scale = replace(base, **{k: v for k, v in changes.items() if v is not None})
+    if scale.kv_compression != "none" and scale.kv_dtype == "uint8":
+        raise SystemExit("--kv-compression needs a float --kv-dtype (uint8 KV is not data)")
+    return scale
 
 
 def _rates(policy: str, prediction: dict[str, Any], common: float, mults: list[float]) -> list:
@@ -197,6 +211,8 @@ def _fluctuate(
     rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
     if args.quick:
         rate = 0.5 * rate
+    if args.fluct_rate is not None:
+        rate = args.fluct_rate
     steps = parse_schedule(args.fluct_schedule) if args.fluct_schedule else None
     load_start = os.getloadavg()
     fl = run_fluctuation(running, rate, total, scale, cut_at_s=total / 3, cut_for_s=total / 3,

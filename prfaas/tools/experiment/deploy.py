@@ -71,6 +71,8 @@ def topology_for(policy: str, prediction: dict[str, Any], scale: Scale, port_bas
         emulated_time_factor=scale.time_factor,
         emulated_byte_factor=scale.byte_factor,
         emulated_decode_step_ms=scale.decode_step_ms,
+        emulated_kv_dtype=scale.kv_dtype,
+        kv_compression=scale.kv_compression,
         max_num_seqs=scale.decode_max_batch,
     )
 

@@ -7,9 +7,13 @@ Scaling (all stated, all applied identically to the processes and to the planner
 - decode: `output_tokens` × `decode_step_ms` keeps the paper's 1024 × 25 ms = 25.6 s per request
   (the backend multiplies the step by `time_factor` too); BS_max = `decode_max_batch`;
 - lengths: the paper's log-normal (μ 9.90, σ 1.00) truncated to [128, `max_input_tokens`] (the
-  emulated profiles cover 128..128K; the cap leaves room for the output in a 128K context).
+  emulated profiles cover 128..128K; the cap leaves room for the output in a 128K context);
+- KV on the line (issue 16 item 2): `kv_dtype` lays the emulated full-attention KV out as float
+  rows (default uint8: opaque bytes), which `kv_compression` (fp8, int8) makes the workers encode
+  with the real codec on the line; linear states stay exact.
 The planner gets profiles whose KV sizes are exactly what the emulated backend ships (its
-per-layer rounding included), so prediction and measurement share every input.
+per-layer rounding and the KV compression included), so prediction and measurement share every
+input; the cache budget is sized with the cache's (uncompressed) bytes.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ class Scale:
     n_homogeneous: int = 12
     max_input_tokens: int = MAX_CONTEXT - 64
     block_size: int = 256
+    kv_dtype: str = "uint8"
+    kv_compression: str = "none"
 
     @property
     def decode_step_s(self) -> float:
@@ -81,19 +87,27 @@ class Scale:
                 "paper_equivalent_link_gbps": self.paper_equivalent_link_gbps}  # fmt: skip
 
 
-def scaled_profile(path: Path, scale: Scale) -> PrefillProfile:
+def scaled_profile(path: Path, scale: Scale, *, on_wire: bool = True) -> PrefillProfile:
     """The CSV profile as the emulated backend runs it: seconds × time_factor, and KV bytes as the
-    backend really lays them out (state + per-token KV, each rounded per layer)."""
+    backend really lays them out (state + per-token KV, each rounded per layer) and, `on_wire`,
+    as its workers ship them (the KV compression applied; else the cache's bytes)."""
     from prfaas.engine.backend_emulated import EmulatedBackend
 
     emu = PrefillProfile.from_csv(path)
     backend = EmulatedBackend(
         emu, time_factor=scale.time_factor, byte_factor=scale.byte_factor,
-        block_size=scale.block_size,
+        block_size=scale.block_size, kv_dtype=scale.kv_dtype,
     )  # fmt: skip
+    per_token = float(backend.kv_bytes_per_token)
+    state = float(backend.state_bytes_per_request)
+    if on_wire and scale.kv_compression != "none":
+        from prfaas.worker.prefill_flow import wire_footprint  # torch: only when compressing
+
+        per_token, state_bytes = wire_footprint(backend, scale.kv_compression)
+        state = float(state_bytes)
     tokens = np.asarray(emu.input_tokens, dtype=float)
     seconds = np.asarray(emu.prefill_seconds, dtype=float) * scale.time_factor
-    kv = backend.state_bytes_per_request + backend.kv_bytes_per_token * tokens
+    kv = state + per_token * tokens
     return PrefillProfile(f"{path.stem}×scaled", tokens, seconds, kv.astype(float))
 
 
@@ -105,7 +119,7 @@ def cache_budget_mb(scale: Scale) -> int:
     0.05 a fixed 256 MiB held ~313K tokens, ~11 mean requests against 20 seats: after a link cut
     the decode workers' queue of requests waiting for memory to preallocate dominated TTFT for a
     minute (issue 12). At the default 0.01 the floor already holds ~5× more, and stays."""
-    h20 = scaled_profile(PD_PROFILE, scale)  # bytes as the emulated backend lays them out
+    h20 = scaled_profile(PD_PROFILE, scale, on_wire=False)  # bytes as the cache holds them
     lengths = TruncatedLogNormal(PAPER_MU, PAPER_SIGMA, PAPER_MIN, scale.max_input_tokens)
     per_request = float(h20.bytes(lengths.mean + scale.output_tokens + scale.block_size))
     need_mb = DECODE_MEMORY_HEADROOM * scale.decode_max_batch * per_request / (1 << 20)
