@@ -7,8 +7,11 @@ the layer-by-layer torch path stays the oracle and the fallback (PRFAAS_NATIVE_K
 bf16). The C step is single-threaded: at decode's batch sizes it reads the weights once per
 step at the memory bandwidth, which torch's threaded GEMMs do not reach at batch 1-32 either.
 
-The weight pointers are those of the model's parameters when the plan was built; a plan is rebuilt
-when any parameter's storage moved (`.to()`, a reassigned tensor). In-place weight loads keep it.
+The projections (and the LM head) are packed copies (`pack_panels`: column panels the C kernel
+streams in order, those reading the same input concatenated), made when the plan is built: fp32 CPU
+models hold their matmul weights twice. The other pointers are the model's parameters. A plan is
+rebuilt when any parameter's storage moved (`.to()`, a reassigned tensor) or was written in place
+(its version counter moved: `load_state_dict`, `copy_`).
 """
 
 from __future__ import annotations
@@ -60,15 +63,27 @@ class _ModelDims(ctypes.Structure):
 
 _LAYER_POINTERS = (
     "mixer_norm", "mlp_norm", "gate_up", "down",
-    "in_qkv", "in_z", "in_b", "in_a", "conv_w", "a_log", "dt_bias", "out_norm", "out_proj",
-    "q_proj", "k_proj", "v_proj", "q_norm", "k_norm", "o_proj",
+    "in_proj", "conv_w", "a_log", "dt_bias", "out_norm", "out_proj",
+    "qkv_proj", "q_norm", "k_norm", "o_proj",
 )  # fmt: skip
+PANEL = 32  # output columns per packed panel (PANEL in fused_decode.c)
 
 
 class _LayerWeights(ctypes.Structure):
     """Mirror of `LayerWeights` in fused_decode.c."""
 
     _fields_ = [("kind", ctypes.c_int64)] + [(name, _P) for name in _LAYER_POINTERS]
+
+
+def pack_panels(*weights: Tensor) -> Tensor:
+    """nn.Linear weights [N_i, K] concatenated along N, as the C projections read them: panels of
+    PANEL output columns, each [K, PANEL] contiguous ([ceil(N / PANEL), K, PANEL]; the last panel's
+    missing columns are zeros)."""
+    w = torch.cat([t.detach() for t in weights]) if len(weights) > 1 else weights[0].detach()
+    n, k = w.shape
+    padded = torch.zeros(-(-n // PANEL) * PANEL, k, dtype=w.dtype, device=w.device)
+    padded[:n] = w
+    return padded.view(-1, PANEL, k).transpose(1, 2).contiguous()
 
 
 def _ptr(t: Tensor) -> int:
@@ -90,34 +105,41 @@ class FusedDecode:
         # Same fp32 inverse frequencies as ops/rope.py's apply_rope.
         self._inv_freq = c.rope_theta ** (-torch.arange(half, dtype=torch.float32) * 2 / c.rope_dim)
         self._params = list(model.parameters())
-        self._storage = [p.data_ptr() for p in self._params]
+        self._storage = self._stamp()
         self._logit_mask = model.logit_mask.contiguous()
+        self._packed: list[Tensor] = []  # kept alive: the C plan points into them
         self.dims = _ModelDims(
             c.d_model, c.vocab_size, c.ffn_dim, c.num_layers, c.conv_dim, c.conv_kernel,
             c.gdn_num_k_heads, c.gdn_num_v_heads, c.gdn_head_k_dim, c.gdn_head_v_dim,
             c.n_q_heads, c.n_kv_heads, c.head_dim, c.rope_dim, int(c.attn_output_gate),
             c.rms_eps, c.norm_offset, c.gdn_qk_norm_eps,
-            _ptr(model.embed.weight), _ptr(model.final_norm.weight), _ptr(model.lm_head.weight),
+            _ptr(model.embed.weight), _ptr(model.final_norm.weight), self._pack(model.lm_head.weight),
             _ptr(self._logit_mask), _ptr(self._inv_freq),
         )  # fmt: skip
         self.layers = (_LayerWeights * c.num_layers)()
         for i, block in enumerate(model.blocks):
             w = self.layers[i]
             w.mixer_norm, w.mlp_norm = _ptr(block.mixer_norm.weight), _ptr(block.mlp_norm.weight)
-            w.gate_up, w.down = _ptr(block.mlp.gate_up.weight), _ptr(block.mlp.down.weight)
+            w.gate_up, w.down = (
+                self._pack(block.mlp.gate_up.weight),
+                self._pack(block.mlp.down.weight),
+            )
             mixer = block.mixer
             if isinstance(mixer, GatedDeltaNet):
                 w.kind = 0
-                w.in_qkv, w.in_z = _ptr(mixer.in_qkv.weight), _ptr(mixer.in_z.weight)
-                w.in_b, w.in_a = _ptr(mixer.in_b.weight), _ptr(mixer.in_a.weight)
+                w.in_proj = self._pack(
+                    mixer.in_qkv.weight, mixer.in_z.weight, mixer.in_b.weight, mixer.in_a.weight
+                )
                 w.conv_w, w.a_log = _ptr(mixer.conv_weight), _ptr(mixer.A_log)
                 w.dt_bias, w.out_norm = _ptr(mixer.dt_bias), _ptr(mixer.out_norm.weight)
-                w.out_proj = _ptr(mixer.out_proj.weight)
+                w.out_proj = self._pack(mixer.out_proj.weight)
             else:
                 assert isinstance(mixer, FullAttention)
                 w.kind = 1
-                w.q_proj, w.k_proj = _ptr(mixer.q_proj.weight), _ptr(mixer.k_proj.weight)
-                w.v_proj, w.o_proj = _ptr(mixer.v_proj.weight), _ptr(mixer.o_proj.weight)
+                w.qkv_proj = self._pack(
+                    mixer.q_proj.weight, mixer.k_proj.weight, mixer.v_proj.weight
+                )
+                w.o_proj = self._pack(mixer.o_proj.weight)
                 w.q_norm, w.k_norm = _ptr(mixer.q_norm.weight), _ptr(mixer.k_norm.weight)
 
     @staticmethod
@@ -136,8 +158,18 @@ class FusedDecode:
             object.__setattr__(model, "_fused_decode_plan", plan)  # not an nn.Module attribute
         return plan
 
+    def _pack(self, *weights: Tensor) -> int:
+        for t in weights:
+            _ptr(t)  # the same checks as the unpacked pointers
+        self._packed.append(pack_panels(*weights))
+        return self._packed[-1].data_ptr()
+
+    def _stamp(self) -> list[tuple[int, int]]:
+        # Inference tensors keep no version counter (and are not written outside inference mode).
+        return [(p.data_ptr(), -1 if p.is_inference() else p._version) for p in self._params]
+
     def _current(self) -> bool:
-        return all(p.data_ptr() == s for p, s in zip(self._params, self._storage, strict=True))
+        return self._stamp() == self._storage
 
     def step(self, tokens: Tensor, cache: HybridCache, batch: DecodeBatch) -> Tensor:
         """Logits [B, V] fp32 of one step; writes the new KV and the linear states in `cache`."""

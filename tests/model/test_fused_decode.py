@@ -73,10 +73,12 @@ def test_fused_step_matches_torch_path(config, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_fused_step_is_batch_invariant(tiny: HybridModel) -> None:
-    """A request's logits are the same bits alone or in a batch (same kernel order per row)."""
-    batched = _steps(tiny, [3, 9, 17], 2)
-    for r, n in enumerate([3, 9, 17]):
-        cache = make_cache(tiny, num_blocks=12, num_slots=3)
+    """A request's logits are the same bits alone or in a batch (same kernel order per row): 11
+    requests cover the projections' whole 8-row groups and a 3-row tail."""
+    lengths = [3, 9, 17, 4, 12, 6, 20, 8, 5, 15, 11]
+    batched = _steps(tiny, lengths, 2)
+    for r, n in enumerate(lengths):
+        cache = make_cache(tiny, num_blocks=4 * len(lengths), num_slots=len(lengths))
         seq = new_seq(cache, 4 * r, n + 2, r)
         tiny.prefill(prompt(n, seed=r), cache, seq)
         seq.num_tokens = n
@@ -84,6 +86,23 @@ def test_fused_step_is_batch_invariant(tiny: HybridModel) -> None:
             alone = tiny.decode(torch.tensor([40 + step + r]), cache, [seq])[0]
             seq.num_tokens += 1
             assert torch.equal(alone, batched[step][r])
+
+
+def test_fused_plan_follows_in_place_weight_writes(tiny: HybridModel, monkeypatch) -> None:
+    """The packed projections are copies: a weight written in place (as load_state_dict does)
+    rebuilds the plan, and the step then matches the torch path on the new weights."""
+    model = HybridModel(tiny.config)
+    _steps(model, [5], 1)
+    plan = FusedDecode.for_model(model)
+    with torch.no_grad():
+        model.blocks[0].mlp.down.weight.mul_(-2.0)
+        model.lm_head.weight.add_(0.5)
+    fast = _steps(model, [5, 9], 2)
+    assert FusedDecode.for_model(model) is not plan
+    monkeypatch.setenv(DISABLE_ENV, "0")
+    slow = _steps(model, [5, 9], 2)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(finite(model, a), finite(model, b), atol=2e-5, rtol=2e-5)
 
 
 def test_fused_step_refuses_addresses_outside_the_cache(tiny: HybridModel) -> None:

@@ -1,23 +1,20 @@
 /* One whole fp32 decode step of the hybrid model in C (built with decode_kernels.c by loader.py;
- * driven by prfaas/model/ops/native/fused_step.py).
+ * driven by prfaas/model/fused_decode.py).
  *
  * Why: at 4K context a batch-1 step must read ~37 MB (weights 28 MB, KV 8 MB), ~2 ms of memory
  * bandwidth, but the layer-by-layer torch path issued ~700 small ops (~9 ms of dispatch) and its
  * matrix-vector products read weights at ~8 GB/s. Here the step is one call: every weight matrix is
- * streamed once per step whatever the batch (4 rows at a time, each row reused by the whole batch
- * while it is in L1), and the elementwise work between the products runs on rows in cache.
+ * streamed once per step whatever the batch (packed in column panels, each reused by the whole batch
+ * while it is in cache), and the elementwise work between the products runs on rows in cache.
  * Oracle: HybridModel.decode's torch path (PRFAAS_NATIVE_KERNELS=0); tests compare the two.
  *
- * Every (weight row, batch row) dot product is one 8-lane accumulator over k in order, reduced the
- * same way, in every kernel variant: a request's logits do not depend on the batch it rides in.
+ * Every (weight row, batch row) dot product is one FMA chain over k in order in every kernel
+ * variant: a request's logits do not depend on the batch it rides in.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Unaligned 8-float vectors (GCC/Clang vector extension; AVX2 with -march=native, split elsewhere). */
-typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
 
 int paged_decode_attention_f32(const float *q, const float *kv, const int64_t *tables,
                                int64_t table_stride, const int64_t *lengths, int64_t B, int64_t Hq,
@@ -27,7 +24,8 @@ int gdn_decode_step_f32(const float *q, const float *k, const float *v, const fl
                         const float *g, float *state, const int64_t *slots, int64_t B, int64_t H,
                         int64_t dk, int64_t dv, float *out);
 
-/* Shapes and shared tensors of the model (fused_step.py fills it; field order is the contract). */
+/* Shapes and shared tensors of the model (fused_decode.py fills it; field order is the contract);
+ * lm_head is packed like the layers' projections. */
 typedef struct {
     int64_t d_model, vocab, ffn, n_layers;
     int64_t conv_dim, conv_k, gdn_hk, gdn_hv, gdn_dk, gdn_dv;
@@ -36,96 +34,91 @@ typedef struct {
     const float *embed, *final_norm, *lm_head, *logit_mask, *rope_inv_freq;
 } ModelDims;
 
-/* One layer's weights (nn.Linear layout [out, in]); kind 0 = gated DeltaNet, 1 = full attention;
- * the other kind's pointers are NULL. */
+/* One layer's weights; kind 0 = gated DeltaNet, 1 = full attention; the other kind's pointers are
+ * NULL. The projections are packed (pack_panels in fused_decode.py; see linear below), those that
+ * read the same input concatenated along N: in_proj = [in_qkv; in_z; in_b; in_a], qkv_proj =
+ * [q_proj; k_proj; v_proj]. */
 typedef struct {
     int64_t kind;
     const float *mixer_norm, *mlp_norm, *gate_up, *down;
-    const float *in_qkv, *in_z, *in_b, *in_a, *conv_w, *a_log, *dt_bias, *out_norm, *out_proj;
-    const float *q_proj, *k_proj, *v_proj, *q_norm, *k_norm, *o_proj;
+    const float *in_proj, *conv_w, *a_log, *dt_bias, *out_norm, *out_proj;
+    const float *qkv_proj, *q_norm, *k_norm, *o_proj;
 } LayerWeights;
 
-/* An empty asm that claims to change a and b: gcc then keeps them in registers instead of
- * reloading them for each use (it did, 12 loads per 8 FMAs: half the FLOP/s of this kernel). */
-#if defined(__x86_64__) || defined(__i386__)
-#define KEEP_IN_REGISTERS(a, b) __asm__("" : "+x"(a), "+x"(b))
-#else
-#define KEEP_IN_REGISTERS(a, b) ((void)0)
-#endif
+/* Projections. Every weight matrix W [N, K] (nn.Linear layout) is packed by fused_decode.py into
+ * panels of PANEL output columns, each [K][PANEL] contiguous (pack_panels; the last panel's missing
+ * columns are zeros): a step reads each panel once from memory in order, and a tile of up to 8
+ * batch rows x 32 columns accumulates in 16 registers, one broadcast input times two weight
+ * vectors per k. The older row-major kernel (4 weight rows x 2 requests, dot products across k)
+ * ran at ~30-55 GFLOP/s at batch 8-32; this one at ~60-75 in a C harness (CPU time), where at
+ * batch 32 the projections are compute-bound (16 FLOP per weight byte).
+ *
+ * Every output is one FMA chain over k in order, from 0: a request's logits do not depend on the
+ * batch it rides in or on its place in it (MR and NP below change only which outputs share a
+ * pass). */
+#define PANEL 32
+typedef float v16p __attribute__((vector_size(64), aligned(4), may_alias));
 
-static inline float hsum(v8f v) {
-    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
-
-/* sum_k a[k] * b[k] for one (weight row, batch row) pair: the order every kernel below uses. */
-static inline float dot_tail(const float *a, const float *b, int64_t k0, int64_t K) {
-    float t = 0.0f;
-    for (int64_t k = k0; k < K; k++) t += a[k] * b[k];
-    return t;
-}
-
-/* y[b, n] = x[b, :] · W[n, :] for b < B, n < N; x [B, K], W [N, K], y rows ldy apart. W is read
- * from memory once: 4 rows (4·K floats, L1-sized for the model's K) serve every batch row. */
-static void linear(const float *x, int64_t B, int64_t K, const float *W, int64_t N, float *y,
-                   int64_t ldy) {
-    const int64_t K8 = K & ~(int64_t)7;
-    int64_t n = 0;
-    for (; n + 4 <= N; n += 4) {
-        const float *w0 = W + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
-        /* The next 4 rows are needed after this batch loop: start them coming. */
-        if (n + 8 <= N)
-            for (int64_t c = 0; c < 4 * K; c += 16) __builtin_prefetch(w0 + 4 * K + c);
-        int64_t b = 0;
-        for (; b + 2 <= B; b += 2) {
-            const float *xa = x + b * K, *xb = xa + K;
-            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
-            for (int64_t k = 0; k < K8; k += 8) {
-                v8f va = *(const v8f *)(xa + k), vb = *(const v8f *)(xb + k);
-                KEEP_IN_REGISTERS(va, vb);
-                v8f w = *(const v8f *)(w0 + k);
-                a0 += w * va; b0 += w * vb;
-                w = *(const v8f *)(w1 + k);
-                a1 += w * va; b1 += w * vb;
-                w = *(const v8f *)(w2 + k);
-                a2 += w * va; b2 += w * vb;
-                w = *(const v8f *)(w3 + k);
-                a3 += w * va; b3 += w * vb;
-            }
-            float *ya = y + b * ldy + n, *yb = ya + ldy;
-            ya[0] = hsum(a0) + dot_tail(w0, xa, K8, K);
-            ya[1] = hsum(a1) + dot_tail(w1, xa, K8, K);
-            ya[2] = hsum(a2) + dot_tail(w2, xa, K8, K);
-            ya[3] = hsum(a3) + dot_tail(w3, xa, K8, K);
-            yb[0] = hsum(b0) + dot_tail(w0, xb, K8, K);
-            yb[1] = hsum(b1) + dot_tail(w1, xb, K8, K);
-            yb[2] = hsum(b2) + dot_tail(w2, xb, K8, K);
-            yb[3] = hsum(b3) + dot_tail(w3, xb, K8, K);
+/* y[r, n0 + j] for r < MR, j < NP·PANEL (columns >= N dropped) from x [MR, K] and the NP panels at
+ * P (consecutive). MR and NP are constants in each inlined copy. */
+static inline __attribute__((always_inline)) void panel_tile(const float *x, int64_t K,
+                                                             const float *P, int64_t n0, int64_t N,
+                                                             float *y, int64_t ldy, const int MR,
+                                                             const int NP) {
+    v16p acc[8][8];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < 2 * NP; j++) acc[r][j] = (v16p){0};
+    for (int64_t k = 0; k < K; k++) {
+        v16p w[8];
+        for (int q = 0; q < NP; q++) {
+            w[2 * q] = *(const v16p *)(P + (q * K + k) * PANEL);
+            w[2 * q + 1] = *(const v16p *)(P + (q * K + k) * PANEL + 16);
         }
-        for (; b < B; b++) {
-            const float *xa = x + b * K;
-            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int64_t k = 0; k < K8; k += 8) {
-                const v8f va = *(const v8f *)(xa + k);
-                a0 += *(const v8f *)(w0 + k) * va;
-                a1 += *(const v8f *)(w1 + k) * va;
-                a2 += *(const v8f *)(w2 + k) * va;
-                a3 += *(const v8f *)(w3 + k) * va;
-            }
-            float *ya = y + b * ldy + n;
-            ya[0] = hsum(a0) + dot_tail(w0, xa, K8, K);
-            ya[1] = hsum(a1) + dot_tail(w1, xa, K8, K);
-            ya[2] = hsum(a2) + dot_tail(w2, xa, K8, K);
-            ya[3] = hsum(a3) + dot_tail(w3, xa, K8, K);
+        for (int r = 0; r < MR; r++) {
+            const float xv = x[r * K + k];
+            for (int j = 0; j < 2 * NP; j++) acc[r][j] += xv * w[j];
         }
     }
-    for (; n < N; n++) { /* N % 4 leftover rows */
-        const float *w0 = W + n * K;
-        for (int64_t b = 0; b < B; b++) {
-            const float *xa = x + b * K;
-            v8f a0 = {0};
-            for (int64_t k = 0; k < K8; k += 8) a0 += *(const v8f *)(w0 + k) * *(const v8f *)(xa + k);
-            y[b * ldy + n] = hsum(a0) + dot_tail(w0, xa, K8, K);
+    const int64_t left = N - n0;
+    for (int r = 0; r < MR; r++) {
+        float *yr = y + r * ldy + n0;
+        for (int j = 0; j < 2 * NP; j++) {
+            if (left >= 16 * (j + 1))
+                *(v16p *)(yr + 16 * j) = acc[r][j];
+            else
+                for (int i = 0; 16 * j + i < left; i++) yr[16 * j + i] = acc[r][j][i];
         }
+    }
+}
+
+/* All panels for MR rows: NP panels per pass so that at least 8 accumulators are in flight (FMA
+ * latency x units) when there are few rows. */
+static inline __attribute__((always_inline)) void panel_rows(const float *x, int64_t K,
+                                                             const float *P, int64_t N, float *y,
+                                                             int64_t ldy, const int MR) {
+    const int64_t panels = (N + PANEL - 1) / PANEL;
+    int64_t p = 0;
+    if (MR <= 2)
+        for (; p + 4 <= panels; p += 4) panel_tile(x, K, P + p * K * PANEL, p * PANEL, N, y, ldy, MR, 4);
+    if (MR <= 4)
+        for (; p + 2 <= panels; p += 2) panel_tile(x, K, P + p * K * PANEL, p * PANEL, N, y, ldy, MR, 2);
+    for (; p < panels; p++) panel_tile(x, K, P + p * K * PANEL, p * PANEL, N, y, ldy, MR, 1);
+}
+
+/* y[b, n] = x[b, :] · W[n, :] for b < B, n < N; x [B, K], W packed (pack_panels), y rows ldy apart.
+ * Whole 8-row groups sweep each panel while it is in L2; then the remaining rows. */
+static void linear(const float *x, int64_t B, int64_t K, const float *P, int64_t N, float *y,
+                   int64_t ldy) {
+    const int64_t panels = (N + PANEL - 1) / PANEL, full = B & ~(int64_t)7;
+    for (int64_t p = 0; p < panels && full; p++)
+        for (int64_t b = 0; b < full; b += 8)
+            panel_tile(x + b * K, K, P + p * K * PANEL, p * PANEL, N, y + b * ldy, ldy, 8, 1);
+    x += full * K;
+    y += full * ldy;
+    switch (B - full) {
+#define ROWS(M) case M: panel_rows(x, K, P, N, y, ldy, M); break;
+    ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6) ROWS(7)
+#undef ROWS
     }
 }
 
@@ -178,10 +171,7 @@ static int gdn_layer(const ModelDims *m, const LayerWeights *L, float *rec, floa
     const int64_t d = m->d_model, C = m->conv_dim, K = m->conv_k, Hk = m->gdn_hk, Hv = m->gdn_hv;
     const int64_t dk = m->gdn_dk, dv = m->gdn_dv, nk = Hk * dk, group = Hv / Hk;
     const int64_t width = C + Hv * dv + 2 * Hv; /* proj row: [qkv | z | b | a] */
-    linear(s->h, B, d, L->in_qkv, C, s->proj, width);
-    linear(s->h, B, d, L->in_z, Hv * dv, s->proj + C, width);
-    linear(s->h, B, d, L->in_b, Hv, s->proj + C + Hv * dv, width);
-    linear(s->h, B, d, L->in_a, Hv, s->proj + C + Hv * dv + Hv, width);
+    linear(s->h, B, d, L->in_proj, width, s->proj, width);
     const float qscale = 1.0f / sqrtf((float)dk);
     for (int64_t b = 0; b < B; b++) {
         const float *row = s->proj + b * width;
@@ -238,9 +228,7 @@ static int attention_layer(const ModelDims *m, const LayerWeights *L, float *kv,
     const int64_t d = m->d_model, Hq = m->hq, Hkv = m->hkv, hd = m->hd;
     const int64_t qw = Hq * hd * (m->attn_gate ? 2 : 1), width = qw + 2 * Hkv * hd;
     const float eps = (float)m->rms_eps, off = (float)m->norm_offset;
-    linear(s->h, B, d, L->q_proj, qw, s->proj, width);
-    linear(s->h, B, d, L->k_proj, Hkv * hd, s->proj + qw, width);
-    linear(s->h, B, d, L->v_proj, Hkv * hd, s->proj + qw + Hkv * hd, width);
+    linear(s->h, B, d, L->qkv_proj, width, s->proj, width);
     for (int64_t b = 0; b < B; b++) {
         const float *row = s->proj + b * width;
         float *q = s->q + b * Hq * hd, *dst = kv + kv_rows[b] * 2 * Hkv * hd;
