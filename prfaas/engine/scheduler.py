@@ -114,6 +114,13 @@ class Scheduler:
         """Requests holding a seat: the running batch."""
         return len(self.running)
 
+    @property
+    def num_with_kv(self) -> int:
+        """Requests whose KV is complete here: the running batch and those waiting for a seat
+        (`kv_ready`), as `WorkerLoad.num_running` reports them; decode admission bounds it
+        (worker/seat_line.py)."""
+        return len(self.running) + len(self.kv_ready)
+
     def _seat_kv_ready(self) -> None:
         """Requests whose KV arrived take free seats first (FIFO), before any new prefill."""
         while self.kv_ready and self._num_seqs < self.config.max_num_seqs:

@@ -14,6 +14,7 @@ PlannerLease: the smallest-id PD worker arbitrates which router's planner may ch
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,8 +26,10 @@ from prfaas.request import Request, RequestKind
 from prfaas.roles import PD_ROLES
 from prfaas.worker import generate_flow as flow
 from prfaas.worker import spans
+from prfaas.worker.options import PDWorkerOptions
 from prfaas.worker.planner_lease import PlannerLease
 from prfaas.worker.runtime import RequestAborted, WorkerRuntime
+from prfaas.worker.seat_line import SeatLine
 from prfaas.worker.shared_rpcs import CommonRpcs
 from prfaas.worker.wire_inputs import finish_reason, inputs_from_proto
 
@@ -56,6 +59,13 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
         self._role_lock = asyncio.Lock()
         # Arbitrated here when this is the smallest-id PD worker a router sees (planner_lease.py).
         self.planner_lease = PlannerLease()
+
+    @functools.cached_property
+    def seats(self) -> SeatLine:
+        """Bounds decode-only admissions (refused past the seats, retryable: worker/seat_line.py)."""
+        options = self.runtime.options
+        slack = options.decode_admission_slack if isinstance(options, PDWorkerOptions) else 0
+        return SeatLine(options.max_num_seqs, slack)
 
     def refuse_reason(self, rpc: str, decode_only: bool = False) -> str | None:
         if self.draining:
@@ -110,6 +120,7 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
             receiver=rt.receiver,
             source=source,
             kv_compression=rt.options.kv_compression,
+            seats=self.seats,
         )
         span = spans.start_span("generate", context, rt.worker_id, request.request_id)
         first_token = True

@@ -5,7 +5,8 @@ Lifecycle of one request:
    scheduler preallocates blocks and a state slot for, in the same compute-thread call that
    returns its destination views). `Admitted` is emitted once the request is queued — for
    decode-only, once the KV receiver registered the transfer (a sender's OPEN that came earlier
-   waits for that registration in the receiver).
+   waits for that registration in the receiver). A decode-only request is refused with
+   `overloaded` when the line for decode seats is full (worker/seat_line.py).
 2. Decode-only: the receiver writes the transfer straight into the preallocated blocks. On success
    the handoff trailer gives the first token and the request starts decoding; on failure the
    engine frees the blocks (nothing was installed) and the stream ends with an error.
@@ -28,6 +29,7 @@ from prfaas.kvtransfer.base import KVReceiver, TransferError
 from prfaas.request import Request, RequestKind, RequestStatus
 from prfaas.worker.compute import ComputeLoop
 from prfaas.worker.handoff import Handoff, HandoffError
+from prfaas.worker.seat_line import SeatLine, SeatsFull
 from prfaas.worker.wire_inputs import wire_layout
 
 
@@ -82,9 +84,16 @@ def _destination(engine: EngineCore, request_id: str) -> Destination:
     return engine.transfer_layout(request_id), engine.receive_segments(request_id)
 
 
-def _add(engine: EngineCore, req: Request) -> Destination | None:
+def _add(
+    engine: EngineCore, req: Request, seats: SeatLine | None = None, arriving: int = 0
+) -> Destination | None:
     """On the compute thread: add `req`; a decode-only one preallocated at once also gets its
-    destination (None otherwise: its PREALLOCATED output comes when memory frees up)."""
+    destination (None otherwise: its PREALLOCATED output comes when memory frees up). A
+    decode-only one is refused (`SeatsFull`) when `seats` says the line for seats is full."""
+    if seats is not None and req.kind is RequestKind.DECODE_ONLY:
+        refusal = seats.refusal(engine.scheduler.num_with_kv, arriving)
+        if refusal is not None:
+            raise SeatsFull(refusal)
     engine.add_request(req)
     if req.kind is RequestKind.DECODE_ONLY and req.status is RequestStatus.WAITING_FOR_KV:
         return _destination(engine, req.request_id)
@@ -103,10 +112,13 @@ async def generate(
     source: KvSourceSpec | None = None,
     timeout_s: float = 600.0,
     kv_compression: str = "none",
+    seats: SeatLine | None = None,
 ) -> AsyncIterator[GenerateEvent]:
     """Drive one request to completion, yielding events. Frees everything on exit.
     `kv_compression` (fp8, int8) expects the full-attention KV encoded on the line and decodes it
-    into the cache once the transfer is done (prfaas/worker/kv_compression.py)."""
+    into the cache once the transfer is done (prfaas/worker/kv_compression.py). `seats` bounds
+    decode-only admissions (worker/seat_line.py: `Failed("overloaded")` past it) and tracks
+    this request's transfer for the bound."""
     rid = req.request_id
     arrived = time.monotonic()
     deadline = arrived + timeout_s
@@ -123,7 +135,12 @@ async def generate(
             # One hop to the compute thread admits a decode-only request and, when memory allows
             # its preallocation at once, returns its destination: each hop waits for the step in
             # progress (a whole decode step), so admission costs at most one (issue 12 item 2).
-            dest_now = await compute.call(lambda e: _add(e, req))
+            arriving = seats.nearly_done() if seats is not None else 0
+            dest_now = await compute.call(lambda e: _add(e, req, seats, arriving))
+        except SeatsFull as exc:
+            added = False
+            yield Failed("overloaded", str(exc))
+            return
         except ValueError as exc:
             added = False  # refused (maybe a duplicate id: never abort the other request)
             yield Failed("refused", str(exc))
@@ -152,6 +169,8 @@ async def generate(
                 source.deadline_seconds,
                 sender_identity=source.sender_id or None,
             )
+            if seats is not None:
+                seats.track(rid, handle)
             yield Admitted()
             expected_at = time.monotonic()
             try:
@@ -202,6 +221,8 @@ async def generate(
         yield Failed("timeout", f"request {rid} exceeded {timeout_s:.0f}s")
     finally:
         compute.unsubscribe(rid, outputs)
+        if seats is not None and handle is not None:
+            seats.untrack(rid)
         if handle is not None and not handle.state.terminal:
             handle.abort("decode side gave up")
         if added and not finished:

@@ -172,6 +172,13 @@ class PDWorkerOptions(WorkerOptions):
     grpc_port: Int = Field(50200, description="gRPC port")
     kv_port: Int = Field(50300, description="KV receiver TCP port")
     role: Annotated[Str, OneOf(PD_ROLES)] = Field("mixed", description="the starting role")
+    decode_admission_slack: Int = Field(
+        0,
+        description="refuse a decode-only request (retryable 'overloaded': the router tries "
+        "another decode worker or answers 429) when the running batch, the requests whose KV "
+        "waits for a seat and the transfers past half their bytes already number max_num_seqs "
+        "+ this (negative: never refuse; prfaas/worker/seat_line.py)",
+    )
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser, options: type[WorkerOptions]) -> None:
