@@ -46,12 +46,15 @@ RETRYABLE_WORKER_ERRORS = frozenset({"kv_transfer_failed", "overloaded", "aborte
 
 class Retry(Exception):
     """The attempt failed before any token reached the client; re-route without `worker_id`.
-    `remote_prefill_failed` asks for the local fallback (no PrfaaS)."""
+    `remote_prefill_failed` asks for the local fallback (no PrfaaS); `overloaded`: the worker
+    refused for capacity (its seats are full, worker/seat_line.py), not for a fault."""
 
-    def __init__(self, message: str, worker_id: str | None, remote_prefill_failed: bool = False):
+    def __init__(self, message: str, worker_id: str | None, remote_prefill_failed: bool = False,
+                 overloaded: bool = False):  # fmt: skip
         super().__init__(message)
         self.worker_id = worker_id
         self.remote_prefill_failed = remote_prefill_failed
+        self.overloaded = overloaded
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,7 @@ class Attempt:
             if self.num_tokens_sent == 0 and code in RETRYABLE_WORKER_ERRORS:
                 remote = code == "kv_transfer_failed" and self.prefill.kind == "prefill"
                 culprit = self.prefill if code == "kv_transfer_failed" else self.decode
-                raise Retry(f"{code}: {msg}", culprit.worker_id, remote)
+                raise Retry(f"{code}: {msg}", culprit.worker_id, remote, code == "overloaded")
             raise BackendError(f"worker {self.decode.worker_id} failed: {code}: {msg}")
         raise BackendError(f"worker {self.decode.worker_id} sent {kind} out of order")
 

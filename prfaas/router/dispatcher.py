@@ -11,7 +11,10 @@ Per request (`generate_routed`, on the router's event loop):
   3. `flows.Attempt` runs the local or two-worker flow and relays its events;
   4. a `Retry` (failure before any token) re-routes without the failed worker; a failed or
      stalled *remote* prefill re-routes with the PrfaaS cluster excluded (the local fallback);
-     after `max_attempts` or once tokens were sent the request fails with `BackendError`;
+     after `max_attempts` or once tokens were sent the request fails with `BackendError`, except
+     when the last worker tried refused for capacity (`overloaded`: its decode seats are full,
+     worker/seat_line.py), which is 429 with Retry-After (`Overloaded`), as is a retry that
+     finds no worker left;
   5. however the request ends early (error, client abort, cancellation) every worker involved
      gets an `Abort` and every call is cancelled.
 `generate` is the HTTP view (decisions filtered out); the gRPC `Router` service streams both.
@@ -190,6 +193,7 @@ class Dispatcher(GenerationBackend):
         timeline = RequestTimeline(rid, len(request.prompt_token_ids), self.stages)
         excluded: set[str] = set()
         force_local = False
+        overloaded = False
         done = False
         error: str | None = "cancelled"
         try:
@@ -225,8 +229,10 @@ class Dispatcher(GenerationBackend):
                     return
                 except Retry as exc:
                     failure = str(exc)
-                    log.warning("request %s attempt %d failed, retrying: %s",
-                                rid, num_attempt + 1, exc)  # fmt: skip
+                    overloaded = exc.overloaded
+                    log.log(logging.INFO if overloaded else logging.WARNING,
+                            "request %s attempt %d failed, retrying: %s",
+                            rid, num_attempt + 1, exc)  # fmt: skip
                     if exc.worker_id:
                         excluded.add(exc.worker_id)
                     force_local = force_local or exc.remote_prefill_failed
@@ -239,6 +245,8 @@ class Dispatcher(GenerationBackend):
                 finally:
                     attempt.close()
                     timeline.attempt_over(attempt, failure)
+            if overloaded:  # the last decode worker tried was full: overload (429), not a fault
+                raise Overloaded(self.config.retry_after_s, f"request {rid}: {failure}")
             raise BackendError(f"request {rid} failed after {self.config.max_attempts} attempts")
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
