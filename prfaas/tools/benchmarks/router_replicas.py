@@ -12,7 +12,9 @@ replica scales by. 1 replica, then 2 at once, in the same run; the ratio is 2-re
 
 Over-admission. A PD-P worker with an instant prefill and a PD-D worker with `--max-num-seqs`
 seats that decodes each request `--hold-ms` and reports its running count in `GetLoad` (as a real
-worker does, polled every 0.5 s). The same
+worker does, polled every 0.5 s), and refuses a decode-only admission as a real PD worker does
+(`--decode-admission-slack`, worker/seat_line.py; its transfers are instant, so the line is its
+running count; negative: never refuse, the worker before issue 17's refusal). The same
 closed-loop load (2 x max_num_seqs callers, a refused caller retries after 5 ms) goes through one
 router, then is split over two routers with separate registries (two processes' views, on one
 loop here: admission does not depend on CPU). Measured at the worker: the most requests it held
@@ -45,18 +47,63 @@ from prfaas.router.prefix_index import PrefixIndex
 from prfaas.router.registry import WorkerHandle, WorkerRegistry
 from prfaas.sampling import SamplingParams
 from prfaas.tools.benchmarks.router_overhead import InstantWorker, serve_worker
+from prfaas.worker.seat_line import SeatLine
 
 WARMUP_S = 1.0
+OPEN_GRACE_S = 2.0
+"""How long an instant prefill waits for the decode worker to register its transfer."""
+
+
+class Handoffs:
+    """First tokens from `PrefillInstantWorker` to `DecodeSeatWorker`, by transfer id (one event
+    loop). The handshake starts the prefill with the admission (issue 12), so a prefill may come
+    before the decode worker registered its transfer: it waits up to `OPEN_GRACE_S`, as a real
+    receiver holds an early OPEN (`kv_open_grace_s`). Without the wait most instant prefills failed
+    (`unknown transfer`, retried), and the over-admission figures measured those retries."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, asyncio.Future[int]] = {}
+        self._early: dict[str, asyncio.Future[None]] = {}
+
+    def register(self, transfer_id: str) -> asyncio.Future[int]:
+        first = asyncio.get_running_loop().create_future()
+        self._first[transfer_id] = first
+        early = self._early.pop(transfer_id, None)
+        if early is not None and not early.done():
+            early.set_result(None)
+        return first
+
+    def forget(self, transfer_id: str) -> None:
+        self._first.pop(transfer_id, None)
+
+    async def deliver(self, transfer_id: str, token: int) -> bool:
+        """Hand `token` to the registered transfer (False: never registered within the grace)."""
+        if transfer_id not in self._first:
+            early = self._early.setdefault(transfer_id, asyncio.get_running_loop().create_future())
+            try:
+                await asyncio.wait_for(early, OPEN_GRACE_S)
+            except TimeoutError:
+                pass
+            finally:
+                self._early.pop(transfer_id, None)
+        first = self._first.pop(transfer_id, None)
+        if first is None or first.done():
+            return False
+        first.set_result(token)
+        return True
 
 
 class DecodeSeatWorker(InstantWorker):
     """A PD-D worker: a decode-only Generate waits for its KV (the first token from
-    `PrefillInstantWorker`, through `transfers`), then holds a seat `hold_s` and reports in
-    `GetLoad` how many it holds, as a real worker's running batch."""
+    `PrefillInstantWorker`, through `handoffs`), then holds a seat `hold_s` and reports in
+    `GetLoad` how many it holds, as a real worker's running batch; past its seat line it refuses
+    the admission (`overloaded`), as a real PD worker."""
 
-    def __init__(self, transfers: dict[str, asyncio.Future[int]], max_num_seqs: int,
-                 hold_s: float) -> None:  # fmt: skip
-        self.transfers, self.max_num_seqs, self.hold_s = transfers, max_num_seqs, hold_s
+    def __init__(self, handoffs: Handoffs, max_num_seqs: int, hold_s: float,
+                 slack: int = 0) -> None:  # fmt: skip
+        self.handoffs, self.max_num_seqs, self.hold_s = handoffs, max_num_seqs, hold_s
+        self.seats = SeatLine(max_num_seqs, slack)
+        self.refused = 0
         self.running = 0
         self.peak = 0
         self.admissions = 0
@@ -64,10 +111,19 @@ class DecodeSeatWorker(InstantWorker):
         """Requests whose KV arrived with all `max_num_seqs` seats taken (waiting for a seat)."""
 
     async def Generate(self, request, context):  # noqa: N802, ANN001, ANN201
-        first = asyncio.get_running_loop().create_future()
-        self.transfers[request.kv_source.transfer_id] = first
-        yield worker_pb2.GenerateEvent(admitted=worker_pb2.Admitted())
-        token = await asyncio.wait_for(first, request.kv_source.deadline_seconds or 30)
+        refusal = self.seats.refusal(self.running, 0)
+        if refusal is not None:
+            self.refused += 1
+            err = worker_pb2.WorkerError(code="overloaded", message=refusal)
+            yield worker_pb2.GenerateEvent(error=err)
+            return
+        tid = request.kv_source.transfer_id
+        first = self.handoffs.register(tid)
+        try:
+            yield worker_pb2.GenerateEvent(admitted=worker_pb2.Admitted())
+            token = await asyncio.wait_for(first, request.kv_source.deadline_seconds or 30)
+        finally:
+            self.handoffs.forget(tid)
         self.admissions += 1
         self.admitted_over += self.running >= self.max_num_seqs
         self.running += 1
@@ -90,15 +146,13 @@ class DecodeSeatWorker(InstantWorker):
 class PrefillInstantWorker(InstantWorker):
     """A PD-P worker whose prefill is instant: it hands the first token to the decode worker."""
 
-    def __init__(self, transfers: dict[str, asyncio.Future[int]]) -> None:
-        self.transfers = transfers
+    def __init__(self, handoffs: Handoffs) -> None:
+        self.handoffs = handoffs
 
     async def Prefill(self, request, context) -> worker_pb2.PrefillResult:  # noqa: N802, ANN001
-        waiting = self.transfers.pop(request.destination.transfer_id, None)
-        if waiting is None:  # abort raises: the router sees the prefill fail
+        if not await self.handoffs.deliver(request.destination.transfer_id, 7):
+            # abort raises: the router sees the prefill fail
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "unknown transfer")
-        else:
-            waiting.set_result(7)
         return worker_pb2.PrefillResult(request_id=request.request_id, first_token=7,
                                         num_prompt_tokens=len(request.prompt_ids))  # fmt: skip
 
@@ -231,6 +285,8 @@ class AdmissionRun:
     """The worker's running count every 10 ms."""
     admissions: int = 0
     admitted_over: int = 0
+    worker_refused: int = 0
+    """Admissions the decode worker refused (`overloaded`; the router then answered 429)."""
     refused_429: int = 0
     finished: int = 0
     failed: list[str] = field(default_factory=list)
@@ -246,18 +302,19 @@ class AdmissionRun:
             / max(len(self.running_samples), 1),
             "admissions_finding_no_seat": self.admitted_over / max(self.admissions, 1),
             "finished": self.finished,
+            "worker_refused": self.worker_refused,
             "refused_429_retried": self.refused_429,
             "failed": len(self.failed),
         }
 
 
 async def measure_admission(
-    routers: int, max_num_seqs: int, hold_s: float, duration_s: float
+    routers: int, max_num_seqs: int, hold_s: float, duration_s: float, slack: int = 0
 ) -> AdmissionRun:
-    transfers: dict[str, asyncio.Future[int]] = {}
-    worker = DecodeSeatWorker(transfers, max_num_seqs, hold_s)
+    handoffs = Handoffs()
+    worker = DecodeSeatWorker(handoffs, max_num_seqs, hold_s, slack)
     server, port = await serve_worker(worker)
-    prefill_server, prefill_port = await serve_worker(PrefillInstantWorker(transfers))
+    prefill_server, prefill_port = await serve_worker(PrefillInstantWorker(handoffs))
     addresses = [f"127.0.0.1:{prefill_port}", f"127.0.0.1:{port}"]
     started = [await _start_router(addresses, (Role.PREFILL, Role.DECODE)) for _ in range(routers)]
     run = AdmissionRun(routers, max_num_seqs)
@@ -290,8 +347,8 @@ async def measure_admission(
             await dispatcher.close()
         await server.stop(0)
         await prefill_server.stop(0)
-    run.peak_running, run.admissions, run.admitted_over = (
-        worker.peak, worker.admissions, worker.admitted_over
+    run.peak_running, run.admissions, run.admitted_over, run.worker_refused = (
+        worker.peak, worker.admissions, worker.admitted_over, worker.refused
     )  # fmt: skip
     return run
 
@@ -303,6 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-tokens", type=int, default=1024)
     parser.add_argument("--max-num-seqs", type=int, default=16, help="over-admission: seats")
     parser.add_argument("--hold-ms", type=float, default=200.0, help="over-admission: per request")
+    parser.add_argument("--decode-admission-slack", type=int, default=0,
+                        help="over-admission: the decode worker's seat-line slack (negative: it "
+                        "never refuses)")  # fmt: skip
     parser.add_argument("--skip-throughput", action="store_true")
 
 
@@ -318,7 +378,11 @@ def run(args: argparse.Namespace) -> int:
                                 "two_over_one": two["requests_per_s"] / one["requests_per_s"]}  # fmt: skip
     hold = args.hold_ms / 1e3
     result["admission"] = [
-        asyncio.run(measure_admission(n, args.max_num_seqs, hold, args.duration_s)).summary()
+        asyncio.run(
+            measure_admission(
+                n, args.max_num_seqs, hold, args.duration_s, args.decode_admission_slack
+            )
+        ).summary()
         for n in (1, 2)
     ]
     print(json.dumps(result, indent=1))
@@ -330,7 +394,8 @@ def run(args: argparse.Namespace) -> int:
     for a in result["admission"]:
         print(f"{a['routers']} router(s): peak {a['peak_running']} of {a['max_num_seqs']} seats, "
               f"mean {a['mean_running_over_max']:.2f}x, over for {a['time_over_max']:.0%}, "
-              f"{a['failed']} failed, {a['refused_429_retried']} refusals retried")  # fmt: skip
+              f"{a['failed']} failed, {a['refused_429_retried']} refusals retried "
+              f"({a['worker_refused']} by the worker)")  # fmt: skip
     return 0
 
 
