@@ -26,6 +26,16 @@ def test_exp_matches_expf_to_a_few_ulp() -> None:
     assert float(native.exp_nonpositive(torch.tensor([-1e4]))[0]) < 1e-37  # clamped, not NaN
 
 
+def test_sigmoid_and_silu_match_torch() -> None:
+    """Both signs, large magnitudes (no overflow) and a length that leaves an 8-lane tail."""
+    x = torch.cat([torch.randn(10_000) * 8, torch.tensor([0.0, -0.0, 100.0, -100.0, 1e4, -1e4])])
+    x = torch.cat([x, torch.randn(3)])
+    torch.testing.assert_close(native.sigmoid(x), torch.sigmoid(x), atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(native.sigmoid(x, silu=True), F.silu(x), atol=1e-7, rtol=1e-6)
+    one = native.sigmoid(x[5:6], silu=True)  # an element's bits do not depend on its position
+    assert torch.equal(one, native.sigmoid(x, silu=True)[5:6])
+
+
 # d % 16 == 0 takes the 16-lane kernel where AVX-512 is built (query heads in pairs: G = 3 leaves a
 # single, G = 1 only singles); d = 20 the 8-lane kernel with its scalar tails.
 @pytest.mark.parametrize(

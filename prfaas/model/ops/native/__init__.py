@@ -8,6 +8,7 @@ from prfaas.model.ops.native.kernels import (
     exp_nonpositive,
     gdn_decode_step_native,
     paged_decode_attention_native,
+    sigmoid,
     usable,
 )
 from prfaas.model.ops.native.loader import library, load_error
@@ -18,5 +19,6 @@ __all__ = [
     "library",
     "load_error",
     "paged_decode_attention_native",
+    "sigmoid",
     "usable",
 ]

@@ -20,6 +20,7 @@ int paged_decode_attention_f32(const float *q, const float *kv, const int64_t *t
                                int64_t table_stride, const int64_t *lengths, int64_t B, int64_t Hq,
                                int64_t Hkv, int64_t d, int64_t block_size, float scale,
                                float *out);
+void sigmoid_f32(const float *x, float *y, int64_t n, int silu);
 int gdn_decode_step_f32(const float *q, const float *k, const float *v, const float *beta,
                         const float *g, float *state, const int64_t *slots, int64_t B, int64_t H,
                         int64_t dk, int64_t dv, float *out);
@@ -123,7 +124,6 @@ static void linear(const float *x, int64_t B, int64_t K, const float *P, int64_t
 }
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-static inline float siluf(float x) { return x / (1.0f + expf(-x)); }
 
 /* RMSNorm of n floats (layers.RMSNorm): x · rsqrt(mean(x²) + eps) · (w + offset). */
 static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float offset,
@@ -148,11 +148,20 @@ static void l2norm(float *x, int64_t n, float eps, float scale) {
     }
 }
 
-/* Rotate-half RoPE on the first rope_dim dims of one head (ops/rope.py apply_rope). */
-static void rope(float *x, int64_t rope_dim, const float *inv_freq, int64_t pos) {
+/* cos and sin of a position's rotary angles (ops/rope.py apply_rope): cs[2·i], cs[2·i + 1]. */
+static void rope_angles(int64_t rope_dim, const float *inv_freq, int64_t pos, float *cs) {
+    for (int64_t i = 0; i < rope_dim / 2; i++) {
+        const float angle = (float)pos * inv_freq[i];
+        cs[2 * i] = cosf(angle);
+        cs[2 * i + 1] = sinf(angle);
+    }
+}
+
+/* Rotate-half RoPE on the first rope_dim dims of one head, angles from rope_angles. */
+static void rope(float *x, int64_t rope_dim, const float *cs) {
     const int64_t half = rope_dim / 2;
     for (int64_t i = 0; i < half; i++) {
-        const float angle = (float)pos * inv_freq[i], c = cosf(angle), s = sinf(angle);
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         const float x1 = x[i], x2 = x[half + i];
         x[i] = x1 * c - x2 * s;
         x[half + i] = x2 * c + x1 * s;
@@ -162,6 +171,7 @@ static void rope(float *x, int64_t rope_dim, const float *inv_freq, int64_t pos)
 /* Scratch for one step, carved from one allocation. */
 typedef struct {
     float *x, *h, *proj, *mix, *tmp, *q, *k, *beta, *g, *y;
+    float *rope; /* [B, rope_dim]: each request's rope_angles, shared by heads and layers */
 } Scratch;
 
 /* Gated DeltaNet mixer (layers.GatedDeltaNet.decode): h [B, d] -> tmp [B, d]; updates the conv and
@@ -185,8 +195,9 @@ static int gdn_layer(const ModelDims *m, const LayerWeights *L, float *rec, floa
             acc += row[c] * w[K - 1];
             for (int64_t j = 0; j + 1 < K - 1; j++) sc[j] = sc[j + 1];
             if (K > 1) sc[K - 2] = row[c];
-            y[c] = siluf(acc);
+            y[c] = acc;
         }
+        sigmoid_f32(y, y, C, 1);
         for (int64_t h = 0; h < Hk; h++) {
             l2norm(y + h * dk, dk, (float)m->qk_norm_eps, qscale);
             l2norm(y + nk + h * dk, dk, (float)m->qk_norm_eps, 1.0f);
@@ -207,11 +218,12 @@ static int gdn_layer(const ModelDims *m, const LayerWeights *L, float *rec, floa
                                  s->tmp);
     if (rc) return rc;
     for (int64_t b = 0; b < B; b++) {
-        const float *z = s->proj + b * width + C;
+        float *z = s->proj + b * width + C;
+        sigmoid_f32(z, z, Hv * dv, 1); /* silu(z) over z: the row is not read again */
         for (int64_t h = 0; h < Hv; h++) {
             float *o = s->tmp + (b * Hv + h) * dv;
             rmsnorm(o, L->out_norm, dv, (float)m->rms_eps, 0.0f, o);
-            for (int64_t e = 0; e < dv; e++) o[e] *= siluf(z[h * dv + e]);
+            for (int64_t e = 0; e < dv; e++) o[e] *= z[h * dv + e];
         }
     }
     linear(s->tmp, B, Hv * dv, L->out_proj, d, s->mix, d);
@@ -222,9 +234,8 @@ static int gdn_layer(const ModelDims *m, const LayerWeights *L, float *rec, floa
 /* Full attention mixer (layers.FullAttention.decode): h [B, d] -> tmp [B, d]; writes the new K/V
  * rows into the layer's cache before attending. */
 static int attention_layer(const ModelDims *m, const LayerWeights *L, float *kv,
-                           const int64_t *positions, const int64_t *kv_rows,
-                           const int64_t *tables, int64_t table_stride, const int64_t *lengths,
-                           int64_t block_size, int64_t B, Scratch *s) {
+                           const int64_t *kv_rows, const int64_t *tables, int64_t table_stride,
+                           const int64_t *lengths, int64_t block_size, int64_t B, Scratch *s) {
     const int64_t d = m->d_model, Hq = m->hq, Hkv = m->hkv, hd = m->hd;
     const int64_t qw = Hq * hd * (m->attn_gate ? 2 : 1), width = qw + 2 * Hkv * hd;
     const float eps = (float)m->rms_eps, off = (float)m->norm_offset;
@@ -234,11 +245,11 @@ static int attention_layer(const ModelDims *m, const LayerWeights *L, float *kv,
         float *q = s->q + b * Hq * hd, *dst = kv + kv_rows[b] * 2 * Hkv * hd;
         for (int64_t h = 0; h < Hq; h++) {
             rmsnorm(row + h * hd, L->q_norm, hd, eps, off, q + h * hd);
-            rope(q + h * hd, m->rope_dim, m->rope_inv_freq, positions[b]);
+            rope(q + h * hd, m->rope_dim, s->rope + b * m->rope_dim);
         }
         for (int64_t h = 0; h < Hkv; h++) {
             rmsnorm(row + qw + h * hd, L->k_norm, hd, eps, off, dst + h * hd);
-            rope(dst + h * hd, m->rope_dim, m->rope_inv_freq, positions[b]);
+            rope(dst + h * hd, m->rope_dim, s->rope + b * m->rope_dim);
         }
         memcpy(dst + Hkv * hd, row + qw + Hkv * hd, sizeof(float) * Hkv * hd);
     }
@@ -247,9 +258,10 @@ static int attention_layer(const ModelDims *m, const LayerWeights *L, float *kv,
     if (rc) return rc;
     if (m->attn_gate)
         for (int64_t b = 0; b < B; b++) {
-            const float *gate = s->proj + b * width + Hq * hd;
+            float *gate = s->proj + b * width + Hq * hd;
             float *o = s->mix + b * Hq * hd;
-            for (int64_t i = 0; i < Hq * hd; i++) o[i] *= sigmoidf(gate[i]);
+            sigmoid_f32(gate, gate, Hq * hd, 0); /* over the gate: not read again */
+            for (int64_t i = 0; i < Hq * hd; i++) o[i] *= gate[i];
         }
     linear(s->mix, B, Hq * hd, L->o_proj, d, s->tmp, d);
     return 0;
@@ -260,9 +272,10 @@ static void mlp(const ModelDims *m, const LayerWeights *L, int64_t B, Scratch *s
     const int64_t d = m->d_model, F = m->ffn;
     linear(s->h, B, d, L->gate_up, 2 * F, s->proj, 2 * F);
     for (int64_t b = 0; b < B; b++) {
-        const float *gu = s->proj + b * 2 * F;
+        float *gu = s->proj + b * 2 * F;
         float *act = s->mix + b * F;
-        for (int64_t f = 0; f < F; f++) act[f] = siluf(gu[f]) * gu[F + f];
+        sigmoid_f32(gu, gu, F, 1); /* silu(gate) over the gate half */
+        for (int64_t f = 0; f < F; f++) act[f] = gu[f] * gu[F + f];
     }
     linear(s->mix, B, F, L->down, d, s->tmp, d);
 }
@@ -303,7 +316,7 @@ int fused_decode_step_f32(const ModelDims *m, const LayerWeights *layers,
     if (d > mix) mix = d;
     int64_t head = Hv * dk > m->hq * m->hd ? Hv * dk : m->hq * m->hd;
     int64_t tmp = Hv * dv > d ? Hv * dv : d;
-    const int64_t total = B * (2 * d + proj + mix + tmp + 2 * head + 2 * Hv) + C;
+    const int64_t total = B * (2 * d + proj + mix + tmp + 2 * head + 2 * Hv + m->rope_dim) + C;
     float *buf = malloc(sizeof(float) * total);
     if (!buf) return -1;
     Scratch s;
@@ -317,6 +330,9 @@ int fused_decode_step_f32(const ModelDims *m, const LayerWeights *layers,
     s.beta = s.k + B * head;
     s.g = s.beta + B * Hv;
     s.y = s.g + B * Hv;
+    s.rope = s.y + C;
+    for (int64_t b = 0; b < B; b++)
+        rope_angles(m->rope_dim, m->rope_inv_freq, positions[b], s.rope + b * m->rope_dim);
     for (int64_t b = 0; b < B; b++) memcpy(s.x + b * d, m->embed + tokens[b] * d, sizeof(float) * d);
     const float eps = (float)m->rms_eps, off = (float)m->norm_offset;
     int rc = 0;
@@ -326,8 +342,8 @@ int fused_decode_step_f32(const ModelDims *m, const LayerWeights *layers,
         if (L->kind == 0)
             rc = gdn_layer(m, L, layer_caches[2 * i], layer_caches[2 * i + 1], slots, B, &s);
         else
-            rc = attention_layer(m, L, layer_caches[2 * i], positions, kv_rows, tables,
-                                 table_stride, lengths, block_size, B, &s);
+            rc = attention_layer(m, L, layer_caches[2 * i], kv_rows, tables, table_stride,
+                                 lengths, block_size, B, &s);
         if (rc) break;
         for (int64_t j = 0; j < B * d; j++) s.x[j] += s.tmp[j];
         for (int64_t b = 0; b < B; b++) rmsnorm(s.x + b * d, L->mlp_norm, d, eps, off, s.h + b * d);

@@ -41,6 +41,15 @@ def exp_nonpositive(x: Tensor) -> Tensor:
     return y
 
 
+def sigmoid(x: Tensor, *, silu: bool = False) -> Tensor:
+    """The fused step's sigmoid (or SiLU: x · sigmoid(x)), exposed so tests can compare it with
+    torch's."""
+    _check(x, "x", torch.float32)
+    y = torch.empty_like(x)
+    _lib().sigmoid_f32(x.data_ptr(), y.data_ptr(), x.numel(), int(silu))
+    return y
+
+
 def paged_decode_attention_native(q: Tensor, kv: Tensor, tables: Tensor, lengths: Tensor) -> Tensor:
     """Same contract as ops.attention.paged_decode_attention, tables as a padded tensor.
 

@@ -32,6 +32,7 @@ _i64, _f32, _ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 # ctypes argtypes per symbol (elements: ctypes simple types; mypy cannot join the concatenations).
 _SIGNATURES: dict[str, list[Any]] = {
     "exp_nonpositive_f32": [_ptr, _ptr, _i64],
+    "sigmoid_f32": [_ptr, _ptr, _i64, ctypes.c_int],  # x, y, n, silu
     # q, kv, tables, table_stride, lengths, B, Hq, Hkv, d, block_size, scale, out
     "paged_decode_attention_f32": [_ptr, _ptr, _ptr, _i64, _ptr] + [_i64] * 5 + [_f32, _ptr],
     # q, k, v, beta, g, state, slots, B, H, dk, dv, out
@@ -42,6 +43,7 @@ _SIGNATURES: dict[str, list[Any]] = {
     # kv_rows, tables, table_stride, lengths, B, logits (fused_decode.c; fused_step.py)
     "fused_decode_step_f32": [_ptr] * 3 + [_i64] * 3 + [_ptr] * 5 + [_i64, _ptr, _i64, _ptr],
 }
+_VOID = {"exp_nonpositive_f32", "sigmoid_f32"}  # no return value
 SOURCES = ("decode_kernels.c", "fused_decode.c")
 
 
@@ -93,7 +95,7 @@ def library() -> ctypes.CDLL | None:
                 for name, argtypes in _SIGNATURES.items():
                     fn = getattr(lib, name)
                     fn.argtypes = argtypes
-                    fn.restype = ctypes.c_int if name != "exp_nonpositive_f32" else None
+                    fn.restype = None if name in _VOID else ctypes.c_int
                 _loaded = lib
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 _error = f"{type(exc).__name__}: {exc}"
