@@ -122,14 +122,21 @@ def load_case(path: str | Path) -> Case:
     )
 
 
+def policy_model(case: Case, dep: Deployment) -> ClusterModel:
+    """The cluster model the deployment's policy plans with (homogeneous-pd: no PrfaaS)."""
+    model = case.cluster_model(dep)
+    if dep.policy == "homogeneous-pd":
+        return replace(model, n_prfaas=0, prfaas_profile=None)
+    return model
+
+
 def plan_deployment(case: Case, dep: Deployment) -> DeploymentPlan:
     """Run the search that the deployment's policy calls for."""
-    model = case.cluster_model(dep)
+    model = policy_model(case, dep)
     if dep.policy == "prfaas":
         point, grid = search(model, case.lengths)
         return DeploymentPlan(dep, point, grid)
     if dep.policy == "homogeneous-pd":
-        model = replace(model, n_prfaas=0, prfaas_profile=None)
         point, _ = search(model, case.lengths, thresholds=[math.inf], n_p_values=range(1, dep.n_pd))
         return DeploymentPlan(dep, point, None)
     # naive-hetero: every request's prefill goes to PrfaaS (t below every length), N_p = 0.

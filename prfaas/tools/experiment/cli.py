@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "the planner plans with the compressed bytes")  # fmt: skip
     a("--duration", type=float, help="seconds of arrivals per rate point (default 75, quick 6)")
     a("--multipliers", default="0.9,1.05,1.25", help="rate points: × each policy's predicted Λ")
+    a("--rate-basis", choices=("planner", "work"), default="planner",
+      help="the Λ that --multipliers, --common-factor and --fluct-rate-factor scale: the paper's "
+           "(T_prefill at each class's mean length) or the work-conserving one (mean T_prefill "
+           "per class, planner/work_conserving.py; lower where T_prefill is convex)")  # fmt: skip
     a("--common-factor", type=float, default=0.8,
       help="the common offered load: this × the smallest predicted Λ (TTFT comparison)")  # fmt: skip
     a("--no-netns", action="store_true", help="use the userspace relay even where root allows")
@@ -98,8 +102,14 @@ def _scale(args: argparse.Namespace) -> Scale:
     return scale
 
 
-def _rates(policy: str, prediction: dict[str, Any], common: float, mults: list[float]) -> list:
-    lam = prediction["policies"][policy]["lambda_max_rps"]
+LAMBDA_KEYS = {"planner": "lambda_max_rps", "work": "lambda_work_rps"}
+"""--rate-basis: the prediction key whose Λ the rate factors scale."""
+
+
+def _rates(
+    policy: str, prediction: dict[str, Any], common: float, mults: list[float], basis: str
+) -> list:
+    lam = prediction["policies"][policy][LAMBDA_KEYS[basis]]
     return sorted({round(common, 3), *(round(m * lam, 3) for m in mults)})
 
 
@@ -148,10 +158,10 @@ def run(args: argparse.Namespace) -> int:
     why_not = "disabled by --no-netns" if args.no_netns else deploy.netns_available()
     netns = why_not is None
     _, prediction = predict(scale)
-    lams = [prediction["policies"][p]["lambda_max_rps"] for p in policies]
+    lams = [prediction["policies"][p][LAMBDA_KEYS[args.rate_basis]] for p in policies]
     common = args.common_factor * min(lams)
     print(f"experiment: {'network namespaces + tbf veth' if netns else 'relay (' + str(why_not) + ')'}"
-          f"; predicted Λ_max " + ", ".join(f"{p} {lam:.3f}" for p, lam in zip(policies, lams,
+          f"; predicted Λ_max ({args.rate_basis}) " + ", ".join(f"{p} {lam:.3f}" for p, lam in zip(policies, lams,
           strict=True)) + f" req/s; common load {common:.3f} req/s", flush=True)  # fmt: skip
     crit = Criterion()
     doc = {
@@ -172,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             warm_up(running.http, 2)
             points = []
-            rates = [] if args.no_sweep else _rates(policy, prediction, common, mults)
+            rates = (
+                [] if args.no_sweep else _rates(policy, prediction, common, mults, args.rate_basis)
+            )
             for j, rate in enumerate(rates):
                 point, results = run_point(running, rate, duration, scale, 100 * i + j + 1, crit)
                 point["load_average"] = os.getloadavg()
@@ -208,7 +220,7 @@ def _fluctuate(
         print("fluctuation: skipped (needs the namespace deployment to re-shape the link)")
         return None
     total = args.fluct_duration or (6.0 if args.quick else 180.0)
-    rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
+    rate = args.fluct_rate_factor * prediction["policies"]["prfaas"][LAMBDA_KEYS[args.rate_basis]]
     if args.quick:
         rate = 0.5 * rate
     if args.fluct_rate is not None:

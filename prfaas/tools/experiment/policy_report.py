@@ -58,10 +58,14 @@ def ratios(measured: dict[str, dict[str, Any]], prediction: dict[str, Any]) -> d
         ours_top, theirs_top = top.get("prfaas"), top.get(base)
         sat = ours_top / theirs_top if ours_top and theirs_top else None
         pred = prediction["ratios"][key]
+        # Runs from before the work-conserving Λ (planner/work_conserving.py) have no such ratio.
+        work = prediction.get("ratios_work", {}).get(key)
         out[key] = {"measured": m, "predicted": pred,
                     "measured_over_predicted": m / pred if m else None,
                     "saturated": sat,
-                    "saturated_over_predicted": sat / pred if sat else None}  # fmt: skip
+                    "saturated_over_predicted": sat / pred if sat else None,
+                    "predicted_work": work,
+                    "measured_over_predicted_work": m / work if m and work else None}  # fmt: skip
     return out
 
 
@@ -70,7 +74,7 @@ def markdown(doc: dict[str, Any]) -> str:
     if not meas:  # --no-sweep: the fluctuation only
         return _fluctuation_lines(doc.get("fluctuation"))
     lines = [
-        "| policy | N_prfaas | N_p/N_d | t | Λ predicted | max sustainable (measured) | "
+        "| policy | N_prfaas | N_p/N_d | t | Λ predicted (work-conserving) | max sustainable (measured) | "
         "measured/predicted | highest steady (measured/predicted) | TTFT mean / P90 @ common | egress avg / peak (Mbit/s) | "
         "offload (measured / predicted) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -84,7 +88,8 @@ def markdown(doc: dict[str, Any]) -> str:
         t = p["threshold_tokens"]
         lines.append(
             f"| {pol} | {p['n_prfaas']} | {p['n_prefill']}/{p['n_decode']} | "
-            f"{'–' if t is None else f'{t:.0f}'} | {p['lambda_max_rps']:.3f} | {_f(lam)} "
+            f"{'–' if t is None else f'{t:.0f}'} | {p['lambda_max_rps']:.3f} "
+            f"({_f(p.get('lambda_work_rps'))}) | {_f(lam)} "
             f"(offered {_f(m['max_sustainable_offered_rps'], '.2f')}) | "
             f"{_f(lam / p['lambda_max_rps'] if lam else None)} | "
             f"{_f(m['max_measured_rps'])} ({_f(m['max_measured_rps'] / p['lambda_max_rps'])}) | "
@@ -94,13 +99,14 @@ def markdown(doc: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| ratio | predicted | measured (sustainable) | measured/predicted | "
-        "measured (highest steady throughput) | measured/predicted |",
+        "| ratio | predicted (work-conserving) | measured (sustainable) | measured/predicted "
+        "(/work-conserving) | measured (highest steady throughput) | measured/predicted |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, r in doc.get("ratios", {}).items():
-        lines.append(f"| {key} | {r['predicted']:.3f} | {_f(r['measured'])} | "
-                     f"{_f(r['measured_over_predicted'])} | {_f(r.get('saturated'))} | "
+        lines.append(f"| {key} | {r['predicted']:.3f} ({_f(r.get('predicted_work'))}) | "
+                     f"{_f(r['measured'])} | {_f(r['measured_over_predicted'])} "
+                     f"({_f(r.get('measured_over_predicted_work'))}) | {_f(r.get('saturated'))} | "
                      f"{_f(r.get('saturated_over_predicted'))} |")  # fmt: skip
     lines += ["", "Rate points (offered → steady throughput, completion ratio, ITL p90, TPOT p90,"
               " failures, sustainable):", ""]  # fmt: skip

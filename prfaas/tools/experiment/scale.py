@@ -35,7 +35,9 @@ from prfaas.planner import (
     TruncatedLogNormal,
     plan,
 )
+from prfaas.planner.case import policy_model
 from prfaas.planner.cli import plan_to_json
+from prfaas.planner.work_conserving import work_conserving_lambda
 
 PRFAAS_PROFILE = case_study_file("h200_8gpu_prefill.csv")
 PD_PROFILE = case_study_file("h20_8gpu_prefill.csv")
@@ -148,18 +150,26 @@ def scaled_case(scale: Scale) -> Case:
 
 def predict(scale: Scale) -> tuple[PlanResult, dict[str, Any]]:
     """The planner on the scaled inputs: per policy Λ_max, split, t, p, egress; and the ratios."""
-    result = plan(scaled_case(scale))
+    case = scaled_case(scale)
+    result = plan(case)
     out: dict[str, Any] = {}
     for name, dp in result.plans.items():
         row = plan_to_json(dp)
         row["egress_bytes_per_s"] = dp.point.egress_bytes_per_s
+        # The same operating point with mean prefill times (planner/work_conserving.py).
+        model = policy_model(case, dp.deployment)
+        row["lambda_work_rps"] = work_conserving_lambda(model, case.lengths, dp.point)
         out[DEPLOYMENTS[name]] = {"deployment": name, **row}
-    lam = {k: v["lambda_max_rps"] for k, v in out.items()}
-    ratios = {
-        "prfaas/homogeneous-pd": lam["prfaas"] / lam["homogeneous-pd"],
-        "prfaas/naive-hetero": lam["prfaas"] / lam["naive-hetero"],
+
+    def ratios(key: str) -> dict[str, float]:
+        lam = {k: v[key] for k, v in out.items()}
+        return {f"prfaas/{b}": lam["prfaas"] / lam[b] for b in ("homogeneous-pd", "naive-hetero")}
+
+    return result, {
+        "policies": out,
+        "ratios": ratios("lambda_max_rps"),
+        "ratios_work": ratios("lambda_work_rps"),
     }
-    return result, {"policies": out, "ratios": ratios}
 
 
 def roles_for(policy: str, prediction: dict[str, Any]) -> tuple[str, ...]:
