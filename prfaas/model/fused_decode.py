@@ -105,6 +105,9 @@ class FusedDecode:
         # Same fp32 inverse frequencies as ops/rope.py's apply_rope.
         self._inv_freq = c.rope_theta ** (-torch.arange(half, dtype=torch.float32) * 2 / c.rope_dim)
         self._params = list(model.parameters())
+        # Inference tensors keep no version counter (nor are they written outside inference
+        # mode): their storage alone is checked.
+        self._versioned = [p for p in self._params if not p.is_inference()]
         self._storage = self._stamp()
         self._logit_mask = model.logit_mask.contiguous()
         self._packed: list[Tensor] = []  # kept alive: the C plan points into them
@@ -164,9 +167,10 @@ class FusedDecode:
         self._packed.append(pack_panels(*weights))
         return self._packed[-1].data_ptr()
 
-    def _stamp(self) -> list[tuple[int, int]]:
-        # Inference tensors keep no version counter (and are not written outside inference mode).
-        return [(p.data_ptr(), -1 if p.is_inference() else p._version) for p in self._params]
+    def _stamp(self) -> tuple[list[int], list[int]]:
+        # Checked every step: ~25 us for the small preset's 101 parameters (a tuple per parameter
+        # cost ~60).
+        return list(map(Tensor.data_ptr, self._params)), [p._version for p in self._versioned]
 
     def _current(self) -> bool:
         return self._stamp() == self._storage
