@@ -8,7 +8,9 @@ callers of `Dispatcher.generate` (prefix match, policy, placement accounting, ti
 Generate call, relay). It reports requests finished in the measured window, latency p50/p99 and
 its CPU seconds per request. The HTTP front end is not in the loop: this is the routing path a
 replica scales by. 1 replica, then 2 at once, in the same run; the ratio is 2-replica total over
-1-replica requests per second.
+1-replica requests per second. The instant workers' CPU over the same window is read from /proc,
+so the CPU per request of the whole path (replicas + workers) and the cores it used are reported:
+where they share a small machine, two replicas cannot go past what the cores left give.
 
 Over-admission. A PD-P worker with an instant prefill and a PD-D worker with `--max-num-seqs`
 seats that decodes each request `--hold-ms` and reports its running count in `GetLoad` (as a real
@@ -241,6 +243,16 @@ def _replica_process(
     out.put(asyncio.run(main()))
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_throughput(
     replicas: int, num_workers: int, concurrency: int, duration_s: float, prompt_tokens: int
 ) -> dict[str, Any]:
@@ -258,6 +270,12 @@ def measure_throughput(
     ]  # fmt: skip
     for p in routers:
         p.start()
+    # The instant workers' CPU over the measured window (each replica measures its own).
+    time.sleep(max(0.0, start_at + WARMUP_S - time.time()))
+    workers_cpu = [-_cpu_s(p.pid) for p in workers]
+    load_average_start = os.getloadavg()[0]
+    time.sleep(duration_s)
+    workers_cpu = [c + _cpu_s(p.pid) for c, p in zip(workers_cpu, workers, strict=True)]
     per_replica = [out.get(timeout=120 + duration_s) for _ in routers]
     load_average = os.getloadavg()[0]
     for p in routers:
@@ -265,10 +283,16 @@ def measure_throughput(
     stop.set()
     for p in workers:
         p.join()
+    requests = sum(r["requests"] for r in per_replica)
+    routers_cpu = sum(r["cpu_s_per_request_ms"] * r["requests"] / 1e3 for r in per_replica)
     return {
         "replicas": replicas,
         "requests_per_s": sum(r["requests_per_s"] for r in per_replica),
         "per_replica": per_replica,
+        "workers_cpu_ms_per_request": 1e3 * sum(workers_cpu) / max(requests, 1),
+        "all_cpu_ms_per_request": 1e3 * (routers_cpu + sum(workers_cpu)) / max(requests, 1),
+        "cores_used": (routers_cpu + sum(workers_cpu)) / duration_s,
+        "load_average_1m_start": load_average_start,
         "load_average_1m": load_average,
     }
 
@@ -391,6 +415,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"one router {t['one']['requests_per_s']:.0f} req/s, two replicas "
               f"{t['two']['requests_per_s']:.0f} req/s ({t['two_over_one']:.2f}x; load average "
               f"{t['two']['load_average_1m']:.1f} on {os.cpu_count()} cores)")  # fmt: skip
+        for n in ("one", "two"):
+            m = t[n]
+            per = ", ".join(f"{r['cpu_s_per_request_ms']:.2f}" for r in m["per_replica"])
+            print(f"  {m['replicas']} replica(s): CPU ms per request: router(s) {per}, workers "
+                  f"{m['workers_cpu_ms_per_request']:.2f}, all {m['all_cpu_ms_per_request']:.2f};"
+                  f" {m['cores_used']:.2f} cores used")  # fmt: skip
     for a in result["admission"]:
         print(f"{a['routers']} router(s): peak {a['peak_running']} of {a['max_num_seqs']} seats, "
               f"mean {a['mean_running_over_max']:.2f}x, over for {a['time_over_max']:.0%}, "
