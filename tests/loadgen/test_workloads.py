@@ -133,3 +133,44 @@ def test_azure_parsing(tmp_path: Path) -> None:
     r = azure_workload(real, limit=200, scaling=Scaling(length_scale=0.01))
     stamps = r.timestamps or []
     assert len(r.requests) == 200 and stamps[0] == 0.0 and stamps == sorted(stamps)
+
+
+def test_stratified_lengths_give_every_window_the_mean_work() -> None:
+    """Blocks of b requests take one length from each 1/b-probability stratum, in random order:
+    each block's lengths sit one per stratum, so each third of a run offers about the mean work,
+    where i.i.d. draws of the heavy-tailed length can differ by tens of percent (issue 12)."""
+    from statistics import NormalDist
+
+    from prfaas.tools.loadgen.workloads import (
+        sample_stratified_truncated_lognormal,
+        sample_truncated_lognormal,
+    )
+
+    mu, sigma, low, high, b = 9.9, 1.0, 128.0, 131072.0, 50
+    draw = sample_stratified_truncated_lognormal(600, mu, sigma, low, high,
+                                                 np.random.default_rng(3), b)  # fmt: skip
+    again = sample_stratified_truncated_lognormal(600, mu, sigma, low, high,
+                                                  np.random.default_rng(3), b)  # fmt: skip
+    assert np.array_equal(draw, again) and draw.min() >= low and draw.max() <= high
+    normal = NormalDist()
+    lo = normal.cdf((np.log(low) - mu) / sigma)
+    hi = normal.cdf((np.log(high) - mu) / sigma)
+    for start in range(0, 600, b):
+        q = [
+            (normal.cdf((np.log(x) - mu) / sigma) - lo) / (hi - lo) for x in draw[start : start + b]
+        ]
+        assert sorted(int(v * b) for v in q) == list(range(b))  # one per stratum
+    cost = draw**1.5  # a convex per-request cost
+    thirds = [cost[i * 200 : (i + 1) * 200].mean() for i in range(3)]
+    assert max(thirds) / min(thirds) < 1.1
+    iid = sample_truncated_lognormal(600, mu, sigma, low, high, np.random.default_rng(3)) ** 1.5
+    iid_thirds = [iid[i * 200 : (i + 1) * 200].mean() for i in range(3)]
+    assert max(iid_thirds) / min(iid_thirds) > max(thirds) / min(thirds)
+
+
+def test_lognormal_workload_is_iid_unless_stratified() -> None:
+    plain = lognormal_workload(40, seed=5)
+    assert "stratify_block" not in plain.params
+    strat = lognormal_workload(40, seed=5, stratify_block=20)
+    assert strat.params["stratify_block"] == 20
+    assert [r.input_tokens for r in plain.requests] != [r.input_tokens for r in strat.requests]

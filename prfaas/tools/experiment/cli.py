@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "the planner plans with the compressed bytes")  # fmt: skip
     a("--duration", type=float, help="seconds of arrivals per rate point (default 75, quick 6)")
     a("--multipliers", default="0.9,1.05,1.25", help="rate points: × each policy's predicted Λ")
+    a("--stratify-block", type=int,
+      help="draw input lengths stratified in blocks of this many requests, so every window of "
+           "the run offers about the mean work (default 0: i.i.d. draws)")  # fmt: skip
     a("--rate-basis", choices=("planner", "work"), default="planner",
       help="the Λ that --multipliers, --common-factor and --fluct-rate-factor scale: the paper's "
            "(T_prefill at each class's mean length) or the work-conserving one (mean T_prefill "
@@ -92,7 +95,7 @@ def _scale(args: argparse.Namespace) -> Scale:
         "time_factor": args.time_factor, "byte_factor": args.byte_factor,
         "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
         "decode_step_ms": args.decode_step_ms, "kv_dtype": args.kv_dtype,
-        "kv_compression": args.kv_compression,
+        "kv_compression": args.kv_compression, "length_stratify_block": args.stratify_block,
     }  # fmt: skip
     from dataclasses import replace
 

@@ -74,6 +74,9 @@ class Scale:
     block_size: int = 256
     kv_dtype: str = "uint8"
     kv_compression: str = "none"
+    length_stratify_block: int = 0
+    """Input lengths drawn stratified in blocks of this many requests (0: i.i.d.; loadgen's
+    `sample_stratified_truncated_lognormal`)."""
 
     @property
     def decode_step_s(self) -> float:

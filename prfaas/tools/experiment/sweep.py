@@ -44,7 +44,7 @@ def workload_for(rate: float, duration_s: float, scale: Scale, seed: int):  # no
         n, mu=PAPER_MU, sigma=PAPER_SIGMA, min_tokens=PAPER_MIN,
         max_tokens=scale.max_input_tokens,
         scaling=Scaling(output_tokens=scale.output_tokens, max_input_tokens=scale.max_input_tokens),
-        seed=seed,
+        seed=seed, stratify_block=scale.length_stratify_block,
     )  # fmt: skip
     return wl, schedule_for(wl, rate=rate, seed=seed)
 
