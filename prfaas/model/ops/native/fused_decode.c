@@ -129,6 +129,7 @@ static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float offset,
                     float *out) {
     float ss = 0.0f;
+#pragma omp simd reduction(+ : ss) /* vector partial sums: a scalar chain was ~4 cycles/element */
     for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
     const float r = 1.0f / sqrtf(ss / (float)n + eps);
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * r * (w[i] + offset);
@@ -137,6 +138,7 @@ static void rmsnorm(const float *x, const float *w, int64_t n, float eps, float 
 /* layers._l2norm: eps == 0 -> x / max(|x|, 1e-12) (F.normalize); else x · rsqrt(|x|² + eps). */
 static void l2norm(float *x, int64_t n, float eps, float scale) {
     float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
     for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
     if (eps == 0.0f) {
         float norm = sqrtf(ss);
