@@ -141,7 +141,8 @@ class Attempt:
             self.prefill.placed_prefills[id(self)] = (time.monotonic(), self.incremental_tokens)
         elif prefill < 0:
             self.prefill.placed_prefills.pop(id(self), None)
-        self.decode.inflight_decodes += decode
+        if decode:
+            self.decode.seat_change(decode)
 
     @property
     def local_prefill(self) -> bool:

@@ -99,6 +99,11 @@ class WorkerHandle:
     (`prefill_estimate.predicted_wait_s` adds them to its backlog)."""
     load_asked_s: float = 0.0
     """monotonic time the `GetLoad` behind `load` was sent (0: no report yet)."""
+    seat_changes: list[tuple[float, int]] = field(default_factory=list)
+    """This router's decode seats taken (+1) and given back (-1) here since `load_asked_s`, with
+    their monotonic time: they correct the reported batch (`reported_running`)."""
+    seats_since_report: int = 0
+    """The sum of `seat_changes`."""
     drain_tokens_per_s: float = 0.0
     """Rate at which this worker drained the prefills this router queued on it (learned by
     `prefill_estimate.observe_drain`; 0 until a first sample)."""
@@ -127,6 +132,27 @@ class WorkerHandle:
         host, _, port = (addr or self.kv_address).rpartition(":")
         return host, int(port)
 
+    def seat_change(self, delta: int) -> None:
+        """One of this router's requests took (+1) or gave back (-1) a decode seat here."""
+        self.inflight_decodes += delta
+        self.seat_changes.append((time.monotonic(), delta))
+        self.seats_since_report += delta
+
+    def load_reported(self, load: worker_pb2.WorkerLoad, asked: float) -> None:
+        """A new report, from the `GetLoad` sent at `asked`: own seat changes before it are in it."""
+        self.load, self.load_asked_s = load, asked
+        self.seat_changes = [c for c in self.seat_changes if c[0] >= asked]
+        self.seats_since_report = sum(d for _, d in self.seat_changes)
+
+    def reported_running(self) -> int:
+        """The worker's reported batch (running + kv_ready, every router's requests) corrected by
+        this router's own seat changes since the report was asked: a seat one of its requests
+        gave back is free now, not a poll later (with the worker refusing past its seats, a
+        report one poll old that still counted it kept the seat idle until the next poll)."""
+        if self.load is None:
+            return 0
+        return max(0, self.load.num_running + self.seats_since_report)
+
     @property
     def max_decodes(self) -> int:
         """Concurrent decodes the worker admits (its engine's max_num_seqs; 64 until reported)."""
@@ -147,8 +173,9 @@ class WorkerHandle:
             # or a burst would herd onto whichever decoder had the fewest running. The batch is
             # the larger of this router's own count (current) and the worker's report (one poll
             # old, but it counts every router replica's requests: with the own count alone, two
-            # replicas filled a worker to twice its seats, `prfaas bench router-replicas`).
-            running = max(self.inflight_decodes, 0 if load is None else load.num_running)
+            # replicas filled a worker to twice its seats, `prfaas bench router-replicas`),
+            # corrected by this router's own seat changes since (`reported_running`).
+            running = max(self.inflight_decodes, self.reported_running())
             seats = running / self.max_decodes
             utilization = (running + self.pending_decodes) / self.max_decodes
         else:
@@ -317,8 +344,8 @@ class WorkerRegistry:
             return False
         if not handle.healthy:
             log.info("worker %s healthy", handle.worker_id)
-        handle.load, handle.load_stale, handle.out_reason = load, False, ""
-        handle.load_asked_s = asked
+        handle.load_reported(load, asked)
+        handle.load_stale, handle.out_reason = False, ""
         handle.healthy, handle.num_failures = True, 0
         handle.last_seen_s = time.monotonic()
         if load.role and handle.kind == "pd":

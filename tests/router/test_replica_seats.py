@@ -26,6 +26,21 @@ def test_own_requests_count_before_the_report_catches_up() -> None:
     assert _decode_worker(own=6, reported=1).snapshot().seats_taken == 6 / 8
 
 
+def test_own_seats_given_back_since_the_report_are_free_at_once() -> None:
+    import time
+
+    handle = _decode_worker(own=1, reported=8)  # full, by the other replica and this one
+    handle.load_reported(handle.load, time.monotonic())
+    handle.seat_change(-1)  # one of this router's requests counted in the report finished
+    assert handle.snapshot().seats_taken == 7 / 8  # free now, not a poll later
+    handle.seat_change(+1)
+    handle.seat_change(+1)  # seated after the report was asked: not in it
+    assert handle.snapshot().seats_taken == 9 / 8
+    # A new report covers every change before it was asked.
+    handle.load_reported(worker_pb2.WorkerLoad(max_num_seqs=8, num_running=5), time.monotonic())
+    assert handle.snapshot().seats_taken == 5 / 8
+
+
 def test_bench_admission_split_over_two_routers_fails_nothing() -> None:
     import asyncio
 
