@@ -71,15 +71,26 @@ def with_gaps(run: Run) -> list[dict]:
     """Recorded ticks, and between them the unlogged ones (nothing carried, queued or committed)."""
     out: list[dict] = []
     for prev, row in zip([None, *run.ticks], run.ticks, strict=False):
-        # A tick after one with KV committed or queued is logged too (a longer gap there is a
-        # tick the loaded machine ran late, not an unlogged one).
-        if prev is not None and not (prev["committed"] or prev["backlog"]):
-            for k in range(1, round(row["t_s"] - prev["t_s"])):
-                out.append({**prev, "t_s": prev["t_s"] + k, "egress": 0.0, "backlog": 0.0,
-                            "delivery": 0.0, "committed": 0.0, "offered": 0.0, "depth": 0.0,
-                            "loss": 0.0, "local_wait": 0.0, "recorded": False})  # fmt: skip
+        gap = 0 if prev is None else round(row["t_s"] - prev["t_s"]) - 1
+        if gap > 0 and (prev["committed"] or prev["backlog"]):
+            gap = idle_ticks_between(prev, row, gap)
+        for k in range(1, gap + 1):
+            out.append({**prev, "t_s": prev["t_s"] + k, "egress": 0.0, "backlog": 0.0,
+                        "delivery": 0.0, "committed": 0.0, "offered": 0.0, "depth": 0.0,
+                        "loss": 0.0, "local_wait": 0.0, "recorded": False})  # fmt: skip
         out.append(row)
     return out
+
+
+def idle_ticks_between(prev: dict, row: dict, most: int) -> int:
+    """Unlogged ticks after a tick with KV committed or queued: none when the loaded machine ran
+    the next tick late, some when what was committed completed within the tick (the router logs
+    only busy ticks). Each idle tick halves the utilisation EWMA (weight 0.5 on a zero sample), so
+    the count is the one that takes the recorded u of `prev` to that of `row`."""
+    alpha = ShortTermConfig().ewma_alpha
+    new = alpha * row["egress"] / max(row["capacity"], 1e-9)
+    return min(range(most + 1),
+               key=lambda k: abs(new + (1 - alpha) ** (k + 1) * prev["u"] - row["u"]))  # fmt: skip
 
 
 @pytest.fixture(params=DATA, ids=[p.stem for p in DATA])
