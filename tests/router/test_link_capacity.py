@@ -53,30 +53,37 @@ def test_estimate_falls_at_once_under_backlog_and_rises_on_sustained_egress() ->
     # socket buffers absorb writes) and the delivery rate (overstated behind a relay).
     assert est.update(CapacitySample(12.5e6, 40 * MIB, 30e6)) == 12.5e6
     assert est.update(CapacitySample(9e6, 40 * MIB, 6.0e9)) == pytest.approx(10.75e6)
-    # Never below 1 % of configured (an idle link sampled under backlog reads ~0).
+    # Never below 1 % of configured (a link that carries nothing for two ticks under a backlog
+    # reads ~0; the first such tick is a transfer just handed to the sender).
     est = LinkCapacityEstimator(CONFIGURED)
+    assert est.update(CapacitySample(0.0, 10 * MIB, 0.0)) == CONFIGURED
     assert est.update(CapacitySample(0.0, 10 * MIB, 0.0)) == CONFIGURED * 0.01
 
 
-def test_a_tick_that_carried_nothing_does_not_raise_the_estimate() -> None:
-    """Recorded in issue 12's quiet 4x-drop run (router.log, 125 MB/s configured): a backlog
-    with no egress in the tick, and the relay's per-ack delivery rate at 2.08 GB/s. Taken as
-    the link's rate it read the link as 16x faster, and t fell to a quarter of t_base."""
+def test_a_tick_that_carried_nothing_measures_no_rate() -> None:
+    """Recorded in issue 12's quiet 4x-drop runs (router.log, 125 MB/s configured): backlogged
+    ticks with no egress. Taken as the link's rate, the relay's per-ack delivery rate (2.08 GB/s)
+    read the link as 16x faster and t fell to a quarter of t_base; with no delivery rate either,
+    the link read as dead (1 % of its rate) and t rose on the healthy link. Both were a transfer
+    handed to the sender as the tick ended; only a second tick in a row is a stall."""
     configured = 125e6
     est = LinkCapacityEstimator(configured)
     est.update(CapacitySample(31_678_005, 0, 2_078_659_071))
     assert est.update(CapacitySample(0, 3_510_272, 2_078_659_071)) == configured
-    assert est.saturated  # still a backlog the link holds back
+    assert not est.saturated
     ctl = ShortTermController(19072)
     ctl.update(LinkTelemetry(0, est.estimate, configured_bytes_per_s=configured))
     assert ctl.floor == 19072
-    # A delivery rate below the estimate is still a cut's evidence (the lower of the two).
-    assert est.update(CapacitySample(0, 100 * MIB, 8.8e6)) == pytest.approx(
-        0.5 * (configured + 8.8e6)
-    )
-    # And nothing at all carried, nothing measured: the floor (an idle link under backlog).
-    fresh = LinkCapacityEstimator(configured)
-    assert fresh.update(CapacitySample(0, 10 * MIB, 0)) == configured * 0.01
+    est.update(CapacitySample(7_791_330, 0, 9_716_174_226))
+    assert est.update(CapacitySample(0, 5_265_408, 0)) == configured  # not a dead link
+    # A second tick with nothing carried: a stall, measured by the delivery rate when it is
+    # lower (the lower of the two), never raised by it.
+    assert est.update(CapacitySample(0, 100 * MIB, 8.8e6)) == 8.8e6 and est.saturated
+    assert est.update(CapacitySample(0, 100 * MIB, 2e9)) == 8.8e6
+    # Within a saturated stretch a tick with nothing carried counts at once (no hand-over).
+    cut = LinkCapacityEstimator(configured)
+    assert cut.update(CapacitySample(12.5e6, 40 * MIB, 30e6)) == 12.5e6
+    assert cut.update(CapacitySample(0, 40 * MIB, 0)) == pytest.approx(6.25e6)
 
 
 class ScriptedLink:

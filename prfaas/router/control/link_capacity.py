@@ -14,7 +14,10 @@ sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
              1 Gbit/s link). A tick that carried nothing (egress 0) measured no rate: its
              delivery rate alone may lower the estimate, never raise it (issue 12's quiet 4x
              drop run: two such ticks read the relay's 1.7-2.1 GB/s as the 125 MB/s link, and
-             t fell to a quarter of t_base for the minute before the drop). The first
+             t fell to a quarter of t_base for the minute before the drop); and the first such
+             tick after one without a backlog is a transfer handed to the sender as the tick
+             ended, not a saturated link (read as a link at 1 % of its rate, it raised t on the
+             healthy 1 Gbit/s link in the rerun); a second one in a row is a stall. The first
              saturated tick takes the sample at once (a cut is seen
              within a tick); within a saturated stretch a lower sample moves the estimate half
              way (one tick in which a sender paused between transfers is not a cut), a higher
@@ -111,6 +114,7 @@ class LinkCapacityEstimator:
         self.sender_bound = False
         """Whether the latest backlog sat at senders that each got their own ceiling."""
         self._recent_egress: list[float] = []
+        self._stalled = False
         self._per_sender: list[float] = []
 
     def update(self, sample: CapacitySample) -> float:
@@ -123,10 +127,14 @@ class LinkCapacityEstimator:
         ]
         at_ceiling = self._at_sender_ceiling(sample)
         self.sender_bound = sample.backlog_bytes >= backlog_limit and at_ceiling
-        if sample.backlog_bytes >= backlog_limit and not self.sender_bound:
+        backlogged = sample.backlog_bytes >= backlog_limit and not self.sender_bound
+        stalled = backlogged and sample.egress_bytes_per_s <= 0
+        handed_over = stalled and not (self.saturated or self._stalled)
+        self._stalled = stalled
+        if backlogged and not handed_over:
             seen = [r for r in (sample.egress_bytes_per_s, sample.delivery_bytes_per_s) if r > 0]
             now = min(seen, default=0.0)
-            if sample.egress_bytes_per_s <= 0:  # nothing carried: no rate that can raise it
+            if stalled:  # nothing carried: no rate that can raise it
                 now = min(now, self.estimate)
             if self.saturated and now < self.estimate:
                 now = 0.5 * (self.estimate + now)
