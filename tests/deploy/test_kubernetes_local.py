@@ -82,6 +82,12 @@ def test_single_cluster_command_lines_serve_a_request(sup: Supervisor, tmp_path:
         sup.wait_ready(child, timeout_s=120)  # the router's /ready: its workers registered
     reply = complete(url, "hello from kubernetes", 4)
     assert reply["usage"]["completion_tokens"] == 4
+    assert metric(url, "prfaas_routing_decisions_total", route="offload") == 0
     reply = complete(url, "y" * 700, 4)  # above the threshold: offloaded to the PrfaaS pod
     assert reply["usage"]["completion_tokens"] == 4
-    assert metric(url, "prfaas_routing_decisions_total", route="offload") == 1
+    # One decision per attempt: a CI run on a loaded box once saw 2 (an attempt retried, its
+    # cause not kept), so the router's retry lines are shown when there was more than one.
+    offloads = metric(url, "prfaas_routing_decisions_total", route="offload")
+    log = (tmp_path / "logs").glob("*router*.log")
+    retries = [line for f in log for line in f.read_text().splitlines() if "retrying" in line]
+    assert offloads >= 1 and (offloads == 1 or retries), retries
