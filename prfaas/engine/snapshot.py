@@ -70,7 +70,7 @@ class EngineSnapshot:
             report = engine.leak_report()
         return cls(
             num_waiting=len(s.waiting),
-            num_running=len(s.running) + len(s.kv_ready),
+            num_running=s.num_with_kv,
             num_waiting_for_kv=len(s.waiting_for_kv),
             num_live=len(live),
             cache_usage=engine.cache_usage(),

@@ -102,8 +102,6 @@ class WorkerHandle:
     seat_changes: list[tuple[float, int]] = field(default_factory=list)
     """This router's decode seats taken (+1) and given back (-1) here since `load_asked_s`, with
     their monotonic time: they correct the reported batch (`reported_running`)."""
-    seats_since_report: int = 0
-    """The sum of `seat_changes`."""
     drain_tokens_per_s: float = 0.0
     """Rate at which this worker drained the prefills this router queued on it (learned by
     `prefill_estimate.observe_drain`; 0 until a first sample)."""
@@ -136,13 +134,11 @@ class WorkerHandle:
         """One of this router's requests took (+1) or gave back (-1) a decode seat here."""
         self.inflight_decodes += delta
         self.seat_changes.append((time.monotonic(), delta))
-        self.seats_since_report += delta
 
     def load_reported(self, load: worker_pb2.WorkerLoad, asked: float) -> None:
         """A new report, from the `GetLoad` sent at `asked`: own seat changes before it are in it."""
         self.load, self.load_asked_s = load, asked
         self.seat_changes = [c for c in self.seat_changes if c[0] >= asked]
-        self.seats_since_report = sum(d for _, d in self.seat_changes)
 
     def reported_running(self) -> int:
         """The worker's reported batch (running + kv_ready, every router's requests) corrected by
@@ -151,7 +147,7 @@ class WorkerHandle:
         report one poll old that still counted it kept the seat idle until the next poll)."""
         if self.load is None:
             return 0
-        return max(0, self.load.num_running + self.seats_since_report)
+        return max(0, self.load.num_running + sum(d for _, d in self.seat_changes))
 
     @property
     def max_decodes(self) -> int:
