@@ -5,6 +5,7 @@ temporary directory), probes polled as the kubelet would, and a request served t
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,18 @@ def _local_argv(pod: PodView, views: list[PodView], ports: dict, tmp: Path) -> l
     return out
 
 
+def _wait_joined(logs: Path, worker_ids: list[str], timeout_s: float) -> None:
+    """Until the router's log says each of `worker_ids` is healthy (registered and polled)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = "".join(f.read_text() for f in logs.glob("*router*.log"))
+        missing = [w for w in worker_ids if f"worker {w} healthy" not in text]
+        if not missing:
+            return
+        assert time.monotonic() < deadline, f"not joined the router in {timeout_s} s: {missing}"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def sup(tmp_path: Path):
     supervisor = Supervisor(tmp_path / "logs")
@@ -79,7 +92,12 @@ def test_single_cluster_command_lines_serve_a_request(sup: Supervisor, tmp_path:
         env = {**pod.env, "OMP_WAIT_POLICY": "PASSIVE"}
         children.append(sup.start(ProcessSpec(pod.name, argv, env=env, ready=ready)))
     for child in children:
-        sup.wait_ready(child, timeout_s=120)  # the router's /ready: its workers registered
+        sup.wait_ready(child, timeout_s=120)
+    # The router's /ready says it can place *some* request (a decoder and any prefill worker);
+    # a worker's own probe says it serves, not that it has joined. A short request sent before
+    # the PD prefill worker joined goes to PrfaaS (local_prefill_unavailable), as one CI run saw.
+    workers = [p.name for p in views if p.argv[1] != "router"]
+    _wait_joined(tmp_path / "logs", workers, timeout_s=60)
     reply = complete(url, "hello from kubernetes", 4)
     assert reply["usage"]["completion_tokens"] == 4
     assert metric(url, "prfaas_routing_decisions_total", route="offload") == 0
