@@ -5,7 +5,10 @@ Short loop (every `short_tick_s`, `short_tick()`): PrfaaS egress = sum of the Pr
 and egress under backlog; the topology's link rate is only the prior), mean PrfaaS queue depth,
 the KV the router has committed to the link (the offloads whose KV has not reached its decode
 worker, `kv_footprint.KvFootprint.committed`: their uncached tokens at the KV bytes per token the
-workers report shipping) and how fast new offloads add to it, and the mean predicted wait on the local PD-P workers (`prefill_estimate`)
+workers report shipping) and how fast new offloads add to it, and the mean predicted wait on the local PD-P workers (`prefill_estimate`),
+the uncached lengths the dispatcher routed in the last 30 s (`RecentArrivals`) each with its
+prefill seconds on a local PD-P worker (the planner's PD profile times the measured slowdown)
+and the KV bytes per token (the law's feed-forward raise on a fallen link and its raise cap)
 -> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
 exports the threshold and the link utilization and goodput.
 Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
@@ -25,6 +28,8 @@ import math
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
 from prfaas.router.control import (
@@ -33,13 +38,14 @@ from prfaas.router.control import (
     LinkTelemetry,
     LongTermController,
     LongTermDecision,
+    RecentArrivals,
     ShortTermController,
     ShortTermDecision,
 )
 from prfaas.router.kv_footprint import KvFootprint
 from prfaas.router.planner_leadership import PlannerLeadership, SoleLeader
-from prfaas.router.prefill_estimate import predicted_wait_s
-from prfaas.router.registry import WorkerRegistry
+from prfaas.router.prefill_estimate import predicted_wait_s, prefill_speed
+from prfaas.router.registry import WorkerHandle, WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ LINK_LABEL = "prfaas-pd"
 TELEMETRY_LOG = (
     "link telemetry: egress=%.0f backlog=%.0f delivery=%.0f depth=%.2f loss=%.5f"
     " committed=%.0f offered=%.0f local_wait=%.2f -> capacity=%.0f saturated=%d u=%.3f t=%.0f %s"
-    " sending=%.0f"
+    " sending=%.0f ff=%.0f cap=%.0f arrivals=%d"
 )
 """One line per short tick while the link carries or queues anything (or t is raised): the
 controller's raw inputs and outputs, so a run's router.log can be replayed against the law
@@ -72,6 +78,7 @@ class ControlLoops:
         kv: KvFootprint | None = None,
         default_prefill_tokens_per_s: float = 1000.0,
         leadership: PlannerLeadership | None = None,
+        recent_arrivals: RecentArrivals | None = None,
     ) -> None:
         self.registry, self.short, self.long = registry, short, long
         self.link_bytes_per_s = link_bytes_per_s
@@ -90,6 +97,8 @@ class ControlLoops:
         self.leadership = leadership or SoleLeader()
         # KV bytes in flight per PrfaaS worker at the previous tick (offered = the rises).
         self._committed_seen: dict[str, float] = {}
+        # The lengths the dispatcher routed lately (the law's feed-forward and raise cap).
+        self.recent_arrivals = recent_arrivals or RecentArrivals()
 
     def telemetry(self) -> LinkTelemetry:
         # The healthy PrfaaS workers that have reported a load, each with that load.
@@ -105,11 +114,18 @@ class ControlLoops:
         self.last_sample = CapacitySample(egress, backlog, delivery, sending)
         capacity = self.capacity.update(self.last_sample)
         committed, offered = self._committed_kv()
+        local = self._local_prefill_workers()
+        lengths = self.recent_arrivals.lengths(time.monotonic())
+        bytes_per_token, state_bytes = self.kv.current()
         return LinkTelemetry(
             egress, capacity, depth, self._loss_rate(prfaas), backlog,
             committed_bytes=max(committed, backlog), offered_bytes_per_s=offered,
-            link_saturated=self.capacity.saturated, local_wait_s=self._local_wait_s(),
+            link_saturated=self.capacity.saturated, local_wait_s=self._local_wait_s(local),
             configured_bytes_per_s=self.link_bytes_per_s,
+            arrivals=tuple(zip(map(float, lengths), self._local_prefill_s(lengths, local),
+                               strict=True)),
+            arrival_window_s=self.recent_arrivals.window_s, kv_bytes_per_token=bytes_per_token,
+            kv_state_bytes=state_bytes, local_prefill_workers=len(local),
         )  # fmt: skip
 
     def _committed_kv(self) -> tuple[float, float]:
@@ -122,17 +138,35 @@ class ControlLoops:
         self._committed_seen = committed
         return sum(committed.values()), new / self.short_tick_s
 
-    def _local_wait_s(self) -> float:
+    def _local_prefill_workers(self) -> list[WorkerHandle]:
+        """The local prefill-capable workers placement may use now."""
+        return [
+            h
+            for h in self.registry.healthy(self.local_cluster)
+            if h.role in (Role.PREFILL, Role.MIXED) and h.snapshot().eligible
+        ]
+
+    def _local_wait_s(self, local: list[WorkerHandle]) -> float:
         """Mean predicted wait over the local prefill-capable workers (0 when none is up: then
         nothing can be moved there and the local signal must not hold t). The mean, not the
         least: placement picks by queue depth and cache affinity, so a request may land on any of
         them (the first link-cut run refused on a worker at 31 s while the least waited less)."""
-        waits = [
-            predicted_wait_s(h, self.default_prefill_tokens_per_s)
-            for h in self.registry.healthy(self.local_cluster)
-            if h.role in (Role.PREFILL, Role.MIXED) and h.snapshot().eligible
-        ]
+        waits = [predicted_wait_s(h, self.default_prefill_tokens_per_s) for h in local]
         return sum(waits) / len(waits) if waits else 0.0
+
+    def _local_prefill_s(self, lengths: list[int], local: list[WorkerHandle]) -> list[float]:
+        """Seconds each of `lengths` uncached tokens takes on one local PD-P worker: the local
+        profile rescaled by the measured slowdown when the planner has one (a prompt's cost
+        grows faster than its length), else the local workers' mean measured speed."""
+        if not lengths:
+            return []
+        if self.long is not None:
+            slowdown = self.long.prefill_slowdown["pd"]
+            seconds = self.long.model.pd_profile.t_prefill(np.asarray(lengths, dtype=float))
+            return [float(s) * slowdown for s in np.atleast_1d(seconds)]
+        speeds = [prefill_speed(h, self.default_prefill_tokens_per_s) for h in local]
+        speed = sum(speeds) / len(speeds) if speeds else self.default_prefill_tokens_per_s
+        return [n / speed for n in lengths]
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick
@@ -156,7 +190,8 @@ class ControlLoops:
                      raw.delivery_bytes_per_s, tel.prfaas_queue_depth, tel.loss_rate,
                      tel.committed_bytes, tel.offered_bytes_per_s, tel.local_wait_s,
                      tel.capacity_bytes_per_s, tel.link_saturated, decision.utilization,
-                     decision.threshold, decision.reason, raw.sending)  # fmt: skip
+                     decision.threshold, decision.reason, raw.sending, decision.feedforward,
+                     min(decision.raise_cap, 1e12), len(tel.arrivals))  # fmt: skip
         if decision.reason != "hold":
             log.info("short-term: t_eff=%.0f scarce=%s u=%.2f capacity=%.3g B/s (%s) (%s)",
                      decision.threshold, decision.bandwidth_scarce, decision.utilization,

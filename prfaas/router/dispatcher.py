@@ -36,7 +36,7 @@ from prfaas.metrics import RouterMetrics
 from prfaas.metrics.stages import StageMetrics
 from prfaas.roles import Role
 from prfaas.router.attempt import Attempt, FlowTimeouts, Retry
-from prfaas.router.control import LongTermController, ShortTermController
+from prfaas.router.control import LongTermController, RecentArrivals, ShortTermController
 from prfaas.router.generation_backend import (
     BackendError,
     GenerationBackend,
@@ -146,6 +146,8 @@ class Dispatcher(GenerationBackend):
         self.kv = KvFootprint(
             registry, self.config.routing.prfaas_cluster, self.config.default_kv_bytes_per_token
         )
+        self.recent_arrivals = RecentArrivals()
+        """The lengths routed lately, for the short-term law's feed-forward and raise cap."""
         self._inflight: dict[str, _Inflight] = {}
         self._reported_max_context: int | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -358,6 +360,7 @@ class Dispatcher(GenerationBackend):
         if self.metrics is not None:
             self.metrics.record_routing(rc.policy, route_name, d.reason.value, cluster,
                                         d.cached_tokens)  # fmt: skip
+        self.recent_arrivals.observe(time.monotonic(), d.incremental_tokens)
         if self.long is not None:
             self.long.observe_request(time.monotonic(), d.incremental_tokens)
 

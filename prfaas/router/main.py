@@ -190,7 +190,7 @@ def build(
     dispatcher = Dispatcher(registry, short, config, long, metrics, LinkHealth(registry))
     loops = ControlLoops(registry, short, link_bytes, topo.prfaas_cluster, topo.pd_cluster,
                          long, metrics, transfer_metrics, long_tick_s=topo.long_control_seconds,
-                         kv=dispatcher.kv,
+                         kv=dispatcher.kv, recent_arrivals=dispatcher.recent_arrivals,
                          default_prefill_tokens_per_s=config.default_prefill_tokens_per_s,
                          leadership=WorkerArbitratedLeadership(
                              registry, topo.pd_cluster, router_holder_id(),

@@ -15,6 +15,7 @@ from prfaas.router.control.long_term import (
 )
 from prfaas.router.control.short_term import (
     LinkTelemetry,
+    RecentArrivals,
     ShortTermConfig,
     ShortTermController,
     ShortTermDecision,
@@ -28,6 +29,7 @@ __all__ = [
     "LongTermConfig",
     "LongTermController",
     "LongTermDecision",
+    "RecentArrivals",
     "RoleChange",
     "ShortTermConfig",
     "ShortTermController",

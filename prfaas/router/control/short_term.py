@@ -26,11 +26,30 @@ Control law (one `update()` per tick, e.g. every second; constants in `ShortTerm
            is served late, one refused by a full local queue (HTTP 429) is not served at all.
   calm   = unsaturated, u <= u_low, b <= backlog_low, drain < commit_horizon_s, loss <= loss_low
            and queue depth <= queue_low.
+  A      = the uncached lengths of the requests routed in the last arrival window (seconds),
+           each with its prefill time on one local PD-P worker (`LinkTelemetry.arrivals`).
+  t_ff   = feed-forward t, only while the measured capacity is below feedforward_below of the
+           configured rate (the link fell): the t at which A's offloads (lengths > t, at the KV
+           bytes per token) offer at most feedforward_fill · capacity — set at once, without
+           waiting for a backlog or for rho >= 1 (issue 12's 4x drop: at 0.4 Λ the offloads
+           never committed KV faster than the fallen link, so the backlog rule raised t only
+           ~32 s after the drop). 0 when the link has not fallen or A is unknown.
+  cap    = the highest t a raise may reach: A's prompts between the current t and the raised
+           one, at the local profile, arriving for raise_horizon_s and shared by the local
+           PD-P workers, added to W stay under the hold level (a raise is judged by the local
+           wait it will cause, not by W before it: issue 12's 4x drop at 0.5 Λ raised t to
+           91K with W just under the hold, and the long prompts it kept local built queues
+           that took ~60 s to drain after the restore). inf when A is unknown.
   press (no local hold, no raise in the last raise_cooldown_ticks ticks)
-                   -> t_eff = min(t_eff + max(t_eff·(raise_factor-1), min_step_tokens), t_max).
+                   -> t_eff = min(t_eff + max(t_eff·(raise_factor-1), min_step_tokens), t_max,
+                      cap) (no raise when cap <= t_eff).
+  t_ff > t_eff (no local hold; no cooldown)
+                   -> t_eff = min(t_ff, cap) ("raise:capacity").
   local shed, or calm for `calm_ticks` ticks
                    -> t_eff = max(t_eff / lower_factor, floor), snapping to the floor within
-                      min_step_tokens (one step per tick).
+                      min_step_tokens (one step per tick); calm never lowers below t_ff (the
+                      link is still measured fallen; it relaxes toward the configured rate
+                      between backlogs, and t_ff with it).
   otherwise        -> hold (the band u_low < u < u_high is the hysteresis that stops oscillation).
   floor  = t_base, or below it when the measured capacity exceeds the configured one by
            `fast_margin`: t_base · configured / measured (at least min_floor_fraction · t_base),
@@ -44,6 +63,7 @@ pressure (separate on/off levels, hysteresis). t_base comes from the planner (`s
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -100,6 +120,16 @@ class ShortTermConfig:
     """Measured/configured capacity above which t may fall below t_base."""
     min_floor_fraction: float = 0.25
     """Lowest t_eff on a fast link, as a fraction of t_base."""
+    feedforward_below: float = 0.8
+    """Measured/configured capacity under which the link counts as fallen, and t_eff is set at
+    once so the recent arrivals' offloads fit it (the feed-forward raise)."""
+    feedforward_fill: float = 0.7
+    """Fraction of a fallen link's measured capacity the offloads at the feed-forward t may
+    offer (u_low: the link then reads calm at that t, so the calm rule does not undo it)."""
+    raise_horizon_s: float = 10.0
+    """Seconds of arrivals a raise is costed for on the local PD-P queues: a raise may add the
+    prompts between the current and the raised t that arrive in this long (at the recent rate)
+    to the local wait W, up to the hold level."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +158,18 @@ class LinkTelemetry:
     """Mean predicted prefill wait on the local PD-P workers."""
     configured_bytes_per_s: float = 0.0
     """The configured link rate (0: unknown, t_eff never goes below t_base)."""
+    arrivals: tuple[tuple[float, float], ...] = ()
+    """(uncached tokens, seconds of prefill on one local PD-P worker) of each request routed in
+    the last `arrival_window_s` (empty: unknown; no feed-forward raise and raises are judged by
+    W alone)."""
+    arrival_window_s: float = 0.0
+    """The span `arrivals` covers."""
+    kv_bytes_per_token: float = 0.0
+    """KV bytes an offload ships per uncached token (`kv_footprint`)."""
+    kv_state_bytes: float = 0.0
+    """KV bytes an offload ships per request on top of the per-token bytes."""
+    local_prefill_workers: int = 0
+    """Local PD-P workers that share the prompts a raise keeps local."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +179,14 @@ class ShortTermDecision:
     bandwidth_scarce: bool
     utilization: float
     reason: str
-    """hold | raise:backlog | raise:egress | raise:loss | raise:queue | lower:calm | lower:local
-    | base | floor (t_eff reached a floor below t_base, or was lifted to it)."""
+    """hold | raise:capacity | raise:backlog | raise:egress | raise:loss | raise:queue |
+    lower:calm | lower:local | base | floor (t_eff reached a floor below t_base, or was lifted to
+    it)."""
+    feedforward: float = 0.0
+    """The t at which the recent arrivals' offloads fit a fallen link (0: the link has not
+    fallen, or the arrivals are unknown)."""
+    raise_cap: float = float("inf")
+    """The highest t whose extra local prompts keep W under the hold level (inf: unknown)."""
 
 
 class ShortTermController:
@@ -175,15 +223,50 @@ class ShortTermController:
         scaled = self.base * configured / tel.capacity_bytes_per_s
         return max(scaled, self.base * cfg.min_floor_fraction)
 
-    def _step_down(self, kind: str) -> str:
+    def _step_down(self, kind: str, floor: float | None = None) -> str:
         cfg = self.config
+        floor = self.floor if floor is None else max(floor, self.floor)
         lowered = self.threshold / cfg.lower_factor
-        if lowered - self.floor < cfg.min_step_tokens:
-            lowered = self.floor
-        self.threshold = max(lowered, self.floor)
+        if lowered - floor < cfg.min_step_tokens:
+            lowered = floor
+        self.threshold = max(lowered, floor)
         if self.threshold == self.base:
             return "base"
         return "floor" if self.threshold == self.floor else f"lower:{kind}"
+
+    def _feedforward(self, tel: LinkTelemetry) -> float:
+        """The t at which the recent arrivals' offloads offer at most `feedforward_fill` of a
+        link measured below `feedforward_below` of its configured rate (0: not fallen, unknown,
+        or they fit at any t): the longest prompts fill that budget, and the first that overflows
+        it stays local (an offload needs uncached tokens > t)."""
+        cfg = self.config
+        window = tel.arrival_window_s
+        fallen = tel.capacity_bytes_per_s < cfg.feedforward_below * tel.configured_bytes_per_s
+        if not (tel.arrivals and window > 0 and tel.kv_bytes_per_token > 0 and fallen):
+            return 0.0
+        budget = cfg.feedforward_fill * tel.capacity_bytes_per_s * window
+        offered = 0.0
+        for tokens in sorted((a[0] for a in tel.arrivals), reverse=True):
+            offered += tel.kv_state_bytes + tokens * tel.kv_bytes_per_token
+            if offered > budget:
+                return tokens
+        return 0.0
+
+    def _raise_cap(self, tel: LinkTelemetry, hold_s: float) -> float:
+        """The highest t a raise may reach: the recent prompts above the current t, in order of
+        length, costed at a local PD-P worker and arriving for `raise_horizon_s` at the recent
+        rate, shared by the local workers, may add to the local wait W up to `hold_s` (inf:
+        arrivals unknown, or all of them fit)."""
+        window, workers = tel.arrival_window_s, tel.local_prefill_workers
+        if not (tel.arrivals and window > 0 and workers > 0):
+            return float("inf")
+        room = (hold_s - tel.local_wait_s) * workers * window / self.config.raise_horizon_s
+        added = 0.0
+        for tokens, seconds in sorted(a for a in tel.arrivals if a[0] > self.threshold):
+            added += seconds
+            if added > room:
+                return tokens - 1.0  # this prompt, and every longer one, stays offloaded
+        return float("inf")
 
     def update(self, tel: LinkTelemetry) -> ShortTermDecision:
         cfg = self.config
@@ -226,6 +309,10 @@ class ShortTermController:
         local_hold = tel.local_wait_s >= cfg.local_hold_fraction * budget
         local_shed = tel.local_wait_s >= cfg.local_shed_fraction * budget
         self.floor = self._floor(tel)
+        feedforward = self._feedforward(tel)
+        cap = min(self._raise_cap(tel, cfg.local_hold_fraction * budget), cfg.t_max)
+        step = max(self.threshold * (cfg.raise_factor - 1), cfg.min_step_tokens)
+        raised = min(self.threshold + step, cap)
         reason = "hold"
         self._cooldown = max(0, self._cooldown - 1)
         if self.threshold < self.floor:
@@ -233,22 +320,46 @@ class ShortTermController:
         elif local_shed and self.threshold > self.floor:
             self._calm_streak = 0
             reason = self._step_down("local")
-        elif causes and not local_hold and self._cooldown == 0:
+        elif min(feedforward, cap) > self.threshold and not local_hold:
+            # The link fell: t at once where the recent arrivals' offloads fit it, no backlog
+            # needed, but no higher than the local queues can take.
             self._calm_streak = 0
             self._cooldown = cfg.raise_cooldown_ticks
-            step = max(self.threshold * (cfg.raise_factor - 1), cfg.min_step_tokens)
-            self.threshold = min(self.threshold + step, cfg.t_max)
+            self.threshold, reason = min(feedforward, cap), "raise:capacity"
+        elif causes and not local_hold and self._cooldown == 0 and raised > self.threshold:
+            self._calm_streak = 0
+            self._cooldown = cfg.raise_cooldown_ticks
+            self.threshold = raised
             reason = f"raise:{causes[0]}"
         elif causes:
             self._calm_streak = 0
         elif calm:
             self._calm_streak += 1
-            if self._calm_streak >= cfg.calm_ticks and self.threshold > self.floor:
-                reason = self._step_down("calm")
+            lowest = max(self.floor, feedforward)  # not below t_ff while the link is fallen
+            if self._calm_streak >= cfg.calm_ticks and self.threshold > lowest:
+                reason = self._step_down("calm", feedforward)
         else:
             self._calm_streak = 0
-        if causes or u >= cfg.scarce_on:
+        if causes or reason == "raise:capacity" or u >= cfg.scarce_on:
             self.scarce = True
         elif u <= cfg.scarce_off:
             self.scarce = False
-        return ShortTermDecision(self.threshold, self.scarce, u, reason)
+        return ShortTermDecision(self.threshold, self.scarce, u, reason, feedforward, cap)
+
+
+class RecentArrivals:
+    """The uncached lengths of the requests the router routed in the last `window_s` seconds:
+    the dispatcher records each, the short loop reads them (`LinkTelemetry.arrivals`)."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def observe(self, now: float, uncached_tokens: int) -> None:
+        self._samples.append((now, uncached_tokens))
+
+    def lengths(self, now: float) -> list[int]:
+        """The lengths routed in (now - window_s, now], oldest first."""
+        while self._samples and self._samples[0][0] <= now - self.window_s:
+            self._samples.popleft()
+        return [n for _, n in self._samples]
