@@ -52,17 +52,26 @@ def predicted_wait_s(worker: WorkerHandle, default_tokens_per_s: float) -> float
     if load is not None and load.HasField("prefill_backlog_seconds"):
         # FCFS: the worker has been computing its backlog since it was asked. Compute only, so a
         # PrfaaS worker's KV still streaming over a cut link is no wait here either.
-        computed = time.monotonic() - worker.load_asked_s
-        reported = max(0.0, load.prefill_backlog_seconds - computed)
         unseen = sum(
             tokens
             for placed, tokens in worker.placed_prefills.values()
             if placed >= worker.load_asked_s
         )
-        return reported + unseen / speed
+        since = time.monotonic() - worker.load_asked_s
+        return wait_from_backlog(load.prefill_backlog_seconds, since, unseen, speed)
     if worker.kind == "prefill" and load is not None and load.num_waiting == 0:
         return 0.0
     return worker.inflight_prefill_tokens / speed
+
+
+def wait_from_backlog(
+    backlog_s: float, since_asked_s: float, unseen_tokens: int, speed: float
+) -> float:
+    """The wait from a worker's reported compute backlog (`prefill_backlog_seconds`, asked
+    `since_asked_s` ago: FCFS, the worker has been computing it since) and the uncached tokens
+    placed there after it was asked, at `speed` tokens/s. The simulator calls this with its
+    workers' backlog (tools/sim/router.py)."""
+    return max(0.0, backlog_s - since_asked_s) + unseen_tokens / speed
 
 
 def predicted_prefill_s(worker: WorkerHandle, tokens: int, default_tokens_per_s: float) -> float:

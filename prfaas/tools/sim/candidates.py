@@ -8,9 +8,10 @@ cluster it needs only: every worker holding a usable prefix of the request, the 
 (queue, load, id) (the answer when no prefix decides; its queue is the shortest, which also
 settles the cap test), and the best decode worker with room. Prefill workers sit in buckets by
 queue depth, each a sorted list of ids (the best is the lowest bucket's first); decode workers in
-buckets by (seats taken, queue), each sorted by (-free KV, id), so a bucket's first entry says
-whether anyone in it has room. A decision costs O(buckets), not a scan of 1,250 workers (at 10,000
-GPUs the scan was half the run time).
+buckets by (requests placed, queue), each sorted by (-free KV, id): the first entry with a free
+seat is the bucket's answer, and the first without KV room ends the bucket. A decision costs
+O(buckets) (and the full-seat entries it skips), not a scan of 1,250 workers (at 10,000 GPUs the
+scan was half the run time).
 `tests/sim/test_candidates.py` checks the decisions agree with the full list on random states.
 """
 
@@ -35,7 +36,7 @@ class CandidateView:
         self.instances = {i.worker_id: i for i in instances}
         self.prune = len(self.instances) > FULL_LIST_UP_TO if prune is None else prune
         # (cluster, "p"|"d") -> bucket key -> sorted entries: prefill ("", id) by queue depth,
-        # decode (-free KV tokens, id) by (seats taken, queue depth).
+        # decode (-free KV tokens, id) by (requests placed, queue depth).
         self._buckets: dict[tuple[str, str], dict[_Key, list[_Entry]]] = {}
         self._where: dict[str, tuple[tuple[str, str], _Key, _Entry] | None] = {}
         for inst in self.instances.values():
@@ -91,12 +92,14 @@ class CandidateView:
         return [i.snapshot() for i in chosen.values()]
 
     def _best_decode(self, buckets: dict[_Key, list[_Entry]], need: int) -> SimInstance | None:
-        # Buckets in (seats, queue) order = route()'s (load, queue) order (one max_batch per
-        # cluster); a bucket's first entry has the most free KV, so if it lacks room none has.
+        # Buckets in (placed, queue) order = route()'s (load, queue) order (one max_batch per
+        # cluster); a bucket's entries run from the most free KV down, so the first without room
+        # ends the bucket; before it, the first with a free seat is route()'s choice.
         for key in sorted(buckets):
-            neg_free, wid = buckets[key][0]
-            if -neg_free >= need:
+            for neg_free, wid in buckets[key]:
+                if -neg_free < need:
+                    break
                 inst = self.instances[wid]
-                if inst.decode.load < 1.0:
+                if inst.decode.seats_taken < 1.0:
                     return inst
         return None

@@ -1,9 +1,12 @@
 """A decode instance's engine, on the simulated clock: continuous batching at a fixed step grid.
 
-Seats: a request holds one of `max_batch` seats (and prompt + output tokens of KV) from the
-moment the router places it here (the worker counts KV-waiting requests against its seats, so a
-full decode worker takes no one) until it finishes. Once its KV has arrived it joins the running
-batch at the next step boundary and produces one token per step; its first token (sampled by the
+Seats: a request holds prompt + output tokens of KV from the moment the router places it here,
+and one of `max_batch` seats from when its KV is complete until it finishes, as the engine seats it
+(issue 12/17: a seat is not held while the prefill still waits in a queue; the router's
+`WorkerSnapshot.seats_taken` is the running batch plus `kv_ready`, so a full decode worker takes no
+one, while `load` also counts the placed requests still to arrive). Once its KV has arrived it
+joins the running batch at the next step boundary, or waits in `kv_ready` for a seat (FIFO) when
+every seat is taken, and produces one token per step; its first token (sampled by the
 prefill) is delivered at that boundary, and its admission applied at the boundary after it is
 placed (`DecodeTiming.step_boundary_calls`: the running system's TTFT floor). The step time is the emulated backend's
 `decode_step_seconds`, independent of batch and context there; `per_seq_s` and
@@ -14,6 +17,7 @@ One event per request: its finish is known when it joins, so the simulator never
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,13 +62,21 @@ class DecodeStage:
         self.reserved_tokens = 0
         self.waiting_for_kv = 0
         self.running = 0
+        self.kv_ready: deque[SimRequest] = deque()
+        """KV complete, first token out, waiting for a seat (every seat taken)."""
         self.context_tokens = 0
         self._origin = 0.0
         self.on_finish: Callable[[SimRequest], None] | None = None
 
     @property
     def load(self) -> float:
+        """Placed here and not finished, over the seats (the router's ranking load)."""
         return self.reserved / self.max_batch
+
+    @property
+    def seats_taken(self) -> float:
+        """Requests whose KV is complete here over the seats (`WorkerLoad.num_running`)."""
+        return (self.running + len(self.kv_ready)) / self.max_batch
 
     @property
     def free_kv_tokens(self) -> int:
@@ -99,13 +111,21 @@ class DecodeStage:
         if self.running == 0:
             self._origin = now
         req.first_token_s = (join if t.step_boundary_calls else now) + t.first_token_hop_s
+        if self.running >= self.max_batch:
+            self.kv_ready.append(req)
+        else:
+            self._seat(req, join)
+        if self.on_change is not None:
+            self.on_change()
+
+    def _seat(self, req: SimRequest, join: float) -> None:
+        """The request decodes from `join` (its second token one step later)."""
+        t = self.timing
         self.running += 1
         self.context_tokens += req.input_tokens
         step = t.step_s + t.per_seq_s * self.running + t.per_kv_token_s * self.context_tokens
         req.decode_join_s, req.step_s = join, step
         self.loop.at(join + max(req.output_tokens - 1, 0) * step, self._finish, req)
-        if self.on_change is not None:
-            self.on_change()
 
     def _finish(self, req: SimRequest) -> None:
         req.finish_s = self.loop.now
@@ -113,6 +133,8 @@ class DecodeStage:
         self.context_tokens -= req.input_tokens
         self.reserved -= 1
         self.reserved_tokens -= req.input_tokens + req.output_tokens
+        if self.kv_ready:  # a step boundary: the freed seat goes to the oldest waiting
+            self._seat(self.kv_ready.popleft(), self.loop.now)
         if self.on_finish is not None:
             self.on_finish(req)
         if self.on_change is not None:

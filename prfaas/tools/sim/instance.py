@@ -89,5 +89,6 @@ class SimInstance:
             draining=self.draining,
             queue_depth=self.queue_depth,
             load=self.load,
+            seats_taken=None if self.is_prefill else self.decode.seats_taken,
             free_kv_tokens=self.decode.free_kv_tokens,
         )

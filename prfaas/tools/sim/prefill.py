@@ -43,26 +43,57 @@ class PrefillStage:
         cache: InstanceCache | None = None,
         pieces: int = 4,
         on_change: Callable[[], None] | None = None,
+        poll_s: float = 0.5,
     ) -> None:
         self.loop, self.profile, self.budget = loop, profile, max_batched_tokens
+        self.poll_s = poll_s
+        """The router's load poll interval (`RegistryConfig.poll_interval_s`)."""
         self.cache, self.pieces, self.on_change = cache, max(1, pieces), on_change
         self.queue: deque[PrefillJob] = deque()
         self.busy = False
         self.busy_s = 0.0
         self.tokens_computed = 0
+        self.backlog_s = 0.0
+        """The engine's `prefill_backlog_seconds` at the last change: each queued job's cost
+        from its position (a job not yet admitted counted uncached, as the engine counts it)."""
+        self._step_start = 0.0
+        self._poll: tuple[int, float] = (-1, 0.0)
+        """(poll index, backlog then): the backlog at the start of the poll interval in which
+        the state last changed (`reported_backlog_s`)."""
 
     @property
     def depth(self) -> int:
         return len(self.queue)
 
-    def remaining_s(self) -> float:
-        """Compute seconds of what is queued or running here: how long a prefill placed now waits
-        (the router's `predicted_wait_s`, which estimates the same from its token count and the
-        worker's drain rate)."""
-        return sum(self.profile.chunk_seconds(max(j.position, 0), j.request.input_tokens,
-                                              j.first_chunk) for j in self.queue)  # fmt: skip
+    def backlog_at(self, t: float) -> float:
+        """The backlog at `t`, no change since the last one: a step in progress computes it down
+        second for second (a step's duration is exactly what it takes off its jobs' costs)."""
+        return self.backlog_s - (t - self._step_start) if self.busy else self.backlog_s
+
+    def reported_backlog_s(self) -> tuple[float, float]:
+        """(backlog, time) of the last load report: workers are polled every `poll_s` on the
+        simulated clock, and a report gives the backlog the engine held then
+        (`EngineCore.prefill_backlog_seconds`; the engine's drops at its step ends, this one
+        continuously through a merged step)."""
+        k = int(self.loop.now // self.poll_s)
+        at = k * self.poll_s
+        if k > self._poll[0]:  # nothing changed since that poll
+            return self.backlog_at(at), at
+        return self._poll[1], at
+
+    def _mark(self) -> None:
+        """Before a change: keep the backlog of the poll interval the change falls in."""
+        k = int(self.loop.now // self.poll_s)
+        if k > self._poll[0]:
+            self._poll = (k, self.backlog_at(k * self.poll_s))
+
+    def _cost(self, job: PrefillJob) -> float:
+        req = job.request
+        return self.profile.chunk_seconds(max(job.position, 0), req.input_tokens, job.first_chunk)
 
     def submit(self, job: PrefillJob) -> None:
+        self._mark()
+        self.backlog_s += self._cost(job)
         self.queue.append(job)
         if not self.busy:
             self._step()
@@ -76,14 +107,17 @@ class PrefillStage:
             cached, job.junction = self.cache.match(req.block_hashes, req.input_tokens)
         req.cached_tokens = cached
         req.prefill_start_s = self.loop.now
+        before = self._cost(job)
         job.position = cached
+        self.backlog_s += self._cost(job) - before
 
     def _step(self) -> None:
         """Plan the next step from the queue head and schedule its end."""
         if not self.queue:
             self.busy = False
+            self.backlog_s = 0.0  # no float residue on an idle engine
             return
-        self.busy = True
+        self.busy, self._step_start = True, self.loop.now
         head = self.queue[0]
         if head.position < 0:
             self._admit(head)
@@ -109,6 +143,8 @@ class PrefillStage:
         self.loop.after(duration, self._step_done, plan)
 
     def _step_done(self, plan: list[tuple[PrefillJob, int, int]]) -> None:
+        self._mark()
+        self.backlog_s = self.backlog_at(self.loop.now)
         for job, start, end in plan:
             job.position, job.first_chunk = end, False
             self.tokens_computed += end - start

@@ -10,6 +10,7 @@ link regime, and once per tick the telemetry the control loops would read from h
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from prfaas.roles import Role
 from prfaas.router.control import (
@@ -21,19 +22,30 @@ from prfaas.router.control import (
     ShortTermController,
     ShortTermDecision,
 )
+from prfaas.router.dispatcher import DispatchConfig
 from prfaas.router.policy import (
     LinkState,
     RouteDecision,
     RouteRequest,
     RoutingConfig,
+    Target,
+    WorkerSnapshot,
+    overflow_to_prfaas,
     route,
 )
+from prfaas.router.prefill_estimate import wait_from_backlog
 from prfaas.router.prefix_index import PrefixIndex, PrefixMatch
 from prfaas.tools.sim.candidates import CandidateView
+from prfaas.tools.sim.clock import EventLoop
+from prfaas.tools.sim.instance import SimInstance
 from prfaas.tools.sim.link import Link
 from prfaas.tools.sim.request import SimRequest
 
 EMPTY_MATCH = PrefixMatch()
+DEFAULT_PREFILL_TOKENS_PER_S = DispatchConfig.default_prefill_tokens_per_s
+"""A worker's speed before it has computed any (the dispatcher's default)."""
+MAX_PREFILL_WAIT_S = DispatchConfig.max_prefill_wait_s
+"""The predicted wait past which the dispatcher refuses a request (429)."""
 
 
 class SimRouter:
@@ -46,8 +58,16 @@ class SimRouter:
         link: Link | None,
         configured_link_bytes_per_s: float,
         long: LongTermController | None = None,
+        max_prefill_wait_s: float = MAX_PREFILL_WAIT_S,
+        *,
+        loop: EventLoop,
     ) -> None:
         self.config, self.index, self.short, self.long = config, index, short, long
+        self.loop = loop
+        self.max_prefill_wait_s = max_prefill_wait_s
+        self._placed: dict[str, dict[int, tuple[float, int]]] = {}
+        """Per prefill worker, this router's prefills placed there and not over, by request:
+        (time placed, uncached tokens) (`WorkerHandle.placed_prefills`)."""
         self.view, self.link = view, link
         self.configured_link_bytes_per_s = configured_link_bytes_per_s
         # The router's own estimator, fed the simulated egress and backlog as ControlLoops feeds
@@ -69,22 +89,78 @@ class SimRouter:
         """An offload's KV is complete at its decode worker."""
         self.committed_bytes = max(0.0, self.committed_bytes - kv_bytes)
 
+    def placed(self, req: SimRequest, decision: RouteDecision, now: float) -> None:
+        """A prefill was placed (`Attempt._count`): counted in its worker's wait until reported."""
+        wid = decision.prefill_worker or ""
+        self._placed.setdefault(wid, {})[req.index] = (now, decision.incremental_tokens)
+
+    def prefill_over(self, req: SimRequest) -> None:
+        """The request's KV is complete at its decode worker (`Attempt._prefill_over`)."""
+        self._placed.get(req.prefill_worker or "", {}).pop(req.index, None)
+
+    def predicted_wait_s(self, inst: SimInstance) -> tuple[float, bool]:
+        """(`prefill_estimate.predicted_wait_s`, `speed_measured`) from what the real worker
+        would report: its engine's compute backlog at the last poll, aged since, plus the tokens
+        this router placed there after that poll at the worker's reported speed."""
+        stage = inst.prefill
+        backlog, asked = stage.reported_backlog_s()
+        placed = self._placed.get(inst.worker_id)
+        unseen = 0
+        if placed:
+            for key in [k for k, (t, _) in placed.items() if t < asked]:
+                del placed[key]  # in a report now, and stays so
+            unseen = sum(tokens for _, tokens in placed.values())
+        measured = stage.busy_s > 0
+        speed = stage.tokens_computed / stage.busy_s if measured else 0.0
+        speed = speed or DEFAULT_PREFILL_TOKENS_PER_S
+        return wait_from_backlog(backlog, self.loop.now - asked, unseen, speed), measured
+
     def local_wait_s(self) -> float:
         """ControlLoops._local_wait_s: the mean predicted wait over the local prefill workers."""
-        waits = [i.prefill.remaining_s() for i in self.view.instances.values()
+        waits = [self.predicted_wait_s(i)[0] for i in self.view.instances.values()
                  if i.cluster == self.config.local_cluster and i.is_prefill
                  and not i.draining]  # fmt: skip
         return sum(waits) / len(waits) if waits else 0.0
 
-    def decide(self, req: SimRequest) -> RouteDecision:
-        """Dispatcher._route: match, snapshots, link regime, `route()` (again with the link down
-        when an offload's KV could not reach its decode worker)."""
+    def _with_wait(self, snap: WorkerSnapshot) -> WorkerSnapshot:
+        """Dispatcher._with_wait: a prefill worker's snapshot with its predicted wait."""
+        inst = self.view.instances[snap.worker_id]
+        if not inst.is_prefill:
+            return snap
+        return replace(snap, predicted_wait_s=self.predicted_wait_s(inst)[0])
+
+    def _over_wait_budget(self, d: RouteDecision) -> float | None:
+        """Dispatcher._over_wait_budget: the predicted wait when past the budget (measured speed)."""
+        inst = self.view.instances.get(d.prefill_worker or "")
+        if inst is None:
+            return None
+        wait, measured = self.predicted_wait_s(inst)
+        return wait if wait > self.max_prefill_wait_s and measured else None
+
+    def decide(self, req: SimRequest) -> tuple[RouteDecision, float | None]:
+        """Dispatcher._route: match, snapshots with each prefill worker's predicted wait, link
+        regime, `route()` (again with the link down when an offload's KV could not reach its
+        decode worker); a local placement over its wait budget goes to PrfaaS when PrfaaS can take
+        it in budget (`overflow_to_prfaas`). Returns the decision and, when the chosen prefill
+        worker's predicted wait is past the budget, that wait (the dispatcher answers 429).
+        At scale (a pruned worker list, candidates.py) the snapshots carry no wait: placement
+        there balances by queue depth; the budget is still judged on the chosen worker."""
         match = self.index.match(req.block_hashes) if req.block_hashes else EMPTY_MATCH
         snaps = self.view.for_request(match, req.input_tokens + req.output_tokens)
+        if not self.view.prune:
+            snaps = [self._with_wait(s) for s in snaps]
         up = self.link is None or self.link.up
         link = LinkState(up=up, bandwidth_scarce=self.short.scarce)
         rreq = RouteRequest(req.input_tokens, req.output_tokens)
-        return route(rreq, snaps, match, link, self.short.threshold, self.config, self.short.base)
+        t, cfg = self.short.threshold, self.config
+        decision = route(rreq, snaps, match, link, t, cfg, self.short.base)
+        if decision.target is None:
+            return decision, None
+        if decision.target is Target.LOCAL and self._over_wait_budget(decision) is not None:
+            offload = overflow_to_prfaas(rreq, snaps, match, link, t, cfg)
+            if offload is not None and self._over_wait_budget(offload) is None:
+                decision = offload
+        return decision, self._over_wait_budget(decision)
 
     def telemetry(self, tick_s: float) -> LinkTelemetry:
         """ControlLoops.telemetry over the simulated PrfaaS workers and link."""

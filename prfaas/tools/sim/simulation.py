@@ -143,7 +143,7 @@ class Simulation:
             )
             long = LongTermController(model, cfg.long)
         self.router = SimRouter(rc, self.index, short, self.view, self.link,
-                                cfg.link_bytes_per_s, long)  # fmt: skip
+                                cfg.link_bytes_per_s, long, loop=self.loop)  # fmt: skip
         self.routing_counts: dict[str, float] = {}
         self.timeline: list[dict[str, float]] = []
         self.link_events: list[dict[str, Any]] = []
@@ -156,19 +156,26 @@ class Simulation:
     # -- request life -------------------------------------------------------------------------
     def _arrive(self, req: SimRequest) -> None:
         self._arrivals_left -= 1
-        decision = self.router.decide(req)
+        decision, over_wait = self.router.decide(req)
         key_route = "offload" if decision.target is Target.PRFAAS else "local"
-        key = f"{self.routing.policy}/{key_route}/{decision.reason.value}"
+        reason = decision.reason.value
+        if over_wait is not None:
+            key_route, reason = "refused", "prefill_wait"
+        key = f"{self.routing.policy}/{key_route}/{reason}"
         self.routing_counts[key] = self.routing_counts.get(key, 0.0) + 1.0
         req.route = key
         if self._progress is not None:
             self._progress.update(sent=1)
-        if decision.target is None:
-            req.error = "429 no worker has capacity for this request"
+        if decision.target is None or over_wait is not None:
+            req.error = (
+                "429 no worker has capacity for this request" if over_wait is None else
+                f"429 prefill queue on {decision.prefill_worker}: predicted wait {over_wait:.1f}s"
+            )  # fmt: skip
             if self._progress is not None:
                 self._progress.update(done=1, failed=1)
             return
         self._inflight += 1
+        self.router.placed(req, decision, self.loop.now)
         self.router.observe(self.loop.now, decision)
         self.cross_cluster_moves += int(decision.cross_cluster_transfer)
         pre = self.instances[decision.prefill_worker or ""]
@@ -196,7 +203,7 @@ class Simulation:
             def progress(job: PrefillJob, fraction: float) -> None:
                 if fraction >= 1.0:
                     delay = req.kv_bytes / self.cfg.local_kv_bytes_per_s
-                    self.loop.after(delay, dec.decode.kv_arrived, req)
+                    self.loop.after(delay, self._local_kv_arrived, dec, req)
 
         job = PrefillJob(req, progress)
         admitted = dec.decode.admitted_at()
@@ -213,7 +220,12 @@ class Simulation:
         pre.admitting -= 1
         pre.prefill.submit(job)
 
+    def _local_kv_arrived(self, dec: SimInstance, req: SimRequest) -> None:
+        self.router.prefill_over(req)
+        dec.decode.kv_arrived(req)
+
     def _kv_delivered(self, pre: SimInstance, dec: SimInstance, req: SimRequest) -> None:
+        self.router.prefill_over(req)
         self.router.delivered(req.kv_bytes)
         pre.held -= 1
         pre.changed()
