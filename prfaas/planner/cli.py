@@ -15,8 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from prfaas.data import case_study_file
-from prfaas.planner.case import Case, DeploymentPlan, load_case, plan
+from prfaas.planner.case import Case, DeploymentPlan, PlanResult, load_case, plan, policy_model
 from prfaas.planner.profiles import BITS_PER_BYTE, load_profile_csv
+from prfaas.planner.work_conserving import work_conserving_lambda
 from prfaas.planner.workload import EmpiricalLengths, uncached_lengths_from_trace
 
 # The paper's case study ships with the package, so `prfaas plan` with no argument plans it.
@@ -74,11 +75,17 @@ def apply_overrides(case: Case, args: argparse.Namespace) -> Case:
     return replace(case, deployments=deployments)
 
 
-def plan_to_json(dp: DeploymentPlan) -> dict[str, float | int | None]:
-    """The JSON contract of one deployment (keys fixed; a later check depends on them)."""
+def plan_to_json(case: Case, dp: DeploymentPlan) -> dict[str, float | int | None]:
+    """The JSON contract of one deployment (keys fixed; a later check depends on them).
+
+    `lambda_work_rps` is Eq. 6 at the same operating point with each prefill class's mean
+    prefill *time* (planner/work_conserving.py): the rate no scheduler can exceed for the case's
+    spread of lengths, where `lambda_max_rps` (the paper's, the time of the mean length) can."""
     pt = dp.point
+    lambda_work = work_conserving_lambda(policy_model(case, dp.deployment), case.lengths, pt)
     return {
         "lambda_max_rps": pt.lambda_max,
+        "lambda_work_rps": lambda_work,
         "n_prfaas": pt.n_prfaas,
         "n_prefill": pt.n_p,
         "n_decode": pt.n_d,
@@ -93,27 +100,32 @@ def plan_to_json(dp: DeploymentPlan) -> dict[str, float | int | None]:
 
 def format_table(result: dict[str, dict[str, float | int | None]]) -> str:
     """A fixed-width table: one row per deployment, plus Λ_max ratios against the others."""
-    cols = ["lambda_max_rps", "n_prfaas", "n_prefill", "n_decode", "threshold_tokens",
+    cols = ["lambda_max_rps", "lambda_work_rps", "n_prfaas", "n_prefill", "n_decode", "threshold_tokens",
             "offload_fraction", "egress_gbps", "theta_prfaas_rps", "theta_pd_prefill_rps",
             "theta_pd_decode_rps"]  # fmt: skip
     lines = ["deployment".ljust(22) + "".join(c[:16].rjust(17) for c in cols)]
     for name, row in result.items():
         cells = ["-" if row[c] is None else f"{row[c]:.4g}" for c in cols]
         lines.append(name.ljust(22) + "".join(c.rjust(17) for c in cells))
-    if "prfaas_pd" in result:
-        ours = result["prfaas_pd"]["lambda_max_rps"]
+    for key, label in (("lambda_max_rps", "Λ_max"), ("lambda_work_rps", "Λ_work")):
+        ours = result.get("prfaas_pd", {}).get(key)
         for name, row in result.items():
-            theirs = row["lambda_max_rps"]
+            theirs = row[key]
             if name != "prfaas_pd" and ours is not None and theirs:
-                lines.append(f"prfaas_pd / {name}: {ours / theirs:.3f}x Λ_max")
+                lines.append(f"prfaas_pd / {name}: {ours / theirs:.3f}x {label}")
     return "\n".join(lines)
+
+
+def plan_rows(case: Case, result: PlanResult) -> dict[str, dict[str, float | int | None]]:
+    """`plan_to_json` of every deployment in `result`, keyed by deployment name."""
+    return {name: plan_to_json(case, dp) for name, dp in result.plans.items()}
 
 
 def run(args: argparse.Namespace) -> int:
     """Plan every deployment; print JSON or a table and write plots. Returns the exit code."""
     case = apply_overrides(load_case(args.case), args)
     result = plan(case)
-    out = {name: plan_to_json(dp) for name, dp in result.plans.items()}
+    out = plan_rows(case, result)
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")

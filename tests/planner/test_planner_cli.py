@@ -12,7 +12,7 @@ from prfaas.data import case_study_file
 
 CASE = case_study_file()
 KEYS = {
-    "lambda_max_rps": float, "n_prfaas": int, "n_prefill": int, "n_decode": int,
+    "lambda_max_rps": float, "lambda_work_rps": float, "n_prfaas": int, "n_prefill": int, "n_decode": int,
     "threshold_tokens": (float, type(None)), "offload_fraction": float, "egress_gbps": float,
     "theta_prfaas_rps": float, "theta_pd_prefill_rps": float, "theta_pd_decode_rps": float,
 }  # fmt: skip
@@ -46,6 +46,10 @@ def test_json_contract_and_budget() -> None:
     assert out["homogeneous_pd"]["offload_fraction"] == 0.0
     assert out["naive_heterogeneous"]["offload_fraction"] == 1.0
     assert out["naive_heterogeneous"]["n_prefill"] == 0
+    # Mean prefill times exceed the time of the mean length (convex profiles): the work bound is
+    # the lower one wherever a prefill class runs on an instance.
+    for name, row in out.items():
+        assert 0 < row["lambda_work_rps"] < row["lambda_max_rps"], name
 
 
 def test_overrides_change_the_answer() -> None:

@@ -35,9 +35,7 @@ from prfaas.planner import (
     TruncatedLogNormal,
     plan,
 )
-from prfaas.planner.case import policy_model
-from prfaas.planner.cli import plan_to_json
-from prfaas.planner.work_conserving import work_conserving_lambda
+from prfaas.planner.cli import plan_rows
 
 PRFAAS_PROFILE = case_study_file("h200_8gpu_prefill.csv")
 PD_PROFILE = case_study_file("h20_8gpu_prefill.csv")
@@ -156,12 +154,8 @@ def predict(scale: Scale) -> tuple[PlanResult, dict[str, Any]]:
     case = scaled_case(scale)
     result = plan(case)
     out: dict[str, Any] = {}
-    for name, dp in result.plans.items():
-        row = plan_to_json(dp)
-        row["egress_bytes_per_s"] = dp.point.egress_bytes_per_s
-        # The same operating point with mean prefill times (planner/work_conserving.py).
-        model = policy_model(case, dp.deployment)
-        row["lambda_work_rps"] = work_conserving_lambda(model, case.lengths, dp.point)
+    for name, row in plan_rows(case, result).items():
+        row["egress_bytes_per_s"] = result.plans[name].point.egress_bytes_per_s
         out[DEPLOYMENTS[name]] = {"deployment": name, **row}
 
     def ratios(key: str) -> dict[str, float]:
