@@ -37,3 +37,20 @@ def test_a_simulation_calls_route_for_every_request(monkeypatch) -> None:  # noq
     # Its controllers are live router objects, and their state is what the timeline shows.
     assert isinstance(sim.router.short, control.ShortTermController)
     assert result.timeline[-1]["threshold_tokens"] == sim.router.short.threshold
+
+
+def test_the_short_law_gets_the_routers_recent_arrivals() -> None:
+    """ControlLoops.telemetry's feed-forward inputs: the lengths routed in the last 30 s, each
+    with its seconds on a local PD-P worker, the KV bytes the PrfaaS workers ship, the local
+    PD-P count (the sim left them empty, so the law's feed-forward and raise cap never acted)."""
+    from tests.sim.helpers import small_sim
+
+    sim, requests = small_sim(n=120, rate=2.5)
+    sim.run(requests, until_s=40.0)
+    tel = sim.router.telemetry(1.0)
+    placed = [r.input_tokens for r in requests if 10.0 < r.arrival_s <= 40.0 and not r.error]
+    assert placed and [a[0] for a in tel.arrivals] == placed
+    assert all(s > 0 for _, s in tel.arrivals)
+    assert tel.arrival_window_s == 30.0 and tel.kv_bytes_per_token > 0
+    local = [i for i in sim.instances.values() if i.cluster == "local" and i.is_prefill]
+    assert tel.local_prefill_workers == len(local) > 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
+
 from prfaas.roles import Role
 from prfaas.router.control import (
     CapacitySample,
@@ -19,6 +21,7 @@ from prfaas.router.control import (
     LinkTelemetry,
     LongTermController,
     LongTermDecision,
+    RecentArrivals,
     ShortTermController,
     ShortTermDecision,
 )
@@ -61,7 +64,12 @@ class SimRouter:
         max_prefill_wait_s: float = MAX_PREFILL_WAIT_S,
         *,
         loop: EventLoop,
+        kv_bytes: tuple[float, float] = (0.0, 0.0),
     ) -> None:
+        self.kv_bytes_per_token, self.kv_state_bytes = kv_bytes
+        """What the PrfaaS workers report shipping (`KvFootprint.current`): per token, per request."""
+        self.arrivals = RecentArrivals()
+        """The lengths routed lately (`Dispatcher.arrivals`: the short law's feed-forward and cap)."""
         self.config, self.index, self.short, self.long = config, index, short, long
         self.loop = loop
         self.max_prefill_wait_s = max_prefill_wait_s
@@ -110,17 +118,32 @@ class SimRouter:
             for key in [k for k, (t, _) in placed.items() if t < asked]:
                 del placed[key]  # in a report now, and stays so
             unseen = sum(tokens for _, tokens in placed.values())
-        measured = stage.busy_s > 0
-        speed = stage.tokens_computed / stage.busy_s if measured else 0.0
-        speed = speed or DEFAULT_PREFILL_TOKENS_PER_S
+        speed, measured = _speed(inst)
         return wait_from_backlog(backlog, self.loop.now - asked, unseen, speed), measured
 
-    def local_wait_s(self) -> float:
+    def _local_prefill_workers(self) -> list[SimInstance]:
+        return [i for i in self.view.instances.values()
+                if i.cluster == self.config.local_cluster and i.is_prefill
+                and not i.draining]  # fmt: skip
+
+    def local_wait_s(self, local: list[SimInstance] | None = None) -> float:
         """ControlLoops._local_wait_s: the mean predicted wait over the local prefill workers."""
-        waits = [self.predicted_wait_s(i)[0] for i in self.view.instances.values()
-                 if i.cluster == self.config.local_cluster and i.is_prefill
-                 and not i.draining]  # fmt: skip
+        local = self._local_prefill_workers() if local is None else local
+        waits = [self.predicted_wait_s(i)[0] for i in local]
         return sum(waits) / len(waits) if waits else 0.0
+
+    def _local_prefill_s(self, lengths: list[int], local: list[SimInstance]) -> list[float]:
+        """ControlLoops._local_prefill_s: each length's seconds on one local PD-P worker, from
+        the planner's PD profile x its measured slowdown, else the workers' mean reported speed."""
+        if not lengths:
+            return []
+        if self.long is not None:
+            slowdown = self.long.prefill_slowdown["pd"]
+            seconds = self.long.model.pd_profile.t_prefill(np.asarray(lengths, dtype=float))
+            return [float(x) * slowdown for x in np.atleast_1d(seconds)]
+        speeds = [_speed(i)[0] for i in local]
+        speed = sum(speeds) / len(speeds) if speeds else DEFAULT_PREFILL_TOKENS_PER_S
+        return [n / speed for n in lengths]
 
     def _with_wait(self, snap: WorkerSnapshot) -> WorkerSnapshot:
         """Dispatcher._with_wait: a prefill worker's snapshot with its predicted wait."""
@@ -182,13 +205,20 @@ class SimRouter:
         # number of sending peers lets the estimator tell per-peer limits from the line's.
         capacity = self.capacity.update(CapacitySample(egress, backlog, egress, sending))
         offered, self._offered_bytes = self._offered_bytes / tick_s, 0.0
+        local = self._local_prefill_workers()
+        lengths = self.arrivals.lengths(self.loop.now)
+        arrivals = tuple(zip(map(float, lengths), self._local_prefill_s(lengths, local),
+                             strict=True))  # fmt: skip
         # As ControlLoops.telemetry: the router's own count of committed and newly offered KV,
         # and the local prefill workers' predicted wait (the controller's local hold and shed).
         return LinkTelemetry(
             egress, capacity, depth, loss, backlog,
             committed_bytes=max(self.committed_bytes, backlog), offered_bytes_per_s=offered,
-            link_saturated=self.capacity.saturated, local_wait_s=self.local_wait_s(),
+            link_saturated=self.capacity.saturated, local_wait_s=self.local_wait_s(local),
             configured_bytes_per_s=self.configured_link_bytes_per_s,
+            arrivals=arrivals, arrival_window_s=self.arrivals.window_s,
+            kv_bytes_per_token=self.kv_bytes_per_token, kv_state_bytes=self.kv_state_bytes,
+            local_prefill_workers=len(local),
         )  # fmt: skip
 
     def short_tick(self, tick_s: float) -> tuple[LinkTelemetry, ShortTermDecision]:
@@ -196,6 +226,8 @@ class SimRouter:
         return tel, self.short.update(tel)
 
     def observe(self, now: float, decision: RouteDecision) -> None:
+        """Dispatcher._record: the routed length, for the short law and the long-term planner."""
+        self.arrivals.observe(now, decision.incremental_tokens)
         if self.long is not None:
             self.long.observe_request(now, decision.incremental_tokens)
 
@@ -209,3 +241,11 @@ class SimRouter:
         for action in decision.actions:
             self.view.instances[action.worker_id].set_role(Role(action.to_role))
         return decision
+
+
+def _speed(inst: SimInstance) -> tuple[float, bool]:
+    """(`prefill_estimate.prefill_speed`, `speed_measured`): the worker's reported speed, its
+    prefill tokens over its prefill seconds, else the dispatcher's default."""
+    stage = inst.prefill
+    reported = stage.tokens_computed / stage.busy_s if stage.busy_s > 0 else 0.0
+    return reported or DEFAULT_PREFILL_TOKENS_PER_S, reported > 0

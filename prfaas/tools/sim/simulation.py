@@ -86,10 +86,17 @@ class SimResult:
     stats: dict[str, Any]
 
 
+def _kv_line(p: PrefillProfile) -> tuple[float, float]:
+    """A profile's KV bytes as (per token, per request): the line through its end rows."""
+    xs, ys = p.input_tokens, p.kv_bytes
+    per_token = float((ys[-1] - ys[0]) / (xs[-1] - xs[0]))
+    return per_token, float(ys[0] - per_token * xs[0])
+
+
 def _kv_sizes(cfg: SimConfig) -> tuple[float, float]:
     p = cfg.pd_profile
     xs, ys = p.input_tokens, p.kv_bytes
-    per_token = cfg.kv_bytes_per_token or float((ys[-1] - ys[0]) / (xs[-1] - xs[0]))
+    per_token = cfg.kv_bytes_per_token or _kv_line(p)[0]
     state = cfg.state_bytes or float(ys[0] - per_token * xs[0])
     return per_token, max(state, 1.0)
 
@@ -142,8 +149,9 @@ class Simulation:
                 link_bytes_per_s=cfg.link_bytes_per_s,
             )
             long = LongTermController(model, cfg.long)
-        self.router = SimRouter(rc, self.index, short, self.view, self.link,
-                                cfg.link_bytes_per_s, long, loop=self.loop)  # fmt: skip
+        shipped = _kv_line(cfg.prfaas_profile or cfg.pd_profile)
+        self.router = SimRouter(rc, self.index, short, self.view, self.link, cfg.link_bytes_per_s,
+                                long, loop=self.loop, kv_bytes=shipped)  # fmt: skip
         self.routing_counts: dict[str, float] = {}
         self.timeline: list[dict[str, float]] = []
         self.link_events: list[dict[str, Any]] = []
