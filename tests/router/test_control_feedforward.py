@@ -193,3 +193,20 @@ async def test_the_loops_hand_the_law_the_lengths_the_dispatcher_routed() -> Non
         assert tel.local_prefill_workers >= 1
     finally:
         await c.close()
+
+
+def test_with_the_arrivals_known_t_steps_down_once_the_local_wait_reaches_the_hold() -> None:
+    """At 0.5 Λ the drop's local queues reached W 16-20 s at the restore under a t the link
+    pressed up (held, not raised, from W 12 s) and took ~30 s to drain: the local queues drain no
+    faster after a restore, a link backlog does. With the arrivals known the law steps t down
+    from the hold level; without them (recorded runs) only from the shed level, as before."""
+    cfg = ShortTermConfig()
+    hold = cfg.local_hold_fraction * cfg.local_wait_budget_s
+    shed = cfg.local_shed_fraction * cfg.local_wait_budget_s
+    tick = {"egress": 0.25 * CONFIGURED, "depth": 1.0, "loss": 0.0, "backlog": 0.0,
+            "committed": 0.0, "offered": 0.0, "local_wait": (hold + shed) / 2}  # fmt: skip
+    for arrived, lowered in (((), False), (arrivals(PRE_DROP_RPS_05), True)):
+        ctl = ShortTermController(BASE_T)
+        ctl.threshold = 2 * BASE_T
+        d = ctl.update(telemetry(tick, 0.25 * CONFIGURED, True, arrived))
+        assert (d.reason == "lower:local") is lowered and (d.threshold < 2 * BASE_T) is lowered

@@ -21,8 +21,8 @@ Control law (one `update()` per tick, e.g. every second; constants in `ShortTerm
                       the paper's early signal);
            "loss"     loss >= loss_high;   "queue"  PrfaaS queue depth >= queue_high.
   local    W >= local_hold_fraction · local_wait_budget_s: no raise (a raise moves long prompts
-           onto local queues that are already long); W >= local_shed_fraction · budget: t steps
-           *down* even under link pressure — a long prompt queued behind a slow link on PrfaaS
+           onto local queues that are already long); W >= local_shed_fraction · budget (the hold
+           level itself when A below is known): t steps *down* even under link pressure — a long prompt queued behind a slow link on PrfaaS
            is served late, one refused by a full local queue (HTTP 429) is not served at all.
   calm   = unsaturated, u <= u_low, b <= backlog_low, drain < commit_horizon_s, loss <= loss_low
            and queue depth <= queue_low.
@@ -308,6 +308,11 @@ class ShortTermController:
         budget = cfg.local_wait_budget_s
         local_hold = tel.local_wait_s >= cfg.local_hold_fraction * budget
         local_shed = tel.local_wait_s >= cfg.local_shed_fraction * budget
+        if tel.arrivals and tel.local_prefill_workers > 0:
+            # The local wait is judged as a raise is: at the hold level the prompts t keeps
+            # local are building the local queues, which drain no faster after a restore,
+            # while a backlog on the link drains at the restored rate; so t steps down.
+            local_shed = local_shed or local_hold
         self.floor = self._floor(tel)
         feedforward = self._feedforward(tel)
         cap = min(self._raise_cap(tel, cfg.local_hold_fraction * budget), cfg.t_max)
