@@ -210,3 +210,32 @@ def test_with_the_arrivals_known_t_steps_down_once_the_local_wait_reaches_the_ho
         ctl.threshold = 2 * BASE_T
         d = ctl.update(telemetry(tick, 0.25 * CONFIGURED, True, arrived))
         assert (d.reason == "lower:local") is lowered and (d.threshold < 2 * BASE_T) is lowered
+
+
+def test_the_feed_forward_holds_the_saturated_measure_while_the_estimate_relaxes() -> None:
+    """Between backlogs the estimator relaxes toward the configured rate by a tenth of the gap
+    a tick; the feed-forward keeps the latest saturated measure for its hold, so t does not
+    fall back to t_base between bursts on the fallen link; a saturated tick at the restored
+    rate ends it at once."""
+    arrived = arrivals(PRE_DROP_RPS_05)
+    ctl, est = ShortTermController(BASE_T), LinkCapacityEstimator(CONFIGURED)
+    busy = {"egress": 0.25 * CONFIGURED, "depth": 1.0, "loss": 0.0, "backlog": 50e6,
+            "committed": 0.0, "offered": 0.0, "local_wait": 1.0}  # fmt: skip
+    idle = {**busy, "egress": 0.0, "backlog": 0.0}
+    capacity = est.update(CapacitySample(busy["egress"], busy["backlog"]))
+    raised = ctl.update(telemetry(busy, capacity, est.saturated, arrived)).threshold
+    assert raised > BASE_T
+    held = []
+    for _ in range(ShortTermConfig().feedforward_hold_ticks):
+        capacity = est.update(CapacitySample(0.0, 0.0))
+        held.append(ctl.update(telemetry(idle, capacity, est.saturated, arrived)).threshold)
+    assert capacity > 2.5 * 0.25 * CONFIGURED  # the estimate relaxed most of the way back
+    fresh = ShortTermController(BASE_T).update(telemetry(idle, capacity, False, arrived))
+    assert fresh.feedforward < raised  # and alone it would have let t down
+    assert held == [raised] * len(held)
+    restored = {**busy, "egress": CONFIGURED, "backlog": 20e6}
+    for _ in range(20):
+        capacity = est.update(CapacitySample(restored["egress"], restored["backlog"]))
+        d = ctl.update(telemetry(restored, capacity, est.saturated, arrived))
+        restored = {**idle, "egress": 0.2 * CONFIGURED}
+    assert d.feedforward == 0.0 and ctl.threshold == BASE_T

@@ -126,6 +126,12 @@ class ShortTermConfig:
     feedforward_fill: float = 0.7
     """Fraction of a fallen link's measured capacity the offloads at the feed-forward t may
     offer (u_low: the link then reads calm at that t, so the calm rule does not undo it)."""
+    feedforward_hold_ticks: int = 10
+    """Ticks the capacity measured by the latest saturated tick stands for the feed-forward:
+    between backlogs the estimate relaxes toward the configured rate (`link_capacity`), and a
+    feed-forward that followed it let t fall back to t_base and rise again every ~20 s on the
+    fallen link (issue 12, the 0.5 Λ drop run on bbf9621); a restored link drains its backlog
+    at the restored rate, a saturated tick that ends the hold at once."""
     raise_horizon_s: float = 10.0
     """Seconds of arrivals a raise is costed for on the local PD-P queues: a raise may add the
     prompts between the current and the raised t that arrive in this long (at the recent rate)
@@ -207,6 +213,8 @@ class ShortTermController:
         """EWMA of the KV bytes/s newly committed to the link (rho's numerator)."""
         self.floor = base_threshold
         """The lowest t_eff of the latest tick (t_base unless the link is measured faster)."""
+        self._saturated_capacity = 0.0
+        self._since_saturated = 0
 
     def set_base(self, base_threshold: float) -> None:
         """Called by the long-term controller after re-planning; t_eff never goes below it
@@ -236,15 +244,23 @@ class ShortTermController:
 
     def _feedforward(self, tel: LinkTelemetry) -> float:
         """The t at which the recent arrivals' offloads offer at most `feedforward_fill` of a
-        link measured below `feedforward_below` of its configured rate (0: not fallen, unknown,
+        link measured below `feedforward_below` of its configured rate, by its latest saturated
+        tick within `feedforward_hold_ticks` or else the estimate (0: not fallen, unknown,
         or they fit at any t): the longest prompts fill that budget, and the first that overflows
         it stays local (an offload needs uncached tokens > t)."""
         cfg = self.config
         window = tel.arrival_window_s
-        fallen = tel.capacity_bytes_per_s < cfg.feedforward_below * tel.configured_bytes_per_s
+        if tel.link_saturated:
+            self._saturated_capacity, self._since_saturated = tel.capacity_bytes_per_s, 0
+        else:
+            self._since_saturated += 1
+        capacity = tel.capacity_bytes_per_s
+        if self._saturated_capacity and self._since_saturated <= cfg.feedforward_hold_ticks:
+            capacity = min(capacity, self._saturated_capacity)
+        fallen = capacity < cfg.feedforward_below * tel.configured_bytes_per_s
         if not (tel.arrivals and window > 0 and tel.kv_bytes_per_token > 0 and fallen):
             return 0.0
-        budget = cfg.feedforward_fill * tel.capacity_bytes_per_s * window
+        budget = cfg.feedforward_fill * capacity * window
         offered = 0.0
         for tokens in sorted((a[0] for a in tel.arrivals), reverse=True):
             offered += tel.kv_state_bytes + tokens * tel.kv_bytes_per_token
