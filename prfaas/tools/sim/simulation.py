@@ -8,6 +8,7 @@ router's control loop does) and returning a `SimResult`.
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
 from dataclasses import dataclass, field
@@ -299,7 +300,15 @@ class Simulation:
         self.loop.after(self.cfg.short_tick_s, self._short_tick)
         if self.cfg.long_tick_s is not None:
             self.loop.after(self.cfg.long_tick_s, self._long_tick)
-        self.loop.run_until(float("inf") if until_s is None else until_s)
+        # The requests and the heap are built: the collector need not walk them again. Its full
+        # passes over ~10 M long-lived objects, set off by the small objects each event allocates,
+        # cost a third of the 10,000-GPU hour (cProfile). Results are unaffected.
+        gc.collect()
+        gc.freeze()
+        try:
+            self.loop.run_until(float("inf") if until_s is None else until_s)
+        finally:
+            gc.unfreeze()
         if progress:
             self._progress.stream.write(self._progress.line() + "\n")
         wall = time.perf_counter() - started
