@@ -141,6 +141,9 @@ class PDWorkerServicer(CommonRpcs, worker_pb2_grpc.WorkerServicer):
                     rt.record_received(src.sender_id or "kv", event.num_bytes, event.seconds)
                 elif isinstance(event, flow.Finished):
                     if not decode_only:
+                        rt.counters.prefill_lengths.record(
+                            event.prompt_tokens - event.cached_tokens
+                        )
                         rt.worker_metrics.record_prefix_lookup(
                             rt.worker_id, event.prompt_tokens, event.cached_tokens
                         )

@@ -11,9 +11,11 @@ prefill seconds on a local PD-P worker (the planner's PD profile times the measu
 and the KV bytes per token (the law's feed-forward raise on a fallen link and its raise cap)
 -> `ShortTermController.update` -> t_eff and the scarce/abundant regime the dispatcher reads;
 exports the threshold and the link utilization and goodput.
-Long loop (every `long_tick_s`, `long_tick()`): `LongTermController.step` over the current
-snapshots; a new base t goes to the short-term controller, and, only while this router holds the
-planner lease among its replicas (`planner_leadership`, renewed every long tick), each
+Long loop (every `long_tick_s`, `long_tick()`): the deployment's arrivals since the last tick
+from the workers' prefill histograms (`cluster_arrivals`: every replica's, not only this router's)
+into the controller, then `LongTermController.step` over the current snapshots; a new base t
+goes to the short-term controller, and, only while this router holds the planner lease among its
+replicas (`planner_leadership`, renewed every long tick), each
 `RoleChange` becomes a `SetRole` on that PD worker (which drains first); N_p/N_d are logged and
 exported. Both loops are tasks on
 the router's event loop owned by `ControlLoops` (`start()`/`stop()`).
@@ -32,6 +34,7 @@ import numpy as np
 
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
+from prfaas.router.cluster_arrivals import ClusterArrivals
 from prfaas.router.control import (
     CapacitySample,
     LinkCapacityEstimator,
@@ -99,6 +102,8 @@ class ControlLoops:
         self._committed_seen: dict[str, float] = {}
         # The lengths the dispatcher routed lately (the law's feed-forward and raise cap).
         self.recent_arrivals = recent_arrivals or RecentArrivals()
+        # The deployment's arrivals, from the workers' reports (every replica's, not only ours).
+        self.arrivals = ClusterArrivals(registry)
 
     def telemetry(self) -> LinkTelemetry:
         # The healthy PrfaaS workers that have reported a load, each with that load.
@@ -237,7 +242,11 @@ class ControlLoops:
             log.info("long-term: measured/profiled prefill time %s", slowdown)
         log.info("long-term: KV %.1f B/token + %.0f B/request (%s)", self.kv.bytes_per_token,
                  self.kv.state_bytes, self.kv.source)  # fmt: skip
-        decision = self.long.step(time.monotonic(), self.registry.snapshots(), self.local_cluster)
+        now = time.monotonic()
+        self.long.observe_cluster(now, *self.arrivals.sample())
+        decision = self.long.step(now, self.registry.snapshots(), self.local_cluster)
+        log.info("long-term: arrivals from the %s", "workers' reports (every replica's)"
+                 if decision.arrivals == "cluster" else "requests this router routed")  # fmt: skip
         log.info("long-term: %s t=%.0f N_p=%d N_d=%d rate=%.2f/s actions=%s", decision.reason,
                  decision.threshold, decision.n_p, decision.n_d, decision.arrival_rps,
                  [(a.worker_id, a.to_role.value) for a in decision.actions])  # fmt: skip

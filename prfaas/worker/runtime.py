@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -33,6 +33,7 @@ from prfaas.worker.options import (
     served_model_name,
 )
 from prfaas.worker.prefill_flow import wire_footprint
+from prfaas.worker.prefill_lengths import PrefillLengths
 from prfaas.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Counters:
     decode_tokens: int = 0
     # Bytes of completed outgoing KV transfers (live bytes on the wire: `kv_bytes_on_wire`).
     kv_bytes_sent: int = 0
+    # Completed prefills by uncached length (`WorkerLoad.prefill_length_*`).
+    prefill_lengths: PrefillLengths = field(default_factory=PrefillLengths)
 
 
 class RateMeter:

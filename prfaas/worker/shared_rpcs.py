@@ -88,6 +88,7 @@ class CommonRpcs(PrefixRpcs):
             await context.abort(grpc.StatusCode.ABORTED, f"{exc.code}: {exc}")
         record_prefill(context, rt.worker_id, request.request_id, arrived, report)
         rt.counters.prefill_tokens += report.num_prompt_tokens - report.num_cached_tokens
+        rt.counters.prefill_lengths.record(report.num_prompt_tokens - report.num_cached_tokens)
         rt.counters.prefill_seconds += report.prefill_seconds
         rt.worker_metrics.record_prefix_lookup(
             rt.worker_id, report.num_prompt_tokens, report.num_cached_tokens
@@ -157,6 +158,8 @@ class CommonRpcs(PrefixRpcs):
             kv_sending_connections=rt.kv_sending_connections,
             draining=self.draining or self.stopping,
             prefill_backlog_seconds=snap.prefill_backlog_s,
+            prefill_length_counts=c.prefill_lengths.counts,
+            prefill_length_tokens=c.prefill_lengths.tokens,
         )
 
     async def StreamCacheEvents(  # noqa: N802

@@ -1,7 +1,10 @@
 """Long-timescale control: rolling statistics -> planner -> new t and N_p/N_d -> role changes.
 
 Each `step()` (e.g. every few minutes):
-  1. takes the uncached lengths of requests that arrived within `window_s` (and their rate);
+  1. takes the uncached lengths of requests that arrived within `window_s` (and their rate): the
+     whole deployment's, from the workers' prefill histograms (`observe_cluster`,
+     router/cluster_arrivals.py), when they account for at least the requests this router routed
+     itself (`observe_request`), else this router's own (one replica sees only its share);
   2. calibrates the model with measured stage speed: `prefill_slowdown` scales a profile's
      T_prefill by measured / profiled time, summed over the same requests in the window
      (`observe_prefill`: each completed prefill's seconds against the profile's T_prefill at its
@@ -66,6 +69,8 @@ class LongTermDecision:
     reason: str = "hold"
     """hold:insufficient_data | retune_threshold | rebalance:prefill_bound | rebalance:decode_bound."""
     arrival_rps: float = 0.0
+    arrivals: str = "router"
+    """Whose arrivals were planned on: "cluster" (every worker's prefills) or "router" (its own)."""
     current: OperatingPoint | None = None
     planned: OperatingPoint | None = None
 
@@ -89,6 +94,8 @@ class LongTermController:
         self.model = model
         self.config = config or LongTermConfig()
         self._samples: deque[tuple[float, int]] = deque()
+        # The deployment's prefills per long tick: (time, counts, token sums) per length bucket.
+        self._cluster: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         # Per cluster key ("pd", "prfaas"): (time, measured seconds, profiled seconds) per prefill.
         self._prefills: dict[str, deque[tuple[float, float, float]]] = {
             "pd": deque(), "prfaas": deque()
@@ -101,6 +108,31 @@ class LongTermController:
     def observe_request(self, now: float, uncached_tokens: int) -> None:
         """Called once per routed request with its incremental (uncached) length."""
         self._samples.append((now, uncached_tokens))
+
+    def observe_cluster(self, now: float, counts: np.ndarray, tokens: np.ndarray) -> None:
+        """The prefills every worker completed since the previous call, per length bucket: how
+        many and their uncached tokens in all (`ClusterArrivals.sample`)."""
+        if counts.any():
+            self._cluster.append((now, counts, tokens))
+
+    def arrivals(self, now: float) -> tuple[np.ndarray, str]:
+        """The uncached lengths that arrived within the window and whose they are: the
+        deployment's (each histogram bucket as its count of its mean length) when they are at
+        least as many as this router's own, else this router's own samples."""
+        cutoff = now - self.config.window_s
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+        while self._cluster and self._cluster[0][0] < cutoff:
+            self._cluster.popleft()
+        own = np.array([n for _, n in self._samples], dtype=float)
+        if not self._cluster:
+            return own, "router"
+        counts = np.sum([c for _, c, _ in self._cluster], axis=0)
+        tokens = np.sum([t for _, _, t in self._cluster], axis=0)
+        if counts.sum() < own.size:
+            return own, "router"
+        filled = counts > 0
+        return np.repeat(tokens[filled] / counts[filled], counts[filled]), "cluster"
 
     def observe_prefill(
         self, now: float, cluster: str, uncached_tokens: int, seconds: float
@@ -162,8 +194,7 @@ class LongTermController:
     ) -> LongTermDecision:
         """Re-plan from the window ending at `now`; `workers` gives the current PD roles."""
         cfg = self.config
-        while self._samples and self._samples[0][0] < now - cfg.window_s:
-            self._samples.popleft()
+        samples, source = self.arrivals(now)
         pd = [
             w
             for w in workers
@@ -178,19 +209,21 @@ class LongTermController:
             key=lambda w: (w.load, w.queue_depth, w.worker_id),
         )
         n_p = len(prefill)
-        rate = len(self._samples) / cfg.window_s
-        if len(self._samples) < cfg.min_samples or not decode:
+        rate = samples.size / cfg.window_s
+        if samples.size < cfg.min_samples or not decode:
             return LongTermDecision(
-                np.nan, n_p, len(decode), reason="hold:insufficient_data", arrival_rps=rate
-            )
-        lengths = EmpiricalLengths.from_samples([n for _, n in self._samples])
+                np.nan, n_p, len(decode), reason="hold:insufficient_data", arrival_rps=rate,
+                arrivals=source,
+            )  # fmt: skip
+        lengths = EmpiricalLengths.from_samples(samples)
         model = replace(self._calibrated(), n_pd=len(pd))
         current = optimal_threshold(model, lengths, n_p)
         planned, _ = search(model, lengths)
         if planned.n_p == n_p or planned.lambda_max < current.lambda_max * (1 + cfg.min_gain):
             return LongTermDecision(
-                current.threshold, n_p, len(decode), [], "retune_threshold", rate, current, current
-            )
+                current.threshold, n_p, len(decode), [], "retune_threshold", rate, source,
+                current, current,
+            )  # fmt: skip
         moves = min(abs(planned.n_p - n_p), cfg.max_moves)
         if planned.n_p > n_p:
             actions = [RoleChange(w.worker_id, Role.DECODE, Role.PREFILL) for w in decode[:moves]]
@@ -201,5 +234,6 @@ class LongTermController:
         new_n_p = n_p + (moves if planned.n_p > n_p else -moves)
         target = optimal_threshold(model, lengths, new_n_p)
         return LongTermDecision(
-            target.threshold, new_n_p, len(pd) - new_n_p, actions, reason, rate, current, target
-        )
+            target.threshold, new_n_p, len(pd) - new_n_p, actions, reason, rate, source,
+            current, target,
+        )  # fmt: skip
