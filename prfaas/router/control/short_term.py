@@ -132,10 +132,12 @@ class ShortTermConfig:
     feed-forward that followed it let t fall back to t_base and rise again every ~20 s on the
     fallen link (issue 12, the 0.5 Λ drop run on bbf9621); a restored link drains its backlog
     at the restored rate, a saturated tick that ends the hold at once."""
-    raise_horizon_s: float = 10.0
+    raise_horizon_s: float = 30.0
     """Seconds of arrivals a raise is costed for on the local PD-P queues: a raise may add the
     prompts between the current and the raised t that arrive in this long (at the recent rate)
-    to the local wait W, up to the hold level."""
+    to the local wait W, up to the hold level. The arrival window itself: a raise holds for tens
+    of seconds, not one cooldown (at 10 s, the 0.5 Λ drop run on 62d5a3a still took W to ~15 s
+    at the restore)."""
 
 
 @dataclass(frozen=True)
