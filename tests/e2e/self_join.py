@@ -53,8 +53,11 @@ def router_spec(name: str, address: RouterAddress, topology: Path) -> ProcessSpe
     return ProcessSpec(name, argv, env=ENV, ready=lambda: http_ready(f"{address.url}/health"))
 
 
-def worker_spec(kind: str, worker_id: str, routers: str, role: str = "") -> ProcessSpec:
-    """An emulated worker registering with `routers` every 0.3 s (drains within 2 s)."""
+def worker_spec(
+    kind: str, worker_id: str, routers: str, role: str = "", extra: tuple[str, ...] = ()
+) -> ProcessSpec:
+    """An emulated worker registering with `routers` every 0.3 s (drains within 2 s); `extra`
+    options follow the others."""
     port = free_port()
     argv = [sys.executable, "-m", "prfaas.cli", f"{kind}-worker", "--worker-id", worker_id]
     argv += ["--grpc-port", str(port), "--backend", "emulated", "--profile", PROFILE]
@@ -63,6 +66,7 @@ def worker_spec(kind: str, worker_id: str, routers: str, role: str = "") -> Proc
     argv += ["--cluster", "prfaas" if kind == "prefill" else "pd"]
     if kind == "pd":
         argv += ["--role", role, "--kv-port", str(free_port())]
+    argv += extra
     return ProcessSpec(worker_id, argv, env=ENV, ready=lambda: grpc_ready(f"127.0.0.1:{port}"))
 
 
