@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -31,6 +30,8 @@ import pytest
 from deploy_helpers import COMPOSE_DIR, PROMETHEUS_YML, REPO, flag
 from prometheus_client.parser import text_string_to_metric_families
 from test_deploy_compose import _copy_sources
+
+from prfaas.launcher.probes import free_port
 
 DOCKERD_LOCAL = COMPOSE_DIR / "dockerd_local.sh"
 UP_LOCAL = COMPOSE_DIR / "up_local.sh"
@@ -55,12 +56,6 @@ def _gate() -> str | None:
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (Debian: docker.io, docker-compose, git, iptables)"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -133,8 +128,8 @@ def docker_env() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def compose(docker_env: dict[str, str]) -> Iterator[Compose]:
     project = f"prfaas-test-{os.getpid()}"
-    http_port = int(os.environ.get("PRFAAS_COMPOSE_HTTP_PORT") or _free_port())
-    prom_port = int(os.environ.get("PRFAAS_COMPOSE_PROMETHEUS_PORT") or _free_port())
+    http_port = int(os.environ.get("PRFAAS_COMPOSE_HTTP_PORT") or free_port())
+    prom_port = int(os.environ.get("PRFAAS_COMPOSE_PROMETHEUS_PORT") or free_port())
     env = dict(
         docker_env,
         COMPOSE_PROJECT=project,

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from pathlib import Path
 import pytest
 from deploy_helpers import REPO, load_module, panel_queries, substitute_grafana_vars
 
+from prfaas.launcher.probes import free_port
 from prfaas.topology import DEFAULT_TOPOLOGY, load_topology
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,6 @@ MAY_BE_EMPTY = {
     ("kv-transfer.json", "Transfer failures"),
 }
 _URL = re.compile(r"https?://[A-Za-z0-9_.\-]+:[0-9]+/metrics\b")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -78,11 +72,11 @@ def _post_json(url: str, body: dict[str, object], timeout: float = 120.0) -> int
 
 def _topology(tmp_path: Path) -> tuple[Path, int, int]:
     """deploy/local.toml moved to free ports (a block above 20000 for the per-worker bases)."""
-    base = _free_port() % 20000 + 20000
-    http_port = _free_port()
+    base = free_port() % 20000 + 20000
+    http_port = free_port()
     values = {
         ("router", "http_port"): http_port,
-        ("router", "grpc_port"): _free_port(),
+        ("router", "grpc_port"): free_port(),
         ("prfaas", "grpc_base_port"): base + 100,
         ("pd", "grpc_base_port"): base + 200,
         ("pd", "kv_base_port"): base + 300,
@@ -190,7 +184,7 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
         *("--metrics-base-port", str(metrics_base), "--log-dir", str(tmp_path / "logs")),
     ]
     promconfig = load_module(REPO / "deploy" / "prometheus" / "promconfig.py")
-    prom_port = _free_port()
+    prom_port = free_port()
     with _process(prfaas, tmp_path / "up.log", env) as up:
         urls = _wait_ready(up, tmp_path / "up.log", http_port)
         jobs = promconfig.jobs_from_urls({"prfaas": urls})

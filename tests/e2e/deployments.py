@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from prfaas.launcher.deployment import Deployment
+from prfaas.launcher.probes import free_port_range
 from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.topology import DEFAULT_TOPOLOGY, Topology, load_topology
-
-
-def _free_range(width: int) -> int:
-    """A base port such that [base, base + width) is free right now."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + width >= 65000:
-            continue
-        try:
-            socks = []
-            for p in range(base, base + width):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port range")
 
 
 def make_topology(**overrides: object) -> Topology:
@@ -39,14 +16,14 @@ def make_topology(**overrides: object) -> Topology:
         "model_preset": "tiny",
         "block_size": 64,
         "cache_budget_mb": 64,
-        "http_port": _free_range(1),
-        "router_grpc_port": _free_range(1),
-        "prfaas_grpc_base_port": _free_range(4),
-        "pd_grpc_base_port": _free_range(4),
-        "pd_kv_base_port": _free_range(4),
-        "link_base_port": _free_range(4),
-        "link_control_base_port": _free_range(4),
-        "prfaas_kv_base_port": _free_range(4),
+        "http_port": free_port_range(1),
+        "router_grpc_port": free_port_range(1),
+        "prfaas_grpc_base_port": free_port_range(4),
+        "pd_grpc_base_port": free_port_range(4),
+        "pd_kv_base_port": free_port_range(4),
+        "link_base_port": free_port_range(4),
+        "link_control_base_port": free_port_range(4),
+        "prfaas_kv_base_port": free_port_range(4),
         "threshold_tokens": 256,
     }
     base.update(overrides)
@@ -63,7 +40,7 @@ def start(
 ) -> Deployment:
     """`supervise`: restart children that die, as `prfaas up` does (launcher/supervisor.py)."""
     deployment = Deployment(
-        topo, DEFAULT_TOPOLOGY, log_dir, metrics_base_port=_free_range(8) - 1 if metrics else 0
+        topo, DEFAULT_TOPOLOGY, log_dir, metrics_base_port=free_port_range(8) - 1 if metrics else 0
     )
     deployment.start(supervise=supervise, restart_policy=restart_policy)
     return deployment

@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.e2e.deployments import _free_range, make_topology
+from prfaas.launcher.probes import free_port_range
+from tests.e2e.deployments import make_topology
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -50,7 +51,7 @@ class Up:
         topo_file.write_text(self.topo.to_toml())
         argv = [sys.executable, "-m", "prfaas.cli", "up", str(topo_file)]
         argv += ["--log-dir", str(tmp_path / "logs")]
-        argv += ["--metrics-base-port", str(_free_range(8) - 1), *extra]
+        argv += ["--metrics-base-port", str(free_port_range(8) - 1), *extra]
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
