@@ -36,6 +36,7 @@ from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
 from prfaas.router.cluster_arrivals import ClusterArrivals
 from prfaas.router.control import (
+    ArrivalWindow,
     CapacitySample,
     LinkCapacityEstimator,
     LinkTelemetry,
@@ -44,6 +45,7 @@ from prfaas.router.control import (
     RecentArrivals,
     ShortTermController,
     ShortTermDecision,
+    local_prefill_seconds,
 )
 from prfaas.router.kv_footprint import KvFootprint
 from prfaas.router.planner_leadership import PlannerLeadership, SoleLeader
@@ -120,16 +122,16 @@ class ControlLoops:
         capacity = self.capacity.update(self.last_sample)
         committed, offered = self._committed_kv()
         local = self._local_prefill_workers()
-        lengths = self.recent_arrivals.lengths(time.monotonic())
+        tokens = self.recent_arrivals.tokens(time.monotonic())
         bytes_per_token, state_bytes = self.kv.current()
         return LinkTelemetry(
             egress, capacity, depth, self._loss_rate(prfaas), backlog,
             committed_bytes=max(committed, backlog), offered_bytes_per_s=offered,
             link_saturated=self.capacity.saturated, local_wait_s=self._local_wait_s(local),
             configured_bytes_per_s=self.link_bytes_per_s,
-            arrivals=tuple(zip(map(float, lengths), self._local_prefill_s(lengths, local),
-                               strict=True)),
-            arrival_window_s=self.recent_arrivals.window_s, kv_bytes_per_token=bytes_per_token,
+            arrivals=ArrivalWindow(tokens, self._local_prefill_s(tokens, local),
+                                   self.recent_arrivals.window_s),
+            kv_bytes_per_token=bytes_per_token,
             kv_state_bytes=state_bytes, local_prefill_workers=len(local),
         )  # fmt: skip
 
@@ -159,19 +161,15 @@ class ControlLoops:
         waits = [predicted_wait_s(h, self.default_prefill_tokens_per_s) for h in local]
         return sum(waits) / len(waits) if waits else 0.0
 
-    def _local_prefill_s(self, lengths: list[int], local: list[WorkerHandle]) -> list[float]:
-        """Seconds each of `lengths` uncached tokens takes on one local PD-P worker: the local
-        profile rescaled by the measured slowdown when the planner has one (a prompt's cost
-        grows faster than its length), else the local workers' mean measured speed."""
-        if not lengths:
-            return []
+    def _local_prefill_s(self, tokens: np.ndarray, local: list[WorkerHandle]) -> np.ndarray:
+        """[n] seconds each of `tokens` ([n] uncached tokens) takes on one local PD-P worker: the
+        local profile rescaled by the measured slowdown when the planner has one, else the local
+        workers' mean measured speed (`local_prefill_seconds`)."""
         if self.long is not None:
-            slowdown = self.long.prefill_slowdown["pd"]
-            seconds = self.long.model.pd_profile.t_prefill(np.asarray(lengths, dtype=float))
-            return [float(s) * slowdown for s in np.atleast_1d(seconds)]
+            profile = self.long.model.pd_profile.t_prefill(tokens) if len(tokens) else tokens
+            return local_prefill_seconds(tokens, profile, self.long.prefill_slowdown["pd"], [], 0)
         speeds = [prefill_speed(h, self.default_prefill_tokens_per_s) for h in local]
-        speed = sum(speeds) / len(speeds) if speeds else self.default_prefill_tokens_per_s
-        return [n / speed for n in lengths]
+        return local_prefill_seconds(tokens, None, 1.0, speeds, self.default_prefill_tokens_per_s)
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from prfaas.router.control import (
+    ArrivalWindow,
     CapacitySample,
     LinkCapacityEstimator,
     LinkTelemetry,
+    RecentArrivals,
     ShortTermConfig,
     ShortTermController,
 )
@@ -42,28 +44,30 @@ PRE_DROP_RPS_04 = 0.93
 PRE_DROP_RPS_05 = 0.97
 
 
-def arrivals(rate_rps: float) -> tuple[tuple[float, float], ...]:
+def arrivals(rate_rps: float) -> ArrivalWindow:
     """A window's arrivals of the experiment's workload: log-normal (μ 9.90, σ 1.00) truncated to
     [128, 131008] at evenly spaced quantiles, each with its local prefill seconds."""
     n = round(rate_rps * WINDOW_S)
     z = NormalDist()
     lo, hi = z.cdf(np.log(128) - 9.9), z.cdf(np.log(131008) - 9.9)
     lengths = [float(np.exp(9.9 + z.inv_cdf(lo + (hi - lo) * (i + 0.5) / n))) for i in range(n)]
-    return tuple((n, float(np.interp(n, *H20))) for n in lengths)
+    return ArrivalWindow.of(((n, float(np.interp(n, *H20))) for n in lengths), WINDOW_S)
 
 
-def telemetry(tick: dict, capacity: float, saturated: bool, arrived: tuple) -> LinkTelemetry:
+def telemetry(
+    tick: dict, capacity: float, saturated: bool, arrived: ArrivalWindow
+) -> LinkTelemetry:
     return LinkTelemetry(
         tick["egress"], capacity, tick["depth"], tick["loss"], tick["backlog"],
         committed_bytes=tick["committed"], offered_bytes_per_s=tick["offered"],
         link_saturated=saturated, local_wait_s=tick["local_wait"],
-        configured_bytes_per_s=CONFIGURED, arrivals=arrived, arrival_window_s=WINDOW_S,
+        configured_bytes_per_s=CONFIGURED, arrivals=arrived,
         kv_bytes_per_token=KV_PER_TOKEN, kv_state_bytes=KV_STATE,
         local_prefill_workers=LOCAL_WORKERS,
     )  # fmt: skip
 
 
-def first_raise_after_drop(run: Run, arrived: tuple) -> tuple[float | None, str, float]:
+def first_raise_after_drop(run: Run, arrived: ArrivalWindow) -> tuple[float | None, str, float]:
     """Open loop: the current estimator fed the recorded raw samples, the law fed its capacity
     and the recorded rest. (seconds from the drop to the first raise, its reason, highest t
     before the drop)."""
@@ -83,7 +87,7 @@ def first_raise_after_drop(run: Run, arrived: tuple) -> tuple[float | None, str,
 
 def test_the_feed_forward_raises_t_within_five_seconds_of_the_4x_drop_at_04() -> None:
     run = load(DATA / "link_drop_4x_quiet.log")
-    old, _, _ = first_raise_after_drop(run, ())  # no arrivals: the old law
+    old, _, _ = first_raise_after_drop(run, ArrivalWindow())  # no arrivals: the old law
     assert old is None or old > 5.0
     new, reason, before = first_raise_after_drop(run, arrivals(PRE_DROP_RPS_04))
     assert new is not None and new <= 5.0 and reason == "raise:capacity"
@@ -98,10 +102,10 @@ def test_the_feed_forward_t_keeps_the_window_within_the_fill_of_the_fallen_link(
             "offered": 0.0, "local_wait": 1.0}  # fmt: skip
     d = ctl.update(telemetry(tick, capacity, False, arrived))
     assert d.reason == "raise:capacity" and d.threshold > BASE_T
-    offered = sum(KV_STATE + n * KV_PER_TOKEN for n, _ in arrived if n > d.threshold) / WINDOW_S
+    offered = sum(KV_STATE + n * KV_PER_TOKEN for n in arrived.tokens if n > d.threshold) / WINDOW_S
     assert offered <= ShortTermConfig().feedforward_fill * capacity
     # One prompt more (the one at t) would overflow it: t is no higher than it must be.
-    at_t = [n for n, _ in arrived if n == d.threshold]
+    at_t = [n for n in arrived.tokens if n == d.threshold]
     assert at_t and offered + (KV_STATE + at_t[0] * KV_PER_TOKEN) / WINDOW_S > (
         ShortTermConfig().feedforward_fill * capacity
     )
@@ -133,7 +137,9 @@ def test_no_feed_forward_on_a_link_that_has_not_fallen(capacity: float) -> None:
     assert ctl.threshold <= BASE_T
 
 
-def raises_past_the_hold(run: Run, arrived: tuple, law_sees: tuple) -> tuple[int, int]:
+def raises_past_the_hold(
+    run: Run, arrived: ArrivalWindow, law_sees: ArrivalWindow
+) -> tuple[int, int]:
     """(raises, raises whose prompts, the window's between the old and the new t costed at the
     H20 profile over the raise horizon and shared by the local workers, take W past the hold)
     of the law fed `law_sees` as its arrivals and the drop's recorded ticks (open loop)."""
@@ -149,7 +155,8 @@ def raises_past_the_hold(run: Run, arrived: tuple, law_sees: tuple) -> tuple[int
         d = ctl.update(telemetry(tick, tick["capacity"], tick["saturated"], law_sees))
         if d.threshold > before:
             raises += 1
-            added = sum(s for n, s in arrived if before < n <= d.threshold)
+            pairs = zip(arrived.tokens, arrived.prefill_s, strict=True)
+            added = sum(s for n, s in pairs if before < n <= d.threshold)
             over += (
                 tick["local_wait"] + added * cfg.raise_horizon_s / WINDOW_S / LOCAL_WORKERS > hold
             )
@@ -165,7 +172,7 @@ def test_a_raise_is_judged_by_the_local_wait_it_causes_at_05() -> None:
         pytest.skip("the 0.5 Λ run's telemetry is not in this checkout")
     run = load(RUN_05)
     arrived = arrivals(PRE_DROP_RPS_05)
-    raises, over = raises_past_the_hold(run, arrived, ())
+    raises, over = raises_past_the_hold(run, arrived, ArrivalWindow())
     assert raises > 0 and over > 0
     raises, over = raises_past_the_hold(run, arrived, arrived)
     assert raises > 0 and over == 0
@@ -182,14 +189,15 @@ async def test_the_loops_hand_the_law_the_lengths_the_dispatcher_routed() -> Non
     try:
         loops = ControlLoops(c.registry, c.dispatcher.short, CONFIGURED, "prfaas", "pd",
                              recent_arrivals=c.dispatcher.recent_arrivals)  # fmt: skip
-        assert loops.telemetry().arrivals == ()
+        assert len(loops.telemetry().arrivals) == 0
         for rid, n in (("short", 5), ("long", 300)):
             req = GenerationRequest(rid, tuple(range(n)), SamplingParams(max_tokens=2))
             _ = [e async for e in c.dispatcher.generate(req)]
         tel = loops.telemetry()
-        assert [n for n, _ in tel.arrivals] == [5.0, 300.0]
-        assert tel.arrivals[0][1] < tel.arrivals[1][1]  # local prefill seconds grow with length
-        assert tel.arrival_window_s > 0 and tel.kv_bytes_per_token > 0
+        assert tel.arrivals.tokens.tolist() == [5.0, 300.0]
+        seconds = tel.arrivals.prefill_s
+        assert 0 < seconds[0] < seconds[1]  # local prefill seconds grow with length
+        assert tel.arrivals.window_s > 0 and tel.kv_bytes_per_token > 0
         assert tel.local_prefill_workers >= 1
     finally:
         await c.close()
@@ -205,7 +213,7 @@ def test_with_the_arrivals_known_t_steps_down_once_the_local_wait_reaches_the_ho
     shed = cfg.local_shed_fraction * cfg.local_wait_budget_s
     tick = {"egress": 0.25 * CONFIGURED, "depth": 1.0, "loss": 0.0, "backlog": 0.0,
             "committed": 0.0, "offered": 0.0, "local_wait": (hold + shed) / 2}  # fmt: skip
-    for arrived, lowered in (((), False), (arrivals(PRE_DROP_RPS_05), True)):
+    for arrived, lowered in ((ArrivalWindow(), False), (arrivals(PRE_DROP_RPS_05), True)):
         ctl = ShortTermController(BASE_T)
         ctl.threshold = 2 * BASE_T
         d = ctl.update(telemetry(tick, 0.25 * CONFIGURED, True, arrived))
@@ -239,3 +247,55 @@ def test_the_feed_forward_holds_the_saturated_measure_while_the_estimate_relaxes
         d = ctl.update(telemetry(restored, capacity, est.saturated, arrived))
         restored = {**idle, "egress": 0.2 * CONFIGURED}
     assert d.feedforward == 0.0 and ctl.threshold == BASE_T
+
+
+def test_recent_arrivals_keep_exactly_the_window_in_routing_order() -> None:
+    recent = RecentArrivals(window_s=10.0)
+    for i in range(100):
+        recent.observe(float(i), i)
+    assert recent.tokens(99.0).tolist() == list(range(90, 100))  # (89, 99]: 90..99
+    assert recent.tokens(150.0).tolist() == []
+    recent.observe(151.0, 7)
+    assert recent.tokens(151.0).tolist() == [7.0]
+
+
+def test_the_array_law_matches_the_sequential_rule_it_replaced() -> None:
+    """Oracle: the feed-forward and the raise cap as first written (sorted Python loops) against
+    the law's cumulative sums, on windows with ties and a local queue near the hold."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n = int(rng.integers(1, 400))
+        tokens = np.round(np.exp(rng.normal(9.9, 1.0, n)))
+        tokens[: n // 4] = tokens[0]  # ties
+        seconds = np.interp(tokens, *H20) * rng.choice([1.0, 1.5], n)
+        window = ArrivalWindow(tokens, seconds, WINDOW_S)
+        ctl = ShortTermController(BASE_T)
+        ctl.threshold = float(rng.choice([0.0, BASE_T, 60000.0]))
+        tick = {"egress": 0.2 * CONFIGURED, "depth": 1.0, "loss": 0.0, "backlog": 0.0,
+                "committed": 0.0, "offered": 0.0, "local_wait": float(rng.uniform(0, 12))}  # fmt: skip
+        capacity = float(rng.uniform(0.05, 0.5)) * CONFIGURED
+        tel = telemetry(tick, capacity, True, window)
+        budget = ShortTermConfig().feedforward_fill * capacity * WINDOW_S
+        offered, expected_ff = 0.0, 0.0
+        for t in sorted(tokens.tolist(), reverse=True):
+            offered += KV_STATE + t * KV_PER_TOKEN
+            if offered > budget:
+                expected_ff = t
+                break
+        hold = 12.0
+        room = (
+            (hold - tick["local_wait"])
+            * LOCAL_WORKERS
+            * WINDOW_S
+            / ShortTermConfig().raise_horizon_s
+        )
+        added, expected_cap = 0.0, float("inf")
+        pairs = sorted(p for p in zip(tokens.tolist(), seconds.tolist(), strict=True)
+                       if p[0] > ctl.threshold)  # fmt: skip
+        for t, s in pairs:
+            added += s
+            if added > room:
+                expected_cap = t - 1.0
+                break
+        assert ctl._raise_cap(tel, hold) == expected_cap, trial
+        assert ctl._feedforward(tel) == expected_ff, trial

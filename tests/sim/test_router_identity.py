@@ -49,8 +49,8 @@ def test_the_short_law_gets_the_routers_recent_arrivals() -> None:
     sim.run(requests, until_s=40.0)
     tel = sim.router.telemetry(1.0)
     placed = [r.input_tokens for r in requests if 10.0 < r.arrival_s <= 40.0 and not r.error]
-    assert placed and [a[0] for a in tel.arrivals] == placed
-    assert all(s > 0 for _, s in tel.arrivals)
-    assert tel.arrival_window_s == 30.0 and tel.kv_bytes_per_token > 0
+    assert placed and tel.arrivals.tokens.tolist() == placed
+    assert (tel.arrivals.prefill_s > 0).all()
+    assert tel.arrivals.window_s == 30.0 and tel.kv_bytes_per_token > 0
     local = [i for i in sim.instances.values() if i.cluster == "local" and i.is_prefill]
     assert tel.local_prefill_workers == len(local) > 0

@@ -2,6 +2,11 @@
 telemetry every tick; `long_term` periodically re-plans t and N_p/N_d from rolling statistics and
 emits role changes. Both return decisions as data; the router applies, logs and exports them."""
 
+from prfaas.router.control.arrivals import (
+    ArrivalWindow,
+    RecentArrivals,
+    local_prefill_seconds,
+)
 from prfaas.router.control.link_capacity import (
     CapacitySample,
     LinkCapacityConfig,
@@ -15,13 +20,13 @@ from prfaas.router.control.long_term import (
 )
 from prfaas.router.control.short_term import (
     LinkTelemetry,
-    RecentArrivals,
     ShortTermConfig,
     ShortTermController,
     ShortTermDecision,
 )
 
 __all__ = [
+    "ArrivalWindow",
     "CapacitySample",
     "LinkCapacityConfig",
     "LinkCapacityEstimator",
@@ -34,4 +39,5 @@ __all__ = [
     "ShortTermConfig",
     "ShortTermController",
     "ShortTermDecision",
+    "local_prefill_seconds",
 ]

@@ -63,8 +63,11 @@ pressure (separate on/off levels, hysteresis). t_base comes from the planner (`s
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prfaas.router.control.arrivals import ArrivalWindow
 
 
 @dataclass(frozen=True)
@@ -166,12 +169,10 @@ class LinkTelemetry:
     """Mean predicted prefill wait on the local PD-P workers."""
     configured_bytes_per_s: float = 0.0
     """The configured link rate (0: unknown, t_eff never goes below t_base)."""
-    arrivals: tuple[tuple[float, float], ...] = ()
-    """(uncached tokens, seconds of prefill on one local PD-P worker) of each request routed in
-    the last `arrival_window_s` (empty: unknown; no feed-forward raise and raises are judged by
+    arrivals: ArrivalWindow = field(default_factory=ArrivalWindow)
+    """Uncached tokens and seconds of prefill on one local PD-P worker of each request routed in
+    the last `arrivals.window_s` (empty: unknown; no feed-forward raise and raises are judged by
     W alone)."""
-    arrival_window_s: float = 0.0
-    """The span `arrivals` covers."""
     kv_bytes_per_token: float = 0.0
     """KV bytes an offload ships per uncached token (`kv_footprint`)."""
     kv_state_bytes: float = 0.0
@@ -251,7 +252,7 @@ class ShortTermController:
         or they fit at any t): the longest prompts fill that budget, and the first that overflows
         it stays local (an offload needs uncached tokens > t)."""
         cfg = self.config
-        window = tel.arrival_window_s
+        window = tel.arrivals.window_s
         if tel.link_saturated:
             self._saturated_capacity, self._since_saturated = tel.capacity_bytes_per_s, 0
         else:
@@ -260,31 +261,31 @@ class ShortTermController:
         if self._saturated_capacity and self._since_saturated <= cfg.feedforward_hold_ticks:
             capacity = min(capacity, self._saturated_capacity)
         fallen = capacity < cfg.feedforward_below * tel.configured_bytes_per_s
-        if not (tel.arrivals and window > 0 and tel.kv_bytes_per_token > 0 and fallen):
+        if not (len(tel.arrivals) and window > 0 and tel.kv_bytes_per_token > 0 and fallen):
             return 0.0
         budget = cfg.feedforward_fill * capacity * window
-        offered = 0.0
-        for tokens in sorted((a[0] for a in tel.arrivals), reverse=True):
-            offered += tel.kv_state_bytes + tokens * tel.kv_bytes_per_token
-            if offered > budget:
-                return tokens
-        return 0.0
+        longest_first = np.sort(tel.arrivals.tokens)[::-1]
+        offered = np.cumsum(tel.kv_state_bytes + longest_first * tel.kv_bytes_per_token)
+        over = np.flatnonzero(offered > budget)
+        return float(longest_first[over[0]]) if over.size else 0.0
 
     def _raise_cap(self, tel: LinkTelemetry, hold_s: float) -> float:
         """The highest t a raise may reach: the recent prompts above the current t, in order of
         length, costed at a local PD-P worker and arriving for `raise_horizon_s` at the recent
         rate, shared by the local workers, may add to the local wait W up to `hold_s` (inf:
         arrivals unknown, or all of them fit)."""
-        window, workers = tel.arrival_window_s, tel.local_prefill_workers
-        if not (tel.arrivals and window > 0 and workers > 0):
+        window, workers = tel.arrivals.window_s, tel.local_prefill_workers
+        if not (len(tel.arrivals) and window > 0 and workers > 0):
             return float("inf")
         room = (hold_s - tel.local_wait_s) * workers * window / self.config.raise_horizon_s
-        added = 0.0
-        for tokens, seconds in sorted(a for a in tel.arrivals if a[0] > self.threshold):
-            added += seconds
-            if added > room:
-                return tokens - 1.0  # this prompt, and every longer one, stays offloaded
-        return float("inf")
+        above = tel.arrivals.tokens > self.threshold
+        tokens, seconds = tel.arrivals.tokens[above], tel.arrivals.prefill_s[above]
+        order = np.lexsort((seconds, tokens))  # shortest first (ties: the cheaper first)
+        added = np.cumsum(seconds[order])
+        over = np.flatnonzero(added > room)
+        if not over.size:
+            return float("inf")
+        return float(tokens[order][over[0]]) - 1.0  # this prompt, and every longer one, offloaded
 
     def update(self, tel: LinkTelemetry) -> ShortTermDecision:
         cfg = self.config
@@ -326,7 +327,7 @@ class ShortTermController:
         budget = cfg.local_wait_budget_s
         local_hold = tel.local_wait_s >= cfg.local_hold_fraction * budget
         local_shed = tel.local_wait_s >= cfg.local_shed_fraction * budget
-        if tel.arrivals and tel.local_prefill_workers > 0:
+        if len(tel.arrivals) and tel.local_prefill_workers > 0:
             # The local wait is judged as a raise is: at the hold level the prompts t keeps
             # local are building the local queues, which drain no faster after a restore,
             # while a backlog on the link drains at the restored rate; so t steps down.
@@ -368,21 +369,3 @@ class ShortTermController:
         elif u <= cfg.scarce_off:
             self.scarce = False
         return ShortTermDecision(self.threshold, self.scarce, u, reason, feedforward, cap)
-
-
-class RecentArrivals:
-    """The uncached lengths of the requests the router routed in the last `window_s` seconds:
-    the dispatcher records each, the short loop reads them (`LinkTelemetry.arrivals`)."""
-
-    def __init__(self, window_s: float = 30.0) -> None:
-        self.window_s = window_s
-        self._samples: deque[tuple[float, int]] = deque()
-
-    def observe(self, now: float, uncached_tokens: int) -> None:
-        self._samples.append((now, uncached_tokens))
-
-    def lengths(self, now: float) -> list[int]:
-        """The lengths routed in (now - window_s, now], oldest first."""
-        while self._samples and self._samples[0][0] <= now - self.window_s:
-            self._samples.popleft()
-        return [n for _, n in self._samples]

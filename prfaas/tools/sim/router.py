@@ -16,6 +16,7 @@ import numpy as np
 
 from prfaas.roles import Role
 from prfaas.router.control import (
+    ArrivalWindow,
     CapacitySample,
     LinkCapacityEstimator,
     LinkTelemetry,
@@ -24,6 +25,7 @@ from prfaas.router.control import (
     RecentArrivals,
     ShortTermController,
     ShortTermDecision,
+    local_prefill_seconds,
 )
 from prfaas.router.dispatcher import DispatchConfig
 from prfaas.router.policy import (
@@ -132,18 +134,15 @@ class SimRouter:
         waits = [self.predicted_wait_s(i)[0] for i in local]
         return sum(waits) / len(waits) if waits else 0.0
 
-    def _local_prefill_s(self, lengths: list[int], local: list[SimInstance]) -> list[float]:
-        """ControlLoops._local_prefill_s: each length's seconds on one local PD-P worker, from
-        the planner's PD profile x its measured slowdown, else the workers' mean reported speed."""
-        if not lengths:
-            return []
+    def _local_prefill_s(self, tokens: np.ndarray, local: list[SimInstance]) -> np.ndarray:
+        """ControlLoops._local_prefill_s: [n] seconds of each of `tokens` on one local PD-P
+        worker, from the planner's PD profile x its measured slowdown, else the workers' mean
+        reported speed."""
         if self.long is not None:
-            slowdown = self.long.prefill_slowdown["pd"]
-            seconds = self.long.model.pd_profile.t_prefill(np.asarray(lengths, dtype=float))
-            return [float(x) * slowdown for x in np.atleast_1d(seconds)]
+            profile = self.long.model.pd_profile.t_prefill(tokens) if len(tokens) else tokens
+            return local_prefill_seconds(tokens, profile, self.long.prefill_slowdown["pd"], [], 0)
         speeds = [_speed(i)[0] for i in local]
-        speed = sum(speeds) / len(speeds) if speeds else DEFAULT_PREFILL_TOKENS_PER_S
-        return [n / speed for n in lengths]
+        return local_prefill_seconds(tokens, None, 1.0, speeds, DEFAULT_PREFILL_TOKENS_PER_S)
 
     def _with_wait(self, snap: WorkerSnapshot) -> WorkerSnapshot:
         """Dispatcher._with_wait: a prefill worker's snapshot with its predicted wait."""
@@ -206,9 +205,10 @@ class SimRouter:
         capacity = self.capacity.update(CapacitySample(egress, backlog, egress, sending))
         offered, self._offered_bytes = self._offered_bytes / tick_s, 0.0
         local = self._local_prefill_workers()
-        lengths = self.arrivals.lengths(self.loop.now)
-        arrivals = tuple(zip(map(float, lengths), self._local_prefill_s(lengths, local),
-                             strict=True))  # fmt: skip
+        tokens = self.arrivals.tokens(self.loop.now)
+        arrivals = ArrivalWindow(
+            tokens, self._local_prefill_s(tokens, local), self.arrivals.window_s
+        )
         # As ControlLoops.telemetry: the router's own count of committed and newly offered KV,
         # and the local prefill workers' predicted wait (the controller's local hold and shed).
         return LinkTelemetry(
@@ -216,7 +216,7 @@ class SimRouter:
             committed_bytes=max(self.committed_bytes, backlog), offered_bytes_per_s=offered,
             link_saturated=self.capacity.saturated, local_wait_s=self.local_wait_s(local),
             configured_bytes_per_s=self.configured_link_bytes_per_s,
-            arrivals=arrivals, arrival_window_s=self.arrivals.window_s,
+            arrivals=arrivals,
             kv_bytes_per_token=self.kv_bytes_per_token, kv_state_bytes=self.kv_state_bytes,
             local_prefill_workers=len(local),
         )  # fmt: skip
