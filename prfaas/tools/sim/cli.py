@@ -23,7 +23,7 @@ from typing import Any
 from prfaas.planner import load_case, plan
 from prfaas.tools.experiment import policy_report
 from prfaas.tools.experiment.cli import QUICK
-from prfaas.tools.experiment.fluctuation import _phases
+from prfaas.tools.experiment.fluctuation import _phases, cut_window, parse_schedule
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
 from prfaas.tools.loadgen.workloads import Scaling
@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--fluct-rate-factor", type=float, default=0.9)
     a("--fluct-duration", type=float)
     a("--fluct-cut-fraction", type=float, default=0.25)
+    a("--fluct-schedule", default="",
+      help="link rate steps SECONDS:FACTOR[,...] as `prfaas experiment --fluct-schedule` (e.g. "
+           "60:0.25,360:1: a 4x drop held 5 minutes); replaces the cut at a third")  # fmt: skip
     # single-deployment mode
     a("--policy", default="prfaas")
     a("--case", help="a case TOML (prfaas plan's format): that case at its own size and bytes")
@@ -120,8 +123,13 @@ def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Sc
     total = args.fluct_duration or (6.0 if quick else 180.0)
     rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
     rate = 0.5 * rate if quick else rate
-    cut_at, cut_for = total / 3, total / 3
-    sched = (LinkChange(cut_at, args.fluct_cut_fraction), LinkChange(cut_at + cut_for, 1.0))
+    if args.fluct_schedule:
+        steps = parse_schedule(args.fluct_schedule)
+        cut_at, cut_for = cut_window(steps, total)
+        sched = tuple(LinkChange(at, factor) for at, factor in steps)
+    else:
+        cut_at, cut_for = total / 3, total / 3
+        sched = (LinkChange(cut_at, args.fluct_cut_fraction), LinkChange(cut_at + cut_for, 1.0))
     cfg = with_hops(experiment_config("prfaas", prediction, scale, link_schedule=sched), args)
     point, result = simulate_point(cfg, rate, total, scale, 777)
     requests = [{"send_s": r.arrival_s,
@@ -134,7 +142,7 @@ def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Sc
               for e in result.link_events]  # fmt: skip
     return {
         "rate_rps": rate, "duration_s": total, "cut_at_s": cut_at, "cut_for_s": cut_for,
-        "link_gbps": scale.link_gbps, "cut_gbps": scale.link_gbps * args.fluct_cut_fraction,
+        "link_gbps": scale.link_gbps, "cut_gbps": scale.link_gbps * sched[0].capacity_fraction,
         "events": events, "samples": result.timeline, "requests": requests,
         "failed": point["failed"], "summary": {k: v for k, v in point.items() if k != "routing"},
         "phases": _phases(requests, cut_at, cut_for),
