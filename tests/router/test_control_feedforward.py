@@ -269,7 +269,7 @@ def test_the_array_law_matches_the_sequential_rule_it_replaced() -> None:
         tokens[: n // 4] = tokens[0]  # ties
         seconds = np.interp(tokens, *H20) * rng.choice([1.0, 1.5], n)
         window = ArrivalWindow(tokens, seconds, WINDOW_S)
-        ctl = ShortTermController(BASE_T)
+        ctl = ShortTermController(BASE_T, ShortTermConfig(local_fill=0.0))  # the wait cap alone
         ctl.threshold = float(rng.choice([0.0, BASE_T, 60000.0]))
         tick = {"egress": 0.2 * CONFIGURED, "depth": 1.0, "loss": 0.0, "backlog": 0.0,
                 "committed": 0.0, "offered": 0.0, "local_wait": float(rng.uniform(0, 12))}  # fmt: skip
@@ -299,3 +299,23 @@ def test_the_array_law_matches_the_sequential_rule_it_replaced() -> None:
                 break
         assert ctl._raise_cap(tel, hold) == expected_cap, trial
         assert ctl._feedforward(tel) == expected_ff, trial
+
+
+def test_a_raise_keeps_the_local_prompts_within_the_local_fill() -> None:
+    """A hundred prompts of 1K..100K tokens in the window, one second each on a local PD-P worker,
+    two workers: 60 s of local prefill time per 30 s window. At the default fill (0.85) the 51
+    shortest fit, so no raise past 51,999; without the fill cap the wait cap alone (room for 24 s
+    above t = 45,000 at W = 0) would allow 69,999."""
+    tokens = np.arange(1, 101) * 1000.0
+    window = ArrivalWindow(tokens, np.ones(100), WINDOW_S)
+    tel = LinkTelemetry(0.0, CONFIGURED, arrivals=window, local_prefill_workers=2)
+    hold = ShortTermConfig().local_hold_fraction * ShortTermConfig().local_wait_budget_s
+    ctl = ShortTermController(BASE_T)
+    ctl.threshold = 45_000.0
+    assert ctl._raise_cap(tel, hold) == 51_999.0
+    no_fill = ShortTermController(BASE_T, ShortTermConfig(local_fill=0.0))
+    no_fill.threshold = 45_000.0
+    assert no_fill._raise_cap(tel, hold) == 69_999.0
+    # Local prefill already past the fill at the current t: no raise at all.
+    ctl.threshold = 60_000.0
+    assert ctl._raise_cap(tel, hold) < ctl.threshold

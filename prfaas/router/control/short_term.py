@@ -39,7 +39,10 @@ Control law (one `update()` per tick, e.g. every second; constants in `ShortTerm
            PD-P workers, added to W stay under the hold level (a raise is judged by the local
            wait it will cause, not by W before it: issue 12's 4x drop at 0.5 Λ raised t to
            91K with W just under the hold, and the long prompts it kept local built queues
-           that took ~60 s to drain after the restore). inf when A is unknown.
+           that took ~60 s to drain after the restore); and no higher than the t at which A's
+           prompts of at most t tokens use local_fill of the local PD-P workers' prefill time
+           (a drop held for minutes holds the raise that long: a local rate above the workers'
+           grows their queues all that time). inf when A is unknown.
   press (no local hold, no raise in the last raise_cooldown_ticks ticks)
                    -> t_eff = min(t_eff + max(t_eff·(raise_factor-1), min_step_tokens), t_max,
                       cap) (no raise when cap <= t_eff).
@@ -119,6 +122,10 @@ class ShortTermConfig:
     """Local PD-P wait (fraction of the budget) from which t no longer rises."""
     local_shed_fraction: float = 0.6
     """Local PD-P wait (fraction of the budget) from which t steps down, link or not."""
+    local_fill: float = 0.85
+    """Share of the local PD-P workers' prefill time the recent prompts t keeps local may use: no
+    raise past it (the link's excess queues on the link, which drains at the restored rate; 0:
+    no such cap)."""
     fast_margin: float = 1.25
     """Measured/configured capacity above which t may fall below t_base."""
     min_floor_fraction: float = 0.25
@@ -283,9 +290,23 @@ class ShortTermController:
         order = np.lexsort((seconds, tokens))  # shortest first (ties: the cheaper first)
         added = np.cumsum(seconds[order])
         over = np.flatnonzero(added > room)
-        if not over.size:
+        by_wait = float(tokens[order][over[0]]) - 1.0 if over.size else float("inf")
+        return min(by_wait, self._fill_cap(tel))
+
+    def _fill_cap(self, tel: LinkTelemetry) -> float:
+        """The highest t at which the window's prompts of at most t uncached tokens, at a local
+        PD-P worker's prefill seconds and shared by the local workers, use at most `local_fill`
+        of their prefill time (inf: all of them fit). The wait cap above judges a raise by the
+        queue it adds within its horizon; a drop held for minutes keeps the raised t that long,
+        and a local rate above the workers' own grows their queues all that time, which drain
+        no faster after the restore (issue 12's 4x drop at 0.5 Λ)."""
+        cfg, arr = self.config, tel.arrivals
+        if cfg.local_fill <= 0:
             return float("inf")
-        return float(tokens[order][over[0]]) - 1.0  # this prompt, and every longer one, offloaded
+        order = np.lexsort((arr.prefill_s, arr.tokens))
+        used = np.cumsum(arr.prefill_s[order]) / (arr.window_s * tel.local_prefill_workers)
+        over = np.flatnonzero(used > cfg.local_fill)
+        return float(arr.tokens[order][over[0]]) - 1.0 if over.size else float("inf")
 
     def update(self, tel: LinkTelemetry) -> ShortTermDecision:
         cfg = self.config
