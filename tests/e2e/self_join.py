@@ -98,6 +98,17 @@ def wait_ready(url: str, timeout_s: float = 30) -> float:
     raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
+def wait_joined(url: str, workers: int, timeout_s: float = 30) -> None:
+    """Until `workers` workers are healthy at the router. /ready means only that some request
+    can be placed: a worker that registers a moment later (2 cores, slow imports) is not yet
+    there, and a long prompt sent before the PrfaaS worker joins is served locally."""
+    deadline = time.monotonic() + timeout_s
+    while metric(url, "prfaas_router_worker_healthy") < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}: {workers} workers did not join in {timeout_s} s")
+        time.sleep(0.1)
+
+
 def metric(url: str, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:

@@ -22,6 +22,7 @@ from tests.e2e.self_join import (
     router_spec,
     router_topology,
     start_all,
+    wait_joined,
     wait_ready,
     worker_spec,
 )
@@ -60,6 +61,7 @@ def test_workers_join_serve_survive_router_restart_and_drain(
         worker_spec("pd", "pd-1", router.grpc, role="decode"),
     ])  # fmt: skip
     wait_ready(router.url)
+    wait_joined(router.url, 3)
 
     # Served through registered workers: local, and offloaded (KV over the registered address).
     assert len(complete(router.url, "hello", 8)["choices"][0]["text"]) > 0

@@ -10,7 +10,6 @@ reports cached tokens."""
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.e2e.self_join import (
     router_spec,
     router_topology,
     start_all,
+    wait_joined,
     wait_ready,
     worker_spec,
 )
@@ -39,14 +39,6 @@ def sup(tmp_path: Path):
     supervisor = Supervisor(tmp_path / "logs")
     yield supervisor
     supervisor.stop_all(grace_s=15)
-
-
-def _wait_for_decoders(url: str, count: int, timeout_s: float = 30) -> None:
-    """Ready needs one decode worker; the test places across both."""
-    deadline = time.monotonic() + timeout_s
-    while metric(url, "prfaas_num_instances", cluster="pd", role="decode") < count:
-        assert time.monotonic() < deadline, f"{url} did not learn {count} decode workers"
-        time.sleep(0.2)
 
 
 def _usage(reply: dict) -> tuple[int, int]:
@@ -68,7 +60,7 @@ def test_two_routers_serve_the_same_registered_workers(sup: Supervisor, tmp_path
     ])  # fmt: skip
     for router in routers:
         wait_ready(router.url)
-        _wait_for_decoders(router.url, 2)
+        wait_joined(router.url, 4)
     # /ready answers 503 until the workers have joined, and wait_ready polls it: those count in
     # prfaas_http_errors_total too, so the no-failure check below counts from here.
     errors_before = {r.url: metric(r.url, "prfaas_http_errors_total") for r in routers}
