@@ -22,7 +22,7 @@ from typing import Any
 
 from prfaas.planner import load_case, plan
 from prfaas.tools.experiment import policy_report
-from prfaas.tools.experiment.cli import QUICK
+from prfaas.tools.experiment.cli import LAMBDA_KEYS, QUICK
 from prfaas.tools.experiment.fluctuation import _phases, cut_window, parse_schedule
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
@@ -55,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--duration", type=float, help="seconds of arrivals (experiment default 75, else 3600)")
     a("--multipliers", default="0.9,1.05,1.25")
     a("--common-factor", type=float, default=0.8)
+    a("--rate-basis", choices=tuple(LAMBDA_KEYS), default="planner",
+      help="the Λ the rate factors scale, as `prfaas experiment --rate-basis`")  # fmt: skip
+    a(
+        "--stratify-block",
+        type=int,
+        help="input lengths stratified in blocks of this many requests (`prfaas experiment`'s)",
+    )
     a("--no-fluctuation", action="store_true")
     a("--fluct-rate-factor", type=float, default=0.9)
     a("--fluct-duration", type=float)
@@ -93,7 +100,8 @@ def _scale(args: argparse.Namespace) -> Scale:
     base = QUICK if args.quick else Scale()
     changes = {"time_factor": args.time_factor, "byte_factor": args.byte_factor,
                "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
-               "decode_step_ms": args.decode_step_ms}  # fmt: skip
+               "decode_step_ms": args.decode_step_ms,
+               "length_stratify_block": getattr(args, "stratify_block", None)}  # fmt: skip
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -121,7 +129,8 @@ def simulate_point(cfg: SimConfig, rate: float, duration: float, scale: Scale, s
 def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Scale,
                  quick: bool) -> dict[str, Any]:  # fmt: skip
     total = args.fluct_duration or (6.0 if quick else 180.0)
-    rate = args.fluct_rate_factor * prediction["policies"]["prfaas"]["lambda_max_rps"]
+    lam = prediction["policies"]["prfaas"][LAMBDA_KEYS[getattr(args, "rate_basis", "planner")]]
+    rate = args.fluct_rate_factor * lam
     rate = 0.5 * rate if quick else rate
     if args.fluct_schedule:
         steps = parse_schedule(args.fluct_schedule)
@@ -155,7 +164,8 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     mults = [] if args.quick else [float(x) for x in args.multipliers.split(",") if x]
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     _, prediction = predict(scale)
-    lams = {p: prediction["policies"][p]["lambda_max_rps"] for p in policies}
+    basis = LAMBDA_KEYS[getattr(args, "rate_basis", "planner")]
+    lams = {p: prediction["policies"][p][basis] for p in policies}
     common = args.common_factor * min(lams.values())
     doc: dict[str, Any] = {
         "command": "prfaas sim " + " ".join(sys.argv[2:]),
