@@ -51,3 +51,22 @@ def test_the_command_prints_the_table_and_refuses_documents_with_no_common_point
     assert "| prfaas @ 1.00 | 1.00 → 1.05 | +5.0 % |" in out and "**-25.0 %**" in out
     assert len(json.loads((tmp_path / "rows.json").read_text())) == 2
     assert main([str(m), str(other)]) == 2
+
+
+def test_fluctuation_runs_alone_are_compared_by_phase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(before: float, recovered: float) -> dict:
+        phases = {k: {"ttft_mean_s": v} for k, v in
+                  (("before", before), ("during", 9.0), ("after", 4.0), ("recovered", recovered))}  # fmt: skip
+        return {"fluctuation": {"phases": {**phases, "recovery_ratio": recovered / before}}}
+
+    m, s = tmp_path / "m.json", tmp_path / "s.json"
+    m.write_text(json.dumps(run(3.0, 3.6)))
+    s.write_text(json.dumps(run(3.0, 3.3)))
+    assert main([str(m), str(s)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| recovered | 3.60 s | 3.30 s | -8.3 % |" in out
+        and "| recovery ratio | 1.20 | 1.10 | |" in out
+    )

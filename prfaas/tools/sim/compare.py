@@ -137,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     measured = json.loads(args.measured.read_text())
     simulated = json.loads(args.simulated.read_text())
     rows = compare(measured, simulated)
-    if not rows:
-        print("no rate point is in both documents (same --multipliers and --duration?)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    print("\n".join(markdown(rows)))
     phases = fluctuation_phases(measured, simulated)
+    if not (rows or phases):
+        print("no rate point and no fluctuation run in both documents (same --multipliers and "
+              "--duration?)", file=sys.stderr)  # fmt: skip
+        return 2
+    if rows:
+        print("\n".join(markdown(rows)))
     if phases:
-        print("\n" + "\n".join(phases))
+        print(("\n" if rows else "") + "\n".join(phases))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return 0
