@@ -279,8 +279,8 @@ class ShortTermController:
     def _raise_cap(self, tel: LinkTelemetry, hold_s: float) -> float:
         """The highest t a raise may reach: the recent prompts above the current t, in order of
         length, costed at a local PD-P worker and arriving for `raise_horizon_s` at the recent
-        rate, shared by the local workers, may add to the local wait W up to `hold_s` (inf:
-        arrivals unknown, or all of them fit)."""
+        rate, shared by the local workers, may add to the local wait W up to `hold_s`, and no
+        higher than `_fill_cap` (inf: arrivals unknown, or all of them fit)."""
         window, workers = tel.arrivals.window_s, tel.local_prefill_workers
         if not (len(tel.arrivals) and window > 0 and workers > 0):
             return float("inf")
