@@ -16,6 +16,7 @@ metrics ports are forwarded to the host's loopback, so endpoints look the same i
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -25,13 +26,15 @@ from functools import partial
 from pathlib import Path
 
 from prfaas.launcher.netns import ADDR_PD, ADDR_PRFAAS, NetnsForwarder, NetnsLink, socket_in_netns
-from prfaas.launcher.port_check import Listener, busy_ports
-from prfaas.launcher.probes import grpc_ready, http_ready
+from prfaas.launcher.port_check import Listener, busy_ports, ephemeral_listeners
+from prfaas.launcher.probes import ephemeral_port_range, grpc_ready, http_ready
 from prfaas.launcher.relay_control import relay_answers
 from prfaas.launcher.restart_policy import RestartPolicy
 from prfaas.launcher.supervisor import ProcessSpec, Supervisor
 from prfaas.security.deployment_secrets import DeploymentSecrets
 from prfaas.topology import Topology, WorkerAddress
+
+log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 180.0
 
@@ -319,6 +322,13 @@ class Deployment:
     ) -> Endpoints:
         """Start every group in order; with `supervise`, then restart children that die
         (supervisor.py) until `stop()` or until the supervisor ends the deployment."""
+        exposed = ephemeral_listeners(self.listeners())
+        if exposed:
+            ports = sorted(lst.port for lst in exposed)
+            log.warning("%d listening ports (%d-%d) lie in the kernel's ephemeral port range: an "
+                        "outgoing connection may take one before its process binds it; a port "
+                        "base below %d avoids that", len(ports), ports[0], ports[-1],
+                        ephemeral_port_range()[0])  # fmt: skip
         if self.netns is None:
             busy = busy_ports(self.listeners())
             if busy:

@@ -14,6 +14,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from prfaas.launcher.probes import ephemeral_port_range
+
 
 @dataclass(frozen=True)
 class Listener:
@@ -95,3 +97,11 @@ def busy_ports(listeners: list[Listener]) -> list[BusyPort]:
         for lst in listeners
         if lst.port and not _bindable(lst.host, lst.port)
     ]
+
+
+def ephemeral_listeners(listeners: list[Listener]) -> list[Listener]:
+    """The listeners whose port lies in the kernel's ephemeral range: an outgoing connection
+    anywhere on the host may take such a port between this check and the child's bind (seen as
+    EADDRINUSE in `prfaas experiment --port-base 49000`), so a base below the range is safer."""
+    low, high = ephemeral_port_range()
+    return [lst for lst in listeners if low <= lst.port <= high]

@@ -27,7 +27,7 @@ def free_port_range(width: int) -> int:
     the child process binding it a gRPC or HTTP client elsewhere can take it (seen in CI as
     EADDRINUSE in a worker's KV receiver). Below the range only listeners bind. Ports handed out
     by this process are not handed out again."""
-    low, _ = _ephemeral_range()
+    low, _ = ephemeral_port_range()
     bases = range(_LOWEST_PORT, low - width)
     for _ in range(200 if len(bases) >= 1000 else 0):
         base = random.choice(bases)
@@ -48,7 +48,8 @@ _LOWEST_PORT = 20000  # below this live well-known and registered services
 _handed_out: set[int] = set()
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux; else its default)."""
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)

@@ -10,7 +10,7 @@ from prfaas.launcher.probes import free_port, free_port_range
 
 
 def test_ports_lie_below_the_ephemeral_range_and_are_not_repeated() -> None:
-    low, _ = probes._ephemeral_range()
+    low, _ = probes.ephemeral_port_range()
     ports = [free_port() for _ in range(50)]
     assert all(20000 <= p < low for p in ports)
     assert len(set(ports)) == len(ports)

@@ -55,3 +55,16 @@ def test_every_metrics_url_names_its_process(tmp_path: Path) -> None:
         "link-pd-0": "http://127.0.0.1:9404/metrics",
         "link-pd-1": "http://127.0.0.1:9405/metrics",
     }
+
+
+def test_listeners_in_the_ephemeral_range_are_named() -> None:
+    from prfaas.launcher.port_check import ephemeral_listeners
+    from prfaas.launcher.probes import ephemeral_port_range
+
+    low, high = ephemeral_port_range()
+    inside, below = (
+        Listener("router", "HTTP", "127.0.0.1", low),
+        Listener("pd-0", "gRPC", "127.0.0.1", low - 1),
+    )
+    assert ephemeral_listeners([inside, below]) == [inside]
+    assert ephemeral_listeners([Listener("x", "KV", "127.0.0.1", high + 1)]) == []
