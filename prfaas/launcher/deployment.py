@@ -322,7 +322,8 @@ class Deployment:
     ) -> Endpoints:
         """Start every group in order; with `supervise`, then restart children that die
         (supervisor.py) until `stop()` or until the supervisor ends the deployment."""
-        exposed = ephemeral_listeners(self.listeners())
+        listeners = self.listeners()
+        exposed = ephemeral_listeners(listeners)
         if exposed:
             ports = sorted(lst.port for lst in exposed)
             log.warning("%d listening ports (%d-%d) lie in the kernel's ephemeral port range: an "
@@ -330,7 +331,7 @@ class Deployment:
                         "base below %d avoids that", len(ports), ports[0], ports[-1],
                         ephemeral_port_range()[0])  # fmt: skip
         if self.netns is None:
-            busy = busy_ports(self.listeners())
+            busy = busy_ports(listeners)
             if busy:
                 # Before any process starts: nothing to stop, and the cause is the first line.
                 self.secrets.remove()

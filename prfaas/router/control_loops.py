@@ -165,11 +165,12 @@ class ControlLoops:
         """[n] seconds each of `tokens` ([n] uncached tokens) takes on one local PD-P worker: the
         local profile rescaled by the measured slowdown when the planner has one, else the local
         workers' mean measured speed (`local_prefill_seconds`)."""
-        if self.long is not None:
-            profile = self.long.model.pd_profile.t_prefill(tokens) if len(tokens) else tokens
-            return local_prefill_seconds(tokens, profile, self.long.prefill_slowdown["pd"], [], 0)
-        speeds = [prefill_speed(h, self.default_prefill_tokens_per_s) for h in local]
-        return local_prefill_seconds(tokens, None, 1.0, speeds, self.default_prefill_tokens_per_s)
+        speeds = (
+            [prefill_speed(h, self.default_prefill_tokens_per_s) for h in local]
+            if self.long is None
+            else []
+        )
+        return local_prefill_seconds(tokens, self.long, speeds, self.default_prefill_tokens_per_s)
 
     def _loss_rate(self, prfaas: list) -> float:  # list[WorkerHandle]
         """Retransmitted fraction of the KV segments the PrfaaS workers sent since the last tick

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from prfaas.router.control.long_term import LongTermController
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,13 @@ class ArrivalWindow:
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
+
+    @cached_property
+    def by_length(self) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens, prefill_s), each [n], shortest first (ties: the cheaper first): the order
+        every rule of the short law reads, sorted once per tick."""
+        order = np.lexsort((self.prefill_s, self.tokens))
+        return self.tokens[order], self.prefill_s[order]
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[float, float]], window_s: float) -> ArrivalWindow:
@@ -66,16 +78,19 @@ class RecentArrivals:
 
 def local_prefill_seconds(
     tokens: np.ndarray,
-    profile_seconds: np.ndarray | None,
-    slowdown: float,
+    long: LongTermController | None,
     speeds: list[float],
     default_tokens_per_s: float,
 ) -> np.ndarray:
-    """[n] seconds each of `tokens` takes on one local PD-P worker: the local profile's seconds
-    (`profile_seconds`, [n], when the planner has a profile) times the measured slowdown (a
-    prompt's cost grows faster than its length), else the local workers' mean measured speed.
-    One rule for the router's control loops and the simulator's."""
-    if profile_seconds is not None:
-        return np.atleast_1d(np.asarray(profile_seconds, dtype=float)) * slowdown
+    """[n] seconds each of `tokens` ([n] uncached tokens) takes on one local PD-P worker: the
+    planner's PD profile times its measured slowdown when there is a planner (`long`; a prompt's
+    cost grows faster than its length), else the local workers' mean measured speed (`speeds`,
+    tokens/s; `default_tokens_per_s` when none). One rule for the router's control loops and the
+    simulator's."""
+    if long is not None:
+        if not len(tokens):
+            return tokens
+        profile = np.atleast_1d(np.asarray(long.model.pd_profile.t_prefill(tokens), dtype=float))
+        return profile * long.prefill_slowdown["pd"]
     speed = sum(speeds) / len(speeds) if speeds else default_tokens_per_s
     return tokens / speed

@@ -271,7 +271,7 @@ class ShortTermController:
         if not (len(tel.arrivals) and window > 0 and tel.kv_bytes_per_token > 0 and fallen):
             return 0.0
         budget = cfg.feedforward_fill * capacity * window
-        longest_first = np.sort(tel.arrivals.tokens)[::-1]
+        longest_first = tel.arrivals.by_length[0][::-1]
         offered = np.cumsum(tel.kv_state_bytes + longest_first * tel.kv_bytes_per_token)
         over = np.flatnonzero(offered > budget)
         return float(longest_first[over[0]]) if over.size else 0.0
@@ -285,12 +285,11 @@ class ShortTermController:
         if not (len(tel.arrivals) and window > 0 and workers > 0):
             return float("inf")
         room = (hold_s - tel.local_wait_s) * workers * window / self.config.raise_horizon_s
-        above = tel.arrivals.tokens > self.threshold
-        tokens, seconds = tel.arrivals.tokens[above], tel.arrivals.prefill_s[above]
-        order = np.lexsort((seconds, tokens))  # shortest first (ties: the cheaper first)
-        added = np.cumsum(seconds[order])
+        tokens, seconds = tel.arrivals.by_length
+        first_above = int(np.searchsorted(tokens, self.threshold, side="right"))
+        added = np.cumsum(seconds[first_above:])
         over = np.flatnonzero(added > room)
-        by_wait = float(tokens[order][over[0]]) - 1.0 if over.size else float("inf")
+        by_wait = float(tokens[first_above + over[0]]) - 1.0 if over.size else float("inf")
         return min(by_wait, self._fill_cap(tel))
 
     def _fill_cap(self, tel: LinkTelemetry) -> float:
@@ -303,10 +302,10 @@ class ShortTermController:
         cfg, arr = self.config, tel.arrivals
         if cfg.local_fill <= 0:
             return float("inf")
-        order = np.lexsort((arr.prefill_s, arr.tokens))
-        used = np.cumsum(arr.prefill_s[order]) / (arr.window_s * tel.local_prefill_workers)
+        tokens, seconds = arr.by_length
+        used = np.cumsum(seconds) / (arr.window_s * tel.local_prefill_workers)
         over = np.flatnonzero(used > cfg.local_fill)
-        return float(arr.tokens[order][over[0]]) - 1.0 if over.size else float("inf")
+        return float(tokens[over[0]]) - 1.0 if over.size else float("inf")
 
     def update(self, tel: LinkTelemetry) -> ShortTermDecision:
         cfg = self.config

@@ -23,7 +23,7 @@ from typing import Any
 from prfaas.planner import load_case, plan
 from prfaas.tools.experiment import policy_report
 from prfaas.tools.experiment.cli import LAMBDA_KEYS, QUICK
-from prfaas.tools.experiment.fluctuation import _phases, cut_window, parse_schedule
+from prfaas.tools.experiment.fluctuation import _event_name, _phases, cut_window, parse_schedule
 from prfaas.tools.experiment.scale import Scale, predict
 from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
 from prfaas.tools.loadgen.workloads import Scaling
@@ -101,7 +101,7 @@ def _scale(args: argparse.Namespace) -> Scale:
     changes = {"time_factor": args.time_factor, "byte_factor": args.byte_factor,
                "link_gbps": args.link_gbps, "output_tokens": args.output_tokens,
                "decode_step_ms": args.decode_step_ms,
-               "length_stratify_block": getattr(args, "stratify_block", None)}  # fmt: skip
+               "length_stratify_block": args.stratify_block}  # fmt: skip
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -129,8 +129,7 @@ def simulate_point(cfg: SimConfig, rate: float, duration: float, scale: Scale, s
 def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Scale,
                  quick: bool) -> dict[str, Any]:  # fmt: skip
     total = args.fluct_duration or (6.0 if quick else 180.0)
-    lam = prediction["policies"]["prfaas"][LAMBDA_KEYS[getattr(args, "rate_basis", "planner")]]
-    rate = args.fluct_rate_factor * lam
+    rate = args.fluct_rate_factor * prediction["policies"]["prfaas"][LAMBDA_KEYS[args.rate_basis]]
     rate = 0.5 * rate if quick else rate
     if args.fluct_schedule:
         steps = parse_schedule(args.fluct_schedule)
@@ -146,7 +145,7 @@ def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Sc
                  else r.first_token_s - r.arrival_s + cfg.client_hop_s,
                  "ok": r.error is None, "input_tokens": r.input_tokens}
                 for r in result.requests]  # fmt: skip
-    events = [{"t_s": e["t_s"], "event": "cut" if e["capacity_fraction"] < 1 else "restore",
+    events = [{"t_s": e["t_s"], "event": _event_name(e["capacity_fraction"]),
                "gbps": scale.link_gbps * e["capacity_fraction"], "ok": True}
               for e in result.link_events]  # fmt: skip
     return {
@@ -164,8 +163,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     mults = [] if args.quick else [float(x) for x in args.multipliers.split(",") if x]
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     _, prediction = predict(scale)
-    basis = LAMBDA_KEYS[getattr(args, "rate_basis", "planner")]
-    lams = {p: prediction["policies"][p][basis] for p in policies}
+    lams = {p: prediction["policies"][p][LAMBDA_KEYS[args.rate_basis]] for p in policies}
     common = args.common_factor * min(lams.values())
     doc: dict[str, Any] = {
         "command": "prfaas sim " + " ".join(sys.argv[2:]),

@@ -138,11 +138,8 @@ class SimRouter:
         """ControlLoops._local_prefill_s: [n] seconds of each of `tokens` on one local PD-P
         worker, from the planner's PD profile x its measured slowdown, else the workers' mean
         reported speed."""
-        if self.long is not None:
-            profile = self.long.model.pd_profile.t_prefill(tokens) if len(tokens) else tokens
-            return local_prefill_seconds(tokens, profile, self.long.prefill_slowdown["pd"], [], 0)
-        speeds = [_speed(i)[0] for i in local]
-        return local_prefill_seconds(tokens, None, 1.0, speeds, DEFAULT_PREFILL_TOKENS_PER_S)
+        speeds = [_speed(i)[0] for i in local] if self.long is None else []
+        return local_prefill_seconds(tokens, self.long, speeds, DEFAULT_PREFILL_TOKENS_PER_S)
 
     def _with_wait(self, snap: WorkerSnapshot) -> WorkerSnapshot:
         """Dispatcher._with_wait: a prefill worker's snapshot with its predicted wait."""
