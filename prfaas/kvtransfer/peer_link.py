@@ -94,7 +94,7 @@ class PeerLink:
 
     # ChunkLink, called by SendHandle.
     def chunks_ready(self, handle: SendHandle) -> None:
-        self.stats.queued_bytes = sum(h.queued_bytes for h in self.handles.values())
+        self._count_queued()
         if self.stats.queued_bytes > self.max_queued_bytes:
             self._drained.clear()
         if handle.has_chunks() and handle not in self._ready:
@@ -124,9 +124,17 @@ class PeerLink:
         await self._drained.wait()
 
     def _update_queued(self) -> None:
-        self.stats.queued_bytes = sum(h.queued_bytes for h in self.handles.values())
+        self._count_queued()
         if self.stats.queued_bytes <= self.max_queued_bytes:
             self._drained.set()
+
+    def _count_queued(self) -> None:
+        # Backpressure counts every queued byte (each pins a buffer); the held ones wait for the
+        # receiver's OPEN_OK (a decode worker admits a request while its prefill already runs),
+        # so they are not waiting for the line (`PeerStats.held_bytes`).
+        handles = self.handles.values()
+        self.stats.queued_bytes = sum(h.queued_bytes for h in handles)
+        self.stats.held_bytes = sum(h.queued_bytes for h in handles if not h.opened)
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()

@@ -97,6 +97,8 @@ class PeerSnapshot:
     transfers_failed: int
     recent_latencies_s: tuple[float, ...]
     tcp: tuple[TcpInfo | None, ...]
+    held_bytes: int = 0
+    """Of `queued_bytes`, those of transfers the receiver has not accepted yet (no OPEN_OK)."""
 
 
 @dataclass
@@ -108,6 +110,8 @@ class PeerStats:
     bytes_sent: int = 0
     bytes_in_flight: int = 0
     queued_bytes: int = 0
+    held_bytes: int = 0
+    """Of `queued_bytes`, those waiting for the receiver's OPEN_OK, not for the line."""
     transfers_done: int = 0
     transfers_failed: int = 0
     goodput: float = 0.0
@@ -152,7 +156,22 @@ class PeerStats:
             transfers_failed=self.transfers_failed,
             recent_latencies_s=tuple(self.latencies),
             tcp=tuple(sample_tcp_info(s) for s in socks),
+            held_bytes=self.held_bytes,
         )
+
+
+def line_backlog_bytes(peers: list[PeerSnapshot]) -> int:
+    """KV bytes waiting for the line: queued in the sender, and written to the sockets but unsent
+    by the kernel (socket buffers hide megabytes of a backlog when the link slows). Bytes of a
+    transfer the receiver has not accepted yet are left out: they wait for the decode worker's
+    admission, not for the line. Counted, a prefill that ended before its admission read as a
+    saturated link, and the router measured issue 12's 0.5 Gbit/s link at 0.12 (2x-link run)."""
+    return sum(
+        peer.queued_bytes
+        - peer.held_bytes
+        + sum(t.notsent_bytes for t in peer.tcp if t is not None)
+        for peer in peers
+    )
 
 
 def sending_connections(peers: list[PeerSnapshot], bytes_seen: dict[str, int]) -> int:

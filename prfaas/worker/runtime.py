@@ -20,7 +20,11 @@ from prometheus_client import CollectorRegistry
 from prfaas.engine.snapshot import EngineSnapshot
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
-from prfaas.kvtransfer.telemetry import link_delivery_rate, sending_connections
+from prfaas.kvtransfer.telemetry import (
+    line_backlog_bytes,
+    link_delivery_rate,
+    sending_connections,
+)
 from prfaas.metrics import TransferMetrics, WorkerMetrics
 from prfaas.metrics.stats import LinkStats, TransferStats, WorkerStats
 from prfaas.worker.cache_events import CacheEventHub
@@ -282,13 +286,9 @@ class WorkerRuntime:
         return sum(peer.bytes_sent for peer in self.sender.snapshot())
 
     def kv_queued_bytes(self) -> int:
-        """KV bytes not on the wire yet: queued in the sender, and written to the sockets but
-        unsent by the kernel (socket buffers hide megabytes of a backlog when the link slows)."""
+        """KV bytes waiting for the line (`kvtransfer.telemetry.line_backlog_bytes`)."""
         assert self.sender is not None
-        return sum(
-            peer.queued_bytes + sum(t.notsent_bytes for t in peer.tcp if t is not None)
-            for peer in self.sender.snapshot()
-        )
+        return line_backlog_bytes(self.sender.snapshot())
 
     def egress_rate(self) -> float:
         """KV bytes/s this worker put on the wire recently."""

@@ -8,6 +8,7 @@ import threading
 from prfaas.kvtransfer.telemetry import (
     PeerSnapshot,
     TcpInfo,
+    line_backlog_bytes,
     link_delivery_rate,
     sample_tcp_info,
     sending_connections,
@@ -71,3 +72,10 @@ def test_sending_connections_counts_those_in_flight_of_peers_that_sent() -> None
     ]
     assert sending_connections(peers, seen) == 3
     assert sending_connections([_peer("a", 100, _info(30, 5))], seen) == 0
+
+
+def test_the_line_backlog_counts_unsent_socket_bytes_and_leaves_out_held_transfers() -> None:
+    unsent = TcpInfo(1, 0, 100, 10, 10, 10, 1448, 4, 0, 0, notsent_bytes=3_000)
+    queued = PeerSnapshot("a", 1, 0.0, 0, 0, 10_000, 2, 0, 0, (), (unsent,), held_bytes=6_000)
+    # 10,000 queued, of which 6,000 wait for the receiver's OPEN_OK; 3,000 sit in the socket.
+    assert line_backlog_bytes([queued]) == 4_000 + 3_000
