@@ -122,7 +122,11 @@ class ControlLoops:
         capacity = self.capacity.update(self.last_sample)
         committed, offered = self._committed_kv()
         local = self._local_prefill_workers()
-        tokens = self.recent_arrivals.tokens(time.monotonic())
+        now = time.monotonic()
+        tokens = self.recent_arrivals.tokens(now)
+        # Several replicas each route a share: the window's arrivals are the deployment's over
+        # window x share seconds (`LongTermController.arrival_share`; 1.0 for a sole router).
+        share = self.long.arrival_share(now) if self.long is not None else 1.0
         bytes_per_token, state_bytes = self.kv.current()
         return LinkTelemetry(
             egress, capacity, depth, self._loss_rate(prfaas), backlog,
@@ -130,7 +134,7 @@ class ControlLoops:
             link_saturated=self.capacity.saturated, local_wait_s=self._local_wait_s(local),
             configured_bytes_per_s=self.link_bytes_per_s,
             arrivals=ArrivalWindow(tokens, self._local_prefill_s(tokens, local),
-                                   self.recent_arrivals.window_s),
+                                   self.recent_arrivals.window_s * share),
             kv_bytes_per_token=bytes_per_token,
             kv_state_bytes=state_bytes, local_prefill_workers=len(local),
         )  # fmt: skip
@@ -244,8 +248,9 @@ class ControlLoops:
         now = time.monotonic()
         self.long.observe_cluster(now, *self.arrivals.sample())
         decision = self.long.step(now, self.registry.snapshots(), self.local_cluster)
-        log.info("long-term: arrivals from the %s", "workers' reports (every replica's)"
-                 if decision.arrivals == "cluster" else "requests this router routed")  # fmt: skip
+        log.info("long-term: arrivals from the %s; this router routed %.2f of them",
+                 "workers' reports (every replica's)" if decision.arrivals == "cluster"
+                 else "requests this router routed", self.long.arrival_share(now))  # fmt: skip
         log.info("long-term: %s t=%.0f N_p=%d N_d=%d rate=%.2f/s actions=%s", decision.reason,
                  decision.threshold, decision.n_p, decision.n_d, decision.arrival_rps,
                  [(a.worker_id, a.to_role.value) for a in decision.actions])  # fmt: skip

@@ -143,3 +143,56 @@ def test_buckets_are_a_quarter_octave() -> None:
         tally.record(n)
     assert tally.counts[40] == 2 and tally.tokens[40] == 2124 and tally.counts[44] == 1
     assert len(tally.counts) == 45
+
+
+def _histogram(pairs: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.zeros(128, dtype=np.int64)
+    tokens = np.zeros(128, dtype=np.int64)
+    for length, n in pairs.items():
+        counts[bucket_of(length)] += n
+        tokens[bucket_of(length)] += n * length
+    return counts, tokens
+
+
+def test_a_replica_reads_its_share_of_the_arrivals_for_the_short_law() -> None:
+    """Two replicas route 40 requests each: each routed half of what the workers prefilled, so
+    its own 30 s of arrivals are the deployment's over 15 s (the short law's rates double). A
+    sole router, or workers too old to report, keep the whole window."""
+    registry = _registry()
+    long = LongTermController(_model(), CONFIG)
+    loops = ControlLoops(registry, ShortTermController(8192.0), 1e9, "prfaas", "pd", long=long,
+                         leadership=_Follower())  # fmt: skip
+    for i in range(40):
+        long.observe_request(time.monotonic(), SHORT if i % 2 else LONG)
+        loops.recent_arrivals.observe(time.monotonic(), SHORT if i % 2 else LONG)
+    assert long.arrival_share(time.monotonic()) == 1.0  # no worker reports yet
+    long.observe_cluster(time.monotonic(), *_histogram({SHORT: 40, LONG: 40}))
+    assert long.arrival_share(time.monotonic()) == 0.5
+    window = loops.telemetry().arrivals
+    assert len(window) == 40
+    assert window.window_s == loops.recent_arrivals.window_s * 0.5
+    alone = LongTermController(_model(), CONFIG)
+    alone.observe_request(0.0, SHORT)
+    alone.observe_cluster(1.0, *_histogram({SHORT: 1}))  # completions lag: never above 1
+    assert alone.arrival_share(1.0) == 1.0
+
+
+def test_the_short_law_judges_a_replicas_share_as_the_whole_deployments_arrivals() -> None:
+    """The fill cap (and every rule that reads the arrivals as a rate) gives a replica that saw
+    every other request, over its share of the window, the t one router sees for all of them."""
+    from prfaas.router.control.arrivals import ArrivalWindow
+    from prfaas.router.control.short_term import LinkTelemetry
+
+    seen = np.array([1000.0 * (1 + i % 37) for i in range(100)])  # one replica's
+    lengths = np.repeat(seen, 2)  # the deployment's: the other replica saw the same mix
+    seconds = lengths / 4000.0
+
+    def cap(tokens: np.ndarray, secs: np.ndarray, window_s: float) -> float:
+        tel = LinkTelemetry(0.0, 1e9, 0.0, 0.0, 0.0, local_prefill_workers=3,
+                            arrivals=ArrivalWindow(tokens, secs, window_s))  # fmt: skip
+        return ShortTermController(8192.0)._fill_cap(tel)
+
+    whole = cap(lengths, seconds, 30.0)
+    assert whole < float("inf")
+    assert cap(seen, seen / 4000.0, 15.0) == whole
+    assert cap(seen, seen / 4000.0, 30.0) > whole  # half the load read as the whole

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ArrivalWindow:
-    """The requests routed in the last `window_s` seconds, oldest first.
+    """The requests routed lately, oldest first, as a rate: they are the deployment's arrivals
+    of `window_s` seconds (a sole router's window; a replica's window x its share of the
+    arrivals, since it sees only that share).
 
     tokens:    [n] float64, each request's uncached tokens.
     prefill_s: [n] float64, its prefill seconds on one local PD-P worker."""

@@ -119,11 +119,7 @@ class LongTermController:
         """The uncached lengths that arrived within the window and whose they are: the
         deployment's (each histogram bucket as its count of its mean length) when they are at
         least as many as this router's own, else this router's own samples."""
-        cutoff = now - self.config.window_s
-        while self._samples and self._samples[0][0] < cutoff:
-            self._samples.popleft()
-        while self._cluster and self._cluster[0][0] < cutoff:
-            self._cluster.popleft()
+        self._prune(now)
         own = np.array([n for _, n in self._samples], dtype=float)
         if not self._cluster:
             return own, "router"
@@ -133,6 +129,27 @@ class LongTermController:
             return own, "router"
         filled = counts > 0
         return np.repeat(tokens[filled] / counts[filled], counts[filled]), "cluster"
+
+    def arrival_share(self, now: float) -> float:
+        """This router's share of the deployment's arrivals over the window: the requests it
+        routed / the prefills every worker completed (`observe_cluster`); 1.0 while the workers
+        report no more than its own (a sole router, or workers too old to report). The short
+        law reads a replica's own recent arrivals as a rate, so it divides by this: with two
+        replicas each sees about half, and without it each would judge the link and the local
+        PD-P workers by half the load. Prefills are counted when they complete and requests
+        when routed, so those in flight make the share read a little high (toward 1.0: the
+        single-router behaviour)."""
+        self._prune(now)
+        own = len(self._samples)
+        cluster = int(sum(int(c.sum()) for _, c, _ in self._cluster))
+        return own / cluster if own and cluster > own else 1.0
+
+    def _prune(self, now: float) -> None:
+        cutoff = now - self.config.window_s
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+        while self._cluster and self._cluster[0][0] < cutoff:
+            self._cluster.popleft()
 
     def observe_prefill(
         self, now: float, cluster: str, uncached_tokens: int, seconds: float
