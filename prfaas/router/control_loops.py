@@ -120,13 +120,16 @@ class ControlLoops:
         sending = sum(load.kv_sending_connections for _, load in reporting)
         self.last_sample = CapacitySample(egress, backlog, delivery, sending)
         capacity = self.capacity.update(self.last_sample)
-        committed, offered = self._committed_kv()
-        local = self._local_prefill_workers()
         now = time.monotonic()
-        tokens = self.recent_arrivals.tokens(now)
-        # Several replicas each route a share: the window's arrivals are the deployment's over
-        # window x share seconds (`LongTermController.arrival_share`; 1.0 for a sole router).
+        # Several replicas each route a share (`LongTermController.arrival_share`; 1.0 for a
+        # sole router). What the workers report (egress, backlog, waits) is the deployment's;
+        # what this router counts itself is its share: its offloads' KV in flight and their
+        # rate are scaled up by it, and its recent arrivals are the deployment's over
+        # window x share seconds.
         share = self.long.arrival_share(now) if self.long is not None else 1.0
+        committed, offered = (kv / share for kv in self._committed_kv())
+        local = self._local_prefill_workers()
+        tokens = self.recent_arrivals.tokens(now)
         bytes_per_token, state_bytes = self.kv.current()
         return LinkTelemetry(
             egress, capacity, depth, self._loss_rate(prfaas), backlog,

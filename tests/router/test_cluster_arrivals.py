@@ -156,8 +156,9 @@ def _histogram(pairs: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_replica_reads_its_share_of_the_arrivals_for_the_short_law() -> None:
     """Two replicas route 40 requests each: each routed half of what the workers prefilled, so
-    its own 30 s of arrivals are the deployment's over 15 s (the short law's rates double). A
-    sole router, or workers too old to report, keep the whole window."""
+    its own 30 s of arrivals are the deployment's over 15 s (the short law's rates double), and
+    its offloads' KV in flight is half the deployment's. A sole router, or workers too old to
+    report, keep the whole window."""
     registry = _registry()
     long = LongTermController(_model(), CONFIG)
     loops = ControlLoops(registry, ShortTermController(8192.0), 1e9, "prfaas", "pd", long=long,
@@ -168,9 +169,13 @@ def test_a_replica_reads_its_share_of_the_arrivals_for_the_short_law() -> None:
     assert long.arrival_share(time.monotonic()) == 1.0  # no worker reports yet
     long.observe_cluster(time.monotonic(), *_histogram({SHORT: 40, LONG: 40}))
     assert long.arrival_share(time.monotonic()) == 0.5
-    window = loops.telemetry().arrivals
-    assert len(window) == 40
-    assert window.window_s == loops.recent_arrivals.window_s * 0.5
+    loops.kv.committed = lambda: {"prfaas-0": 3e6}  # type: ignore[method-assign]
+    tel = loops.telemetry()
+    assert len(tel.arrivals) == 40
+    assert tel.arrivals.window_s == loops.recent_arrivals.window_s * 0.5
+    # Its own offloads' KV in flight is half the deployment's too.
+    assert tel.committed_bytes == 6e6
+    assert tel.offered_bytes_per_s == 6e6 / loops.short_tick_s
     alone = LongTermController(_model(), CONFIG)
     alone.observe_request(0.0, SHORT)
     alone.observe_cluster(1.0, *_histogram({SHORT: 1}))  # completions lag: never above 1
