@@ -134,7 +134,8 @@ class ControlLoops:
         return LinkTelemetry(
             egress, capacity, depth, self._loss_rate(prfaas), backlog,
             committed_bytes=max(committed, backlog), offered_bytes_per_s=offered,
-            link_saturated=self.capacity.saturated, local_wait_s=self._local_wait_s(local),
+            link_saturated=self.capacity.saturated, sender_bound=self.capacity.sender_bound,
+            local_wait_s=self._local_wait_s(local),
             configured_bytes_per_s=self.link_bytes_per_s,
             arrivals=ArrivalWindow(tokens, self._local_prefill_s(tokens, local),
                                    self.recent_arrivals.window_s * share),

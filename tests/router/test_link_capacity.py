@@ -219,7 +219,8 @@ class SenderLimitedLink:
         capacity = self.estimator.update(CapacitySample(sent, backlog, sent, sending=n))
         self.ctl.update(
             LinkTelemetry(sent, capacity, backlog_bytes=backlog, committed_bytes=committed,
-                          offered_bytes_per_s=offered, link_saturated=self.estimator.saturated)
+                          offered_bytes_per_s=offered, link_saturated=self.estimator.saturated,
+                          sender_bound=self.estimator.sender_bound)
         )  # fmt: skip
         return self.ctl.threshold
 
@@ -241,3 +242,26 @@ def test_per_sender_limits_do_not_collapse_offload() -> None:
     link.capacity = 0.3 * CONFIGURED
     history = [link.tick() for _ in range(30)]
     assert next(i for i, t in enumerate(history) if t > BASE_T) < 5
+
+
+@pytest.mark.parametrize("sender_bound", [True, False])
+def test_a_sender_bound_backlog_lets_t_come_back_down(sender_bound: bool) -> None:
+    """Issue 18's MiniMax-M2.5 projection after the estimator fix: t rose once as egress neared
+    the line, then the senders' own backlog (each offload's connections carry a third of what
+    its prefill makes) read as pressure at every t: never calm, t never back to base. A backlog
+    the estimator calls sender-bound is no pressure on the line, so t steps down once egress
+    leaves room on it."""
+    ctl = ShortTermController(BASE_T)
+    near_full = LinkTelemetry(0.95 * CONFIGURED, CONFIGURED)
+    while ctl.update(near_full).reason != "raise:egress":
+        pass
+    raised = ctl.threshold
+    assert raised > BASE_T
+    senders = LinkTelemetry(0.5 * CONFIGURED, CONFIGURED, backlog_bytes=400 * MIB,
+                            committed_bytes=1200 * MIB, offered_bytes_per_s=0.5 * CONFIGURED,
+                            sender_bound=sender_bound)  # fmt: skip
+    final = [ctl.update(senders) for _ in range(60)][-1]
+    if sender_bound:
+        assert final.threshold == BASE_T
+    else:  # the old reading: 12 s of committed KV on an idle half of the line holds t
+        assert final.threshold == raised

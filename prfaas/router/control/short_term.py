@@ -26,6 +26,11 @@ Control law (one `update()` per tick, e.g. every second; constants in `ShortTerm
            is served late, one refused by a full local queue (HTTP 429) is not served at all.
   calm   = unsaturated, u <= u_low, b <= backlog_low, drain < commit_horizon_s, loss <= loss_low
            and queue depth <= queue_low.
+  sender-bound ticks (`LinkTelemetry.sender_bound`: the backlog waits at senders that each get
+           their own connections' ceiling, the line has room): b = drain = 0. That backlog is no
+           pressure on the line, and keeping long prompts local cannot drain it faster; read as
+           pressure it kept t raised for good (issue 18's MiniMax-M2.5 projection: a sender
+           backlog at every t, so never calm).
   A      = the uncached lengths of the requests routed in the last arrival window (seconds),
            each with its prefill time on one local PD-P worker (`LinkTelemetry.arrivals`).
   t_ff   = feed-forward t, only while the measured capacity is below feedforward_below of the
@@ -186,6 +191,9 @@ class LinkTelemetry:
     """KV bytes an offload ships per request on top of the per-token bytes."""
     local_prefill_workers: int = 0
     """Local PD-P workers that share the prompts a raise keeps local."""
+    sender_bound: bool = False
+    """The backlog waits at senders each bound by their own ceiling, not the line
+    (`LinkCapacityEstimator.sender_bound`): no line pressure."""
 
 
 @dataclass(frozen=True)
@@ -325,6 +333,8 @@ class ShortTermController:
         backlog = tel.backlog_bytes / (capacity * cfg.backlog_horizon_s)
         committed = tel.backlog_bytes if tel.committed_bytes is None else tel.committed_bytes
         drain_s = committed / capacity
+        if tel.sender_bound:  # the senders' own ceilings hold it, not the line
+            backlog = drain_s = 0.0
         saturated = tel.link_saturated or backlog >= 1.0
         causes = [
             name

@@ -211,7 +211,8 @@ class SimRouter:
         return LinkTelemetry(
             egress, capacity, depth, loss, backlog,
             committed_bytes=max(self.committed_bytes, backlog), offered_bytes_per_s=offered,
-            link_saturated=self.capacity.saturated, local_wait_s=self.local_wait_s(local),
+            link_saturated=self.capacity.saturated, sender_bound=self.capacity.sender_bound,
+            local_wait_s=self.local_wait_s(local),
             configured_bytes_per_s=self.configured_link_bytes_per_s,
             arrivals=arrivals,
             kv_bytes_per_token=self.kv_bytes_per_token, kv_state_bytes=self.kv_state_bytes,
