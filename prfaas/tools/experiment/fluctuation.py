@@ -27,6 +27,7 @@ import httpx
 from prfaas.tools.experiment.deploy import Running
 from prfaas.tools.experiment.scale import Scale
 from prfaas.tools.experiment.sweep import Criterion, analyze, workload_for
+from prfaas.tools.experiment.threshold_trajectory import first_raise_after
 from prfaas.tools.loadgen import LoadConfig, run_load
 from prfaas.tools.loadgen.scrape import KV_SENT, routing_counts, sample_values
 
@@ -178,19 +179,6 @@ def run_fluctuation(
         "stages": results.stages,
         "summary_full": asdict(results.summary),
     }
-
-
-def first_raise_after(samples: list[dict[str, Any]], at_s: float) -> float | None:
-    """Seconds from `at_s` to the first sample whose threshold exceeds the last one before it."""
-    before = [x["threshold_tokens"] for x in samples if x["t_s"] < at_s]
-    base = next((v for v in reversed(before) if v is not None), None)
-    if base is None:
-        return None
-    return next(
-        (x["t_s"] - at_s for x in samples
-         if x["t_s"] >= at_s and x["threshold_tokens"] is not None and x["threshold_tokens"] > base),
-        None,
-    )  # fmt: skip
 
 
 def _phases(requests: list[dict[str, Any]], cut_at: float, cut_for: float) -> dict[str, Any]:

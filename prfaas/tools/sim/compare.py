@@ -4,8 +4,9 @@ Both files are `experiment.json` documents — MEASURED from `prfaas experiment`
 `prfaas sim --experiment` with the same options — so every rate point is the same requests
 (`workload_for` with the experiment's seeds). Prints, per policy and rate point, the measured and
 simulated throughput, TTFT mean / P90 and offload fraction, each error against issue 18's goals
-(throughput within 10 %, TTFT within 15 %, offload within 0.05), and the fluctuation run's phases
-when both have one; `--json` writes the same rows. Exit status 0 whatever the errors: this
+(throughput within 10 %, TTFT within 15 %, offload within 0.05), and, when both have a fluctuation
+run, its phases and the threshold's path through the change (rise and return within 10 s,
+`threshold_trajectory`); `--json` writes the rate-point rows. Exit status 0 whatever the errors: this
 reports, it does not judge a run.
 """
 
@@ -18,9 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from prfaas.tools.experiment.threshold_trajectory import Trajectory, trajectory
+
 THROUGHPUT_GOAL = 0.10
 TTFT_GOAL = 0.15
 OFFLOAD_GOAL = 0.05
+TRAJECTORY_GOAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,36 @@ def fluctuation_phases(measured: dict[str, Any], simulated: dict[str, Any]) -> l
     return lines
 
 
+def trajectory_rows(measured: dict[str, Any], simulated: dict[str, Any]) -> list[str]:
+    """Markdown rows: the threshold's path through the change, measured -> simulated, with the
+    difference of each time against issue 18's goal (the rise and the return within 10 s)."""
+    mf, sf = measured.get("fluctuation"), simulated.get("fluctuation")
+    if not (mf and sf):
+        return []
+    m, s = trajectory(mf), trajectory(sf)
+    if m is None or s is None:
+        return []
+    lines = ["| threshold | measured | simulated | difference |", "| --- | ---: | ---: | ---: |"]
+    times: tuple[tuple[str, str], ...] = (
+        ("rises after the change", "rise_s"),
+        ("first back at its base, in the change", "back_at_base_s"),
+        ("settled at its base after the change", "settled_after_end_s"),
+    )
+    for label, key in times:
+        a, b = getattr(m, key), getattr(s, key)
+        diff = None if a is None or b is None else b - a
+        text = "–" if diff is None else f"{diff:+.1f} s"
+        bold = diff is not None and abs(diff) > TRAJECTORY_GOAL_S
+        lines.append(f"| {label} | {_num(a, 's')} | {_num(b, 's')} | "
+                     f"{f'**{text}**' if bold else text} |")  # fmt: skip
+    lines.append(f"| peak (at) | {_peak(m)} | {_peak(s)} | |")
+    return lines
+
+
+def _peak(t: Trajectory) -> str:
+    return f"{t.peak_tokens:,.0f} ({_num(t.peak_at_s, 's')})"
+
+
 def _num(x: float | None, unit: str = "") -> str:
     return "–" if x is None else f"{x:.2f}{(' ' + unit) if unit else ''}"
 
@@ -138,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     simulated = json.loads(args.simulated.read_text())
     rows = compare(measured, simulated)
     phases = fluctuation_phases(measured, simulated)
+    if phases:
+        phases += ["", *trajectory_rows(measured, simulated)]
     if not (rows or phases):
         print("no rate point and no fluctuation run in both documents (same --multipliers and "
               "--duration?)", file=sys.stderr)  # fmt: skip
