@@ -3,13 +3,15 @@ added to the simulated admissions, first tokens and the client's timings."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from prfaas.tools.sim.analysis import to_results
-from prfaas.tools.sim.hops import hops_from_point
+from prfaas.tools.sim.cli import add_arguments, with_recorded
+from prfaas.tools.sim.hops import decode_step_from_point, hops_from_point
 from prfaas.tools.sim.simulation import Simulation
 from tests.sim.helpers import small_sim
 
@@ -46,3 +48,30 @@ def test_on_an_idle_deployment_each_hop_adds_to_the_clients_ttft_once() -> None:
     assert base.e2e_s is not None and rec.e2e_s is not None
     assert rec.ttft_s == pytest.approx(base.ttft_s + 0.07 + 0.05 + 0.2)
     assert rec.e2e_s == pytest.approx(base.e2e_s + 0.07 + 0.2)
+
+
+def test_the_recorded_decode_step_is_the_mean_time_per_token_after_the_first() -> None:
+    point = {"requests": [
+        {"ttft_s": 2.0, "e2e_s": 2.0 + 31 * 0.9, "output_tokens": 32},
+        {"ttft_s": 5.0, "e2e_s": 5.0 + 3 * 1.1, "output_tokens": 4},
+        {"ttft_s": 1.0, "e2e_s": 1.0, "output_tokens": 1},  # one token: no step to read
+        {"ttft_s": None, "e2e_s": None, "output_tokens": 0, "error": "429"},
+    ]}  # fmt: skip
+    assert decode_step_from_point(point) == pytest.approx((0.9 + 1.1) / 2)
+    with pytest.raises(ValueError, match="two output tokens"):
+        decode_step_from_point({"requests": point["requests"][2:]})
+
+
+def test_decode_step_from_slows_the_engines_only(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    recorded = tmp_path / "point.json"
+    recorded.write_text(json.dumps({"requests": [
+        {"ttft_s": 1.0, "e2e_s": 1.0 + 9 * 1.0, "output_tokens": 10}]}))  # fmt: skip
+    sim, _ = small_sim(n=1, rate=1.0)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--decode-step-from", str(recorded)])
+    cfg = with_recorded(sim.cfg, args)
+    assert cfg.decode.step_s == pytest.approx(1.0) != sim.cfg.decode.step_s
+    assert cfg.policy == sim.cfg.policy and cfg.decode.admit_hop_s == sim.cfg.decode.admit_hop_s

@@ -32,7 +32,7 @@ from prfaas.tools.sim import workload as sim_workload
 from prfaas.tools.sim.analysis import egress_windows, to_results
 from prfaas.tools.sim.case_inputs import case_config, case_requests
 from prfaas.tools.sim.experiment_inputs import experiment_config
-from prfaas.tools.sim.hops import hops_from_file
+from prfaas.tools.sim.hops import decode_step_from_file, hops_from_file
 from prfaas.tools.sim.link import LinkChange
 from prfaas.tools.sim.schedule import parse_link_schedule
 from prfaas.tools.sim.simulation import SimConfig, SimResult, Simulation
@@ -88,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a recorded point's JSON (stages + requests): its per-request hop "
         "latencies (admission, first token, client), added to every request (hops.py)",
     )
+    a(
+        "--decode-step-from",
+        help="a recorded point's JSON (requests): the decode step its workers really took (mean "
+        "time per token after the first) for the simulated engines; the plan keeps the "
+        "profile's (hops.py)",
+    )
     # projections mode
     a("--projections", action="store_true", help="write the §2.3 projections (projections.py)")
     a("--projections-out", default="docs/projections.md")
@@ -105,13 +111,18 @@ def _scale(args: argparse.Namespace) -> Scale:
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
-def with_hops(cfg: SimConfig, args: argparse.Namespace) -> SimConfig:
-    """--hops-from: the recorded run's hop means (hops.py) on the decode engines and the client."""
-    if not getattr(args, "hops_from", None):
-        return cfg
-    h = hops_from_file(args.hops_from, cfg.decode.step_s)
-    decode = replace(cfg.decode, admit_hop_s=h.admit_s, first_token_hop_s=h.first_token_s)
-    return replace(cfg, decode=decode, client_hop_s=h.client_s)
+def with_recorded(cfg: SimConfig, args: argparse.Namespace) -> SimConfig:
+    """The machine's constants from recorded runs (hops.py): --hops-from, the hop means on the
+    decode engines and the client (relative to the profile's step); --decode-step-from, the
+    step the engines take."""
+    if getattr(args, "hops_from", None):
+        h = hops_from_file(args.hops_from, cfg.decode.step_s)
+        decode = replace(cfg.decode, admit_hop_s=h.admit_s, first_token_hop_s=h.first_token_s)
+        cfg = replace(cfg, decode=decode, client_hop_s=h.client_s)
+    if getattr(args, "decode_step_from", None):
+        step = decode_step_from_file(args.decode_step_from)
+        cfg = replace(cfg, decode=replace(cfg.decode, step_s=step))
+    return cfg
 
 
 def simulate_point(cfg: SimConfig, rate: float, duration: float, scale: Scale, seed: int,
@@ -138,7 +149,7 @@ def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Sc
     else:
         cut_at, cut_for = total / 3, total / 3
         sched = (LinkChange(cut_at, args.fluct_cut_fraction), LinkChange(cut_at + cut_for, 1.0))
-    cfg = with_hops(experiment_config("prfaas", prediction, scale, link_schedule=sched), args)
+    cfg = with_recorded(experiment_config("prfaas", prediction, scale, link_schedule=sched), args)
     point, result = simulate_point(cfg, rate, total, scale, 777)
     requests = [{"send_s": r.arrival_s,
                  "ttft_s": None if r.first_token_s is None
@@ -177,11 +188,14 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         "points": {},
     }
     for i, policy in enumerate(policies):
-        cfg = with_hops(experiment_config(policy, prediction, scale), args)
+        cfg = with_recorded(experiment_config(policy, prediction, scale), args)
         if getattr(args, "hops_from", None):
             doc.setdefault("hops", {})[policy] = {
                 "admit_s": cfg.decode.admit_hop_s, "first_token_s": cfg.decode.first_token_hop_s,
                 "client_s": cfg.client_hop_s, "source": args.hops_from}  # fmt: skip
+        if getattr(args, "decode_step_from", None):
+            doc.setdefault("decode_step", {})[policy] = {
+                "step_s": cfg.decode.step_s, "source": args.decode_step_from}  # fmt: skip
         rates = sorted({round(common, 3), *(round(m * lams[policy], 3) for m in mults)})
         points = []
         for j, rate in enumerate(rates):
@@ -246,7 +260,7 @@ def run_single(args: argparse.Namespace) -> dict[str, Any]:
     requests, block = _requests(args, scale, rate, duration)
     if block is not None:
         cfg = replace(cfg, block_size=block)
-    cfg = replace(with_hops(cfg, args), long_tick_s=args.long_tick,
+    cfg = replace(with_recorded(cfg, args), long_tick_s=args.long_tick,
                   record_itl=len(requests) < 20000)  # fmt: skip
     result = Simulation(cfg, args.seed).run(requests, progress=not args.no_progress,
                                             until_s=None)  # fmt: skip

@@ -1,4 +1,6 @@
-"""Per-request hop latencies of a recorded run, for the simulator (`prfaas sim --hops-from FILE`).
+"""The machine's constants read from a recorded run, for the simulator: per-request hop latencies
+(`prfaas sim --hops-from FILE`) and the decode step the emulated workers really took
+(`--decode-step-from FILE`).
 
 The simulator's decode engine applies calls at step boundaries (`DecodeTiming.step_boundary_calls`),
 the running system's main TTFT floor. What it leaves out are hops: the gRPC call to a decode worker
@@ -20,6 +22,13 @@ Each is a constant per request: the simulator adds `admit_s` to every admission 
 starts that much later), `first_token_s` to every first token, and `client_s` to the TTFT and
 end-to-end time the client sees. Only means are recorded (the stage table is a histogram), so the
 hops' spread, and any correlation of hop latency with load inside a run, is not modelled.
+
+The decode step: the emulated decode workers sleep their profile's step, but on a loaded 2-core
+machine a step of 0.8 s took 0.94-0.98 s per token in issue 18's overloaded 180 s points; their
+decode seats turn over that much slower, and the router refused for lack of seats where the
+simulator, at the profile's step, did not. `decode_step_from_point` is the mean time per output
+token after the first over the served requests; the simulated engines take it as their step,
+while the planner (and so every rate point) keeps the profile's.
 """
 
 from __future__ import annotations
@@ -70,3 +79,21 @@ def hops_from_point(point: dict[str, Any], step_s: float, source: str = "") -> H
 
 def hops_from_file(path: str | Path, step_s: float) -> Hops:
     return hops_from_point(json.loads(Path(path).read_text()), step_s, str(path))
+
+
+def decode_step_from_point(point: dict[str, Any], source: str = "") -> float:
+    """Mean seconds per output token after the first, over the served requests with at least two
+    tokens of one recorded point (`requests` with `ttft_s`, `e2e_s`, `output_tokens`)."""
+    per_token = [
+        (r["e2e_s"] - r["ttft_s"]) / (r["output_tokens"] - 1)
+        for r in point["requests"]
+        if not r.get("error") and r.get("ttft_s") is not None and r.get("e2e_s") is not None
+        and (r.get("output_tokens") or 0) >= 2
+    ]  # fmt: skip
+    if not per_token:
+        raise ValueError(f"{source or 'point'}: no served request with two output tokens")
+    return float(np.mean(per_token))
+
+
+def decode_step_from_file(path: str | Path) -> float:
+    return decode_step_from_point(json.loads(Path(path).read_text()), str(path))
