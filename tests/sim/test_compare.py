@@ -70,3 +70,32 @@ def test_fluctuation_runs_alone_are_compared_by_phase(
         "| recovered | 3.60 s | 3.30 s | -8.3 % |" in out
         and "| recovery ratio | 1.20 | 1.10 | |" in out
     )
+
+
+def test_stage_rows_pair_the_stages_both_sides_record() -> None:
+    from prfaas.tools.sim.compare import stage_rows
+
+    def stage(mean: float) -> dict:
+        return {"count": 10.0, "mean_s": mean, "p90_s": 2 * mean}
+
+    measured = {
+        "points": {
+            "prfaas": [
+                {
+                    **point(1.0, 1.0, 4.0, 6.0, 0.5),
+                    "stages": {
+                        "decode_admit": stage(0.5),
+                        "prefill_queue": stage(1.0),
+                        "ttft": stage(4.0),
+                    },
+                }
+            ]
+        }
+    }
+    simulated = {"points": {"prfaas": [{**point(1.0, 1.0, 3.0, 6.0, 0.5), "stages": {
+        "prefill_queue": stage(0.25), "ttft": stage(3.0)}}]}}  # fmt: skip
+    rows = stage_rows(measured, simulated)
+    assert "| prefill_queue | 1.00 / 2.00 s | 0.25 / 0.50 s |" in rows
+    assert "| ttft | 4.00 / 8.00 s | 3.00 / 6.00 s |" in rows
+    assert not any("decode_admit" in r for r in rows)  # the simulator has none
+    assert stage_rows(measured, {"points": {}}) == []

@@ -131,8 +131,10 @@ def simulate_point(cfg: SimConfig, rate: float, duration: float, scale: Scale, s
     wl, schedule = workload_for(rate, duration, scale, seed)
     result = Simulation(cfg, seed).run(sim_workload.from_workload(wl, schedule),
                                        progress=progress, label=f"{cfg.policy}@{rate:.2f} ")  # fmt: skip
-    point = analyze(to_results(result), rate, scale, Criterion())
+    results = to_results(result)
+    point = analyze(results, rate, scale, Criterion())
     point["seed"] = seed
+    point["stages"] = results.stages
     point["sim_stats"] = {k: v for k, v in result.stats.items() if k != "prefill_busy_s"}
     return point, result
 
@@ -164,7 +166,7 @@ def _fluctuation(args: argparse.Namespace, prediction: dict[str, Any], scale: Sc
         "link_gbps": scale.link_gbps, "cut_gbps": scale.link_gbps * sched[0].capacity_fraction,
         "events": events, "samples": result.timeline, "requests": requests,
         "failed": point["failed"], "summary": {k: v for k, v in point.items() if k != "routing"},
-        "phases": _phases(requests, cut_at, cut_for),
+        "phases": _phases(requests, cut_at, cut_for), "stages": point["stages"],
     }  # fmt: skip
 
 

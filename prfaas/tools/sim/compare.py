@@ -6,7 +6,8 @@ Both files are `experiment.json` documents — MEASURED from `prfaas experiment`
 simulated throughput, TTFT mean / P90 and offload fraction, each error against issue 18's goals
 (throughput within 10 %, TTFT within 15 %, offload within 0.05), and, when both have a fluctuation
 run, its phases and the threshold's path through the change (rise and return within 10 s,
-`threshold_trajectory`); `--json` writes the rate-point rows. Exit status 0 whatever the errors: this
+`threshold_trajectory`); `--stages` adds, per point, the mean and P90 of each request stage both
+sides record (where a TTFT difference comes from); `--json` writes the rate-point rows. Exit status 0 whatever the errors: this
 reports, it does not judge a run.
 """
 
@@ -125,6 +126,33 @@ def _peak(t: Trajectory) -> str:
     return f"{t.peak_tokens:,.0f} ({_num(t.peak_at_s, 's')})"
 
 
+def stage_rows(measured: dict[str, Any], simulated: dict[str, Any]) -> list[str]:
+    """Markdown rows per paired point: each stage both record, mean and P90, measured -> simulated
+    (the simulator's stages: `analysis.stages`)."""
+    lines = []
+    for row_policy, points in measured.get("points", {}).items():
+        for point in points:
+            rate = float(point["offered_rps"])
+            twin = next((p for p in simulated.get("points", {}).get(row_policy, [])
+                         if abs(float(p["offered_rps"]) - rate) <= 0.01 * rate), None)  # fmt: skip
+            if twin is None:
+                continue
+            ms, ss = point.get("stages") or {}, twin.get("stages") or {}
+            common = [k for k in ms if k in ss]
+            if not common:
+                continue
+            lines += [
+                "",
+                f"{row_policy} @ {rate:.2f}, request stages:",
+                "| stage | measured mean / P90 | simulated mean / P90 |",
+                "| --- | --- | --- |",
+            ]
+            for k in common:
+                lines.append(f"| {k} | {_num(ms[k]['mean_s'])} / {_num(ms[k]['p90_s'])} s "
+                             f"| {_num(ss[k]['mean_s'])} / {_num(ss[k]['p90_s'])} s |")  # fmt: skip
+    return lines
+
+
 def _num(x: float | None, unit: str = "") -> str:
     return "–" if x is None else f"{x:.2f}{(' ' + unit) if unit else ''}"
 
@@ -167,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("measured", type=Path, help="experiment.json of `prfaas experiment`")
     parser.add_argument("simulated", type=Path, help="experiment.json of `prfaas sim --experiment`")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--stages", action="store_true",
+                        help="also each point's request stages, measured -> simulated")  # fmt: skip
     args = parser.parse_args(argv)
     measured = json.loads(args.measured.read_text())
     simulated = json.loads(args.simulated.read_text())
@@ -180,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if rows:
         print("\n".join(markdown(rows)))
+        if args.stages:
+            print("\n".join(stage_rows(measured, simulated)))
     if phases:
         print(("\n" if rows else "") + "\n".join(phases))
     if args.json:
