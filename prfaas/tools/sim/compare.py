@@ -7,8 +7,8 @@ simulated throughput, TTFT mean / P90 and offload fraction, each error against i
 (throughput within 10 %, TTFT within 15 %, offload within 0.05), and, when both have a fluctuation
 run, its phases and the threshold's path through the change (rise and return within 10 s,
 `threshold_trajectory`); `--stages` adds, per point, the mean and P90 of each request stage both
-sides record (where a TTFT difference comes from); `--json` writes the rate-point rows. Exit status 0 whatever the errors: this
-reports, it does not judge a run.
+sides record (where a TTFT difference comes from); `--json` writes the rate-point rows. Exit
+status 0 whatever the errors: this reports, it does not judge a run.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,11 @@ def compare_point(
     return PointComparison(policy, float(measured["offered_rps"]), m, s, errors, within)
 
 
-def compare(measured: dict[str, Any], simulated: dict[str, Any]) -> list[PointComparison]:
-    """Every rate point present in both documents, paired by offered rate (within 1 %)."""
-    rows = []
+def pairs(
+    measured: dict[str, Any], simulated: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(policy, measured point, simulated point) for every rate point present in both documents,
+    paired by offered rate (within 1 %)."""
     for policy, points in measured.get("points", {}).items():
         sim_points = simulated.get("points", {}).get(policy, [])
         for point in points:
@@ -76,8 +79,12 @@ def compare(measured: dict[str, Any], simulated: dict[str, Any]) -> list[PointCo
             twin = next((p for p in sim_points
                          if abs(float(p["offered_rps"]) - rate) <= 0.01 * rate), None)  # fmt: skip
             if twin is not None:
-                rows.append(compare_point(policy, point, twin))
-    return rows
+                yield policy, point, twin
+
+
+def compare(measured: dict[str, Any], simulated: dict[str, Any]) -> list[PointComparison]:
+    """Every rate point present in both documents (`pairs`), compared."""
+    return [compare_point(policy, m, s) for policy, m, s in pairs(measured, simulated)]
 
 
 def fluctuation_phases(measured: dict[str, Any], simulated: dict[str, Any]) -> list[str]:
@@ -130,26 +137,20 @@ def stage_rows(measured: dict[str, Any], simulated: dict[str, Any]) -> list[str]
     """Markdown rows per paired point: each stage both record, mean and P90, measured -> simulated
     (the simulator's stages: `analysis.stages`)."""
     lines = []
-    for row_policy, points in measured.get("points", {}).items():
-        for point in points:
-            rate = float(point["offered_rps"])
-            twin = next((p for p in simulated.get("points", {}).get(row_policy, [])
-                         if abs(float(p["offered_rps"]) - rate) <= 0.01 * rate), None)  # fmt: skip
-            if twin is None:
-                continue
-            ms, ss = point.get("stages") or {}, twin.get("stages") or {}
-            common = [k for k in ms if k in ss]
-            if not common:
-                continue
-            lines += [
-                "",
-                f"{row_policy} @ {rate:.2f}, request stages:",
-                "| stage | measured mean / P90 | simulated mean / P90 |",
-                "| --- | --- | --- |",
-            ]
-            for k in common:
-                lines.append(f"| {k} | {_num(ms[k]['mean_s'])} / {_num(ms[k]['p90_s'])} s "
-                             f"| {_num(ss[k]['mean_s'])} / {_num(ss[k]['p90_s'])} s |")  # fmt: skip
+    for policy, point, twin in pairs(measured, simulated):
+        ms, ss = point.get("stages") or {}, twin.get("stages") or {}
+        common = [k for k in ms if k in ss]
+        if not common:
+            continue
+        lines += [
+            "",
+            f"{policy} @ {float(point['offered_rps']):.2f}, request stages:",
+            "| stage | measured mean / P90 | simulated mean / P90 |",
+            "| --- | --- | --- |",
+        ]
+        for k in common:
+            lines.append(f"| {k} | {_num(ms[k]['mean_s'])} / {_num(ms[k]['p90_s'])} s "
+                         f"| {_num(ss[k]['mean_s'])} / {_num(ss[k]['p90_s'])} s |")  # fmt: skip
     return lines
 
 
