@@ -129,12 +129,7 @@ class PeerLink:
             self._drained.set()
 
     def _count_queued(self) -> None:
-        # Backpressure counts every queued byte (each pins a buffer); the held ones wait for the
-        # receiver's OPEN_OK (a decode worker admits a request while its prefill already runs),
-        # so they are not waiting for the line (`PeerStats.held_bytes`).
-        handles = self.handles.values()
-        self.stats.queued_bytes = sum(h.queued_bytes for h in handles)
-        self.stats.held_bytes = sum(h.queued_bytes for h in handles if not h.opened)
+        self.stats.queued_bytes = sum(h.queued_bytes for h in self.handles.values())
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -255,4 +250,8 @@ class PeerLink:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def snapshot(self) -> PeerSnapshot:
-        return self.stats.snapshot([c.tcp_socket for c in self._conns], len(self.handles))
+        # Backpressure counts every queued byte (each pins a buffer); the held ones wait for the
+        # receiver's OPEN_OK (a decode worker admits a request while its prefill already runs),
+        # not for the line. Counted here, once per telemetry sample, not on every chunk.
+        held = sum(h.queued_bytes for h in self.handles.values() if not h.opened)
+        return self.stats.snapshot([c.tcp_socket for c in self._conns], len(self.handles), held)

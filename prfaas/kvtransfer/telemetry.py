@@ -110,8 +110,6 @@ class PeerStats:
     bytes_sent: int = 0
     bytes_in_flight: int = 0
     queued_bytes: int = 0
-    held_bytes: int = 0
-    """Of `queued_bytes`, those waiting for the receiver's OPEN_OK, not for the line."""
     transfers_done: int = 0
     transfers_failed: int = 0
     goodput: float = 0.0
@@ -140,7 +138,10 @@ class PeerStats:
         else:
             self.transfers_failed += 1
 
-    def snapshot(self, socks: list[socket.socket], active: int) -> PeerSnapshot:
+    def snapshot(
+        self, socks: list[socket.socket], active: int, held_bytes: int = 0
+    ) -> PeerSnapshot:
+        """`held_bytes`: of the queued bytes, those of transfers the receiver has not accepted."""
         now = time.monotonic()
         if now - self._last_t >= 0.01:
             self._fold(now, now - self._last_t)
@@ -156,7 +157,7 @@ class PeerStats:
             transfers_failed=self.transfers_failed,
             recent_latencies_s=tuple(self.latencies),
             tcp=tuple(sample_tcp_info(s) for s in socks),
-            held_bytes=self.held_bytes,
+            held_bytes=held_bytes,
         )
 
 

@@ -115,11 +115,11 @@ def with_recorded(cfg: SimConfig, args: argparse.Namespace) -> SimConfig:
     """The machine's constants from recorded runs (hops.py): --hops-from, the hop means on the
     decode engines and the client (relative to the profile's step); --decode-step-from, the
     step the engines take."""
-    if getattr(args, "hops_from", None):
+    if args.hops_from:
         h = hops_from_file(args.hops_from, cfg.decode.step_s)
         decode = replace(cfg.decode, admit_hop_s=h.admit_s, first_token_hop_s=h.first_token_s)
         cfg = replace(cfg, decode=decode, client_hop_s=h.client_s)
-    if getattr(args, "decode_step_from", None):
+    if args.decode_step_from:
         step = decode_step_from_file(args.decode_step_from)
         cfg = replace(cfg, decode=replace(cfg.decode, step_s=step))
     return cfg
@@ -191,11 +191,11 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     }
     for i, policy in enumerate(policies):
         cfg = with_recorded(experiment_config(policy, prediction, scale), args)
-        if getattr(args, "hops_from", None):
+        if args.hops_from:
             doc.setdefault("hops", {})[policy] = {
                 "admit_s": cfg.decode.admit_hop_s, "first_token_s": cfg.decode.first_token_hop_s,
                 "client_s": cfg.client_hop_s, "source": args.hops_from}  # fmt: skip
-        if getattr(args, "decode_step_from", None):
+        if args.decode_step_from:
             doc.setdefault("decode_step", {})[policy] = {
                 "step_s": cfg.decode.step_s, "source": args.decode_step_from}  # fmt: skip
         rates = sorted({round(common, 3), *(round(m * lams[policy], 3) for m in mults)})
