@@ -19,13 +19,21 @@ def report(c: FakeCluster, limits: dict[str, int]) -> None:
         c.worker(worker_id).script.load = {"max_context": limit, "model_name": "tiny-qwen35"}
 
 
+def reported(c: FakeCluster, worker_id: str) -> bool:
+    state = c.registry.get(worker_id)
+    return state is not None and state.load is not None and state.load.max_context > 0
+
+
 async def test_limit_is_the_smallest_healthy_workers_and_configured_before_any_report() -> None:
     c = await start_cluster(max_context=CONFIGURED)
     try:
         # The fakes report 0 ("unknown") until scripted: the configured limit holds.
         assert c.dispatcher.max_context == CONFIGURED
         report(c, {"pd-0": 3000, "pd-1": 2048, "prfaas-0": 8192})
-        await wait_for(lambda: c.dispatcher.max_context == 2048)
+        # Every worker's report must be in before one leaves placement: the limit reads 2048 as
+        # soon as pd-1 reports, while pd-0 may still report 0 ("unknown").
+        await wait_for(lambda: all(reported(c, w) for w in ("pd-0", "pd-1", "prfaas-0")))
+        assert c.dispatcher.max_context == 2048
         load = c.registry.get("pd-1").load  # type: ignore[union-attr]
         assert load is not None and load.model_name == "tiny-qwen35"
         # The smallest reporter goes out of placement: the limit is the remaining workers' min.
