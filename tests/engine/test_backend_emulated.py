@@ -148,3 +148,53 @@ def test_prefill_backlog_is_the_profile_cost_of_the_tokens_left():
     assert eng.prefill_backlog_seconds() == 0.0
     for rid in ("a", "b"):
         eng.release(rid)
+
+
+class FakeClock:
+    """Stands in for the module's `time`: the emulator's sleeps and its CPU work move it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_decode_step_lasts_its_step_whatever_the_emulators_own_work(monkeypatch):
+    """A decode step takes `decode_step_seconds` from its start, as a GPU step would: the
+    emulator's cache writes and digests (real CPU time, ~3 ms per long sequence) happen inside it.
+    Sleeping a whole step after them made a batch of 60 step 16 % slower than the profile."""
+    from prfaas.engine import backend_emulated
+
+    clock = FakeClock()
+    monkeypatch.setattr(backend_emulated, "time", clock)
+    step, write_cost = 0.5, 0.1
+    backend = EmulatedBackend(PrefillProfile.from_csv(CASE_STUDY), decode_step_seconds=step)
+    write_kv = backend._write_kv
+
+    def slow_write(*args: object) -> None:
+        clock.now += write_cost  # the writes' CPU time, on the emulator's clock
+        write_kv(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend, "_write_kv", slow_write)
+    eng = EngineCore(backend, cache_budget_bytes=64 << 20, max_num_batched_tokens=32768)
+    durations: list[tuple[bool, float]] = []
+    execute = backend.execute
+
+    def timed(sched, on_layer_done=None):  # type: ignore[no-untyped-def]
+        out = execute(sched, on_layer_done)
+        durations.append((bool(sched.prefills), out.compute_seconds))
+        return out
+
+    monkeypatch.setattr(backend, "execute", timed)
+    r = req("r", 300, max_tokens=4)
+    eng.add_request(r)
+    while eng.has_work:
+        eng.step()
+    decode_steps = [d for has_prefill, d in durations if not has_prefill]
+    assert len(decode_steps) == 3 and r.output_token_ids == expected_tokens(r.prompt_token_ids, 4)
+    # Each decode step wrote one full-attention layer (0.1 s of "CPU") inside its 0.5 s.
+    assert decode_steps == [pytest.approx(step)] * 3
