@@ -198,3 +198,36 @@ def test_a_decode_step_lasts_its_step_whatever_the_emulators_own_work(monkeypatc
     assert len(decode_steps) == 3 and r.output_token_ids == expected_tokens(r.prompt_token_ids, 4)
     # Each decode step wrote one full-attention layer (0.1 s of "CPU") inside its 0.5 s.
     assert decode_steps == [pytest.approx(step)] * 3
+
+
+def test_back_to_back_steps_keep_the_profiles_pace_and_an_idle_engine_gets_nothing_free(
+    monkeypatch,
+):
+    """Steps that follow each other are timed end to end: the host's work between them (and a
+    late wake-up) is not added to every step, so a long prefill takes the profile's time. A step
+    after a pause longer than `BACK_TO_BACK_S` is timed from its own start."""
+    from prfaas.engine import backend_emulated
+
+    clock = FakeClock()
+    monkeypatch.setattr(backend_emulated, "time", clock)
+    profile = PrefillProfile.from_csv(CASE_STUDY)
+    backend = EmulatedBackend(profile, decode_step_seconds=0.5)
+    eng = EngineCore(backend, cache_budget_bytes=64 << 20, max_num_batched_tokens=2048,
+                     enable_prefix_cache=False)  # fmt: skip
+    between_steps = 0.02  # the host's work after each step, on the emulator's clock
+    n = 16 * 2048
+    eng.add_request(req("long", n, RequestKind.PREFILL_ONLY))
+    steps = 0
+    while eng.scheduler.get_request("long").num_computed_tokens < n:  # type: ignore[union-attr]
+        eng.step()
+        clock.now += between_steps
+        steps += 1
+    assert steps == 16
+    # 16 steps of host work, but only the last one's is past the profile's time.
+    assert clock.now == pytest.approx(profile.seconds(n) + between_steps)
+    eng.release("long")
+    clock.now += 1.0  # idle: the next step starts from its own start
+    before = clock.now
+    eng.add_request(req("short", 1000, RequestKind.PREFILL_ONLY))
+    eng.step()
+    assert clock.now - before == pytest.approx(profile.seconds(1000))
