@@ -80,6 +80,9 @@ class Request:
     block_table: list[int] = field(default_factory=list)
     state_slot: int | None = None
     error: str | None = None
+    # time.monotonic() when the step that first computed part of its prompt began (set by the
+    # engine on its compute thread; None until then, and for a prompt served from the cache alone).
+    compute_started_at: float | None = None
 
     def __post_init__(self) -> None:
         self.prompt_token_ids = list(self.prompt_token_ids)

@@ -111,6 +111,10 @@ class EngineCore:
         sched = self.scheduler.schedule()
         if sched.is_empty:
             return self.scheduler.update(sched, RunnerOutput())
+        started = time.monotonic()
+        for chunk in sched.prefills:
+            if chunk.request.compute_started_at is None:
+                chunk.request.compute_started_at = started
         t0 = time.perf_counter()
         try:
             result = self.backend.execute(sched, self.on_layer_done)

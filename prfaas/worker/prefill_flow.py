@@ -50,6 +50,8 @@ class PrefillReport:
     transfer_seconds: float
     exposed_transfer_seconds: float
     bytes_sent: int
+    first_layer_seconds: float = 0.0
+    """From the compute's start to the first layer's hand-over to the sender."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,10 @@ async def prefill_and_ship(
         except (TransferError, TimeoutError) as exc:
             raise PrefillFailed("kv_transfer_failed", f"{type(exc).__name__}: {exc}") from exc
         done_at = time.monotonic()
-        started = shipper.first_layer_done_at or computed_at
+        # The compute began with the step that first took a chunk of it: the first layer's
+        # hand-over comes one layer later (a quarter of a step at the emulator's GGGF), which the
+        # queue wait must not count.
+        started = req.compute_started_at or shipper.first_layer_done_at or computed_at
         return PrefillReport(
             first_token=first_token,
             num_prompt_tokens=n,
@@ -199,6 +204,7 @@ async def prefill_and_ship(
             transfer_seconds=done_at - started,
             exposed_transfer_seconds=done_at - computed_at,
             bytes_sent=sum(s.nbytes for s in on_wire),
+            first_layer_seconds=max(0.0, (shipper.first_layer_done_at or started) - started),
         )
     except TransferError as exc:
         raise PrefillFailed("kv_transfer_failed", str(exc)) from exc

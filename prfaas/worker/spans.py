@@ -2,8 +2,8 @@
 attempt span, read from the call's gRPC metadata. No-op spans when tracing is off.
 
 `prefill` (Prefill RPC): recorded when the call ends, from the flow's report: prefill_queued
-(arrival), prefill_started and first_layer_shipped (the first layer was handed to the sender),
-prefill_done (compute over), last_layer_shipped (the transfer completed).
+(arrival), prefill_started (its first step began), first_layer_shipped (the first layer was handed
+to the sender), prefill_done (compute over), last_layer_shipped (the transfer completed).
 `generate` (Generate RPC, on a PD worker): admitted, kv_complete (decode-only: the cache arrived),
 first_token, finished, as they happen.
 """
@@ -42,7 +42,7 @@ def record_prefill(
     if report is not None:
         started = arrived_s + report.queue_seconds
         tracing.event_at(span, "prefill_started", started)
-        tracing.event_at(span, "first_layer_shipped", started)
+        tracing.event_at(span, "first_layer_shipped", started + report.first_layer_seconds)
         tracing.event_at(span, "prefill_done", started + report.prefill_seconds)
         tracing.event_at(span, "last_layer_shipped", started + report.transfer_seconds)
         span.set_attributes({

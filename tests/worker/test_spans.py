@@ -35,7 +35,8 @@ def test_prefill_span_joins_the_router_trace_with_stage_times() -> None:
     arrived = time.monotonic() - 2.0
     report = PrefillReport(first_token=5, num_prompt_tokens=100, num_cached_tokens=0,
                            queue_seconds=0.5, prefill_seconds=1.0, transfer_seconds=1.2,
-                           exposed_transfer_seconds=0.2, bytes_sent=4096)  # fmt: skip
+                           exposed_transfer_seconds=0.2, bytes_sent=4096,
+                           first_layer_seconds=0.25)  # fmt: skip
     record_prefill(_Context(metadata), "prfaas-0", "r.0", arrived, report)
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "prefill"]
     assert span.context.trace_id == attempt.get_span_context().trace_id
@@ -45,6 +46,7 @@ def test_prefill_span_joins_the_router_trace_with_stage_times() -> None:
                      "last_layer_shipped"]  # fmt: skip
     t = {e.name: e.timestamp for e in span.events}
     assert abs((t["prefill_started"] - t["prefill_queued"]) / 1e9 - 0.5) < 0.01
+    assert abs((t["first_layer_shipped"] - t["prefill_started"]) / 1e9 - 0.25) < 0.01
     assert abs((t["prefill_done"] - t["prefill_started"]) / 1e9 - 1.0) < 0.01
     assert abs((t["last_layer_shipped"] - t["prefill_started"]) / 1e9 - 1.2) < 0.01
     assert span.attributes["prfaas.kv_bytes_sent"] == 4096
