@@ -12,21 +12,24 @@ experiment` / `prfaas bench serve`: the router's stage table and the client's pe
 
 - `admit_s` = mean(decode_admit) - step / 2: the admission's wait beyond the step in progress
   (half a step on average while the engine runs, which it does at a loaded point);
-- `first_token_s` = mean(first_token - decode_admit - prefill_queue - prefill_compute -
-  kv_transfer_exposed) - step / 2: the first token's release beyond its step boundary (the
-  prefill dispatch, the KV-ready call and the token's way back to the router);
+- `first_token_s` = mean(first_token) - max(mean(decode_admit), mean(prefill_queue +
+  prefill_compute)) - mean(kv_transfer_exposed) - step / 2: the first token's release beyond its
+  step boundary (the KV-ready call and the token's way back to the router). The prefill starts
+  with the admission (router/two_worker_handshake.py), so the KV is complete after the later of
+  the two;
 - `client_s` = mean(client TTFT) - mean(router ttft): client -> router -> client, which the
   simulator (requests arrive at the router) does not contain at all.
 
-Each is a constant per request: the simulator adds `admit_s` to every admission (the prefill
-starts that much later), `first_token_s` to every first token, and `client_s` to the TTFT and
+Each is a constant per request: the simulator adds `admit_s` to every admission (the KV may
+move only after it), `first_token_s` to every first token, and `client_s` to the TTFT and
 end-to-end time the client sees. Only means are recorded (the stage table is a histogram), so the
 hops' spread, and any correlation of hop latency with load inside a run, is not modelled.
 
-The decode step: the emulated decode workers sleep their profile's step, but on a loaded 2-core
-machine a step of 0.8 s took 0.94-0.98 s per token in issue 18's overloaded 180 s points; their
-decode seats turn over that much slower, and the router refused for lack of seats where the
-simulator, at the profile's step, did not. `decode_step_from_point` is the mean time per output
+The decode step: the emulated decode workers sleep their profile's step, but before c34c615 a
+step of 0.8 s took 0.94-0.98 s per token on this loaded 2-core machine (issue 18's overloaded
+180 s points: the emulator's own work was added to every step); their decode seats turned over
+that much slower, and the router refused for lack of seats where the simulator, at the profile's
+step, did not. The emulated step now holds the profile's, so this reads older runs. `decode_step_from_point` is the mean time per output
 token after the first over the served requests; the simulated engines take it as their step,
 while the planner (and so every rate point) keeps the profile's.
 """
@@ -67,8 +70,10 @@ def hops_from_point(point: dict[str, Any], step_s: float, source: str = "") -> H
              if r.get("ttft_s") is not None and not r.get("error")]  # fmt: skip
     if not ttfts:
         raise ValueError(f"{source or 'point'}: no request with a TTFT")
-    release = (mean("first_token") - mean("decode_admit") - mean("prefill_queue")
-               - mean("prefill_compute") - mean("kv_transfer_exposed"))  # fmt: skip
+    # The admission overlaps the prefill's queue and compute (router/two_worker_handshake.py):
+    # the KV is complete at the later of the two branches (from means: an approximation).
+    kv_complete = max(mean("decode_admit"), mean("prefill_queue") + mean("prefill_compute"))
+    release = mean("first_token") - kv_complete - mean("kv_transfer_exposed")
     return Hops(
         admit_s=mean("decode_admit") - step_s / 2,
         first_token_s=release - step_s / 2,

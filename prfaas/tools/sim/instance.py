@@ -36,8 +36,6 @@ class SimInstance:
         self.max_num_seqs = max_num_seqs
         self.held = 0
         """PrfaaS: finished prefills whose KV transfer has not completed."""
-        self.admitting = 0
-        """Routed here, waiting for the decode worker's admission before the prefill starts."""
         self.draining = False
         self.pending_role: Role | None = None
         self.on_change: Callable[[SimInstance], None] | None = None
@@ -53,9 +51,7 @@ class SimInstance:
 
     @property
     def idle(self) -> bool:
-        return (
-            self.prefill.depth == 0 and self.held == 0 and self.admitting == 0 and self.decode.idle
-        )
+        return self.prefill.depth == 0 and self.held == 0 and self.decode.idle
 
     def set_role(self, role: Role) -> None:
         """Drain, then serve `role` (immediately when idle)."""
@@ -71,7 +67,7 @@ class SimInstance:
     @property
     def queue_depth(self) -> int:
         if self.is_prefill:
-            return self.prefill.depth + self.held + self.admitting
+            return self.prefill.depth + self.held
         return self.decode.waiting_for_kv
 
     @property

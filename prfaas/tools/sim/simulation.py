@@ -31,7 +31,7 @@ from prfaas.tools.sim.candidates import CandidateView
 from prfaas.tools.sim.clock import EventLoop
 from prfaas.tools.sim.decode import DecodeStage, DecodeTiming
 from prfaas.tools.sim.instance import SimInstance
-from prfaas.tools.sim.link import Link, LinkChange
+from prfaas.tools.sim.link import Link, LinkChange, Transfer
 from prfaas.tools.sim.prefill import PrefillJob, PrefillStage
 from prfaas.tools.sim.profile import ProfileLookup
 from prfaas.tools.sim.request import SimRequest
@@ -194,40 +194,46 @@ class Simulation:
         lookup = self.lookups["prfaas" if pre.cluster == self.routing.prfaas_cluster else "pd"]
         req.kv_bytes = lookup.kv_bytes(req.input_tokens)
         link = self.link
+        # The prefill starts together with the decode admission (router/two_worker_handshake.py):
+        # P computes while D admits, and P's KV waits at P until D has admitted (D's receiver
+        # holds the early OPEN), so no byte moves, and no KV arrives, before `admitted`.
+        admitted = dec.decode.admitted_at()
         if decision.target is Target.PRFAAS and link is not None:
             req.offloaded = True
             self.router.committed(req.kv_bytes)
-            transfer = link.start(
-                f"{pre.worker_id}>{dec.worker_id}", req.kv_bytes,
-                lambda: self._kv_delivered(pre, dec, req),
-            )  # fmt: skip
+            produced = 0.0  # of the prompt's KV, by the prefill so far
+            transfer: Transfer | None = None
+
+            def open_transfer() -> None:
+                nonlocal transfer
+                transfer = link.start(
+                    f"{pre.worker_id}>{dec.worker_id}", req.kv_bytes,
+                    lambda: self._kv_delivered(pre, dec, req),
+                )  # fmt: skip
+                link.supply(transfer, produced * req.kv_bytes)  # what was held for the admission
 
             def progress(job: PrefillJob, fraction: float) -> None:
-                link.supply(transfer, fraction * req.kv_bytes - transfer.supplied)
+                nonlocal produced
+                produced = fraction
+                if transfer is not None:
+                    link.supply(transfer, fraction * req.kv_bytes - transfer.supplied)
                 if fraction >= 1.0:
                     pre.held += 1
                     pre.changed()
+
+            if admitted > self.loop.now:
+                self.loop.at(admitted, open_transfer)
+            else:
+                open_transfer()
         else:
 
             def progress(job: PrefillJob, fraction: float) -> None:
                 if fraction >= 1.0:
-                    delay = req.kv_bytes / self.cfg.local_kv_bytes_per_s
-                    self.loop.after(delay, self._local_kv_arrived, dec, req)
+                    sent_from = max(admitted, self.loop.now)
+                    at = sent_from + req.kv_bytes / self.cfg.local_kv_bytes_per_s
+                    self.loop.at(at, self._local_kv_arrived, dec, req)
 
-        job = PrefillJob(req, progress)
-        admitted = dec.decode.admitted_at()
-        if admitted > self.loop.now:
-            # The prefill starts only once the decode worker has admitted the request; the
-            # prefill worker holds it (and reports it in its queue) meanwhile.
-            pre.admitting += 1
-            pre.changed()
-            self.loop.at(admitted, self._admitted, pre, job)
-        else:
-            pre.prefill.submit(job)
-
-    def _admitted(self, pre: SimInstance, job: PrefillJob) -> None:
-        pre.admitting -= 1
-        pre.prefill.submit(job)
+        pre.prefill.submit(PrefillJob(req, progress))
 
     def _local_kv_arrived(self, dec: SimInstance, req: SimRequest) -> None:
         self.router.prefill_over(req)
