@@ -21,5 +21,7 @@ for raw in sorted(run.glob("raw/*.json")):
     points.setdefault(policy, []).append(point)
 for pts in points.values():
     pts.sort(key=lambda p: p["offered_rps"])
-(run / "experiment.json").write_text(json.dumps({"points": points, "rebuilt_from_raw": True}, indent=1))
+(run / "experiment.json").write_text(
+    json.dumps({"points": points, "rebuilt_from_raw": True}, indent=1)
+)
 print({k: [p["offered_rps"] for p in v] for k, v in points.items()})
