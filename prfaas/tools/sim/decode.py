@@ -99,7 +99,8 @@ class DecodeStage:
         return self._origin + math.ceil((now - self._origin) / step - 1e-9) * step
 
     def admitted_at(self) -> float:
-        """When an admission placed now is applied (the prefill may start then)."""
+        """When an admission placed now is applied (the KV may move from then; the prefill starts
+        with the admission, not after it)."""
         at = self.next_boundary() if self.timing.step_boundary_calls else self.loop.now
         return at + self.timing.admit_hop_s
 
