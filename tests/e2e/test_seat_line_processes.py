@@ -53,8 +53,11 @@ from tests.e2e.self_join import (
     worker_spec,
 )
 
-ONE_SEAT = ("--max-num-seqs", "1", "--decode-admission-slack", "0")
-HELD_TOKENS = 3000  # 60 s of decode at 20 ms a step: held until its stream is closed
+# A 100 ms step (the later option wins) makes a held stream last 300 s, far past the test: with
+# the emulator's steps timed end to end (no per-step overhead left), 3,000 steps of 20 ms ended
+# after 60 s, which a loaded CI run reached, and the seat came free under the test.
+ONE_SEAT = ("--max-num-seqs", "1", "--decode-admission-slack", "0", "--decode-step-ms", "100")
+HELD_TOKENS = 3000  # 300 s of decode at 100 ms a step: held until its stream is closed
 
 
 @pytest.fixture
