@@ -10,7 +10,7 @@ request, the worker's id and the prompt and cached tokens) and prints, per worke
   experiment's scaled H200 profile for `prfaas-*` workers, the H20 one otherwise), and busy over
   that: a worker whose busy time exceeds its requests' profile work serves less than the planner
   and the simulator assume. This is how issue 18 found the emulator's own overheads (busy 4.7-5.3 %
-  over the profile at load 4-6, idle with work 1.5 %; 1.00 after the fixes).
+  over the profile at load up to 6; 1.000 after the fixes).
 Run the experiment with `PRFAAS_TRACE_FILE=PATH` in its environment: every process it starts
 appends its spans to PATH.
 """

@@ -37,7 +37,8 @@ def _record(req: Any, record_itl: bool, client_hop_s: float = 0.0) -> RequestRec
 def stages(requests: list[Any]) -> dict[str, dict[str, float]]:
     """count, mean_s, p90_s of the stages of the served requests that a simulated request has,
     named as the router's (`prfaas.metrics.stages`), at the router (no client hop):
-      prefill_queue    arrival -> prefill start (the router's admission hop and the queue; the
+      prefill_queue    arrival -> prefill start (the queue: the prefill starts with the decode
+                       admission, which overlaps it and is not a stage here; the
                        router's stage starts at the worker, so it reads a little less)
       prefill_compute  prefill start -> end
       first_token      arrival -> first token (one attempt: the simulator does not retry)

@@ -29,9 +29,10 @@ The decode step: the emulated decode workers sleep their profile's step, but bef
 step of 0.8 s took 0.94-0.98 s per token on this loaded 2-core machine (issue 18's overloaded
 180 s points: the emulator's own work was added to every step); their decode seats turned over
 that much slower, and the router refused for lack of seats where the simulator, at the profile's
-step, did not. The emulated step now holds the profile's, so this reads older runs. `decode_step_from_point` is the mean time per output
-token after the first over the served requests; the simulated engines take it as their step,
-while the planner (and so every rate point) keeps the profile's.
+step, did not. The emulated step now holds the profile's, so this reads older runs.
+`decode_step_from_point` is the mean time per output token after the first over the served
+requests; the simulated engines take it as their step, while the planner (and so every rate
+point) keeps the profile's.
 """
 
 from __future__ import annotations
