@@ -78,6 +78,10 @@ class TcpSender(KVSender):
         """Telemetry of every live peer link."""
         return [link.snapshot() for link in self._links.values() if link.broken is None]
 
+    def has_open_transfers(self) -> bool:
+        """Whether a live peer link holds a transfer (queued, on the wire, or not yet acked)."""
+        return any(link.handles for link in self._links.values() if link.broken is None)
+
     def leak_check(self) -> dict[str, int]:
         links = [*self._links.values(), *self._dead]
         self._dead = {lk for lk in self._dead if lk.live_tasks}

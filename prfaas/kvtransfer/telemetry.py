@@ -202,3 +202,42 @@ def link_delivery_rate(peers: list[PeerSnapshot], bytes_seen: dict[str, int]) ->
         concurrent += sum(t.delivery_rate_bytes_per_s for t in infos if t.unacked > 0)
         latest = max([latest, *(t.delivery_rate_bytes_per_s for t in infos)])
     return concurrent or latest
+
+
+@dataclass
+class LineBusyMeter:
+    """The line's rate while KV waits for it: bytes put on the wire in the stretches where a
+    backlog (`line_backlog_bytes`) of at least `min_backlog_bytes` stood at both ends of a
+    sample interval, and the seconds of those stretches (cumulative; the worker reports both and
+    the router divides the rises per tick, router/control/link_capacity.py).
+
+    Why not the backlog at the report and the tick's mean egress: a KV transfer goes out in
+    bursts (one per layer of a prefill chunk), each a fraction of a second on a 100 Gbps-class
+    line. A backlog that stood for the last 0.3 s of a tick, over a tick's mean egress, read a
+    link twice as fast as configured at a quarter of its rate (issue 12's 2x-link run), and a
+    link that fell 4x under a load it still carried showed a backlog at the report only when a
+    burst happened to straddle it (the first raise 9-18 s after the drop). Sampled every ~100 ms,
+    the bursts themselves measure the line. A stretch counts only with a backlog at both ends:
+    one that drained inside it carried less than the line could.
+
+    Owned by the worker's telemetry task; `observe` is called from the event loop."""
+
+    min_backlog_bytes: int = 1 << 20
+    bytes: int = 0
+    seconds: float = 0.0
+    _last: tuple[float, int, int] | None = None
+    """(monotonic time, bytes on the wire, backlog) at the previous observation."""
+
+    def observe(self, now: float, peers: list[PeerSnapshot]) -> None:
+        on_wire = sum(
+            peer.bytes_sent - sum(t.notsent_bytes for t in peer.tcp if t is not None)
+            for peer in peers
+        )
+        backlog = line_backlog_bytes(peers)
+        if self._last is not None:
+            then, wire_then, backlog_then = self._last
+            waited = min(backlog_then, backlog) >= self.min_backlog_bytes
+            if waited and on_wire >= wire_then:
+                self.bytes += on_wire - wire_then
+                self.seconds += now - then
+        self._last = (now, on_wire, backlog)

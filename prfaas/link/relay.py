@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -42,10 +43,14 @@ class LinkRelay:
         window_bytes: int = 4 << 20,
         read_bytes: int = 64 << 10,
         shared_link: str | Path | None = None,
+        rcvbuf_bytes: int | None = None,
     ) -> None:
         self.target, self.listen = target, listen
         self.delay_s, self.jitter_s = delay_s, jitter_s
         self.window_bytes, self.read_bytes = window_bytes, read_bytes
+        # The kernel's receive buffer of accepted connections (None: autotuned, up to megabytes
+        # that the sender reads as sent; a path's bottleneck holds far less).
+        self.rcvbuf_bytes = rcvbuf_bytes
         # With `shared_link`, every relay given that file draws on one rate cap (token_bucket.py).
         self.buckets = buckets(rate_bytes_per_s, burst_bytes, shared_link)
         self.down = False
@@ -63,6 +68,9 @@ class LinkRelay:
 
     async def start(self, control: tuple[str, int] | None = None) -> LinkRelay:
         self._server = await asyncio.start_server(self._accept, *self.listen)
+        if self.rcvbuf_bytes is not None:  # accepted connections inherit it
+            for sock in self._server.sockets:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf_bytes)
         if control is not None:
             self._control = await asyncio.start_server(self._control_client, *control)
         return self

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from prfaas._proto.prfaas.v1 import worker_pb2
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
 from prfaas.router.cluster_arrivals import ClusterArrivals
@@ -102,6 +103,8 @@ class ControlLoops:
         self.leadership = leadership or SoleLeader()
         # KV bytes in flight per PrfaaS worker at the previous tick (offered = the rises).
         self._committed_seen: dict[str, float] = {}
+        # Each PrfaaS worker's (kv_backlogged_bytes, kv_backlogged_seconds) at the previous tick.
+        self._busy_seen: dict[str, tuple[int, float]] = {}
         # The lengths the dispatcher routed lately (the law's feed-forward and raise cap).
         self.recent_arrivals = recent_arrivals or RecentArrivals()
         # The deployment's arrivals, from the workers' reports (every replica's, not only ours).
@@ -118,7 +121,8 @@ class ControlLoops:
         backlog = sum(load.kv_queued_bytes for _, load in reporting)
         delivery = sum(load.kv_delivery_bytes_per_second for _, load in reporting)
         sending = sum(load.kv_sending_connections for _, load in reporting)
-        self.last_sample = CapacitySample(egress, backlog, delivery, sending)
+        busy_rate, busy_s = self._line_busy(reporting)
+        self.last_sample = CapacitySample(egress, backlog, delivery, sending, busy_rate, busy_s)
         capacity = self.capacity.update(self.last_sample)
         now = time.monotonic()
         # Several replicas each route a share (`LongTermController.arrival_share`; 1.0 for a
@@ -135,6 +139,7 @@ class ControlLoops:
             egress, capacity, depth, self._loss_rate(prfaas), backlog,
             committed_bytes=max(committed, backlog), offered_bytes_per_s=offered,
             link_saturated=self.capacity.saturated, sender_bound=self.capacity.sender_bound,
+            capacity_source=self.capacity.source,
             local_wait_s=self._local_wait_s(local),
             configured_bytes_per_s=self.link_bytes_per_s,
             arrivals=ArrivalWindow(tokens, self._local_prefill_s(tokens, local),
@@ -142,6 +147,34 @@ class ControlLoops:
             kv_bytes_per_token=bytes_per_token,
             kv_state_bytes=state_bytes, local_prefill_workers=len(local),
         )  # fmt: skip
+
+    def _line_busy(
+        self, reporting: list[tuple[WorkerHandle, worker_pb2.WorkerLoad]]
+    ) -> tuple[float, float | None]:
+        """(bytes/s the line carried while KV waited for it, the longest such time in seconds)
+        since the last tick, from the rises of each PrfaaS worker's `kv_backlogged_*` counters:
+        the senders' bytes summed over the longest stretch (stretches that overlap share the
+        line; ones that did not read above it, which errs toward a link that has not fallen).
+        (0.0, None) when no worker reports them (older workers): the estimator then reads the
+        backlog at the report."""
+        measured = [
+            (h.worker_id, load) for h, load in reporting if load.HasField("kv_backlogged_seconds")
+        ]
+        if not measured:
+            return 0.0, None
+        rises: list[tuple[float, float]] = []
+        for worker, load in measured:
+            seen = self._busy_seen.get(worker)
+            self._busy_seen[worker] = (load.kv_backlogged_bytes, load.kv_backlogged_seconds)
+            if seen is not None:  # a worker first seen this tick has no rise yet
+                rises.append(
+                    (
+                        max(0.0, float(load.kv_backlogged_bytes - seen[0])),
+                        max(0.0, load.kv_backlogged_seconds - seen[1]),
+                    )
+                )
+        longest = max((s for _, s in rises), default=0.0)
+        return (sum(b for b, _ in rises) / longest if longest > 0 else 0.0), longest
 
     def _committed_kv(self) -> tuple[float, float]:
         """(KV bytes committed to the link and not yet at their decode workers, KV bytes/s newly

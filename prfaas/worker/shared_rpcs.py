@@ -156,6 +156,8 @@ class CommonRpcs(PrefixRpcs):
             kv_egress_bytes_per_second=rt.egress_rate(),
             kv_delivery_bytes_per_second=rt.kv_delivery_bytes_per_s,
             kv_sending_connections=rt.kv_sending_connections,
+            kv_backlogged_bytes=rt.line_busy.bytes,
+            kv_backlogged_seconds=rt.line_busy.seconds,
             draining=self.draining or self.stopping,
             prefill_backlog_seconds=snap.prefill_backlog_s,
             prefill_length_counts=c.prefill_lengths.counts,

@@ -37,7 +37,9 @@ def test_kernel_reports_delivery_rate_and_acked_bytes_of_a_sending_socket() -> N
     assert len(received) == len(payload)
     assert info is not None
     assert info.delivery_rate_bytes_per_s > 0
-    assert 0 < info.bytes_acked <= len(payload)
+    # The kernel may count one sequence number beyond the data (seen on CI: 8388609 of
+    # 8388608), so the bound is the payload plus one.
+    assert 0 < info.bytes_acked <= len(payload) + 1
 
 
 def _info(rate: int, unacked: int) -> TcpInfo:

@@ -7,6 +7,7 @@ the scaled H20 profile for the local prefill time. The old law (no arrivals) mis
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from statistics import NormalDist
 
@@ -247,6 +248,32 @@ def test_the_feed_forward_holds_the_saturated_measure_while_the_estimate_relaxes
         d = ctl.update(telemetry(restored, capacity, est.saturated, arrived))
         restored = {**idle, "egress": 0.2 * CONFIGURED}
     assert d.feedforward == 0.0 and ctl.threshold == BASE_T
+
+
+def test_the_hold_ends_when_the_link_carries_more_without_a_backlog() -> None:
+    """A restore with nothing queued to drain through it shows no saturated tick, only egress
+    above the held measure: once the estimator takes it as a lower bound (two ticks) the hold
+    ends and the feed-forward stops, not `feedforward_hold_ticks` later (the 0.4 Λ drop run on
+    21cbd7d kept t raised 10 s past the restore)."""
+    arrived = arrivals(PRE_DROP_RPS_05)
+    busy = {"egress": 0.25 * CONFIGURED, "depth": 1.0, "loss": 0.0, "backlog": 50e6,
+            "committed": 0.0, "offered": 0.0, "local_wait": 1.0}  # fmt: skip
+    carried = {**busy, "egress": 0.7 * CONFIGURED, "backlog": 0.0}
+    ends = []
+    for pass_source in (True, False):
+        ctl, est = ShortTermController(BASE_T), LinkCapacityEstimator(CONFIGURED)
+        capacity = est.update(CapacitySample(busy["egress"], busy["backlog"]))
+        assert ctl.update(telemetry(busy, capacity, est.saturated, arrived)).feedforward > 0
+        for tick in range(1, ShortTermConfig().feedforward_hold_ticks + 2):
+            capacity = est.update(CapacitySample(carried["egress"], 0.0))
+            tel = telemetry(carried, capacity, est.saturated, arrived)
+            if pass_source:
+                tel = dataclasses.replace(tel, capacity_source=est.source)
+            if ctl.update(tel).feedforward == 0.0:
+                ends.append(tick)
+                break
+    assert ends[0] <= 2  # the estimator's two-tick lower bound
+    assert ends[1] > ShortTermConfig().feedforward_hold_ticks  # without it: the whole hold
 
 
 def test_recent_arrivals_keep_exactly_the_window_in_routing_order() -> None:

@@ -24,6 +24,25 @@ def demand(t: float, at_base: float = 80e6) -> float:
     return at_base * (BASE_T / max(t, BASE_T)) ** 2
 
 
+def test_timed_backlogs_ignore_a_hand_over_and_measure_a_burst() -> None:
+    """Issue 12's 2x-link run: a 10.5 MB hand-over standing at the report, over the tick's mean
+    egress of 14.4 MB/s, read the 62.5 MB/s link at 14.4 MB/s (the report's backlog, below).
+    Timed by the senders it queued 0.1 s: no measure of the line. A burst that queued 0.4 s and
+    drained before the report measures it."""
+    handed_over = CapacitySample(14.4e6, 10.5e6, 592e6)
+    assert LinkCapacityEstimator(CONFIGURED).update(handed_over) == 14.4e6  # the report's reading
+    est = LinkCapacityEstimator(CONFIGURED)
+    timed = CapacitySample(14.4e6, 10.5e6, 592e6, busy_bytes_per_s=60e6, busy_s=0.1)
+    assert est.update(timed) == CONFIGURED and not est.saturated
+    burst = CapacitySample(20e6, 0.0, 0.0, busy_bytes_per_s=31e6, busy_s=0.4)
+    assert est.update(burst) == 31e6 and est.saturated and est.source == "saturated"
+    # Within a measured stretch a lower sample moves it half way; a higher one at once.
+    assert est.update(CapacitySample(20e6, 0.0, busy_bytes_per_s=21e6, busy_s=0.5)) == 26e6
+    assert est.update(CapacitySample(90e6, 0.0, busy_bytes_per_s=95e6, busy_s=0.3)) == 95e6
+    # Evidence is capped as unsaturated evidence is.
+    assert est.update(CapacitySample(0.0, 0.0, busy_bytes_per_s=9e9, busy_s=0.3)) == 4 * CONFIGURED
+
+
 def test_estimate_falls_at_once_under_backlog_and_rises_on_sustained_egress() -> None:
     est = LinkCapacityEstimator(CONFIGURED)
     # Unsaturated traffic below the configured rate says nothing about a lower capacity.

@@ -146,7 +146,9 @@ class ShortTermConfig:
     between backlogs the estimate relaxes toward the configured rate (`link_capacity`), and a
     feed-forward that followed it let t fall back to t_base and rise again every ~20 s on the
     fallen link (issue 12, the 0.5 Λ drop run on bbf9621); a restored link drains its backlog
-    at the restored rate, a saturated tick that ends the hold at once."""
+    at the restored rate, a saturated tick that ends the hold at once; so does egress that
+    proves more room without a backlog (the estimator's `lower_bound`: a restore with nothing
+    queued to drain through it kept t raised 10 s past it in the 0.4 Λ drop run on 21cbd7d)."""
     raise_horizon_s: float = 30.0
     """Seconds of arrivals a raise is costed for on the local PD-P queues: a raise may add the
     prompts between the current and the raised t that arrive in this long (at the recent rate)
@@ -177,6 +179,8 @@ class LinkTelemetry:
     None: what entered the senders stands in (egress plus the backlog's growth per tick)."""
     link_saturated: bool = False
     """The capacity estimator saw a backlog the link limits (`LinkCapacityEstimator.saturated`)."""
+    capacity_source: str = "configured"
+    """How the estimator last set the capacity (`LinkCapacityEstimator.source`)."""
     local_wait_s: float = 0.0
     """Mean predicted prefill wait on the local PD-P workers."""
     configured_bytes_per_s: float = 0.0
@@ -270,6 +274,10 @@ class ShortTermController:
         window = tel.arrivals.window_s
         if tel.link_saturated:
             self._saturated_capacity, self._since_saturated = tel.capacity_bytes_per_s, 0
+        elif tel.capacity_source == "lower_bound":
+            # The link carried more than the estimate without a backlog, for `sustain_ticks`:
+            # what the last saturated tick measured is over (a restore no backlog drained).
+            self._saturated_capacity = 0.0
         else:
             self._since_saturated += 1
         capacity = tel.capacity_bytes_per_s

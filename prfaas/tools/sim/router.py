@@ -212,6 +212,7 @@ class SimRouter:
             egress, capacity, depth, loss, backlog,
             committed_bytes=max(self.committed_bytes, backlog), offered_bytes_per_s=offered,
             link_saturated=self.capacity.saturated, sender_bound=self.capacity.sender_bound,
+            capacity_source=self.capacity.source,
             local_wait_s=self.local_wait_s(local),
             configured_bytes_per_s=self.configured_link_bytes_per_s,
             arrivals=arrivals,
