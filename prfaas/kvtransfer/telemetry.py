@@ -204,40 +204,74 @@ def link_delivery_rate(peers: list[PeerSnapshot], bytes_seen: dict[str, int]) ->
     return concurrent or latest
 
 
+LINE_SAMPLE_S = 0.1
+"""Interval of a worker's line-busy samples while a transfer is open: short against a layer's
+burst on a fallen link (0.5 s of a 15 MB burst at a quarter of issue 12's 1 Gbit/s line)."""
+LINE_BUCKET_S = 0.2
+"""Width of the line-busy buckets (`LineBusyMeter`), aligned to the wall clock so that every
+worker's bucket k covers the same fifth of a second (hosts keep their clocks within
+milliseconds by NTP)."""
+
+
 @dataclass
 class LineBusyMeter:
-    """The line's rate while KV waits for it: bytes put on the wire in the stretches where a
-    backlog (`line_backlog_bytes`) of at least `min_backlog_bytes` stood at both ends of a
-    sample interval, and the seconds of those stretches (cumulative; the worker reports both and
-    the router divides the rises per tick, router/control/link_capacity.py).
+    """Per wall-clock bucket of `LINE_BUCKET_S` (index floor(unix time / LINE_BUCKET_S)): the
+    KV bytes this sender put on the wire (written, less the kernel's unsent bytes), and the
+    seconds in which a backlog (`line_backlog_bytes`) of at least `min_backlog_bytes` stood
+    at both ends of a sample. The worker samples every ~100 ms while a transfer is open and
+    reports the last `keep` buckets; the router adds every PrfaaS worker's bytes in the buckets
+    in which one of them waited for the line most of the bucket: what the line carried with a
+    queue at it, however many senders shared it (router/control_loops.py `_line_busy`).
 
-    Why not the backlog at the report and the tick's mean egress: a KV transfer goes out in
-    bursts (one per layer of a prefill chunk), each a fraction of a second on a 100 Gbps-class
-    line. A backlog that stood for the last 0.3 s of a tick, over a tick's mean egress, read a
-    link twice as fast as configured at a quarter of its rate (issue 12's 2x-link run), and a
-    link that fell 4x under a load it still carried showed a backlog at the report only when a
-    burst happened to straddle it (the first raise 9-18 s after the drop). Sampled every ~100 ms,
-    the bursts themselves measure the line. A stretch counts only with a backlog at both ends:
-    one that drained inside it carried less than the line could.
-
+    Why not the backlog at the report and a tick's mean egress: KV goes out in bursts (one per
+    layer of a prefill chunk), fractions of a second each. A backlog that stood for the last
+    0.3 s of a tick, over the tick's mean egress, read a link twice as fast as configured at a
+    quarter of its rate (issue 12's 2x-link run), and a link that fell 4x under a load it still
+    carried showed a backlog at the report only when a burst straddled it (the first raise 9-18 s
+    after the drop). Why every sender's bytes, not only the waiting one's: a sender that waits
+    shares the line with senders that do not, and its own bytes read a healthy line at a fraction
+    of its rate (the first try of this meter, in issue 12's 0.5 Λ cut run: 17 MB/s on 125).
     Owned by the worker's telemetry task; `observe` is called from the event loop."""
 
     min_backlog_bytes: int = 1 << 20
-    bytes: int = 0
-    seconds: float = 0.0
+    keep: int = 25
+    buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
+    """Bucket index -> (bytes on the wire, seconds with a backlog at both ends)."""
     _last: tuple[float, int, int] | None = None
-    """(monotonic time, bytes on the wire, backlog) at the previous observation."""
+    """(unix time, bytes on the wire, backlog) at the previous observation."""
 
     def observe(self, now: float, peers: list[PeerSnapshot]) -> None:
+        """Spread the bytes since the last observation over the buckets the interval spans (in
+        proportion to the time in each), and its time too when a backlog stood at both ends."""
+        if not peers:  # nothing open: no bytes to count, and counts restart with the next peer
+            self._last = None
+            return
         on_wire = sum(
             peer.bytes_sent - sum(t.notsent_bytes for t in peer.tcp if t is not None)
             for peer in peers
         )
         backlog = line_backlog_bytes(peers)
-        if self._last is not None:
-            then, wire_then, backlog_then = self._last
-            waited = min(backlog_then, backlog) >= self.min_backlog_bytes
-            if waited and on_wire >= wire_then:
-                self.bytes += on_wire - wire_then
-                self.seconds += now - then
-        self._last = (now, on_wire, backlog)
+        last, self._last = self._last, (now, on_wire, backlog)
+        if last is None or now <= last[0] or on_wire < last[1]:
+            return  # first sample, a clock step, or a peer link dropped with its count
+        then, wire_then, backlog_then = last
+        waited = min(backlog_then, backlog) >= self.min_backlog_bytes
+        rate = (on_wire - wire_then) / (now - then)
+        k = int(then // LINE_BUCKET_S)
+        while k * LINE_BUCKET_S < now:
+            overlap = min(now, (k + 1) * LINE_BUCKET_S) - max(then, k * LINE_BUCKET_S)
+            if overlap > 1e-9:  # float division can land `then` a hair inside the bucket before
+                sent, busy = self.buckets.get(k, (0.0, 0.0))
+                self.buckets[k] = (sent + rate * overlap, busy + (overlap if waited else 0.0))
+            k += 1
+        for old in [b for b in self.buckets if b < k - self.keep]:
+            del self.buckets[old]
+
+    def report(self, now: float) -> tuple[list[int], list[float], list[float]]:
+        """(bucket indices, bytes, backlogged seconds) of the last `keep` buckets before `now`
+        (unix time), oldest first; an idle sender's old buckets are dropped here."""
+        first = int(now // LINE_BUCKET_S) - self.keep
+        for old in [b for b in self.buckets if b < first]:
+            del self.buckets[old]
+        keys = sorted(self.buckets)
+        return keys, [self.buckets[b][0] for b in keys], [self.buckets[b][1] for b in keys]

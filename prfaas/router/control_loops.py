@@ -33,6 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from prfaas._proto.prfaas.v1 import worker_pb2
+from prfaas.kvtransfer.telemetry import LINE_BUCKET_S, LINE_SAMPLE_S
 from prfaas.metrics import RouterMetrics, TransferMetrics
 from prfaas.roles import Role
 from prfaas.router.cluster_arrivals import ClusterArrivals
@@ -66,6 +67,10 @@ TELEMETRY_LOG = (
 """One line per short tick while the link carries or queues anything (or t is raised): the
 controller's raw inputs and outputs, so a run's router.log can be replayed against the law
 (tests/router/test_control_replay.py)."""
+
+
+LINE_BUSY_FRACTION = 0.5
+"""A line-busy bucket counts when some PrfaaS worker waited for the line this much of it."""
 
 
 class ControlLoops:
@@ -103,8 +108,15 @@ class ControlLoops:
         self.leadership = leadership or SoleLeader()
         # KV bytes in flight per PrfaaS worker at the previous tick (offered = the rises).
         self._committed_seen: dict[str, float] = {}
-        # Each PrfaaS worker's (kv_backlogged_bytes, kv_backlogged_seconds) at the previous tick.
-        self._busy_seen: dict[str, tuple[int, float]] = {}
+        # Line-busy buckets (`_line_busy`): per PrfaaS worker its latest report, the router's
+        # wall-clock time it came, and its buckets not yet read; the last bucket read; the
+        # last reading.
+        self.wall_clock: Callable[[], float] = time.time  # the workers' bucket clock
+        self._line_loads: dict[str, worker_pb2.WorkerLoad] = {}
+        self._line_fresh_at: dict[str, float] = {}
+        self._line_buckets: dict[str, dict[int, tuple[float, float]]] = {}
+        self._line_done: int | None = None
+        self._line_last: tuple[float, float | None] = (0.0, 0.0)
         # The lengths the dispatcher routed lately (the law's feed-forward and raise cap).
         self.recent_arrivals = recent_arrivals or RecentArrivals()
         # The deployment's arrivals, from the workers' reports (every replica's, not only ours).
@@ -151,30 +163,49 @@ class ControlLoops:
     def _line_busy(
         self, reporting: list[tuple[WorkerHandle, worker_pb2.WorkerLoad]]
     ) -> tuple[float, float | None]:
-        """(bytes/s the line carried while KV waited for it, the longest such time in seconds)
-        since the last tick, from the rises of each PrfaaS worker's `kv_backlogged_*` counters:
-        the senders' bytes summed over the longest stretch (stretches that overlap share the
-        line; ones that did not read above it, which errs toward a link that has not fallen).
-        (0.0, None) when no worker reports them (older workers): the estimator then reads the
-        backlog at the report."""
-        measured = [
-            (h.worker_id, load) for h, load in reporting if load.HasField("kv_backlogged_seconds")
-        ]
-        if not measured:
+        """(bytes/s the line carried while KV waited for it, seconds of such waiting) over the
+        wall-clock buckets completed since the last tick (`kvtransfer.telemetry.LineBusyMeter`):
+        a bucket in which some PrfaaS worker waited at least `LINE_BUSY_FRACTION` of it counts,
+        with every worker's bytes in it (the line is shared: the waiting sender's own bytes read
+        a healthy line at a fraction of its rate). A bucket is complete once every worker has
+        reported after its end. No bucket completed since the last tick: the last tick's reading
+        (reports come every ~0.5 s, slower from a loaded worker). (0.0, None) while no worker
+        reports buckets (older workers, or an idle line): the estimator then reads the backlog at
+        the report."""
+        now = self.wall_clock()
+        for h, load in reporting:
+            if load is self._line_loads.get(h.worker_id):
+                continue  # no fresh report from this worker
+            self._line_loads[h.worker_id] = load
+            self._line_fresh_at[h.worker_id] = now
+            kept = self._line_buckets.setdefault(h.worker_id, {})
+            # Lists of unequal length (a faulty worker) are read to the shortest, not raised.
+            readings = zip(
+                load.kv_line_bucket_bytes, load.kv_line_bucket_waited_seconds, strict=False
+            )
+            kept.update(zip(load.kv_line_buckets, readings, strict=False))
+        workers = [h.worker_id for h, _ in reporting]
+        if not any(load.kv_line_buckets for _, load in reporting):
             return 0.0, None
-        rises: list[tuple[float, float]] = []
-        for worker, load in measured:
-            seen = self._busy_seen.get(worker)
-            self._busy_seen[worker] = (load.kv_backlogged_bytes, load.kv_backlogged_seconds)
-            if seen is not None:  # a worker first seen this tick has no rise yet
-                rises.append(
-                    (
-                        max(0.0, float(load.kv_backlogged_bytes - seen[0])),
-                        max(0.0, load.kv_backlogged_seconds - seen[1]),
-                    )
-                )
-        longest = max((s for _, s in rises), default=0.0)
-        return (sum(b for b, _ in rises) / longest if longest > 0 else 0.0), longest
+        # Every worker's report was taken after a bucket's end (plus one sample) for it to count.
+        oldest = min(self._line_fresh_at.get(w, 0.0) for w in workers)
+        complete = math.floor((oldest - LINE_SAMPLE_S) / LINE_BUCKET_S) - 1
+        first = complete + 1 if self._line_done is None else self._line_done + 1
+        self._line_done = complete if self._line_done is None else max(complete, self._line_done)
+        if complete < first:
+            return self._line_last
+        waited, carried = 0, 0.0
+        for k in range(first, complete + 1):
+            per_worker = [self._line_buckets.get(w, {}).get(k, (0.0, 0.0)) for w in workers]
+            if max(s for _, s in per_worker) >= LINE_BUSY_FRACTION * LINE_BUCKET_S:
+                waited += 1
+                carried += sum(b for b, _ in per_worker)
+        for kept in self._line_buckets.values():
+            for k in [k for k in kept if k <= complete]:
+                del kept[k]
+        busy_s = waited * LINE_BUCKET_S
+        self._line_last = (carried / busy_s if busy_s else 0.0), busy_s
+        return self._line_last
 
     def _committed_kv(self) -> tuple[float, float]:
         """(KV bytes committed to the link and not yet at their decode workers, KV bytes/s newly

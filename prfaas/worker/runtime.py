@@ -21,6 +21,7 @@ from prfaas.engine.snapshot import EngineSnapshot
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
 from prfaas.kvtransfer.telemetry import (
+    LINE_SAMPLE_S,
     LineBusyMeter,
     line_backlog_bytes,
     link_delivery_rate,
@@ -60,11 +61,6 @@ class Counters:
     kv_bytes_sent: int = 0
     # Completed prefills by uncached length (`WorkerLoad.prefill_length_*`).
     prefill_lengths: PrefillLengths = field(default_factory=PrefillLengths)
-
-
-LINE_BUSY_PERIOD_S = 0.1
-"""Interval of the line-busy samples: a tenth of the router's tick, short against a layer's
-burst on a fallen link (0.5 s of a 15 MB burst at a quarter of issue 12's 1 Gbit/s line)."""
 
 
 class RateMeter:
@@ -130,7 +126,8 @@ class WorkerRuntime:
         # KV connections with data in flight at the latest sample (of the peers that sent).
         self.kv_sending_connections = 0
         self._bytes_seen: dict[str, int] = {}
-        # The line's rate while KV waits for it, sampled every `LINE_BUSY_PERIOD_S`.
+        # What this sender put on the line per wall-clock bucket, sampled every
+        # `LINE_SAMPLE_S` (the router reads the line's rate from every worker's).
         self.line_busy = LineBusyMeter()
         self._telemetry_task: asyncio.Task[None] | None = None
         self._line_busy_task: asyncio.Task[None] | None = None
@@ -161,13 +158,13 @@ class WorkerRuntime:
         self._line_busy_task = loop.create_task(self._sample_line_busy())
 
     async def _sample_line_busy(self) -> None:
-        """Feed `line_busy` every `LINE_BUSY_PERIOD_S`, and only while a transfer is open: an
+        """Feed `line_busy` every `LINE_SAMPLE_S`, and only while a transfer is open: an
         idle sender has no backlog to time (and costs no TCP_INFO calls)."""
         while True:
-            await asyncio.sleep(LINE_BUSY_PERIOD_S)
+            await asyncio.sleep(LINE_SAMPLE_S)
             assert self.sender is not None
             peers = self.sender.snapshot() if self.sender.has_open_transfers() else []
-            self.line_busy.observe(time.monotonic(), peers)
+            self.line_busy.observe(time.time(), peers)  # wall clock: buckets every worker shares
 
     async def _sample_links(self, period_s: float = 1.0) -> None:
         """Export each KV peer's goodput, utilization, RTT and retransmits (TCP_INFO) every period:

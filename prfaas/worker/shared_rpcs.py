@@ -126,6 +126,7 @@ class CommonRpcs(PrefixRpcs):
         budget = int(rt.options.cache_budget_mb * (1 << 20))
         c = rt.counters
         live, open_transfers, leaks = rt.leak_report()
+        buckets, bucket_bytes, bucket_waited = rt.line_busy.report(time.time())
         return worker_pb2.WorkerLoad(
             num_live_requests=live,
             max_num_seqs=rt.options.max_num_seqs,
@@ -156,12 +157,13 @@ class CommonRpcs(PrefixRpcs):
             kv_egress_bytes_per_second=rt.egress_rate(),
             kv_delivery_bytes_per_second=rt.kv_delivery_bytes_per_s,
             kv_sending_connections=rt.kv_sending_connections,
-            kv_backlogged_bytes=rt.line_busy.bytes,
-            kv_backlogged_seconds=rt.line_busy.seconds,
             draining=self.draining or self.stopping,
             prefill_backlog_seconds=snap.prefill_backlog_s,
             prefill_length_counts=c.prefill_lengths.counts,
             prefill_length_tokens=c.prefill_lengths.tokens,
+            kv_line_buckets=buckets,
+            kv_line_bucket_bytes=bucket_bytes,
+            kv_line_bucket_waited_seconds=bucket_waited,
         )
 
     async def StreamCacheEvents(  # noqa: N802

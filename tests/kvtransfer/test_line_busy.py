@@ -1,4 +1,4 @@
-"""`LineBusyMeter`: the line's rate measured in the stretches where KV waited for it."""
+"""`LineBusyMeter`: what a sender put on the line per wall-clock bucket, and how long it waited."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from prfaas.kvtransfer.tcp_receiver import TcpReceiver
 from prfaas.kvtransfer.tcp_sender import TcpSender
-from prfaas.kvtransfer.telemetry import LineBusyMeter, PeerSnapshot, TcpInfo
+from prfaas.kvtransfer.telemetry import LINE_BUCKET_S, LineBusyMeter, PeerSnapshot, TcpInfo
 from prfaas.link.relay import LinkRelay
 from tests.kvtransfer.conftest import SECRET, make_layers
 
@@ -22,31 +22,37 @@ def peer(written: int, queued: int, notsent: int, held: int = 0) -> PeerSnapshot
     return PeerSnapshot("p", 1, 0.0, written, 0, queued, 1, 0, 0, (), (info,), held_bytes=held)
 
 
-def test_only_stretches_with_a_backlog_at_both_ends_count() -> None:
+def test_bytes_and_waiting_go_to_the_wall_clock_buckets_they_fall_in() -> None:
     meter = LineBusyMeter()
-    meter.observe(0.0, [peer(0, 0, 0)])
-    meter.observe(0.1, [peer(5 * MIB, 3 * MIB, 0)])  # a hand-over: no backlog at the start
-    assert (meter.bytes, meter.seconds) == (0, 0.0)
-    # On the wire: written less unsent. 5 MiB written, 2 unsent -> 3 MiB; then 8 written, 2
-    # unsent -> 6 MiB: 3 MiB in 0.1 s with a backlog throughout.
-    meter.observe(0.2, [peer(5 * MIB, 3 * MIB, 2 * MIB)])
-    meter.observe(0.3, [peer(8 * MIB, 1 * MIB, 2 * MIB)])
-    assert meter.bytes == 3 * MIB
-    assert meter.seconds == pytest.approx(0.1)
-    # The backlog drained inside the stretch: it carried less than the line could; not counted.
-    meter.observe(0.4, [peer(9 * MIB, 0, 0)])
-    assert meter.bytes == 3 * MIB
+    t0 = 1000.0  # a bucket boundary (0.2 s buckets): bucket 5000
+    meter.observe(t0, [peer(0, 0, 0)])
+    meter.observe(t0 + 0.1, [peer(5 * MIB, 3 * MIB, 0)])  # a hand-over: no backlog at the start
+    assert meter.buckets == {5000: (5 * MIB, 0.0)}
+    # On the wire: written less unsent. 5 MiB on the wire before, 8 - 2 = 6 MiB after: 1 MiB in
+    # 0.2 s with a backlog at both ends, half of it in bucket 5000 and half in 5001.
+    meter.observe(t0 + 0.3, [peer(8 * MIB, 3 * MIB, 2 * MIB)])
+    assert meter.buckets[5000] == pytest.approx((5.5 * MIB, 0.1))
+    assert meter.buckets[5001] == pytest.approx((0.5 * MIB, 0.1))
+    # The backlog drained inside the interval: its bytes count, its time does not.
+    meter.observe(t0 + 0.4, [peer(9 * MIB, 0, 0)])
+    assert meter.buckets[5001] == pytest.approx((0.5 * MIB + 3 * MIB, 0.1))
     # Bytes the receiver has not admitted are no backlog of the line.
-    meter.observe(0.5, [peer(9 * MIB, 4 * MIB, 0, held=4 * MIB)])
-    meter.observe(0.6, [peer(9 * MIB, 4 * MIB, 0, held=4 * MIB)])
-    assert meter.seconds == pytest.approx(0.1)
+    meter.observe(t0 + 0.5, [peer(9 * MIB, 4 * MIB, 0, held=4 * MIB)])
+    meter.observe(t0 + 0.6, [peer(9 * MIB, 4 * MIB, 0, held=4 * MIB)])
+    assert meter.buckets[5002][1] == 0.0
+    keys, sent, waited = meter.report(t0 + 0.7)
+    assert keys == [5000, 5001, 5002] and waited[0] == pytest.approx(0.1)
+    assert meter.report(t0 + 60.0) == ([], [], [])  # an idle sender's old buckets are dropped
 
 
-def test_a_peer_link_that_drops_counts_nothing() -> None:
+def test_a_peer_link_that_drops_or_an_idle_sender_counts_nothing() -> None:
     meter = LineBusyMeter()
-    meter.observe(0.0, [peer(10 * MIB, 5 * MIB, 0)])
-    meter.observe(0.1, [peer(1 * MIB, 5 * MIB, 0)])  # a new link: its count restarts
-    assert meter.bytes == 0
+    meter.observe(10.0, [peer(10 * MIB, 5 * MIB, 0)])
+    meter.observe(10.1, [peer(1 * MIB, 5 * MIB, 0)])  # a new link: its count restarts
+    assert meter.buckets == {}
+    meter.observe(10.2, [])  # nothing open
+    meter.observe(10.3, [peer(50 * MIB, 5 * MIB, 0)])  # the next transfer: no jump counted
+    assert meter.buckets == {}
 
 
 async def test_measures_a_shaped_link_from_the_bursts_of_a_transfer() -> None:
@@ -71,13 +77,15 @@ async def test_measures_a_shaped_link_from_the_bursts_of_a_transfer() -> None:
         tx.finish()
         done = asyncio.ensure_future(rx.wait_done())
         while not done.done():
-            meter.observe(time.monotonic(), tx_side.snapshot())
+            meter.observe(time.time(), tx_side.snapshot())
             await asyncio.sleep(0.05)
         await done
         await tx.wait_done()
         assert dst == src
-        assert meter.seconds > 0.8  # most of the ~2 s transfer had a backlog
-        assert meter.bytes / meter.seconds == pytest.approx(rate, rel=0.25)
+        # The buckets the sender waited in through (all of them but the first and last).
+        full = [b for b, s in meter.buckets.values() if s >= 0.99 * LINE_BUCKET_S]
+        assert len(full) >= 4  # most of the ~2 s transfer had a backlog
+        assert sum(full) / (len(full) * LINE_BUCKET_S) == pytest.approx(rate, rel=0.25)
     finally:
         await tx_side.close()
         await relay.close()

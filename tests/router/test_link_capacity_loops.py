@@ -8,6 +8,7 @@ import pytest
 from fake_workers import start_cluster
 
 from prfaas.router.control_loops import ControlLoops
+from prfaas.router.registry import RegistryConfig
 
 LINK = 125e6  # 1 Gbit/s
 MB = 1e6
@@ -40,38 +41,54 @@ async def test_loops_pass_the_sending_connections_to_the_estimator() -> None:
     assert capacities[-1] < 0.5 * LINK and loops.capacity.saturated
 
 
-async def test_loops_measure_the_line_from_the_workers_timed_backlogs() -> None:
-    # Two PrfaaS workers report their `kv_backlogged_*` counters; each tick the estimator gets
-    # the bytes both put on the wire while they waited, over the longer of the two stretches.
-    c = await start_cluster(threshold=64, num_prfaas=2)
+async def test_loops_read_the_line_from_every_workers_bytes_in_the_buckets_one_waited() -> None:
+    """The line is shared: in the buckets where prfaas-0 waited for it, prfaas-1's bytes went
+    over it too. Read alone, prfaas-0's 15 MB/s would be a line at half its rate. (Reports
+    only when the test asks: a background poll would refresh a worker the test holds back.)"""
+    c = await start_cluster(
+        threshold=64, num_prfaas=2, registry_config=RegistryConfig(poll_interval_s=3600)
+    )
     try:
         loops = ControlLoops(c.registry, c.dispatcher.short, LINK, "prfaas", "pd")
-        reports = [
-            ({"kv_backlogged_bytes": 0, "kv_backlogged_seconds": 0.0},) * 2,
-            # Both queued for 0.4 s at once on a fallen line: 6 + 6 MB over 0.4 s = 30 MB/s.
-            ({"kv_backlogged_bytes": 6_000_000, "kv_backlogged_seconds": 0.4},) * 2,
-            # A hand-over: a backlog at the report, timed at 0.1 s: not a measure of the line.
-            (
-                {
-                    "kv_backlogged_bytes": 7_000_000,
-                    "kv_backlogged_seconds": 0.5,
-                    "kv_queued_bytes": 20_000_000,
-                },
-            )
-            * 2,  # fmt: skip
-        ]
-        seen = []
-        for tick in reports:
-            for worker_id, load in zip(("prfaas-0", "prfaas-1"), tick, strict=True):
-                c.worker(worker_id).script.load = {"kv_egress_bytes_per_second": 20 * MB, **load}
+        clock = [1000.0]  # the start of bucket 5000 (0.2 s buckets)
+        loops.wall_clock = lambda: clock[0]
+
+        async def report(buckets: dict[str, dict[int, tuple[float, float]]]) -> None:
+            for worker_id, kept in buckets.items():
+                keys = sorted(kept)
+                c.worker(worker_id).script.load = {
+                    "kv_egress_bytes_per_second": 20 * MB, "kv_line_buckets": keys,
+                    "kv_line_bucket_bytes": [kept[k][0] for k in keys],
+                    "kv_line_bucket_waited_seconds": [kept[k][1] for k in keys],
+                }  # fmt: skip
                 handle = c.registry.get(worker_id)
                 assert handle is not None
                 await c.registry.heartbeat_once(handle)
-            tel = loops.telemetry()
-            seen.append((loops.last_sample.busy_s, tel.capacity_bytes_per_s, tel.link_saturated))
-        assert seen[0] == (0.0, LINK, False)  # first sight: no rise to read yet
-        assert seen[1][0] == 0.4 and seen[1][1] == 30 * MB and seen[1][2]
-        assert seen[2][0] == pytest.approx(0.1) and seen[2][1] > 30 * MB and not seen[2][2]
+
+        await report({"prfaas-0": {4990: (1e6, 0.0)}, "prfaas-1": {4990: (1e6, 0.0)}})
+        loops.telemetry()  # the first reading only marks where the buckets start
+        assert loops.last_sample.busy_s == 0.0
+        clock[0] = 1001.0  # buckets up to 5003 are complete in reports taken now
+        await report({
+            "prfaas-0": {5000: (3e6, 0.2), 5001: (3e6, 0.2), 5002: (1e6, 0.05)},
+            "prfaas-1": {5000: (3e6, 0.0), 5001: (3e6, 0.0), 5002: (1e6, 0.0)},
+        })  # fmt: skip
+        tel = loops.telemetry()
+        assert loops.last_sample.busy_s == pytest.approx(0.4)
+        assert loops.last_sample.busy_bytes_per_s == pytest.approx(30 * MB)
+        assert tel.capacity_bytes_per_s == pytest.approx(30 * MB) and tel.link_saturated
+        # No fresh report and no bucket completed since: the last reading stands.
+        loops.telemetry()
+        assert loops.last_sample.busy_bytes_per_s == pytest.approx(30 * MB)
+        # A bucket is read only once every worker has reported after its end.
+        clock[0] = 1002.0
+        await report({"prfaas-0": {5006: (9e6, 0.2)}})
+        loops.telemetry()
+        assert loops.last_sample.busy_bytes_per_s == pytest.approx(30 * MB)
+        await report({"prfaas-1": {5006: (1e6, 0.0)}})
+        loops.telemetry()
+        assert loops.last_sample.busy_s == pytest.approx(0.2)
+        assert loops.last_sample.busy_bytes_per_s == pytest.approx(50 * MB)
     finally:
         await c.close()
 

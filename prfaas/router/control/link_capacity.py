@@ -38,14 +38,14 @@ sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
              the link (8.6x the 1 Gbit/s tbf link in the fluctuation run; 4x the configured rate,
              the old cap, in every unsaturated tick of issue 12's link-cut runs, behind the
              experiment's relays). Evidence is capped at `max_over_configured` x configured.
-Timed backlogs (`CapacitySample.busy_s`, from workers that report `kv_backlogged_*`) replace the
-backlog at the report: a tick in which a sender had a backlog for at least `min_busy_s` is
-saturated, and its sample is what the line carried in those stretches. A backlog standing at the
-report but not for `min_busy_s` of the tick is a transfer just handed over (issue 12's 2x-link
-run: a 10 MB hand-over in a tick's last 0.3 s, over the tick's mean egress, read the 62 MB/s link
-at 14 MB/s and the feed-forward raised t to 72K); a burst that queues for half a second and
-drains before the report measures the line all the same (a 4x drop under a load the fallen link
-still carried was measured only when a burst straddled a report, 9-18 s after the drop).
+Timed backlogs (`CapacitySample.busy_s`, from workers that report `kv_line_buckets`) replace
+the backlog at the report: a tick with at least `min_busy_s` of buckets in which a sender waited
+for the line is saturated, and its sample is what every sender put on the line in them. A
+backlog standing at the report but not through a bucket is a transfer just handed over (issue
+12's 2x-link run: a 10 MB hand-over in a tick's last 0.3 s, over the tick's mean egress, read the
+62 MB/s link at 14 MB/s and the feed-forward raised t to 72K); a burst that queues for half a
+second and drains before the report measures the line all the same (a 4x drop under a load the
+fallen link still carried was measured only when a burst straddled a report, 9-18 s after it).
 A backlog is the line's only when the senders are held below their own ceiling. When each
 connection is bound by its own window (window / RTT) or send buffer, a prefill that makes KV faster
 than one transfer's connections carry leaves a backlog at the sender while the line sits idle
@@ -94,8 +94,8 @@ class LinkCapacityConfig:
     sender_ceiling_ticks: int = 30
     """Ticks over which the highest rate per sender (egress / `sending`) is kept."""
     min_busy_s: float = 0.2
-    """A tick measures the line when a sender had a backlog for at least this long in it
-    (`CapacitySample.busy_s`): a few ~100 ms samples, not one that a late wake-up stretched."""
+    """A tick measures the line when it has at least this many seconds of buckets in which a
+    sender waited for the line (`CapacitySample.busy_s`; one 0.2 s bucket)."""
     line_share_fraction: float = 0.8
     """A backlogged tick whose senders each carry at least this fraction of that highest rate is
     bound by the senders, not the line (a line shares each sender down as more of them send)."""
@@ -112,12 +112,13 @@ class CapacitySample:
     """Senders (connections or peers alike, one kind throughout) with bytes waiting, on average
     over the tick; 0: unknown, and a backlog is read as the line's."""
     busy_bytes_per_s: float = 0.0
-    """What the line carried while KV waited for it: the senders' bytes put on the wire in the
-    stretches of the tick in which each had a backlog, over the longest stretch
-    (`kvtransfer.telemetry.LineBusyMeter`, `ControlLoops._line_busy`)."""
+    """What the line carried while KV waited for it: every sender's bytes on the wire in the
+    wall-clock buckets (completed since the last tick) in which one of them waited for the line
+    most of the bucket, over those buckets' time (`kvtransfer.telemetry.LineBusyMeter`,
+    `ControlLoops._line_busy`)."""
     busy_s: float | None = None
-    """That longest stretch in seconds; None: the senders do not time it (older workers,
-    recorded logs, the simulator), and the backlog at the report is read instead."""
+    """Those buckets' time in seconds; None: the senders do not time it (older workers, an
+    idle line, recorded logs, the simulator), and the backlog at the report is read instead."""
 
 
 class LinkCapacityEstimator:

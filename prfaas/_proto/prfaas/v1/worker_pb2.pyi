@@ -134,7 +134,7 @@ class LoadRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerLoad(_message.Message):
-    __slots__ = ("worker_id", "cluster", "role", "num_waiting", "num_running", "num_waiting_for_kv", "busy_fraction", "cache_bytes_used", "cache_bytes_budget", "prefill_tokens_per_second", "decode_tokens_per_second", "kv_bytes_sent", "kv_egress_bytes_per_second", "draining", "num_live_requests", "num_open_transfers", "leak_report", "kv_segments_sent", "kv_segments_retransmitted", "kv_rtt_seconds", "max_num_seqs", "kv_queued_bytes", "kv_delivery_bytes_per_second", "max_context", "model_name", "kv_bytes_per_token", "kv_state_bytes", "kv_sending_connections", "prefill_backlog_seconds", "prefill_length_counts", "prefill_length_tokens", "kv_backlogged_bytes", "kv_backlogged_seconds")
+    __slots__ = ("worker_id", "cluster", "role", "num_waiting", "num_running", "num_waiting_for_kv", "busy_fraction", "cache_bytes_used", "cache_bytes_budget", "prefill_tokens_per_second", "decode_tokens_per_second", "kv_bytes_sent", "kv_egress_bytes_per_second", "draining", "num_live_requests", "num_open_transfers", "leak_report", "kv_segments_sent", "kv_segments_retransmitted", "kv_rtt_seconds", "max_num_seqs", "kv_queued_bytes", "kv_delivery_bytes_per_second", "max_context", "model_name", "kv_bytes_per_token", "kv_state_bytes", "kv_sending_connections", "prefill_backlog_seconds", "prefill_length_counts", "prefill_length_tokens", "kv_line_buckets", "kv_line_bucket_bytes", "kv_line_bucket_waited_seconds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -166,8 +166,9 @@ class WorkerLoad(_message.Message):
     PREFILL_BACKLOG_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PREFILL_LENGTH_COUNTS_FIELD_NUMBER: _ClassVar[int]
     PREFILL_LENGTH_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    KV_BACKLOGGED_BYTES_FIELD_NUMBER: _ClassVar[int]
-    KV_BACKLOGGED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KV_LINE_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    KV_LINE_BUCKET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KV_LINE_BUCKET_WAITED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     cluster: str
     role: str
@@ -199,9 +200,10 @@ class WorkerLoad(_message.Message):
     prefill_backlog_seconds: float
     prefill_length_counts: _containers.RepeatedScalarFieldContainer[int]
     prefill_length_tokens: _containers.RepeatedScalarFieldContainer[int]
-    kv_backlogged_bytes: int
-    kv_backlogged_seconds: float
-    def __init__(self, worker_id: _Optional[str] = ..., cluster: _Optional[str] = ..., role: _Optional[str] = ..., num_waiting: _Optional[int] = ..., num_running: _Optional[int] = ..., num_waiting_for_kv: _Optional[int] = ..., busy_fraction: _Optional[float] = ..., cache_bytes_used: _Optional[int] = ..., cache_bytes_budget: _Optional[int] = ..., prefill_tokens_per_second: _Optional[float] = ..., decode_tokens_per_second: _Optional[float] = ..., kv_bytes_sent: _Optional[int] = ..., kv_egress_bytes_per_second: _Optional[float] = ..., draining: _Optional[bool] = ..., num_live_requests: _Optional[int] = ..., num_open_transfers: _Optional[int] = ..., leak_report: _Optional[str] = ..., kv_segments_sent: _Optional[int] = ..., kv_segments_retransmitted: _Optional[int] = ..., kv_rtt_seconds: _Optional[float] = ..., max_num_seqs: _Optional[int] = ..., kv_queued_bytes: _Optional[int] = ..., kv_delivery_bytes_per_second: _Optional[float] = ..., max_context: _Optional[int] = ..., model_name: _Optional[str] = ..., kv_bytes_per_token: _Optional[float] = ..., kv_state_bytes: _Optional[int] = ..., kv_sending_connections: _Optional[float] = ..., prefill_backlog_seconds: _Optional[float] = ..., prefill_length_counts: _Optional[_Iterable[int]] = ..., prefill_length_tokens: _Optional[_Iterable[int]] = ..., kv_backlogged_bytes: _Optional[int] = ..., kv_backlogged_seconds: _Optional[float] = ...) -> None: ...
+    kv_line_buckets: _containers.RepeatedScalarFieldContainer[int]
+    kv_line_bucket_bytes: _containers.RepeatedScalarFieldContainer[float]
+    kv_line_bucket_waited_seconds: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, worker_id: _Optional[str] = ..., cluster: _Optional[str] = ..., role: _Optional[str] = ..., num_waiting: _Optional[int] = ..., num_running: _Optional[int] = ..., num_waiting_for_kv: _Optional[int] = ..., busy_fraction: _Optional[float] = ..., cache_bytes_used: _Optional[int] = ..., cache_bytes_budget: _Optional[int] = ..., prefill_tokens_per_second: _Optional[float] = ..., decode_tokens_per_second: _Optional[float] = ..., kv_bytes_sent: _Optional[int] = ..., kv_egress_bytes_per_second: _Optional[float] = ..., draining: _Optional[bool] = ..., num_live_requests: _Optional[int] = ..., num_open_transfers: _Optional[int] = ..., leak_report: _Optional[str] = ..., kv_segments_sent: _Optional[int] = ..., kv_segments_retransmitted: _Optional[int] = ..., kv_rtt_seconds: _Optional[float] = ..., max_num_seqs: _Optional[int] = ..., kv_queued_bytes: _Optional[int] = ..., kv_delivery_bytes_per_second: _Optional[float] = ..., max_context: _Optional[int] = ..., model_name: _Optional[str] = ..., kv_bytes_per_token: _Optional[float] = ..., kv_state_bytes: _Optional[int] = ..., kv_sending_connections: _Optional[float] = ..., prefill_backlog_seconds: _Optional[float] = ..., prefill_length_counts: _Optional[_Iterable[int]] = ..., prefill_length_tokens: _Optional[_Iterable[int]] = ..., kv_line_buckets: _Optional[_Iterable[int]] = ..., kv_line_bucket_bytes: _Optional[_Iterable[float]] = ..., kv_line_bucket_waited_seconds: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SetRoleRequest(_message.Message):
     __slots__ = ("role",)
