@@ -17,6 +17,11 @@ _TCP_INFO = struct.Struct("=8B24I")
 # segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out; u64 delivery_rate.
 _TCP_INFO_RATE = struct.Struct("=4Q6IQ")
 _RATE_OFFSET = _TCP_INFO.size
+# Then (kernels >= 4.10): u64 busy_time, rwnd_limited, sndbuf_limited (microseconds the
+# connection had data to send, and of those, limited by the receiver's window or by its own
+# send buffer, i.e. by the application that fills it).
+_TCP_INFO_CHRONO = struct.Struct("=3Q")
+_CHRONO_OFFSET = _RATE_OFFSET + _TCP_INFO_RATE.size
 _BYTES_ACKED, _NOTSENT_BYTES, _DELIVERY_RATE = 2, 6, 10
 _APP_LIMITED_BIT = 0x01  # low bit of the 8th u8: tcpi_delivery_rate_app_limited
 _RTO, _SND_MSS, _UNACKED, _LOST, _RETRANS = 0, 2, 4, 6, 7
@@ -44,6 +49,12 @@ class TcpInfo:
     bytes_acked: int = 0
     notsent_bytes: int = 0
     """Bytes written to the socket that the kernel has not sent yet (its share of a backlog)."""
+    busy_time_us: int = 0
+    """Microseconds the connection had data to send (cumulative; 0 on kernels without it)."""
+    rwnd_limited_us: int = 0
+    """Of those, limited by the receiver's window (a slow reader, not the line)."""
+    sndbuf_limited_us: int = 0
+    """Of those, limited by the send buffer (the sending process, not the line)."""
 
 
 def parse_tcp_info(raw: bytes) -> TcpInfo:
@@ -56,6 +67,11 @@ def parse_tcp_info(raw: bytes) -> TcpInfo:
         _TCP_INFO_RATE.unpack_from(raw, _RATE_OFFSET)
         if len(raw) >= _RATE_OFFSET + _TCP_INFO_RATE.size
         else None
+    )
+    chrono = (
+        _TCP_INFO_CHRONO.unpack_from(raw, _CHRONO_OFFSET)
+        if len(raw) >= _CHRONO_OFFSET + _TCP_INFO_CHRONO.size
+        else (0, 0, 0)
     )
     return TcpInfo(
         state=u8[0],
@@ -72,13 +88,16 @@ def parse_tcp_info(raw: bytes) -> TcpInfo:
         delivery_rate_app_limited=bool(u8[7] & _APP_LIMITED_BIT),
         bytes_acked=rate[_BYTES_ACKED] if rate else 0,
         notsent_bytes=rate[_NOTSENT_BYTES] if rate else 0,
+        busy_time_us=chrono[0],
+        rwnd_limited_us=chrono[1],
+        sndbuf_limited_us=chrono[2],
     )
 
 
 def sample_tcp_info(sock: socket.socket) -> TcpInfo | None:
     """TCP_INFO of a connected socket, or None where unsupported or closed."""
     try:
-        size = _RATE_OFFSET + _TCP_INFO_RATE.size
+        size = _CHRONO_OFFSET + _TCP_INFO_CHRONO.size
         return parse_tcp_info(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size))
     except (OSError, ValueError, AttributeError):
         return None
@@ -237,8 +256,9 @@ class LineBusyMeter:
     keep: int = 25
     buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
     """Bucket index -> (bytes on the wire, seconds with a backlog at both ends)."""
-    _last: tuple[float, int, int] | None = None
-    """(unix time, bytes on the wire, backlog) at the previous observation."""
+    _last: tuple[float, int, int, int, int] | None = None
+    """(unix time, bytes on the wire, backlog, TCP busy and not-the-line microseconds) at the
+    previous observation."""
 
     def observe(self, now: float, peers: list[PeerSnapshot]) -> None:
         """Spread the bytes since the last observation over the buckets the interval spans (in
@@ -251,21 +271,38 @@ class LineBusyMeter:
             for peer in peers
         )
         backlog = line_backlog_bytes(peers)
-        last, self._last = self._last, (now, on_wire, backlog)
+        infos = [t for peer in peers for t in peer.tcp if t is not None]
+        busy = sum(t.busy_time_us for t in infos)
+        not_line = sum(t.sndbuf_limited_us for t in infos)
+        last, self._last = self._last, (now, on_wire, backlog, busy, not_line)
         if last is None or now <= last[0] or on_wire < last[1]:
             return  # first sample, a clock step, or a peer link dropped with its count
-        then, wire_then, backlog_then = last
-        waited = min(backlog_then, backlog) >= self.min_backlog_bytes
+        then, wire_then, backlog_then, busy_then, not_line_then = last
+        waited = min(backlog_then, backlog) >= self.min_backlog_bytes and self._line_bound(
+            busy - busy_then, not_line - not_line_then
+        )
         rate = (on_wire - wire_then) / (now - then)
         k = int(then // LINE_BUCKET_S)
         while k * LINE_BUCKET_S < now:
             overlap = min(now, (k + 1) * LINE_BUCKET_S) - max(then, k * LINE_BUCKET_S)
             if overlap > 1e-9:  # float division can land `then` a hair inside the bucket before
-                sent, busy = self.buckets.get(k, (0.0, 0.0))
-                self.buckets[k] = (sent + rate * overlap, busy + (overlap if waited else 0.0))
+                sent, waited_s = self.buckets.get(k, (0.0, 0.0))
+                self.buckets[k] = (sent + rate * overlap, waited_s + (overlap if waited else 0.0))
             k += 1
         for old in [b for b in self.buckets if b < k - self.keep]:
             del self.buckets[old]
+
+    @staticmethod
+    def _line_bound(busy_us: int, not_line_us: int) -> bool:
+        """Whether the kernel says the connections were not held by this process for more
+        than half the time they had data (`TcpInfo.sndbuf_limited_us`: a send buffer the
+        process did not fill is no wait for the line). Time limited by the receiver's window
+        still counts: a userspace link emulator (`prfaas link`) is to the kernel a receiver
+        that reads at the line's rate, so a slow decode worker cannot be told from the line
+        here. Without the counters (older kernels, or a peer set that changed) it is assumed."""
+        if busy_us <= 0 or not_line_us < 0:
+            return True
+        return not_line_us <= 0.5 * busy_us
 
     def report(self, now: float) -> tuple[list[int], list[float], list[float]]:
         """(bucket indices, bytes, backlogged seconds) of the last `keep` buckets before `now`

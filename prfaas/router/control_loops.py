@@ -24,6 +24,7 @@ the router's event loop owned by `ControlLoops` (`start()`/`stop()`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -71,6 +72,14 @@ controller's raw inputs and outputs, so a run's router.log can be replayed again
 
 LINE_BUSY_FRACTION = 0.5
 """A line-busy bucket counts when some PrfaaS worker waited for the line this much of it."""
+LINE_POOL_BUCKETS = 5
+"""The line is read over this many of the latest busy buckets (1 s of waiting), pooled across
+ticks: over a fifth of a second a shaped line carries anything from nothing (senders backing off
+after a loss at the shaper's queue) to twice its rate (the shaper's token burst): issue 12's
+2x-link run, four senders waiting at once, 12 MB/s in one 0.1 s and 158 MB/s two later, on a
+62.5 MB/s line (the kernel said neither receiver windows nor send buffers held them)."""
+LINE_POOL_WINDOW_BUCKETS = 50
+"""Busy buckets older than this (10 s) leave the pool: a reading is of the line as it is now."""
 
 
 class ControlLoops:
@@ -117,6 +126,8 @@ class ControlLoops:
         self._line_buckets: dict[str, dict[int, tuple[float, float]]] = {}
         self._line_done: int | None = None
         self._line_last: tuple[float, float | None] = (0.0, 0.0)
+        # The latest buckets some worker waited in: (index, every worker's bytes in it).
+        self._line_pool: collections.deque[tuple[int, float]] = collections.deque()
         # The lengths the dispatcher routed lately (the law's feed-forward and raise cap).
         self.recent_arrivals = recent_arrivals or RecentArrivals()
         # The deployment's arrivals, from the workers' reports (every replica's, not only ours).
@@ -167,11 +178,12 @@ class ControlLoops:
         wall-clock buckets completed since the last tick (`kvtransfer.telemetry.LineBusyMeter`):
         a bucket in which some PrfaaS worker waited at least `LINE_BUSY_FRACTION` of it counts,
         with every worker's bytes in it (the line is shared: the waiting sender's own bytes read
-        a healthy line at a fraction of its rate). A bucket is complete once every worker has
-        reported after its end. No bucket completed since the last tick: the last tick's reading
-        (reports come every ~0.5 s, slower from a loaded worker). (0.0, None) while no worker
-        reports buckets (older workers, or an idle line): the estimator then reads the backlog at
-        the report."""
+        a healthy line at a fraction of its rate). The rate is read over the latest
+        `LINE_POOL_BUCKETS` such buckets, and only on a tick that brought one. A bucket is
+        complete once every worker has reported after its end. No bucket completed since the
+        last tick: the last tick's reading (reports come every ~0.5 s, slower from a loaded
+        worker). (0.0, None) while no worker reports buckets (older workers, or an idle line):
+        the estimator then reads the backlog at the report."""
         now = self.wall_clock()
         for h, load in reporting:
             if load is self._line_loads.get(h.worker_id):
@@ -194,17 +206,23 @@ class ControlLoops:
         self._line_done = complete if self._line_done is None else max(complete, self._line_done)
         if complete < first:
             return self._line_last
-        waited, carried = 0, 0.0
+        waited = 0
         for k in range(first, complete + 1):
             per_worker = [self._line_buckets.get(w, {}).get(k, (0.0, 0.0)) for w in workers]
             if max(s for _, s in per_worker) >= LINE_BUSY_FRACTION * LINE_BUCKET_S:
                 waited += 1
-                carried += sum(b for b, _ in per_worker)
+                self._line_pool.append((k, sum(b for b, _ in per_worker)))
         for kept in self._line_buckets.values():
             for k in [k for k in kept if k <= complete]:
                 del kept[k]
-        busy_s = waited * LINE_BUCKET_S
-        self._line_last = (carried / busy_s if busy_s else 0.0), busy_s
+        while self._line_pool and self._line_pool[0][0] <= complete - LINE_POOL_WINDOW_BUCKETS:
+            self._line_pool.popleft()
+        if not waited or len(self._line_pool) < LINE_POOL_BUCKETS:
+            self._line_last = 0.0, 0.0  # no new wait, or too little of it to read the line by
+        else:
+            recent = list(self._line_pool)[-LINE_POOL_BUCKETS:]
+            carried = sum(b for _, b in recent) / (len(recent) * LINE_BUCKET_S)
+            self._line_last = carried, waited * LINE_BUCKET_S
         return self._line_last
 
     def _committed_kv(self) -> tuple[float, float]:

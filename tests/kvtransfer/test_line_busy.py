@@ -45,6 +45,23 @@ def test_bytes_and_waiting_go_to_the_wall_clock_buckets_they_fall_in() -> None:
     assert meter.report(t0 + 60.0) == ([], [], [])  # an idle sender's old buckets are dropped
 
 
+def test_a_backlog_the_sending_process_did_not_push_is_no_wait_for_the_line() -> None:
+    # The kernel's chrono counters: 100 ms with data, 80 of them limited by the send buffer
+    # (the process did not fill it): not a wait for the line. Receiver-window time still is
+    # (a userspace link emulator is a receiver to the kernel).
+    def busy(written: int, busy_us: int, sndbuf_us: int, rwnd_us: int = 0) -> PeerSnapshot:
+        info = TcpInfo(1, 0, 1000, 100, 10, 10, 1448, 0, 0, 0, notsent_bytes=2 * MIB,
+                       busy_time_us=busy_us, rwnd_limited_us=rwnd_us, sndbuf_limited_us=sndbuf_us)  # fmt: skip
+        return PeerSnapshot("p", 1, 0.0, written, 0, 3 * MIB, 1, 0, 0, (), (info,))
+
+    meter = LineBusyMeter()
+    meter.observe(20.0, [busy(10 * MIB, 0, 0)])
+    meter.observe(20.1, [busy(11 * MIB, 100_000, 80_000)])
+    assert sum(w for _, w in meter.buckets.values()) == 0.0
+    meter.observe(20.2, [busy(12 * MIB, 200_000, 80_000, rwnd_us=90_000)])
+    assert sum(w for _, w in meter.buckets.values()) == pytest.approx(0.1)
+
+
 def test_a_peer_link_that_drops_or_an_idle_sender_counts_nothing() -> None:
     meter = LineBusyMeter()
     meter.observe(10.0, [peer(10 * MIB, 5 * MIB, 0)])

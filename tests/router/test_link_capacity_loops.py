@@ -68,13 +68,18 @@ async def test_loops_read_the_line_from_every_workers_bytes_in_the_buckets_one_w
         await report({"prfaas-0": {4990: (1e6, 0.0)}, "prfaas-1": {4990: (1e6, 0.0)}})
         loops.telemetry()  # the first reading only marks where the buckets start
         assert loops.last_sample.busy_s == 0.0
+        # Four busy buckets: too little waiting to read the line by (LINE_POOL_BUCKETS = 5).
         clock[0] = 1001.0  # buckets up to 5003 are complete in reports taken now
-        await report({
-            "prfaas-0": {5000: (3e6, 0.2), 5001: (3e6, 0.2), 5002: (1e6, 0.05)},
-            "prfaas-1": {5000: (3e6, 0.0), 5001: (3e6, 0.0), 5002: (1e6, 0.0)},
-        })  # fmt: skip
+        busy = dict.fromkeys(range(5000, 5004), (3000000.0, 0.2))
+        await report({"prfaas-0": busy, "prfaas-1": dict.fromkeys(busy, (3000000.0, 0.0))})
         tel = loops.telemetry()
-        assert loops.last_sample.busy_s == pytest.approx(0.4)
+        assert loops.last_sample.busy_s == 0.0 and not tel.link_saturated
+        # The fifth: the line is read over the five, with both workers' bytes.
+        clock[0] = 1001.2
+        await report({"prfaas-0": {5004: (3e6, 0.2), 5005: (1e6, 0.05)},
+                      "prfaas-1": {5004: (3e6, 0.0), 5005: (1e6, 0.0)}})  # fmt: skip
+        tel = loops.telemetry()
+        assert loops.last_sample.busy_s == pytest.approx(0.2)
         assert loops.last_sample.busy_bytes_per_s == pytest.approx(30 * MB)
         assert tel.capacity_bytes_per_s == pytest.approx(30 * MB) and tel.link_saturated
         # No fresh report and no bucket completed since: the last reading stands.
@@ -87,8 +92,13 @@ async def test_loops_read_the_line_from_every_workers_bytes_in_the_buckets_one_w
         assert loops.last_sample.busy_bytes_per_s == pytest.approx(30 * MB)
         await report({"prfaas-1": {5006: (1e6, 0.0)}})
         loops.telemetry()
-        assert loops.last_sample.busy_s == pytest.approx(0.2)
-        assert loops.last_sample.busy_bytes_per_s == pytest.approx(50 * MB)
+        assert loops.last_sample.busy_s == pytest.approx(0.2)  # the latest five: 6+6+6+6+10 MB
+        assert loops.last_sample.busy_bytes_per_s == pytest.approx(34 * MB)
+        # New buckets without a wait: nothing measured this tick.
+        clock[0] = 1003.0
+        await report({"prfaas-0": {5010: (1e6, 0.0)}, "prfaas-1": {5010: (1e6, 0.0)}})
+        loops.telemetry()
+        assert loops.last_sample.busy_s == 0.0
     finally:
         await c.close()
 

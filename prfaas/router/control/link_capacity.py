@@ -113,12 +113,13 @@ class CapacitySample:
     over the tick; 0: unknown, and a backlog is read as the line's."""
     busy_bytes_per_s: float = 0.0
     """What the line carried while KV waited for it: every sender's bytes on the wire in the
-    wall-clock buckets (completed since the last tick) in which one of them waited for the line
-    most of the bucket, over those buckets' time (`kvtransfer.telemetry.LineBusyMeter`,
+    latest second of wall-clock buckets in which one of them waited for the line most of the
+    bucket, over those buckets' time (`kvtransfer.telemetry.LineBusyMeter`,
     `ControlLoops._line_busy`)."""
     busy_s: float | None = None
-    """Those buckets' time in seconds; None: the senders do not time it (older workers, an
-    idle line, recorded logs, the simulator), and the backlog at the report is read instead."""
+    """Seconds of such buckets that completed since the last tick (0: none, so this tick
+    measured nothing); None: the senders do not time it (older workers, an idle line, recorded
+    logs, the simulator), and the backlog at the report is read instead."""
 
 
 class LinkCapacityEstimator:
