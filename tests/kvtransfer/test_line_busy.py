@@ -92,17 +92,23 @@ async def test_measures_a_shaped_link_from_the_bursts_of_a_transfer() -> None:
         for i, buf in enumerate(src):
             tx.add(i, [memoryview(buf)])
         tx.finish()
+        t0 = time.monotonic()
         done = asyncio.ensure_future(rx.wait_done())
         while not done.done():
             meter.observe(time.time(), tx_side.snapshot())
             await asyncio.sleep(0.05)
         await done
+        elapsed = time.monotonic() - t0
         await tx.wait_done()
         assert dst == src
         # The buckets the sender waited in through (all of them but the first and last).
         full = [b for b, s in meter.buckets.values() if s >= 0.99 * LINE_BUCKET_S]
         assert len(full) >= 4  # most of the ~2 s transfer had a backlog
-        assert sum(full) / (len(full) * LINE_BUCKET_S) == pytest.approx(rate, rel=0.25)
+        measured = sum(full) / (len(full) * LINE_BUCKET_S)
+        # The oracle is the transfer's own rate end to end (the relay shares this event loop, so
+        # a loaded machine can carry less than the shaped rate), and never above the shaping.
+        assert measured == pytest.approx(len(src) * 2 * MIB / elapsed, rel=0.25)
+        assert measured <= 1.25 * rate
     finally:
         await tx_side.close()
         await relay.close()
