@@ -40,7 +40,9 @@ sending, `kvtransfer.telemetry.link_delivery_rate`), and updates one estimate:
              experiment's relays). Evidence is capped at `max_over_configured` x configured.
 Timed backlogs (`CapacitySample.busy_s`, from workers that report `kv_line_buckets`) replace
 the backlog at the report: a tick with at least `min_busy_s` of buckets in which a sender waited
-for the line is saturated, and its sample is what every sender put on the line in them. A
+for the line is saturated, and its sample is what every sender put on the line in the latest
+second of such buckets (pooled across ticks: over one bucket a shaped line carries anything from
+nothing to twice its rate, `ControlLoops._line_busy`). A
 backlog standing at the report but not through a bucket is a transfer just handed over (issue
 12's 2x-link run: a 10 MB hand-over in a tick's last 0.3 s, over the tick's mean egress, read the
 62 MB/s link at 14 MB/s and the feed-forward raised t to 72K); a burst that queues for half a
