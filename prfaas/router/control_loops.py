@@ -75,7 +75,7 @@ LINE_BUSY_FRACTION = 0.5
 LINE_POOL_BUCKETS = 5
 """The line is read over this many of the latest busy buckets (1 s of waiting), pooled across
 ticks: over a fifth of a second a shaped line carries anything from nothing (senders backing off
-after a loss at the shaper's queue) to twice its rate (the shaper's token burst): issue 12's
+after a loss at the shaper's queue) to 2.5 times its rate (the shaper's token burst): issue 12's
 2x-link run, four senders waiting at once, 12 MB/s in one 0.1 s and 158 MB/s two later, on a
 62.5 MB/s line (the kernel said neither receiver windows nor send buffers held them)."""
 LINE_POOL_WINDOW_BUCKETS = 50
@@ -117,11 +117,11 @@ class ControlLoops:
         self.leadership = leadership or SoleLeader()
         # KV bytes in flight per PrfaaS worker at the previous tick (offered = the rises).
         self._committed_seen: dict[str, float] = {}
-        # Line-busy buckets (`_line_busy`): per PrfaaS worker its latest report, the router's
-        # wall-clock time it came, and its buckets not yet read; the last bucket read; the
-        # last reading.
+        # Line-busy buckets (`_line_busy`): per PrfaaS worker when its latest report was asked
+        # (`WorkerHandle.load_asked_s`), the router's wall-clock time it came, and its buckets
+        # not yet read; the last bucket read; the last reading.
         self.wall_clock: Callable[[], float] = time.time  # the workers' bucket clock
-        self._line_loads: dict[str, worker_pb2.WorkerLoad] = {}
+        self._line_asked: dict[str, float] = {}
         self._line_fresh_at: dict[str, float] = {}
         self._line_buckets: dict[str, dict[int, tuple[float, float]]] = {}
         self._line_done: int | None = None
@@ -186,9 +186,9 @@ class ControlLoops:
         the estimator then reads the backlog at the report."""
         now = self.wall_clock()
         for h, load in reporting:
-            if load is self._line_loads.get(h.worker_id):
+            if self._line_asked.get(h.worker_id) == h.load_asked_s:
                 continue  # no fresh report from this worker
-            self._line_loads[h.worker_id] = load
+            self._line_asked[h.worker_id] = h.load_asked_s
             self._line_fresh_at[h.worker_id] = now
             kept = self._line_buckets.setdefault(h.worker_id, {})
             # Lists of unequal length (a faulty worker) are read to the shortest, not raised.

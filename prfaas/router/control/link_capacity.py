@@ -42,12 +42,12 @@ Timed backlogs (`CapacitySample.busy_s`, from workers that report `kv_line_bucke
 the backlog at the report: a tick with at least `min_busy_s` of buckets in which a sender waited
 for the line is saturated, and its sample is what every sender put on the line in the latest
 second of such buckets (pooled across ticks: over one bucket a shaped line carries anything from
-nothing to twice its rate, `ControlLoops._line_busy`). A
-backlog standing at the report but not through a bucket is a transfer just handed over (issue
-12's 2x-link run: a 10 MB hand-over in a tick's last 0.3 s, over the tick's mean egress, read the
-62 MB/s link at 14 MB/s and the feed-forward raised t to 72K); a burst that queues for half a
-second and drains before the report measures the line all the same (a 4x drop under a load the
-fallen link still carried was measured only when a burst straddled a report, 9-18 s after it).
+nothing to 2.5 times its rate, `ControlLoops._line_busy`). A backlog standing at the report but
+not through a bucket is a transfer just handed over (issue 12's 2x-link run: a 10 MB hand-over in
+a tick's last 0.3 s, over the tick's mean egress, read the 62 MB/s link at 14 MB/s and the
+feed-forward raised t to 72K); a burst that queues for half a second and drains before the report
+measures the line all the same (a 4x drop under a load the fallen link still carried was measured
+only when a burst straddled a report, 9-18 s after it).
 A backlog is the line's only when the senders are held below their own ceiling. When each
 connection is bound by its own window (window / RTT) or send buffer, a prefill that makes KV faster
 than one transfer's connections carry leaves a backlog at the sender while the line sits idle
